@@ -1,0 +1,68 @@
+"""Reading and writing audio files: any libsndfile format in, atomic WAV/FLAC out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".oga", ".opus")
+
+
+class AudioError(Exception):
+    """A problem with an input or output file, with a one-line message for the user."""
+
+
+def check_writable(path: str | os.PathLike, force: bool) -> Path:
+    """Refuse to overwrite an existing file unless ``force``; return the path."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise AudioError(f"{path} exists; pass --force to overwrite it")
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, write_fn) -> None:
+    """Call ``write_fn(tmp_path)`` on a temporary file beside ``path``, then rename it.
+
+    A crash or Ctrl-C leaves either the old file or the new one, never a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
+                force: bool = False) -> Path:
+    """Write mono float audio atomically as 16-bit WAV or 24-bit FLAC.
+
+    Args:
+        path: ``.wav`` or ``.flac``.
+        audio: [n_samples] float samples; values beyond [-1, 1] are clipped for FLAC.
+        sample_rate: Hz.
+        force: overwrite an existing file.
+    """
+    path = check_writable(path, force)
+    ext = path.suffix.lower()
+    if ext not in (".wav", ".flac"):
+        raise AudioError(f"{path}: output must be .wav or .flac, got '{ext or 'no extension'}'")
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise AudioError(f"expected mono audio [n_samples], got shape {audio.shape}")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"refusing to write {path}: audio contains NaN or infinite samples")
+    fmt, subtype = ("WAV", "PCM_16") if ext == ".wav" else ("FLAC", "PCM_24")
+    clipped = np.clip(audio, -1.0, 1.0)
+    atomic_write_bytes(path, lambda tmp: sf.write(tmp, clipped, sample_rate, format=fmt,
+                                                  subtype=subtype))
+    return path
