@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from . import __version__
 from .audio_io import AudioError
+
+
+def _known_errors():
+    from .model import ModelFileError
+    from .train import TrainingError
+
+    return (AudioError, ValueError, ModelFileError, TrainingError, FileExistsError)
 
 
 def _cmd_demo(args) -> int:
@@ -19,6 +28,113 @@ def _cmd_demo(args) -> int:
                                                   hop=args.sample_rate // 100), args.seed)
     write_audio(args.output, audio, args.sample_rate, force=args.force)
     print(f"wrote {args.output} ({len(audio) / args.sample_rate:.2f} s at {args.sample_rate} Hz)")
+    return 0
+
+
+def _cmd_prepare(args) -> int:
+    from .data import PrepareConfig, prepare
+    from .features import FeatureConfig
+
+    hop = args.hop or int(round(args.sample_rate / args.frame_rate))
+    n_fft = 1024 * 2 ** round(__import__("math").log2(args.sample_rate / 16000))
+    cfg = PrepareConfig(
+        features=FeatureConfig(sample_rate=args.sample_rate, hop=hop, crepe_model=args.pitch_model,
+                               loudness_n_fft=n_fft),
+        example_seconds=args.example_seconds, example_hop_seconds=args.example_hop_seconds,
+        val_seconds=args.val_seconds)
+    manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet)
+    n_train, n_val = len(manifest["examples"]["train"]), len(manifest["examples"]["val"])
+    print(f"prepared {len(manifest['files'])} file(s) into {args.output}: {n_train} training and "
+          f"{n_val} validation examples of {args.example_seconds:g} s")
+    for s in manifest["skipped"]:
+        print(f"skipped {s['path']}: {s['reason']}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .model import ModelConfig
+    from .train import TrainConfig, train
+
+    overrides = {}
+    if args.config:
+        overrides = json.loads(Path(args.config).read_text())
+    train_kw = dict(overrides.get("train", {}))
+    for name in ("steps", "batch_size", "learning_rate", "seed", "max_minutes", "val_every",
+                 "checkpoint_every", "num_threads"):
+        value = getattr(args, name)
+        if value is not None:
+            train_kw[name] = value
+    model_config = None
+    if "model" in overrides:
+        model_config = ModelConfig.from_dict(overrides["model"])
+    summary = train(args.data_dir, args.output, model_config, TrainConfig(**train_kw),
+                    resume=args.resume, show_progress=not args.quiet, force=args.force)
+    if summary["interrupted"]:
+        print(f"interrupted at step {summary['step']}; checkpoint {summary['checkpoint']}; "
+              "continue with --resume", file=sys.stderr)
+        return 128 + summary["signal"]
+    if summary["checkpoint"]:
+        print(f"trained to step {summary['step']} ({summary['wall_s'] / 60:.1f} min); "
+              f"checkpoint {summary['checkpoint']}")
+    if summary["val"]:
+        print("validation: " + json.dumps({k: round(v, 4) for k, v in summary["val"].items()}))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .model import save_model
+    from .train import load_run_model, summarize_history
+
+    model, run_meta, state = load_run_model(args.run_dir)
+    training = {"steps": state["step"], "wall_s": state["wall_s"],
+                "train_config": run_meta["train"], "data_dir": run_meta["data_dir"],
+                "loss_history": summarize_history(state.get("history", []))}
+    save_model(model, args.output, run_meta["dataset_stats"], training, force=args.force)
+    print(f"exported step {state['step']} of {args.run_dir} to {args.output} "
+          f"({model.n_parameters():,} parameters)")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .audio_io import atomic_write_bytes, check_writable, write_audio
+    from .data import DDSPDataset, find_audio_files, load_audio
+    from .evaluate import audio_as_batch, evaluate_batches
+    from .features import compute_features
+    from .model import load_model
+    from .train import _collate
+
+    model, meta = load_model(args.model)
+    sr = model.config.synth.sample_rate
+    src = Path(args.data)
+    names, batches = [], []
+    if (src / "manifest.json").exists():
+        ds = DDSPDataset(src, args.split)
+        if not len(ds):
+            raise AudioError(f"{src}: no {args.split} examples")
+        n = len(ds) if args.max_examples is None else min(len(ds), args.max_examples)
+        for i in range(0, n, 8):
+            items = [ds[j] for j in range(i, min(n, i + 8))]
+            batches.append(_collate(items))
+            names += [f"{args.split}-{j:04d}" for j in range(i, min(n, i + 8))]
+    else:
+        for path in find_audio_files([src]):
+            audio = load_audio(path, sr)
+            batches.append(audio_as_batch(audio, model, compute_features(audio, model.config.features)))
+            names.append(path.stem)
+    outputs = [] if args.out else None
+    if args.out:
+        for name in names:
+            check_writable(Path(args.out) / f"{name}.wav", args.force)
+    metrics = evaluate_batches(model, batches, pitch_model=args.pitch_model, outputs=outputs)
+    metrics.update({"model": str(args.model), "data": str(src), "examples": len(names),
+                    "pitch_model": args.pitch_model or model.config.features.crepe_model})
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        for name, y in zip(names, outputs):
+            write_audio(out / f"{name}.wav", y, sr, force=args.force)
+        atomic_write_bytes(out / "metrics.json", lambda tmp: Path(tmp).write_text(text + "\n"))
     return 0
 
 
@@ -35,6 +151,54 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--force", action="store_true", help="overwrite an existing output")
     demo.set_defaults(func=_cmd_demo)
+
+    prep = sub.add_parser("prepare", help="turn recordings into a training dataset")
+    prep.add_argument("inputs", nargs="+", help="audio files or folders")
+    prep.add_argument("-o", "--output", required=True, help="dataset folder")
+    prep.add_argument("--sample-rate", type=int, default=16000)
+    prep.add_argument("--frame-rate", type=float, default=100.0, help="feature frames per second")
+    prep.add_argument("--hop", type=int, help="samples per frame (overrides --frame-rate)")
+    prep.add_argument("--pitch-model", choices=["tiny", "full"], default="tiny")
+    prep.add_argument("--example-seconds", type=float, default=4.0)
+    prep.add_argument("--example-hop-seconds", type=float, default=1.0)
+    prep.add_argument("--val-seconds", type=float, default=20.0,
+                      help="held-out tail of every file")
+    prep.add_argument("--quiet", action="store_true")
+    prep.set_defaults(func=_cmd_prepare)
+
+    tr = sub.add_parser("train", help="train a model on a prepared dataset")
+    tr.add_argument("data_dir")
+    tr.add_argument("-o", "--output", required=True, help="run folder")
+    tr.add_argument("--config", help='JSON with "model" and/or "train" settings')
+    tr.add_argument("--steps", type=int)
+    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--learning-rate", type=float)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--max-minutes", type=float, help="stop after this much wall time")
+    tr.add_argument("--val-every", type=int)
+    tr.add_argument("--checkpoint-every", type=int)
+    tr.add_argument("--num-threads", type=int)
+    tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    tr.add_argument("--force", action="store_true", help="start over in an existing run folder")
+    tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(func=_cmd_train)
+
+    ex = sub.add_parser("export", help="write a run's latest checkpoint as a model folder")
+    ex.add_argument("run_dir")
+    ex.add_argument("-o", "--output", required=True, help="model folder")
+    ex.add_argument("--force", action="store_true")
+    ex.set_defaults(func=_cmd_export)
+
+    ev = sub.add_parser("eval", help="resynthesize and measure a model")
+    ev.add_argument("model", help="model folder")
+    ev.add_argument("data", help="prepared dataset folder, audio file or folder")
+    ev.add_argument("--split", choices=["train", "val"], default="val")
+    ev.add_argument("--max-examples", type=int)
+    ev.add_argument("--pitch-model", choices=["tiny", "full"],
+                    help="CREPE model that measures the output (default: the model's)")
+    ev.add_argument("--out", help="also write the resynthesized audio and metrics.json here")
+    ev.add_argument("--force", action="store_true")
+    ev.set_defaults(func=_cmd_eval)
     return parser
 
 
@@ -42,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (AudioError, ValueError) as err:
+    except _known_errors() as err:
         print(f"ddsp-synth {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

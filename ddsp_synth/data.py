@@ -1,0 +1,419 @@
+"""Preparing recordings into a dataset of examples, and the Dataset that reads it.
+
+Layout of a prepared ``DATA_DIR``::
+
+    manifest.json            settings, files, example windows (train/val), skipped inputs
+    stats.json               dataset statistics (pitch, loudness, confidence) of the train part
+    files/<key>/audio.pcm    int16 mono audio at the feature sample rate (read by memmap)
+    files/<key>/f0_hz.npy, confidence.npy, loudness_db.npy   float32 [n_frames]
+    files/<key>/done.json    written last: the file is complete (re-runs skip it)
+
+Examples are windows of ``example_seconds`` over these arrays, so overlapping windows cost no
+extra disk. The validation part of every file is its last ``val_seconds`` (by time); training
+windows never reach into it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from . import core
+from .audio_io import AUDIO_EXTENSIONS, AudioError, atomic_write_bytes
+from .features import FeatureConfig, compute_features, hz_to_cents
+
+DATASET_FORMAT_VERSION = 1
+PCM_SCALE = 32767.0
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Settings of ``ddsp-synth prepare``.
+
+    Attributes:
+        features: feature extraction settings (sample rate, hop, CREPE model, ...).
+        example_seconds: length of one training example.
+        example_hop_seconds: step between training windows (overlap = length - hop).
+        val_seconds: held-out tail of each file (capped at 20 % of a short file).
+        block_seconds: audio processed per block, bounding memory for long files.
+        context_seconds: extra audio either side of a block, so block joins change nothing.
+        silence_db: a file whose loudest frame is below this is skipped as silent.
+        voiced_confidence: CREPE confidence at or above which a frame counts as voiced.
+    """
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    example_seconds: float = 4.0
+    example_hop_seconds: float = 1.0
+    val_seconds: float = 20.0
+    block_seconds: float = 60.0
+    context_seconds: float = 2.0
+    silence_db: float = -60.0
+    voiced_confidence: float = 0.85
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PrepareConfig":
+        d = dict(d)
+        d["features"] = FeatureConfig(**d["features"])
+        return cls(**d)
+
+
+class SkipFile(Exception):
+    """An input that cannot be used; the message says why (one line)."""
+
+
+# ----------------------------------------------------------------------------- reading
+def find_audio_files(inputs: list[str | os.PathLike]) -> list[Path]:
+    """Audio files named directly or found (recursively, sorted) in folders."""
+    files = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXTENSIONS
+                            and q.is_file())
+        elif p.exists():
+            files.append(p)
+        else:
+            raise AudioError(f"{p}: no such file or folder")
+    return files
+
+
+def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0):
+    """Yield mono float32 blocks of a file, resampled to ``sample_rate`` with soxr (streaming).
+
+    Raises:
+        SkipFile: unreadable or empty file, or non-finite samples.
+    """
+    import soxr
+
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as err:  # libsndfile's messages are already one line
+        raise SkipFile(f"unreadable audio ({err})") from None
+    with f:
+        if f.frames == 0:
+            raise SkipFile("empty file (no samples)")
+        resampler = None
+        if f.samplerate != sample_rate:
+            resampler = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32",
+                                            quality="HQ")
+        block = max(1, int(block_seconds * f.samplerate))
+        got_any = False
+        try:
+            for data in f.blocks(blocksize=block, dtype="float32", always_2d=True):
+                mono = data.mean(axis=1)
+                if not np.all(np.isfinite(mono)):
+                    raise SkipFile("audio contains NaN or infinite samples")
+                if resampler is not None:
+                    mono = resampler.resample_chunk(mono)
+                got_any = got_any or len(mono) > 0
+                yield mono
+        except SkipFile:
+            raise
+        except Exception as err:
+            raise SkipFile(f"unreadable audio ({err})") from None
+        if resampler is not None:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if len(tail):
+                yield tail
+        if not got_any:
+            raise SkipFile("empty file (no samples)")
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """Whole file as mono float32 at ``sample_rate``; AudioError with a one-line reason."""
+    try:
+        return np.concatenate(list(iter_audio_blocks(Path(path), sample_rate)))
+    except SkipFile as err:
+        raise AudioError(f"{path}: {err}") from None
+
+
+# ----------------------------------------------------------------------------- features
+def features_in_blocks(audio: np.ndarray, config: PrepareConfig, progress=None) -> dict:
+    """Features of a long signal computed block by block with context on both sides.
+
+    Each block of ``block_seconds`` is analysed with ``context_seconds`` of neighbouring audio
+    (zeros beyond the ends, like the centred analysis of a whole file), and only its own
+    frames are kept, so the result matches a whole-file analysis while memory stays bounded.
+
+    Args:
+        audio: [n_samples] (a memmap is fine).
+
+    Returns:
+        dict of [ceil(n_samples / hop)] float32 arrays: f0_hz, confidence, loudness_db.
+    """
+    fc = config.features
+    hop = fc.hop
+    n = len(audio)
+    n_frames = core.n_frames_for(n, hop)
+    block_frames = max(1, int(config.block_seconds * fc.frame_rate_hz))
+    ctx_frames = int(np.ceil(config.context_seconds * fc.frame_rate_hz))
+    out = {k: np.empty(n_frames, np.float32) for k in ("f0_hz", "confidence", "loudness_db")}
+    for f0 in range(0, n_frames, block_frames):
+        f1 = min(n_frames, f0 + block_frames)
+        a0 = (f0 - ctx_frames) * hop
+        a1 = (f1 + ctx_frames) * hop
+        seg = np.zeros(a1 - a0, np.float32)
+        lo, hi = max(0, a0), min(n, a1)
+        seg[lo - a0 : hi - a0] = audio[lo:hi] / PCM_SCALE if audio.dtype == np.int16 else audio[lo:hi]
+        valid = (max(0, -a0) // hop, (min(n, a1) - a0 + hop - 1) // hop)
+        feats = compute_features(seg, fc, valid)
+        for k in out:
+            out[k][f0:f1] = feats[k][ctx_frames : ctx_frames + (f1 - f0)]
+        if progress is not None:
+            progress.update((f1 - f0) / fc.frame_rate_hz)
+    return out
+
+
+# ----------------------------------------------------------------------------- prepare
+def _file_key(path: Path, config: PrepareConfig) -> str:
+    st = path.stat()
+    h = hashlib.sha1()
+    h.update(str(path.resolve()).encode())
+    h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(json.dumps(asdict(config.features), sort_keys=True).encode())
+    return f"{path.stem[:40]}-{h.hexdigest()[:12]}"
+
+
+def _write_json(path: Path, obj) -> None:
+    text = json.dumps(obj, indent=2) + "\n"
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    atomic_write_bytes(path, lambda tmp: np.save(open(tmp, "wb"), array))
+
+
+def prepare_file(path: Path, out_dir: Path, config: PrepareConfig, progress=None) -> dict:
+    """Decode, store and analyse one file; returns its manifest entry. Raises SkipFile."""
+    fc = config.features
+    key = _file_key(path, config)
+    fdir = out_dir / "files" / key
+    done = fdir / "done.json"
+    if done.exists():
+        entry = json.loads(done.read_text())
+        if progress is not None:
+            progress.update(entry["duration_s"])
+        return entry
+    fdir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _prepare_new_file(path, fdir, key, config, progress)
+    except BaseException:
+        shutil.rmtree(fdir, ignore_errors=True)  # no half-prepared file is left behind
+        raise
+
+
+def _prepare_new_file(path: Path, fdir: Path, key: str, config: PrepareConfig, progress) -> dict:
+    fc = config.features
+    pcm_tmp = fdir / "audio.pcm.tmp"
+    n = 0
+    peak = 0.0
+    with open(pcm_tmp, "wb") as fh:
+        for block in iter_audio_blocks(path, fc.sample_rate, config.block_seconds):
+            peak = max(peak, float(np.abs(block).max(initial=0.0)))
+            fh.write((np.clip(block, -1, 1) * PCM_SCALE).astype("<i2").tobytes())
+            n += len(block)
+    if n < int(config.example_seconds * fc.sample_rate):
+        raise SkipFile(f"too short ({n / fc.sample_rate:.2f} s < one example of "
+                       f"{config.example_seconds:g} s)")
+    if peak < 1e-4:
+        raise SkipFile("silent (peak below -80 dBFS)")
+    feats = features_in_blocks(np.memmap(pcm_tmp, dtype="<i2", mode="r", shape=(n,)), config,
+                               progress)
+    if float(feats["loudness_db"].max()) < config.silence_db:
+        raise SkipFile(f"silent (loudest frame {feats['loudness_db'].max():.1f} dB < "
+                       f"{config.silence_db:g} dB)")
+    os.replace(pcm_tmp, fdir / "audio.pcm")
+    for k, v in feats.items():
+        _save_npy(fdir / f"{k}.npy", v)
+    n_frames = len(feats["f0_hz"])
+    example_frames = int(round(config.example_seconds * fc.frame_rate_hz))
+    val_frames = int(round(min(config.val_seconds, 0.2 * n / fc.sample_rate) * fc.frame_rate_hz))
+    if val_frames < example_frames:  # too short to hold out a whole example: train only
+        val_frames = 0
+    entry = {
+        "source": str(path),
+        "key": key,
+        "n_samples": n,
+        "n_frames": n_frames,
+        "duration_s": n / fc.sample_rate,
+        "train_frames": [0, n_frames - val_frames],
+        "val_frames": [n_frames - val_frames, n_frames],
+    }
+    _write_json(fdir / "done.json", entry)
+    return entry
+
+
+def _windows(lo: int, hi: int, length: int, step: int) -> list[int]:
+    return list(range(lo, hi - length + 1, step))
+
+
+def compute_stats(files: list[dict], data_dir: Path, config: PrepareConfig) -> dict:
+    """Statistics of the training part: pitch (voiced frames), loudness, confidence."""
+    f0s, louds, louds_voiced, confs = [], [], [], []
+    for e in files:
+        fdir = data_dir / "files" / e["key"]
+        a, b = e["train_frames"]
+        f0 = np.load(fdir / "f0_hz.npy")[a:b]
+        conf = np.load(fdir / "confidence.npy")[a:b]
+        loud = np.load(fdir / "loudness_db.npy")[a:b]
+        voiced = conf >= config.voiced_confidence
+        f0s.append(f0[voiced])
+        louds.append(loud)
+        louds_voiced.append(loud[voiced])
+        confs.append(conf)
+    f0 = np.concatenate(f0s)
+    loud = np.concatenate(louds)
+    loud_v = np.concatenate(louds_voiced)
+    conf = np.concatenate(confs)
+    midi = 69 + (hz_to_cents(f0) - hz_to_cents(np.array(440.0))) / 100 if len(f0) else f0
+    q = np.linspace(0, 100, 101)
+    hist, edges = np.histogram(conf, bins=20, range=(0, 1))
+    return {
+        "n_frames": int(len(loud)),
+        "voiced_fraction": float(len(f0) / max(1, len(loud))),
+        "voiced_confidence": config.voiced_confidence,
+        "pitch_midi_mean": float(midi.mean()) if len(midi) else 60.0,
+        "pitch_midi_std": float(midi.std()) if len(midi) else 12.0,
+        "pitch_midi_quantiles": np.percentile(midi, q).tolist() if len(midi) else [],
+        "loudness_db_mean": float(loud.mean()),
+        "loudness_db_std": float(max(loud.std(), 1e-3)),
+        "loudness_db_quantiles": np.percentile(loud, q).tolist(),
+        "loudness_db_voiced_quantiles": np.percentile(loud_v, q).tolist() if len(loud_v) else [],
+        "confidence_histogram": {"edges": edges.tolist(), "counts": hist.tolist()},
+    }
+
+
+def prepare(inputs: list, data_dir: str | os.PathLike, config: PrepareConfig = PrepareConfig(),
+            show_progress: bool = True) -> dict:
+    """Prepare recordings into ``data_dir``; returns the manifest.
+
+    Unusable files (unreadable, empty, silent, too short) are skipped with a warning and listed
+    in the manifest; if none is usable, AudioError is raised and nothing is written.
+    """
+    from tqdm import tqdm
+
+    data_dir = Path(data_dir)
+    files = find_audio_files(inputs)
+    if not files:
+        raise AudioError("no audio files found in the inputs")
+    fc = config.features
+    total_s = 0.0
+    for p in files:
+        try:
+            info = sf.info(str(p))
+            total_s += info.frames / info.samplerate
+        except Exception:
+            pass
+    entries, skipped = [], []
+    with tqdm(total=round(total_s, 1), unit="s audio", disable=not show_progress,
+              desc="prepare") as bar:
+        for p in files:
+            try:
+                entries.append(prepare_file(p, data_dir, config, bar))
+            except SkipFile as err:
+                skipped.append({"path": str(p), "reason": str(err)})
+                warnings.warn(f"skipping {p}: {err}", stacklevel=2)
+                tqdm.write(f"skipping {p}: {err}")
+    if not entries:
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped)
+        raise AudioError(f"no usable audio in the inputs ({reasons})")
+    example_frames = int(round(config.example_seconds * fc.frame_rate_hz))
+    step = max(1, int(round(config.example_hop_seconds * fc.frame_rate_hz)))
+    train, val = [], []
+    for i, e in enumerate(entries):
+        train += [[i, s] for s in _windows(*e["train_frames"], example_frames, step)]
+        val += [[i, s] for s in _windows(*e["val_frames"], example_frames, example_frames)]
+    if not train:
+        raise AudioError("no training window fits in the usable audio")
+    manifest = {
+        "format_version": DATASET_FORMAT_VERSION,
+        "config": config.to_dict(),
+        "example_frames": example_frames,
+        "example_samples": example_frames * fc.hop,
+        "files": entries,
+        "examples": {"train": train, "val": val},
+        "skipped": skipped,
+    }
+    stats = compute_stats(entries, data_dir, config)
+    _write_json(data_dir / "stats.json", stats)
+    _write_json(data_dir / "manifest.json", manifest)
+    return manifest
+
+
+# ----------------------------------------------------------------------------- dataset
+def load_manifest(data_dir: str | os.PathLike) -> dict:
+    path = Path(data_dir) / "manifest.json"
+    if not path.exists():
+        raise AudioError(f"{data_dir}: not a prepared dataset (no manifest.json); run "
+                         "'ddsp-synth prepare' first")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise AudioError(f"{path}: damaged manifest ({err})") from None
+    if manifest.get("format_version") != DATASET_FORMAT_VERSION:
+        raise AudioError(f"{path}: dataset format {manifest.get('format_version')} is not "
+                         f"{DATASET_FORMAT_VERSION}; prepare it again")
+    return manifest
+
+
+def load_stats(data_dir: str | os.PathLike) -> dict:
+    return json.loads((Path(data_dir) / "stats.json").read_text())
+
+
+class DDSPDataset(torch.utils.data.Dataset):
+    """Fixed windows of a prepared dataset.
+
+    Items are dicts of float32 tensors: ``audio`` [example_samples], ``f0_hz``,
+    ``confidence``, ``loudness_db`` [example_frames].
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, split: str = "train"):
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        self.data_dir = Path(data_dir)
+        self.manifest = load_manifest(data_dir)
+        self.config = PrepareConfig.from_dict(self.manifest["config"])
+        self.examples = self.manifest["examples"][split]
+        self.n_frames = self.manifest["example_frames"]
+        self.hop = self.config.features.hop
+        self._arrays: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def _file(self, i: int) -> dict:
+        if i not in self._arrays:
+            e = self.manifest["files"][i]
+            fdir = self.data_dir / "files" / e["key"]
+            self._arrays[i] = {
+                "audio": np.memmap(fdir / "audio.pcm", dtype="<i2", mode="r",
+                                   shape=(e["n_samples"],)),
+                **{k: np.load(fdir / f"{k}.npy", mmap_mode="r")
+                   for k in ("f0_hz", "confidence", "loudness_db")},
+            }
+        return self._arrays[i]
+
+    def __getitem__(self, idx: int) -> dict:
+        file_idx, start = self.examples[idx]
+        arrays = self._file(file_idx)
+        t0, t1 = start, start + self.n_frames
+        audio = np.zeros(self.n_frames * self.hop, np.float32)
+        seg = arrays["audio"][t0 * self.hop : t1 * self.hop]
+        audio[: len(seg)] = seg / PCM_SCALE
+        return {
+            "audio": torch.from_numpy(audio),
+            **{k: torch.from_numpy(np.array(arrays[k][t0:t1], dtype=np.float32))
+               for k in ("f0_hz", "confidence", "loudness_db")},
+        }

@@ -1,0 +1,112 @@
+"""Quality metrics of a model's resynthesis: spectral loss, loudness and pitch errors, speed.
+
+Definitions (also used for validation during training and for the model cards):
+
+* ``spectral_loss``: the multi-resolution STFT loss of the model's config, output vs input.
+* ``loudness_l1_db``: mean |loudness(output) - loudness(input)| in dB over frames where the
+  input is above ``-70 dB`` (quieter frames are silence; their level says nothing).
+* ``f0_l1_cents``: CREPE (the model's pitch model unless told otherwise) on the output against
+  the input's f0, mean absolute difference in cents over frames where the input is voiced
+  with confidence >= 0.85; ``f0_outlier_ratio``: share of those frames off by > 50 cents.
+* ``rtf``: synthesis wall time / audio duration (features excluded).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from . import core
+from .features import FeatureConfig, compute_f0, compute_loudness
+from .losses import multi_resolution_stft_loss
+
+VOICED_CONFIDENCE = 0.85
+LOUDNESS_FLOOR_DB = -70.0
+OUTLIER_CENTS = 50.0
+
+
+def pitch_errors_cents(f0_out: np.ndarray, f0_in: np.ndarray, conf_in: np.ndarray) -> np.ndarray:
+    """|cents| between output and input f0 on the input's confidently voiced frames."""
+    voiced = conf_in >= VOICED_CONFIDENCE
+    return np.abs(1200.0 * np.log2(np.maximum(f0_out[voiced], 1e-3) /
+                                   np.maximum(f0_in[voiced], 1e-3)))
+
+
+def loudness_errors_db(loud_out: np.ndarray, loud_in: np.ndarray) -> np.ndarray:
+    active = loud_in > LOUDNESS_FLOOR_DB
+    return np.abs(loud_out[active] - loud_in[active])
+
+
+def summarize(pitch_err: np.ndarray, loud_err: np.ndarray, spectral: list[float],
+              synth_s: float, audio_s: float) -> dict:
+    return {
+        "spectral_loss": float(np.mean(spectral)) if spectral else float("nan"),
+        "loudness_l1_db": float(np.mean(loud_err)) if len(loud_err) else float("nan"),
+        "f0_l1_cents": float(np.mean(pitch_err)) if len(pitch_err) else float("nan"),
+        "f0_median_cents": float(np.median(pitch_err)) if len(pitch_err) else float("nan"),
+        "f0_outlier_ratio": float(np.mean(pitch_err > OUTLIER_CENTS)) if len(pitch_err) else float("nan"),
+        "voiced_frames": int(len(pitch_err)),
+        "rtf": synth_s / max(audio_s, 1e-9),
+        "seconds": audio_s,
+    }
+
+
+def evaluate_batches(model, batches, pitch_model: str | None = None, seed: int = 0,
+                     outputs: list | None = None) -> dict:
+    """Resynthesize batches of examples and measure them.
+
+    Args:
+        model: a :class:`ddsp_synth.model.DDSPModel`.
+        batches: iterable of dicts with ``audio`` [B, N], ``f0_hz``, ``confidence``,
+            ``loudness_db`` [B, T] (as from :class:`ddsp_synth.data.DDSPDataset`).
+        pitch_model: CREPE model for measuring the output (default: the model's own).
+        outputs: if a list, the output audio [N] arrays are appended to it.
+    """
+    cfg = model.config
+    fc: FeatureConfig = cfg.features
+    if pitch_model is not None:
+        fc = FeatureConfig(**{**fc.__dict__, "crepe_model": pitch_model})
+    gen = torch.Generator().manual_seed(seed)
+    pitch_err, loud_err, spectral = [], [], []
+    synth_s = audio_s = 0.0
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for batch in batches:
+            audio = batch["audio"].to(device)
+            t = time.perf_counter()
+            out = model(batch["f0_hz"][..., None].to(device),
+                        batch["loudness_db"][..., None].to(device), audio=audio, generator=gen
+                        if device.type == "cpu" else None)
+            synth_s += time.perf_counter() - t
+            audio_s += out.numel() / cfg.synth.sample_rate
+            spectral.append(float(multi_resolution_stft_loss(out, audio, cfg.loss)))
+            out_np = out.cpu().numpy()
+            for i in range(out_np.shape[0]):
+                f0_out, _ = compute_f0(out_np[i], fc)
+                loud_out = compute_loudness(out_np[i], fc)
+                # Loudness of the input audio itself, on the same grid and settings.
+                loud_in = compute_loudness(batch["audio"][i].numpy(), fc)
+                pitch_err.append(pitch_errors_cents(f0_out, batch["f0_hz"][i].numpy(),
+                                                    batch["confidence"][i].numpy()))
+                loud_err.append(loudness_errors_db(loud_out, loud_in))
+                if outputs is not None:
+                    outputs.append(out_np[i])
+    model.train(was_training)
+    return summarize(np.concatenate(pitch_err) if pitch_err else np.zeros(0),
+                     np.concatenate(loud_err) if loud_err else np.zeros(0),
+                     spectral, synth_s, audio_s)
+
+
+def audio_as_batch(audio: np.ndarray, model, features: dict) -> dict:
+    """A whole signal as a one-item batch, padded to whole frames."""
+    hop = model.config.synth.hop
+    n_frames = core.n_frames_for(len(audio), hop)
+    padded = np.zeros(n_frames * hop, np.float32)
+    padded[: len(audio)] = audio
+    return {"audio": torch.from_numpy(padded)[None],
+            **{k: torch.from_numpy(np.asarray(features[k], np.float32))[None]
+               for k in ("f0_hz", "confidence", "loudness_db")}}

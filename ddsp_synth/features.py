@@ -1,0 +1,228 @@
+"""Features the decoder listens to: f0 (CREPE, deterministic decoding) and loudness.
+
+Both are computed on the shared frame grid of :mod:`ddsp_synth.core`: frame ``t`` is centred
+on sample ``t * hop`` and a signal of ``n`` samples has ``ceil(n / hop)`` frames.
+
+torchcrepe's own decoders add random triangular dither of up to +-20 cents to every frame
+(``torchcrepe.convert.dither``), so two runs on the same audio differ. Here the Viterbi bin
+path (banded transitions, no randomness) is refined by the probability-weighted average of
+the cents of the bins around it, which is deterministic and smooth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+import torch
+
+from . import core
+
+CREPE_SAMPLE_RATE = 16000
+CREPE_WINDOW = 1024
+CREPE_BINS = 360
+CREPE_CENTS_PER_BIN = 20.0
+CREPE_CENTS_OFFSET = 1997.3794084376191  # cents of bin 0 (re 10 Hz)
+# Viterbi transitions allowed between bins at most this far apart per frame (as torchcrepe).
+VITERBI_MAX_JUMP = 11
+# Bins either side of the path bin averaged to refine it (as torchcrepe's weighted argmax).
+REFINE_HALF_WIDTH = 4
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How features are extracted; stored in every dataset and model.
+
+    Attributes:
+        sample_rate: Hz of the audio the features describe.
+        hop: samples per frame at ``sample_rate``.
+        crepe_model: ``"tiny"`` or ``"full"``.
+        crepe_batch_frames: CREPE frames per forward pass (bounds memory).
+        loudness_n_fft: window of the loudness spectrum, samples at ``sample_rate``.
+        f0_min_hz, f0_max_hz: pitch search range.
+    """
+
+    sample_rate: int = 16000
+    hop: int = 160
+    crepe_model: str = "tiny"
+    crepe_batch_frames: int = 512
+    loudness_n_fft: int = 1024
+    f0_min_hz: float = 31.7
+    f0_max_hz: float = 2006.0
+
+    @property
+    def frame_rate_hz(self) -> float:
+        return self.sample_rate / self.hop
+
+
+def _bin_cents(bins: np.ndarray) -> np.ndarray:
+    return CREPE_CENTS_PER_BIN * bins + CREPE_CENTS_OFFSET
+
+
+def cents_to_hz(cents: np.ndarray) -> np.ndarray:
+    return 10.0 * 2.0 ** (cents / 1200.0)
+
+
+def hz_to_cents(f_hz: np.ndarray) -> np.ndarray:
+    return 1200.0 * np.log2(np.maximum(f_hz, 1e-6) / 10.0)
+
+
+def crepe_activations(audio_16k: np.ndarray, hop_16k: int, model: str = "tiny",
+                      batch_frames: int = 512) -> np.ndarray:
+    """CREPE pitch-bin activations for frames centred on samples ``0, hop, 2 hop, ...``.
+
+    Args:
+        audio_16k: [n_samples] float audio at 16 kHz.
+        hop_16k: frame hop in samples at 16 kHz.
+        model: ``"tiny"`` or ``"full"``.
+        batch_frames: frames per forward pass.
+
+    Returns:
+        [1 + n_samples // hop_16k, 360] sigmoid activations (float32).
+    """
+    import torchcrepe
+
+    if model not in ("tiny", "full"):
+        raise ValueError(f"crepe model must be 'tiny' or 'full', got {model!r}")
+    x = torch.as_tensor(np.ascontiguousarray(audio_16k, dtype=np.float32))[None]
+    out = []
+    with torch.inference_mode():
+        for frames in torchcrepe.preprocess(x, CREPE_SAMPLE_RATE, hop_16k, batch_frames,
+                                            "cpu", pad=True):
+            out.append(torchcrepe.infer(frames, model=model).numpy())
+    return np.concatenate(out, axis=0)
+
+
+def viterbi_bins(activations: np.ndarray, min_bin: int = 0, max_bin: int = CREPE_BINS) -> np.ndarray:
+    """Most likely bin path under a triangular transition prior (|jump| <= 11 bins).
+
+    Args:
+        activations: [n_frames, 360] non-negative activations.
+        min_bin, max_bin: allowed bin range [min_bin, max_bin).
+
+    Returns:
+        [n_frames] int bin path.
+    """
+    n_frames, n_bins = activations.shape
+    probs = activations / np.maximum(activations.sum(axis=1, keepdims=True), 1e-12)
+    log_obs = np.log(np.maximum(probs, 1e-30))
+    log_obs[:, :min_bin] = -np.inf
+    log_obs[:, max_bin:] = -np.inf
+    offsets = np.arange(-VITERBI_MAX_JUMP, VITERBI_MAX_JUMP + 1)
+    # Rows of the transition matrix sum to one over the reachable bins; edge rows have fewer.
+    weight = (VITERBI_MAX_JUMP + 1 - np.abs(offsets)).astype(np.float64)
+    reach = np.zeros(n_bins)
+    for o, w in zip(offsets, weight):
+        lo, hi = max(0, -o), min(n_bins, n_bins - o)
+        reach[lo:hi] += w
+    log_trans = np.log(weight)[:, None] - np.log(reach)[None, :]  # [offsets, from-bin]
+    src = np.clip(np.arange(n_bins)[None, :] - offsets[:, None], 0, n_bins - 1)
+    trans_to = np.take_along_axis(log_trans, src, axis=1)  # [offsets, to-bin]
+    score = log_obs[0].copy()
+    back = np.zeros((n_frames, n_bins), dtype=np.int8)
+    padded = np.full(n_bins + 2 * VITERBI_MAX_JUMP, -np.inf)
+    for t in range(1, n_frames):
+        padded[VITERBI_MAX_JUMP:-VITERBI_MAX_JUMP] = score
+        # cand[o, j] = score of arriving at bin j from bin j - o.
+        cand = np.stack([padded[VITERBI_MAX_JUMP - o : VITERBI_MAX_JUMP - o + n_bins]
+                         for o in offsets])
+        cand = cand + trans_to
+        best = np.argmax(cand, axis=0)
+        back[t] = offsets[best]
+        score = cand[best, np.arange(n_bins)] + log_obs[t]
+        if not np.isfinite(score).any():  # all bins excluded: restart from observations
+            score = log_obs[t].copy()
+    path = np.empty(n_frames, dtype=np.int64)
+    path[-1] = int(np.argmax(score))
+    for t in range(n_frames - 1, 0, -1):
+        path[t - 1] = path[t] - back[t, path[t]]
+    return path
+
+
+def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7,
+              f0_max_hz: float = 2006.0) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic f0 from CREPE activations.
+
+    The Viterbi path picks a bin per frame; the f0 is the activation-weighted mean of the
+    cents of the bins within +-4 of it. Confidence is the activation at the path bin.
+
+    Returns:
+        f0_hz: [n_frames] float32.
+        confidence: [n_frames] float32 in [0, 1].
+    """
+    min_bin = int(np.floor((hz_to_cents(np.array(f0_min_hz)) - CREPE_CENTS_OFFSET)
+                           / CREPE_CENTS_PER_BIN))
+    max_bin = int(np.ceil((hz_to_cents(np.array(f0_max_hz)) - CREPE_CENTS_OFFSET)
+                          / CREPE_CENTS_PER_BIN)) + 1
+    min_bin, max_bin = max(0, min_bin), min(CREPE_BINS, max_bin)
+    path = viterbi_bins(activations, min_bin, max_bin)
+    n_frames = len(path)
+    offsets = np.arange(-REFINE_HALF_WIDTH, REFINE_HALF_WIDTH + 1)
+    idx = path[:, None] + offsets[None, :]
+    valid = (idx >= min_bin) & (idx < max_bin)
+    idx_c = np.clip(idx, 0, CREPE_BINS - 1)
+    w = np.where(valid, activations[np.arange(n_frames)[:, None], idx_c], 0.0)
+    cents = np.sum(w * _bin_cents(idx_c), axis=1) / np.maximum(w.sum(axis=1), 1e-12)
+    cents = np.where(w.sum(axis=1) > 0, cents, _bin_cents(path))
+    confidence = activations[np.arange(n_frames), path]
+    return cents_to_hz(cents).astype(np.float32), confidence.astype(np.float32)
+
+
+def compute_f0(audio: np.ndarray, config: FeatureConfig,
+               valid_frames: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """f0 and confidence on the shared frame grid.
+
+    CREPE runs at 16 kHz on its own grid (hop ``round(hop * 16000 / sample_rate)``); when that
+    grid differs from the model's, f0 (in cents) and confidence are interpolated onto it.
+
+    Args:
+        audio: [n_samples] float audio at ``config.sample_rate``.
+        valid_frames: frames ``[lo, hi)`` that hold real signal when ``audio`` was padded with
+            context beyond a file's ends; only they enter the Viterbi decoding, so a block
+            decodes like the same frames of the whole file. Frames outside repeat the edge.
+
+    Returns:
+        f0_hz, confidence: [ceil(n_samples / hop)] float32.
+    """
+    n_frames = core.n_frames_for(len(audio), config.hop)
+    lo, hi = valid_frames if valid_frames is not None else (0, n_frames)
+    if config.sample_rate != CREPE_SAMPLE_RATE:
+        audio_16k = librosa.resample(np.asarray(audio, np.float32), orig_sr=config.sample_rate,
+                                     target_sr=CREPE_SAMPLE_RATE, res_type="soxr_hq")
+    else:
+        audio_16k = np.asarray(audio, np.float32)
+    hop_16k = max(1, int(round(config.hop * CREPE_SAMPLE_RATE / config.sample_rate)))
+    act = crepe_activations(audio_16k, hop_16k, config.crepe_model, config.crepe_batch_frames)
+    t_model = np.arange(n_frames) * config.hop / config.sample_rate
+    t_crepe = np.arange(len(act)) * hop_16k / CREPE_SAMPLE_RATE
+    # CREPE frames spanning the valid model frames (one extra either side for interpolation).
+    c_lo = max(0, int(np.floor(t_model[lo] * CREPE_SAMPLE_RATE / hop_16k)) - 1)
+    c_hi = min(len(act), int(np.ceil(t_model[hi - 1] * CREPE_SAMPLE_RATE / hop_16k)) + 2)
+    f0_c, conf_c = decode_f0(act[c_lo:c_hi], config.f0_min_hz, config.f0_max_hz)
+    cents = np.interp(t_model, t_crepe[c_lo:c_hi], hz_to_cents(f0_c))
+    conf = np.interp(t_model, t_crepe[c_lo:c_hi], conf_c)
+    return cents_to_hz(cents).astype(np.float32), conf.astype(np.float32)
+
+
+def compute_loudness(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """A-weighted loudness in dB on the shared grid: [ceil(n_samples / hop)] float32."""
+    with torch.inference_mode():
+        x = torch.as_tensor(np.ascontiguousarray(audio, dtype=np.float32))[None]
+        loud = core.a_weighted_loudness(x, config.sample_rate, config.hop, config.loudness_n_fft)
+    return loud[0, :, 0].numpy()
+
+
+def compute_features(audio: np.ndarray, config: FeatureConfig,
+                     valid_frames: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """All features of one signal: ``f0_hz``, ``confidence``, ``loudness_db``, [n_frames] each.
+
+    ``valid_frames``: see :func:`compute_f0`.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be mono [n_samples], got shape {audio.shape}")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError("audio contains NaN or infinite samples")
+    f0, conf = compute_f0(audio, config, valid_frames)
+    return {"f0_hz": f0, "confidence": conf, "loudness_db": compute_loudness(audio, config)}

@@ -1,0 +1,208 @@
+"""Decoder + processors = the DDSP autoencoder, and its self-describing model file.
+
+A model directory holds ``model.safetensors`` (weights, no pickle) and ``config.json``
+(format version, every hyperparameter, sample and frame rate, feature settings and pitch
+model, dataset statistics, training summary, tensor shapes). :func:`load_model` checks all
+of it and turns any problem into a one-line :class:`ModelFileError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .audio_io import atomic_write_bytes
+from .decoder import Decoder, DecoderConfig, ZEncoder, hz_to_midi
+from .features import FeatureConfig
+from .losses import SpectralLossConfig
+from .processors import HarmonicPlusNoise, SynthConfig
+
+MODEL_FORMAT_VERSION = 1
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_CONFIG = "config.json"
+
+
+class ModelFileError(Exception):
+    """A model file is missing, damaged or does not match its config."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model."""
+
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    loss: SpectralLossConfig = field(default_factory=SpectralLossConfig)
+
+    def __post_init__(self):
+        if self.synth.sample_rate != self.features.sample_rate:
+            raise ValueError(f"synth sample rate {self.synth.sample_rate} != feature sample "
+                             f"rate {self.features.sample_rate}")
+        if self.synth.hop != self.features.hop:
+            raise ValueError(f"synth hop {self.synth.hop} != feature hop {self.features.hop}")
+
+    @classmethod
+    def for_sample_rate(cls, sample_rate: int = 16000, frame_rate_hz: float = 100.0,
+                        crepe_model: str = "tiny", **decoder_kwargs) -> "ModelConfig":
+        """Defaults scaled to a sample rate: hop for the frame rate, noise bands ~125 Hz
+        wide, loudness window ~64 ms and loss FFT sizes scaled by powers of two."""
+        hop = int(round(sample_rate / frame_rate_hz))
+        scale = 2 ** round(math.log2(sample_rate / 16000))
+        n_bands = int(round(64 * sample_rate / 16000)) + 1
+        return cls(
+            synth=SynthConfig(sample_rate=sample_rate, hop=hop, n_noise_bands=n_bands),
+            decoder=DecoderConfig(**decoder_kwargs),
+            features=FeatureConfig(sample_rate=sample_rate, hop=hop, crepe_model=crepe_model,
+                                   loudness_n_fft=1024 * scale),
+            loss=SpectralLossConfig(fft_sizes=tuple(n * scale for n in
+                                                    SpectralLossConfig().fft_sizes)),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        loss = dict(d["loss"])
+        loss["fft_sizes"] = tuple(loss["fft_sizes"])
+        return cls(synth=SynthConfig(**d["synth"]), decoder=DecoderConfig(**d["decoder"]),
+                   features=FeatureConfig(**d["features"]), loss=SpectralLossConfig(**loss))
+
+
+class DDSPModel(nn.Module):
+    """f0 + loudness (+ z from audio) -> decoder -> harmonic-plus-noise synth -> audio."""
+
+    def __init__(self, config: ModelConfig = ModelConfig(), loudness_mean_db: float = -40.0,
+                 loudness_std_db: float = 20.0):
+        super().__init__()
+        self.config = config
+        self.decoder = Decoder(config.decoder, config.synth.n_harmonics,
+                               config.synth.n_noise_bands)
+        self.synth = HarmonicPlusNoise(config.synth)
+        self.encoder = (ZEncoder(config.decoder, config.synth.sample_rate, config.synth.hop)
+                        if config.decoder.z_dims else None)
+        self.register_buffer("loudness_mean_db", torch.tensor(float(loudness_mean_db)))
+        self.register_buffer("loudness_std_db", torch.tensor(float(loudness_std_db)))
+
+    def scale_inputs(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor):
+        """[B,T,1] f0 in Hz and loudness in dB -> MIDI/127 and standardised loudness."""
+        return hz_to_midi(f0_hz) / 127.0, (loudness_db - self.loudness_mean_db) / self.loudness_std_db
+
+    def controls(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
+                 audio: torch.Tensor | None = None, state: torch.Tensor | None = None):
+        """Synth controls for [B,T,1] f0 and loudness; returns (controls, gru_state)."""
+        f0_s, ld_s = self.scale_inputs(f0_hz, loudness_db)
+        z = None
+        if self.encoder is not None:
+            if audio is None:
+                raise ValueError("this model has a z encoder and needs the input audio")
+            z = self.encoder(audio, f0_hz.shape[1])
+        raw, state = self.decoder(f0_s, ld_s, z, state)
+        return self.synth.get_controls(f0_hz, **raw), state
+
+    def forward(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
+                audio: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                **synth_kwargs) -> torch.Tensor:
+        """Audio [batch, n_frames * hop] from f0_hz and loudness_db [batch, n_frames, 1]."""
+        controls, _ = self.controls(f0_hz, loudness_db, audio)
+        return self.synth.get_signal(**controls, generator=generator, **synth_kwargs)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ----------------------------------------------------------------------------- model file
+def save_model(model: DDSPModel, model_dir: str | os.PathLike, dataset_stats: dict,
+               training: dict | None = None, force: bool = False) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` atomically into ``model_dir``."""
+    from safetensors.torch import save_file
+
+    model_dir = Path(model_dir)
+    for name in (MODEL_WEIGHTS, MODEL_CONFIG):
+        if (model_dir / name).exists() and not force:
+            raise ModelFileError(f"{model_dir / name} exists; pass --force to overwrite it")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    cfg = model.config
+    meta = {
+        "format_version": MODEL_FORMAT_VERSION,
+        "model": cfg.to_dict(),
+        "sample_rate": cfg.synth.sample_rate,
+        "frame_rate_hz": cfg.synth.frame_rate_hz,
+        "hop": cfg.synth.hop,
+        "pitch_model": f"crepe-{cfg.features.crepe_model}",
+        "n_parameters": model.n_parameters(),
+        "dataset_stats": dataset_stats,
+        "training": training or {},
+        "tensors": {k: list(v.shape) for k, v in tensors.items()},
+    }
+    model_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(model_dir / MODEL_WEIGHTS, lambda tmp: save_file(tensors, tmp))
+    text = json.dumps(meta, indent=2) + "\n"
+    atomic_write_bytes(model_dir / MODEL_CONFIG, lambda tmp: Path(tmp).write_text(text))
+    return model_dir
+
+
+def read_model_config(model_dir: str | os.PathLike) -> dict:
+    path = Path(model_dir) / MODEL_CONFIG
+    if not Path(model_dir).is_dir():
+        raise ModelFileError(f"{model_dir}: no such model folder")
+    if not path.exists():
+        raise ModelFileError(f"{model_dir}: missing {MODEL_CONFIG}")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(f"{path}: damaged JSON ({err})") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != MODEL_FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format version {version!r} is not supported "
+                             f"(this ddsp_synth reads version {MODEL_FORMAT_VERSION})")
+    return meta
+
+
+def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPModel, dict]:
+    """Load a model directory without pickle; returns (model in eval mode, metadata)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = read_model_config(model_dir)
+    weights = Path(model_dir) / MODEL_WEIGHTS
+    if not weights.exists():
+        raise ModelFileError(f"{model_dir}: missing {MODEL_WEIGHTS}")
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{model_dir / MODEL_CONFIG}: invalid model settings ({err})") from None
+    try:
+        tensors = load_file(str(weights), device=device)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{weights}: damaged or truncated weights ({err})") from None
+    model = DDSPModel(config).to(device)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise ModelFileError(f"{weights}: tensors do not match the config (missing "
+                             f"{missing[:3]}, unexpected {extra[:3]})")
+    for k, shape in expected.items():
+        if tuple(tensors[k].shape) != shape:
+            raise ModelFileError(f"{weights}: tensor {k} has shape {tuple(tensors[k].shape)}, "
+                                 f"config implies {shape}")
+        if not bool(torch.isfinite(tensors[k]).all()):
+            raise ModelFileError(f"{weights}: tensor {k} contains NaN or infinite values")
+    model.load_state_dict(tensors)
+    model.eval()
+    return model, meta
+
+
+def with_stats(config: ModelConfig, stats: dict) -> DDSPModel:
+    """A fresh model whose loudness normalisation comes from dataset statistics."""
+    return DDSPModel(config, stats["loudness_db_mean"], stats["loudness_db_std"])
+
+

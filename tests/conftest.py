@@ -1,0 +1,36 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def synth_tone(seconds, sr, f0_hz=220.0, vibrato_cents=20.0, seed=0):
+    """A harmonic tone with vibrato, a swell and a short rest: [n] float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = f0_hz * 2 ** (vibrato_cents / 1200 * np.sin(2 * np.pi * 5.0 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    y = sum(np.sin(k * phase) / k for k in range(1, 8))
+    env = 0.3 * (0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t) ** 2)
+    env[(t % 2.0) > 1.8] *= 0.02  # a breath every 2 s
+    return (y * env + 0.001 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A prepared dataset of two 8 s tones (2 s examples, 2 s held out)."""
+    from ddsp_synth.data import PrepareConfig, prepare
+
+    root = tmp_path_factory.mktemp("tiny")
+    for i, f0 in enumerate((196.0, 262.0)):
+        sf.write(root / f"tone{i}.wav", synth_tone(8.0, 16000, f0, seed=i), 16000)
+    out = root / "data"
+    prepare([root], out, PrepareConfig(example_seconds=1.0, example_hop_seconds=0.5,
+                                       val_seconds=2.0), show_progress=False)
+    return out

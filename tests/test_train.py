@@ -1,0 +1,149 @@
+"""Training: loss falls, exact resume (also after a kill), safe checkpoints, NaN guard, DDP."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ddsp_synth import train as train_mod
+from ddsp_synth.model import ModelConfig
+from ddsp_synth.processors import SynthConfig
+from ddsp_synth.train import TrainConfig, TrainingError, list_checkpoints, train
+
+SMALL = ModelConfig(synth=SynthConfig(reverb_s=0.25),
+                    decoder=ModelConfig().decoder.__class__(hidden=48, mlp_layers=2))
+FAST = dict(batch_size=4, val_every=0, audio_every=0, log_every=1, checkpoint_every=4,
+            num_threads=1, learning_rate=3e-3, warmup_steps=5)
+
+
+def _weights(run_dir):
+    return load_file(str(list_checkpoints(Path(run_dir))[-1] / "model.safetensors"))
+
+
+def _losses(run_dir):
+    return [r["loss"] for r in map(json.loads, open(Path(run_dir) / "log.jsonl")) if "loss" in r]
+
+
+def test_thirty_steps_loss_falls(tiny_dataset, tmp_path):
+    summary = train(tiny_dataset, tmp_path / "run", SMALL, TrainConfig(steps=30, **FAST),
+                    show_progress=False)
+    losses = _losses(tmp_path / "run")
+    assert summary["step"] == 30 and len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+    assert (tmp_path / "run" / "tb").is_dir() and any((tmp_path / "run" / "tb").iterdir())
+    assert len(list_checkpoints(tmp_path / "run")) == 3  # keep_checkpoints
+
+
+def test_resume_equals_uninterrupted(tiny_dataset, tmp_path):
+    train(tiny_dataset, tmp_path / "a", SMALL, TrainConfig(steps=10, **FAST), show_progress=False)
+    train(tiny_dataset, tmp_path / "b", SMALL, TrainConfig(steps=6, **FAST), show_progress=False)
+    train(tiny_dataset, tmp_path / "b", None, TrainConfig(steps=10, num_threads=1), resume=True,
+          show_progress=False)
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    np.testing.assert_array_equal(_losses(tmp_path / "a"), _losses(tmp_path / "b"))
+
+
+def test_resume_after_sigterm_equals_uninterrupted(tiny_dataset, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": SMALL.to_dict(), "train": {**FAST, "checkpoint_every": 1000}}))
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "ddsp_synth", "train", str(tiny_dataset), "-o", str(run),
+           "--config", str(cfg), "--quiet"]
+    proc = subprocess.Popen(cmd + ["--steps", "1000"], stderr=subprocess.PIPE, text=True)
+    log = run / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(_losses(run)) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "continue with --resume" in err
+    stopped_at = int(list_checkpoints(run)[-1].name.split("-")[1])
+    assert 3 <= stopped_at < 1000
+    target = stopped_at + 4
+    done = subprocess.run(cmd + ["--resume", "--steps", str(target)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    train(tiny_dataset, tmp_path / "ref", SMALL,
+          TrainConfig(steps=target, **{**FAST, "checkpoint_every": 1000}), show_progress=False)
+    wa, wb = _weights(tmp_path / "ref"), _weights(run)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_checkpoint_interrupted_mid_write_keeps_previous(tiny_dataset, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_dataset, run, SMALL, TrainConfig(steps=4, **FAST), show_progress=False)
+    good = list_checkpoints(run)[-1]
+    real_save = train_mod.save_checkpoint
+
+    def crash_mid_write(run_dir, model, optimizer, step, extra, keep):
+        tmp = Path(run_dir) / "checkpoints" / f"step-{step:07d}.tmp"
+        tmp.mkdir(parents=True)
+        (tmp / "model.safetensors").write_bytes(b"partial")
+        raise KeyboardInterrupt  # killed while writing
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", crash_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_dataset, run, None, TrainConfig(steps=8), resume=True, show_progress=False)
+    assert list_checkpoints(run)[-1] == good
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    summary = train(tiny_dataset, run, None, TrainConfig(steps=8, num_threads=1), resume=True,
+                    show_progress=False)
+    assert summary["step"] == 8
+
+
+def test_nan_losses_are_skipped_then_stop_with_good_checkpoint(tiny_dataset, tmp_path,
+                                                               monkeypatch):
+    real_loss = train_mod.multi_resolution_stft_loss
+    calls = {"n": 0}
+
+    def flaky_loss(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] in (3, 4) or calls["n"] > 8 else loss
+
+    monkeypatch.setattr(train_mod, "multi_resolution_stft_loss", flaky_loss)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match="NaN/inf for 20 steps in a row"):
+        train(tiny_dataset, run, SMALL, TrainConfig(steps=50, **FAST), show_progress=False)
+    events = [json.loads(line) for line in open(run / "log.jsonl")]
+    assert sum("event" in e for e in events) == 22  # 2 isolated + 20 in a row
+    steps_done = max(e["step"] for e in events if "loss" in e)
+    assert steps_done == 6  # the two skipped steps did not count
+    w = _weights(run)
+    assert all(torch.isfinite(v).all() for v in w.values())
+
+
+def test_train_refuses_existing_run_without_resume_or_force(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_dataset, run, SMALL, TrainConfig(steps=1, **FAST), show_progress=False)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train(tiny_dataset, run, SMALL, TrainConfig(steps=1, **FAST), show_progress=False)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(tiny_dataset, tmp_path / "new", None, TrainConfig(steps=1), resume=True,
+              show_progress=False)
+
+
+def test_two_process_ddp_smoke(tiny_dataset, tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    assert torchrun, "torchrun ships with torch"
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": SMALL.to_dict(), "train": {**FAST, "batch_size": 2}}))
+    run = tmp_path / "ddp"
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "ddsp_synth", "train",
+         str(tiny_dataset), "-o", str(run), "--config", str(cfg), "--steps", "4", "--quiet"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert int(list_checkpoints(run)[-1].name.split("-")[1]) == 4
+    assert len(_losses(run)) == 4  # only rank 0 logs
