@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 from .audio_io import AudioError
 
@@ -138,6 +140,69 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:
+    """Pair every input file with its output path (a folder in gives a folder out)."""
+    from .data import find_audio_files
+
+    single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    if single and output.suffix.lower() in (".wav", ".flac"):
+        return [(Path(inputs[0]), output)]
+    pairs = []
+    for item in inputs:
+        item = Path(item)
+        for f in find_audio_files([item]):
+            rel = f.relative_to(item).with_suffix(ext) if item.is_dir() else Path(f.stem + ext)
+            pairs.append((f, output / rel))
+    return pairs
+
+
+def _cmd_transfer(args) -> int:
+    from tqdm import tqdm
+
+    from .audio_io import check_writable, write_audio
+    from .data import load_audio
+    from .model import load_model, resolve_model
+    from .transfer import TransferOptions, transfer_audio
+
+    model, meta = load_model(resolve_model(args.model))
+    sr = model.config.synth.sample_rate
+    out_sr = args.sample_rate or sr
+    resynth = args.command == "resynth"
+    options = TransferOptions(
+        auto_adjust=not (resynth or args.no_auto_adjust),
+        pitch_shift_semitones=0.0 if resynth else args.pitch_shift,
+        loudness_shift_db=0.0 if resynth else args.loudness_shift,
+        quiet_db=args.quiet_db, harmonic_gain=args.harmonic_gain, noise_gain=args.noise_gain,
+        reverb_mix=args.reverb_mix, seed=args.seed)
+    pairs = _transfer_outputs(args.inputs, Path(args.output), "." + args.format)
+    if not pairs:
+        raise AudioError("no audio files found in the inputs")
+    for _, dst in pairs:
+        check_writable(dst, args.force)
+    failures = 0
+    for src, dst in tqdm(pairs, desc=args.command, unit="file", disable=args.quiet or len(pairs) < 2):
+        try:
+            audio = load_audio(src, sr)
+            with tqdm(total=round(len(audio) / sr, 1), unit="s audio", leave=False,
+                      disable=args.quiet, desc=src.name) as bar:
+                out, info = transfer_audio(model, meta, audio, options, bar)
+            if out_sr != sr:
+                import librosa
+
+                out = librosa.resample(out, orig_sr=sr, target_sr=out_sr, res_type="soxr_hq")
+            peak = float(np.abs(out).max()) if len(out) else 0.0
+            if peak > 0.999:  # keep the shape of the sound rather than clip it
+                out = out * (0.999 / peak)
+            write_audio(dst, out, out_sr, force=args.force)
+            adj = info["adjusted"]
+            print(f"{src} -> {dst} (octave shift {adj['octave_shift']:+d}, voiced "
+                  f"{adj['voiced_fraction']:.0%})")
+        except (AudioError, ValueError) as err:
+            failures += 1
+            print(f"ddsp-synth {args.command}: error: {src}: {err}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddsp-synth", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -199,6 +264,31 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="also write the resynthesized audio and metrics.json here")
     ev.add_argument("--force", action="store_true")
     ev.set_defaults(func=_cmd_eval)
+
+    for name, help_text in (("transfer", "play recordings with a trained instrument"),
+                            ("resynth", "resynthesize recordings with their own instrument's "
+                                        "model, unadjusted (to check a model)")):
+        t = sub.add_parser(name, help=help_text)
+        t.add_argument("inputs", nargs="+", help="audio files or folders")
+        t.add_argument("--model", required=True, help="shipped model name or model folder")
+        t.add_argument("-o", "--output", required=True,
+                       help="output .wav/.flac for one file, else a folder")
+        t.add_argument("--format", choices=["wav", "flac"], default="wav",
+                       help="format of files written into an output folder")
+        t.add_argument("--sample-rate", type=int, help="output rate (default: the model's)")
+        if name == "transfer":
+            t.add_argument("--no-auto-adjust", action="store_true")
+            t.add_argument("--pitch-shift", type=float, default=0.0, help="semitones")
+            t.add_argument("--loudness-shift", type=float, default=0.0, help="dB")
+        t.add_argument("--quiet-db", type=float, default=40.0,
+                       help="auto-adjust mutes frames this far below the input's loud level")
+        t.add_argument("--harmonic-gain", type=float, default=1.0)
+        t.add_argument("--noise-gain", type=float, default=1.0)
+        t.add_argument("--reverb-mix", type=float, default=1.0)
+        t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--force", action="store_true")
+        t.add_argument("--quiet", action="store_true", help="no progress bars")
+        t.set_defaults(func=_cmd_transfer)
     return parser
 
 

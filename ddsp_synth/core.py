@@ -189,6 +189,7 @@ def harmonic_synthesis(
     sample_rate: float,
     hop: int,
     initial_phase: torch.Tensor | None = None,
+    lookahead: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bank of harmonic sinusoidal oscillators.
 
@@ -209,9 +210,13 @@ def harmonic_synthesis(
         sample_rate: Hz.
         hop: samples per frame.
         initial_phase: [batch, 1] phase of the fundamental at sample 0 (radians).
+        lookahead: the last frame is only the interpolation target of the one before it
+            (block-wise synthesis, where it is the first frame of the next block): the output
+            has ``(n_frames - 1) * hop`` samples and the phase returned is at that sample.
 
     Returns:
-        audio: [batch, n_frames * hop], dtype of ``amplitude``.
+        audio: [batch, n_frames * hop] (``(n_frames - 1) * hop`` with lookahead), dtype of
+            ``amplitude``.
         final_phase: [batch, 1] float64 phase for the next block.
     """
     _check_tensor(f0_hz, "f0_hz", rank=3)
@@ -225,6 +230,10 @@ def harmonic_synthesis(
     _check_finite(amplitude, "amplitude")
     _check_finite(harmonic_distribution, "harmonic_distribution")
     phase, final_phase = oscillator_phase(f0_hz, sample_rate, hop, initial_phase)
+    if lookahead:
+        if n_frames < 2:
+            raise ValueError("lookahead needs at least 2 frames")
+        final_phase = phase[:, (n_frames - 1) * hop : (n_frames - 1) * hop + 1]
 
     dtype = amplitude.dtype
     n_harmonics = harmonic_distribution.shape[2]
@@ -279,6 +288,8 @@ def harmonic_synthesis(
         chunk = numer / denom.clamp_min(1e-7)
         out.append(chunk.reshape(batch, nt * hop))
     audio = torch.cat(out, dim=1) * amp_up
+    if lookahead:
+        audio = audio[:, : (n_frames - 1) * hop]
     return audio, final_phase
 
 

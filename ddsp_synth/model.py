@@ -206,3 +206,33 @@ def with_stats(config: ModelConfig, stats: dict) -> DDSPModel:
     return DDSPModel(config, stats["loudness_db_mean"], stats["loudness_db_std"])
 
 
+
+
+def models_dir() -> Path:
+    """Folder of the shipped models: $DDSP_SYNTH_MODELS, else ``models/`` of the checkout."""
+    env = os.environ.get("DDSP_SYNTH_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+def available_models(extra_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Name -> folder of every model under the shipped models folder (and ``extra_dir``)."""
+    found = {}
+    for root in [models_dir()] + ([Path(extra_dir)] if extra_dir else []):
+        if root.is_dir():
+            for d in sorted(root.iterdir()):
+                if (d / MODEL_CONFIG).exists():
+                    found[d.name] = d
+    return found
+
+
+def resolve_model(name_or_dir: str | os.PathLike) -> Path:
+    """A model folder from a path, or the name of a shipped model (``violin``)."""
+    p = Path(name_or_dir)
+    if p.is_dir():
+        return p
+    models = available_models()
+    if str(name_or_dir) in models:
+        return models[str(name_or_dir)]
+    names = ", ".join(models) or "none installed"
+    raise ModelFileError(f"no model folder or shipped model named {str(name_or_dir)!r} "
+                         f"(shipped: {names})")

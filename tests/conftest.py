@@ -34,3 +34,20 @@ def tiny_dataset(tmp_path_factory):
     prepare([root], out, PrepareConfig(example_seconds=1.0, example_hop_seconds=0.5,
                                        val_seconds=2.0), show_progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_dataset, tmp_path_factory):
+    """A small model trained 20 steps on the tiny dataset and exported through the CLI."""
+    import json
+
+    from ddsp_synth.cli import main
+    from test_train import FAST, SMALL
+
+    root = tmp_path_factory.mktemp("pipe")
+    cfg = root / "cfg.json"
+    cfg.write_text(json.dumps({"model": SMALL.to_dict(), "train": FAST}))
+    assert main(["train", str(tiny_dataset), "-o", str(root / "run"), "--config", str(cfg),
+                 "--steps", "20", "--quiet"]) == 0
+    assert main(["export", str(root / "run"), "-o", str(root / "model")]) == 0
+    return root / "model"

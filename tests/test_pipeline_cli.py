@@ -14,18 +14,6 @@ from ddsp_synth.model import load_model
 from ddsp_synth.train import _collate
 
 from conftest import synth_tone
-from test_train import FAST, SMALL
-
-
-@pytest.fixture(scope="module")
-def exported(tiny_dataset, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipe")
-    cfg = root / "cfg.json"
-    cfg.write_text(json.dumps({"model": SMALL.to_dict(), "train": FAST}))
-    assert main(["train", str(tiny_dataset), "-o", str(root / "run"), "--config", str(cfg),
-                 "--steps", "20", "--quiet"]) == 0
-    assert main(["export", str(root / "run"), "-o", str(root / "model")]) == 0
-    return root / "model"
 
 
 def test_export_carries_everything(exported):

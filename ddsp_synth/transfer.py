@@ -1,0 +1,229 @@
+"""Timbre transfer: auto-adjust, pitch and loudness shift, chunked long-file synthesis.
+
+A trained model turns any f0 and loudness curve into its instrument. ``auto_adjust`` moves the
+input's curves toward what the model was trained on (magenta's timbre-transfer recipe, from
+the dataset statistics in the model file); :class:`ChunkedRenderer` synthesises block by
+block carrying every state across chunks (GRU, oscillator phase, noise and reverb tails), so
+long files run in bounded memory and the joins are inaudible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import core
+from .evaluate import VOICED_CONFIDENCE
+from .features import hz_to_cents
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """User controls of a transfer.
+
+    Attributes:
+        auto_adjust: octave-shift toward the model's pitch range, quantile-map loudness onto
+            the model's, mute quiet frames.
+        pitch_shift_semitones: added after auto-adjust (fractional allowed).
+        loudness_shift_db: added after auto-adjust.
+        quiet_db: with auto-adjust, frames more than this many dB below the input's loud
+            level (95th percentile) are muted.
+        harmonic_gain, noise_gain: linear gains of the two sources.
+        reverb_mix: scales the learned reverb tail (0 = dry, 1 = as trained).
+        chunk_seconds: synthesis chunk length; memory scales with it, not with the file.
+        seed: seed of the noise generator.
+    """
+
+    auto_adjust: bool = True
+    pitch_shift_semitones: float = 0.0
+    loudness_shift_db: float = 0.0
+    quiet_db: float = 40.0
+    harmonic_gain: float = 1.0
+    noise_gain: float = 1.0
+    reverb_mix: float = 1.0
+    chunk_seconds: float = 10.0
+    seed: int = 0
+
+
+class NoPitchError(ValueError):
+    """The input has no voiced frame to transfer."""
+
+
+def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.ndarray,
+                    stats: dict, options: TransferOptions) -> dict:
+    """Auto-adjust and shift the input's curves for a model.
+
+    Args:
+        f0_hz, loudness_db, confidence: [n_frames] input features.
+        stats: the model's dataset statistics.
+
+    Returns:
+        dict with ``f0_hz`` and ``loudness_db`` [n_frames] float32 for the model, and the
+        ``octave_shift`` applied, ``voiced_fraction``, ``muted_fraction``.
+    """
+    f0_hz = np.asarray(f0_hz, np.float64)
+    loud = np.asarray(loudness_db, np.float64)
+    voiced = np.asarray(confidence) >= VOICED_CONFIDENCE
+    if not voiced.any():
+        voiced = np.asarray(confidence) >= 0.5
+    if not voiced.any():
+        raise NoPitchError("no pitch found: no frame is voiced (CREPE confidence < 0.5 "
+                           "everywhere); is the input monophonic and pitched?")
+    octave_shift = 0
+    muted = np.zeros(len(loud), bool)
+    if options.auto_adjust:
+        midi = 69 + (hz_to_cents(f0_hz) - hz_to_cents(np.array(440.0))) / 100
+        diff = stats["pitch_midi_mean"] - float(np.mean(midi[voiced]))
+        octave_shift = int(np.round(diff / 12.0))
+        f0_hz = f0_hz * 2.0 ** octave_shift
+        target_q = np.asarray(stats.get("loudness_db_voiced_quantiles")
+                              or stats["loudness_db_quantiles"])
+        # Quantile transform fitted on the voiced frames, applied to every frame.
+        src_q = np.percentile(loud[voiced], np.linspace(0, 100, len(target_q)))
+        src_q = np.maximum.accumulate(src_q + np.arange(len(src_q)) * 1e-9)
+        loud_mapped = np.interp(loud, src_q, target_q)
+        below = loud < src_q[0]  # quieter than any voiced frame: keep the distance below
+        loud_mapped[below] = target_q[0] - (src_q[0] - loud[below])
+        muted = loud < np.percentile(loud, 95) - options.quiet_db
+        silence_db = float(np.min(stats["loudness_db_quantiles"])) - 20.0
+        loud = np.where(muted, np.minimum(loud_mapped, silence_db), loud_mapped)
+    f0_hz = f0_hz * 2.0 ** (options.pitch_shift_semitones / 12.0)
+    loud = loud + options.loudness_shift_db
+    return {"f0_hz": f0_hz.astype(np.float32), "loudness_db": loud.astype(np.float32),
+            "octave_shift": octave_shift, "voiced_fraction": float(voiced.mean()),
+            "muted_fraction": float(muted.mean())}
+
+
+class ChunkedRenderer:
+    """Renders f0/loudness frames chunk by chunk with all state carried across chunks.
+
+    Harmonic synthesis interpolates each block toward the next frame, so the last control
+    frame of a chunk is held back and synthesised with the next chunk (``finish`` flushes it).
+    Output equals one whole-signal render up to float rounding.
+    """
+
+    def __init__(self, model, options: TransferOptions = TransferOptions()):
+        self.model = model
+        self.options = options
+        cfg = model.config.synth
+        self.hop = cfg.hop
+        self.sample_rate = cfg.sample_rate
+        self.gen = torch.Generator().manual_seed(options.seed)
+        with torch.no_grad():
+            self.ir = model.synth.reverb.get_controls()["ir"]
+        self.gru_state = None
+        self.pending = None  # last control frame, not yet synthesised
+        self.phase = None
+        self.noise_tail = None
+        self.reverb_tail = None
+
+    def _synth_blocks(self, controls: dict, lookahead: bool) -> torch.Tensor:
+        o = self.options
+        harm, self.phase = core.harmonic_synthesis(
+            controls["f0_hz"], controls["amplitude"], controls["harmonic_distribution"],
+            self.sample_rate, self.hop, self.phase, lookahead=lookahead)
+        mags = controls["magnitudes"][:, :-1] if lookahead else controls["magnitudes"]
+        n = mags.shape[1] * self.hop
+        noise_in = torch.rand(1, n, generator=self.gen) * 2.0 - 1.0
+        noise = core.time_varying_fir(noise_in, core.frequency_sampling_fir(mags), self.hop)
+        if self.noise_tail is not None:
+            k = min(self.noise_tail.shape[1], noise.shape[1])
+            noise[:, :k] += self.noise_tail[:, :k]
+        self.noise_tail = noise[:, n:]
+        dry = o.harmonic_gain * harm + o.noise_gain * noise[:, :n]
+        wet = core.fft_convolve(dry, self.ir)
+        if self.reverb_tail is not None:
+            k = min(self.reverb_tail.shape[1], wet.shape[1])
+            wet[:, :k] += self.reverb_tail[:, :k]
+            if self.reverb_tail.shape[1] > wet.shape[1]:  # a chunk shorter than the reverb
+                wet = torch.cat([wet, self.reverb_tail[:, wet.shape[1]:]], dim=1)
+        self.reverb_tail = wet[:, n:]
+        return (1.0 - o.reverb_mix) * dry + o.reverb_mix * wet[:, :n]
+
+    @torch.no_grad()
+    def process(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor) -> torch.Tensor:
+        """Controls for [1, n, 1] frames -> the audio that is complete so far [1, m]."""
+        controls, self.gru_state = self.model.controls(f0_hz, loudness_db, state=self.gru_state)
+        if self.pending is not None:
+            controls = {k: torch.cat([self.pending[k], v], dim=1) for k, v in controls.items()}
+        self.pending = {k: v[:, -1:] for k, v in controls.items()}
+        if controls["f0_hz"].shape[1] < 2:
+            return torch.zeros(1, 0)
+        return self._synth_blocks(controls, lookahead=True)
+
+    @torch.no_grad()
+    def finish(self) -> torch.Tensor:
+        """The held-back last frame (held for its block): [1, hop]."""
+        if self.pending is None:
+            return torch.zeros(1, 0)
+        out = self._synth_blocks(self.pending, lookahead=False)
+        self.pending = None
+        return out
+
+
+def render(model, f0_hz: np.ndarray, loudness_db: np.ndarray,
+           options: TransferOptions = TransferOptions(), progress=None) -> np.ndarray:
+    """Synthesize [n_frames] f0/loudness in chunks: [n_frames * hop] float32."""
+    if model.encoder is not None:
+        raise ValueError("models with a z encoder need the input audio; use the model directly")
+    hop = model.config.synth.hop
+    chunk = max(2, int(options.chunk_seconds * model.config.synth.frame_rate_hz))
+    renderer = ChunkedRenderer(model, options)
+    f0 = torch.as_tensor(np.asarray(f0_hz, np.float32))[None, :, None]
+    ld = torch.as_tensor(np.asarray(loudness_db, np.float32))[None, :, None]
+    out = []
+    for t0 in range(0, f0.shape[1], chunk):
+        out.append(renderer.process(f0[:, t0 : t0 + chunk], ld[:, t0 : t0 + chunk])[0].numpy())
+        if progress is not None:
+            progress.update(min(chunk, f0.shape[1] - t0) * hop / model.config.synth.sample_rate)
+    out.append(renderer.finish()[0].numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def transfer_features(model, features: dict, options: TransferOptions = TransferOptions(),
+                      stats: dict | None = None, progress=None) -> tuple[np.ndarray, dict]:
+    """Adjust input features for ``model`` and render them.
+
+    Args:
+        features: ``f0_hz``, ``loudness_db``, ``confidence`` [n_frames] of the input.
+        stats: the model's dataset statistics (needed for auto-adjust).
+
+    Returns:
+        audio [n_frames * hop] float32, and the adjusted curves and adjustment info.
+    """
+    if not np.any(np.asarray(features["loudness_db"]) > -100.0):
+        raise ValueError("the input is silent")
+    adjusted = adjust_features(features["f0_hz"], features["loudness_db"],
+                               features["confidence"], stats or {}, options)
+    audio = render(model, adjusted["f0_hz"], adjusted["loudness_db"], options, progress)
+    return audio, adjusted
+
+
+
+def analyse(audio: np.ndarray, feature_config, progress=None) -> dict:
+    """Features of an input signal, block by block (bounded memory for long files)."""
+    from .data import PrepareConfig, features_in_blocks
+
+    return features_in_blocks(np.asarray(audio, np.float32),
+                              PrepareConfig(features=feature_config), progress)
+
+
+def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOptions = TransferOptions(),
+                   progress=None) -> tuple[np.ndarray, dict]:
+    """Transfer a signal at the model's sample rate: (output [n_samples], info).
+
+    ``info`` holds the input features and the adjusted curves (for plots) and the
+    adjustment summary. Raises ValueError (silent input) or NoPitchError.
+    """
+    audio = np.asarray(audio, np.float32)
+    if len(audio) == 0:
+        raise ValueError("the input is empty")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError("the input contains NaN or infinite samples")
+    if float(np.abs(audio).max()) < 1e-4:
+        raise ValueError("the input is silent (peak below -80 dBFS)")
+    features = analyse(audio, model.config.features, progress)
+    out, adjusted = transfer_features(model, features, options, meta.get("dataset_stats"))
+    return out[: len(audio)], {"input": features, "adjusted": adjusted}

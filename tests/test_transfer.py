@@ -1,0 +1,126 @@
+"""Timbre transfer: auto-adjust, chunked rendering with carried state, the CLI."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ddsp_synth.cli import main
+from ddsp_synth.features import FeatureConfig, compute_f0
+from ddsp_synth.model import DDSPModel, ModelConfig, load_model
+from ddsp_synth.transfer import (NoPitchError, TransferOptions, adjust_features, render,
+                                 transfer_audio)
+
+from conftest import synth_tone
+
+STATS = {"pitch_midi_mean": 69.0 + 12.0,  # model trained around A5
+         "loudness_db_quantiles": list(np.linspace(-80, -10, 101)),
+         "loudness_db_voiced_quantiles": list(np.linspace(-40, -10, 101))}
+
+
+def _curves(n=400, f0=220.0):
+    t = np.arange(n) / 100
+    f0_hz = f0 * 2 ** (0.3 * np.sin(2 * np.pi * t) / 12)
+    loud = -50 + 20 * np.sin(np.pi * t / t[-1])
+    conf = np.ones(n)
+    conf[:40] = 0.1  # unvoiced lead-in
+    loud[:40] = -100
+    return f0_hz, loud, conf
+
+
+def test_auto_adjust_shifts_octaves_and_maps_loudness_quantiles():
+    f0, loud, conf = _curves()
+    adj = adjust_features(f0, loud, conf, STATS, TransferOptions())
+    assert adj["octave_shift"] == 2  # MIDI ~57 -> ~81: two octaves up
+    np.testing.assert_allclose(adj["f0_hz"], f0 * 4, rtol=1e-6)
+    voiced = conf >= 0.85
+    mapped = adj["loudness_db"][voiced]
+    # the voiced frames now span the model's voiced loudness range, in the same order
+    assert abs(mapped.min() - (-40)) < 0.5 and abs(mapped.max() - (-10)) < 0.5
+    assert np.all(np.diff(mapped[np.argsort(loud[voiced])]) >= -1e-6)
+    # the silent lead-in is muted well below anything the model heard
+    assert np.all(adj["loudness_db"][:40] <= -100) and adj["muted_fraction"] >= 0.1
+
+
+def test_manual_shifts_and_no_adjust():
+    f0, loud, conf = _curves()
+    adj = adjust_features(f0, loud, conf, STATS,
+                          TransferOptions(auto_adjust=False, pitch_shift_semitones=-3.5,
+                                          loudness_shift_db=6.0))
+    np.testing.assert_allclose(adj["f0_hz"], f0 * 2 ** (-3.5 / 12), rtol=1e-6)
+    np.testing.assert_allclose(adj["loudness_db"], loud + 6.0, atol=1e-4)
+    assert adj["octave_shift"] == 0
+
+
+def test_no_pitch_is_a_clear_error():
+    f0, loud, _ = _curves()
+    with pytest.raises(NoPitchError, match="no pitch found"):
+        adjust_features(f0, loud, np.zeros_like(f0), STATS, TransferOptions())
+
+
+@pytest.fixture(scope="module")
+def loud_reverb_model():
+    torch.manual_seed(0)
+    model = DDSPModel(ModelConfig()).eval()
+    with torch.no_grad():
+        model.synth.reverb.tail.mul_(100.0)  # a reverb tail loud enough to matter at joins
+    return model
+
+
+def test_chunked_render_equals_whole_and_joins_are_smooth(loud_reverb_model):
+    model = loud_reverb_model
+    f0, loud, _ = _curves(1234)
+    chunked = render(model, f0, loud, TransferOptions(chunk_seconds=0.5))  # < the 1 s reverb
+    whole = render(model, f0, loud, TransferOptions(chunk_seconds=1000))
+    with torch.no_grad():
+        direct = model(torch.tensor(f0, dtype=torch.float32)[None, :, None],
+                       torch.tensor(loud, dtype=torch.float32)[None, :, None],
+                       generator=torch.Generator().manual_seed(0))[0].numpy()
+    assert len(chunked) == len(whole) == 1234 * 160
+    np.testing.assert_allclose(chunked, whole, atol=2e-5)
+    np.testing.assert_allclose(whole, direct, atol=2e-5)
+    # no sample-to-sample jump at a chunk join larger than the largest inside chunks
+    jumps = np.abs(np.diff(chunked))
+    joins = np.arange(50 * 160, len(chunked) - 1, 50 * 160) - 1
+    inside = np.delete(jumps, np.concatenate([joins, joins + 1]))
+    assert jumps[joins].max() <= inside.max()
+
+
+def test_transfer_audio_pitch_follows_input(exported):
+    model, meta = load_model(exported)
+    audio = synth_tone(3.0, 16000, 233.0, vibrato_cents=0.0)
+    out, info = transfer_audio(model, meta, audio, TransferOptions(auto_adjust=False,
+                                                                   pitch_shift_semitones=2.0))
+    assert out.shape == audio.shape and np.isfinite(out).all()
+    f0_out, conf = compute_f0(out, FeatureConfig())
+    voiced = info["input"]["confidence"] >= 0.85
+    err = 1200 * np.log2(f0_out[voiced] / (233.0 * 2 ** (2 / 12)))
+    assert voiced.sum() > 100 and np.median(np.abs(err)) < 30
+
+
+def test_transfer_cli_folder_with_corrupt_file(exported, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a.wav", synth_tone(2.0, 44100, 300.0), 44100)
+    sf.write(src / "b.flac", synth_tone(2.5, 16000, 200.0), 16000)
+    (src / "broken.wav").write_bytes(b"not audio at all")
+    sf.write(src / "silent.wav", np.zeros(16000), 16000)
+    out = tmp_path / "out"
+    rc = main(["transfer", str(src), "--model", str(exported), "-o", str(out), "--quiet",
+               "--format", "flac"])
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "broken.wav" in err[0] + err[1] and "silent" in err[0] + err[1]
+    a, sr = sf.read(out / "a.flac")
+    assert sr == 16000 and abs(len(a) - 2.0 * 16000) <= 1
+    assert sf.info(out / "b.flac").frames == 2.5 * 16000
+    # nothing is overwritten without --force
+    before = (out / "b.flac").read_bytes()
+    assert main(["transfer", str(src / "b.flac"), "--model", str(exported), "-o",
+                 str(out / "b.flac"), "--quiet"]) == 2
+    assert (out / "b.flac").read_bytes() == before
+    assert main(["resynth", str(src / "b.flac"), "--model", str(exported), "-o",
+                 str(tmp_path / "r.wav"), "--quiet", "--sample-rate", "48000"]) == 0
+    assert sf.info(tmp_path / "r.wav").samplerate == 48000
+    assert main(["transfer", str(src / "b.flac"), "--model", "no-such-instrument", "-o",
+                 str(tmp_path / "x.wav")]) == 2
