@@ -70,7 +70,8 @@ def _cmd_train(args) -> int:
     if "model" in overrides:
         model_config = ModelConfig.from_dict(overrides["model"])
     summary = train(args.data_dir, args.output, model_config, TrainConfig(**train_kw),
-                    resume=args.resume, show_progress=not args.quiet, force=args.force)
+                    resume=args.resume, show_progress=not args.quiet, force=args.force,
+                    init_from=args.init_from)
     if summary["interrupted"]:
         print(f"interrupted at step {summary['step']}; checkpoint {summary['checkpoint']}; "
               "continue with --resume", file=sys.stderr)
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--checkpoint-every", type=int)
     tr.add_argument("--num-threads", type=int)
     tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    tr.add_argument("--init-from", help="start from an exported model's weights (fine-tune)")
     tr.add_argument("--force", action="store_true", help="start over in an existing run folder")
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=_cmd_train)

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from .audio_io import atomic_write_bytes
 from .data import DDSPDataset, load_manifest, load_stats
 from .evaluate import evaluate_batches
-from .losses import multi_resolution_stft_loss
+from .losses import loudness_loss, multi_resolution_stft_loss
 from .model import DDSPModel, ModelConfig
 
 CHECKPOINT_FORMAT_VERSION = 1
@@ -158,6 +158,16 @@ def load_checkpoint(path: Path, model: DDSPModel, optimizer) -> dict:
     return state
 
 
+def training_loss(prediction: torch.Tensor, target: torch.Tensor, config: ModelConfig):
+    """Multi-resolution spectral loss plus the weighted loudness term of ``config.loss``."""
+    loss = multi_resolution_stft_loss(prediction, target, config.loss)
+    if config.loss.loudness_weight:
+        f = config.features
+        loss = loss + config.loss.loudness_weight * loudness_loss(
+            prediction, target, f.sample_rate, f.hop, f.loudness_n_fft, config.loss.loudness_floor_db)
+    return loss
+
+
 # ----------------------------------------------------------------------------- loop
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -195,12 +205,16 @@ class _StopFlag:
 
 def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
           model_config: ModelConfig | None = None, config: TrainConfig = TrainConfig(),
-          resume: bool = False, show_progress: bool = True, force: bool = False) -> dict:
+          resume: bool = False, show_progress: bool = True, force: bool = False,
+          init_from: str | os.PathLike | None = None) -> dict:
     """Train a model on a prepared dataset. Returns a summary dict.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the process group (nccl with CUDA,
     gloo otherwise), wraps the model in DistributedDataParallel and shards the data with a
     DistributedSampler; rank 0 logs, validates and checkpoints.
+
+    ``init_from`` starts a new run from an exported model's weights and settings (fine-tuning
+    or continuing a shipped model; the optimiser starts afresh).
     """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
@@ -232,6 +246,11 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
             raise TrainingError(f"{run_dir} already holds a run; use --resume to continue it "
                                 "or --force to start over")
         feature_cfg = manifest["config"]["features"]
+        if init_from is not None:
+            from .model import load_model
+
+            init_model, _ = load_model(init_from)
+            model_config = init_model.config
         if model_config is None:
             model_config = ModelConfig.for_sample_rate(feature_cfg["sample_rate"],
                                                        feature_cfg["sample_rate"] / feature_cfg["hop"],
@@ -253,6 +272,10 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
 
     torch.manual_seed(config.seed + rank)
     model = DDSPModel(model_config, stats["loudness_db_mean"], stats["loudness_db_std"]).to(device)
+    if init_from is not None and not resume:
+        # weights only: the loudness normalisation stays this dataset's
+        model.load_state_dict({k: v for k, v in init_model.state_dict().items()
+                               if not k.startswith("loudness_")}, strict=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
 
@@ -329,7 +352,7 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 audio = batch["audio"].to(device)
                 out = net(batch["f0_hz"][..., None].to(device),
                           batch["loudness_db"][..., None].to(device), audio=audio)
-                loss = multi_resolution_stft_loss(out, audio, model_config.loss)
+                loss = training_loss(out, audio, model_config)
                 optimizer.zero_grad(set_to_none=True)
                 finite = bool(torch.isfinite(loss))
                 grad_norm = float("nan")

@@ -102,6 +102,8 @@ def main() -> int:
     left = args.minutes - spent
     if left > 0.2:
         resume = ["--resume"] if spent else ["--force"] if (runs / "run.json").exists() else []
+        if not spent and (model / "config.json").exists():
+            resume += ["--init-from", str(model)]  # continue a shipped model (fresh optimiser)
         run(["train", str(data), "-o", str(runs), "--steps", "1000000", "--max-minutes",
              f"{left:.2f}", "--val-every", "500", "--quiet", *resume,
              *(["--num-threads", str(args.threads)] if args.threads else [])])

@@ -98,3 +98,18 @@ def test_loss_validates_shapes():
         multi_resolution_stft_loss(torch.zeros(1, 100), torch.zeros(1, 101))
     with pytest.raises(ValueError, match="prediction must have rank 2"):
         multi_resolution_stft_loss(torch.zeros(100), torch.zeros(100))
+
+
+def test_loudness_loss_measures_level_difference_in_db():
+    from ddsp_synth.losses import loudness_loss
+
+    t = torch.arange(16000) / SR
+    x = (0.3 * torch.sin(2 * np.pi * 440 * t))[None]
+    assert float(loudness_loss(x, x, SR, 160, 1024)) == 0.0
+    six_db = float(loudness_loss(x * 10 ** (6 / 20), x, SR, 160, 1024))
+    np.testing.assert_allclose(six_db, 6.0, atol=1e-3)
+    # below the floor nothing counts: silence against near-silence costs nothing
+    assert float(loudness_loss(x * 1e-6, torch.zeros_like(x), SR, 160, 1024, -80.0)) == 0.0
+    p = torch.randn(1, 64, dtype=torch.float64, requires_grad=True)
+    q = torch.randn(1, 64, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a: loudness_loss(a, q, 8000, 16, 32), (p,))

@@ -147,3 +147,14 @@ def test_two_process_ddp_smoke(tiny_dataset, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert int(list_checkpoints(run)[-1].name.split("-")[1]) == 4
     assert len(_losses(run)) == 4  # only rank 0 logs
+
+
+def test_init_from_exported_model(tiny_dataset, exported, tmp_path):
+    from ddsp_synth.model import load_model
+
+    model, _ = load_model(exported)
+    train(tiny_dataset, tmp_path / "ft", None, TrainConfig(steps=1, **{**FAST, "learning_rate": 0.0}),
+          show_progress=False, init_from=exported)
+    w = _weights(tmp_path / "ft")
+    ref = model.state_dict()
+    assert all(torch.equal(w[k], ref[k]) for k in ref if not k.startswith("loudness_"))

@@ -1,0 +1,77 @@
+"""The five instruments in models/: they load, transfer real examples, match their cards."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ddsp_synth.cli import main
+from ddsp_synth.evaluate import evaluate_batches
+from ddsp_synth.features import FeatureConfig, compute_f0, compute_loudness
+from ddsp_synth.model import available_models, load_model, models_dir
+from ddsp_synth.transfer import analyse
+
+from conftest import SHARED_DATA
+
+INSTRUMENTS = ["violin", "flute", "trumpet", "altosax", "cello"]
+EXAMPLES = models_dir().parent / "examples"
+
+
+def test_all_five_instruments_ship_with_cards():
+    shipped = available_models()
+    for name in INSTRUMENTS:
+        assert name in shipped, f"models/{name} missing"
+        d = shipped[name]
+        assert (d / "model.safetensors").stat().st_size < 10 * 1024 * 1024
+        card = (d / "MODEL_CARD.md").read_text()
+        assert "Held-out evaluation" in card and "reproduce" in card
+        assert json.loads((d / "train_config.json").read_text())["train"]["batch_size"] > 0
+
+
+@pytest.mark.parametrize("name", INSTRUMENTS)
+def test_transfer_example_follows_pitch_and_loudness(name, tmp_path):
+    src = EXAMPLES / "singing_scale.flac"
+    out = tmp_path / f"{name}.wav"
+    assert main(["transfer", str(src), "--model", name, "-o", str(out), "--quiet",
+                 "--pitch-shift", "0"]) == 0
+    y, sr = sf.read(out, dtype="float32")
+    model, meta = load_model(models_dir() / name)
+    x, _ = sf.read(src, dtype="float32")
+    assert sr == 16000 and len(y) == len(x)
+    fc = FeatureConfig()
+    f0_in, conf_in = compute_f0(x, fc)
+    f0_out, _ = compute_f0(y, fc)
+    voiced = conf_in >= 0.85
+    # auto-adjust shifts by whole octaves: recover the shift it applied from the stats
+    midi_in = 69 + 12 * np.log2(f0_in[voiced] / 440)
+    octaves = int(np.round((meta["dataset_stats"]["pitch_midi_mean"] - midi_in.mean()) / 12))
+    err = 1200 * np.log2(f0_out[voiced] / (f0_in[voiced] * 2.0 ** octaves))
+    assert voiced.sum() > 200 and np.median(np.abs(err)) < 30, np.median(np.abs(err))
+    # loudness follows: louder input frames give louder output frames
+    ld_in, ld_out = compute_loudness(x, fc), compute_loudness(y, fc)
+    active = ld_in > -60
+    assert np.corrcoef(ld_in[active], ld_out[active])[0, 1] > 0.6
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "train" / "violin.flac").exists(),
+                    reason="../shared/data not present")
+@pytest.mark.parametrize("name", INSTRUMENTS)
+def test_card_figures_match_eval_on_held_out_part(name):
+    model, meta = load_model(models_dir() / name)
+    card = json.loads((models_dir() / name / "eval.json").read_text())["tiny"]
+    y, sr = sf.read(SHARED_DATA / "train" / f"{name}.flac", dtype="float32")
+    context = 2 * sr
+    excerpt = y[-(20 * sr + context):]
+    feats = analyse(excerpt, model.config.features)
+    batches = []
+    for k in range(5):  # the five 4 s validation windows of the last 20 s
+        f0, f1 = 200 + 400 * k, 600 + 400 * k
+        batches.append({"audio": torch.from_numpy(excerpt[f0 * 160 : f1 * 160])[None],
+                        **{key: torch.from_numpy(feats[key][f0:f1])[None]
+                           for key in ("f0_hz", "confidence", "loudness_db")}})
+    got = evaluate_batches(model, batches)
+    assert abs(got["loudness_l1_db"] - card["loudness_l1_db"]) < 0.15
+    assert abs(got["f0_l1_cents"] - card["f0_l1_cents"]) < 3.0
+    assert abs(got["spectral_loss"] - card["spectral_loss"]) < 0.2
