@@ -29,7 +29,7 @@ class TransferOptions:
         pitch_shift_semitones: added after auto-adjust (fractional allowed).
         loudness_shift_db: added after auto-adjust.
         quiet_db: with auto-adjust, frames more than this many dB below the input's loud
-            level (95th percentile) are muted.
+            level (95th percentile), and unpitched frames (CREPE confidence < 0.5), are muted.
         harmonic_gain, noise_gain: linear gains of the two sources.
         reverb_mix: scales the learned reverb tail (0 = dry, 1 = as trained).
         chunk_seconds: synthesis chunk length; memory scales with it, not with the file.
@@ -86,7 +86,9 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
         loud_mapped = np.interp(loud, src_q, target_q)
         below = loud < src_q[0]  # quieter than any voiced frame: keep the distance below
         loud_mapped[below] = target_q[0] - (src_q[0] - loud[below])
-        muted = loud < np.percentile(loud, 95) - options.quiet_db
+        # Quiet frames, and unpitched ones (breaths, consonants: CREPE confidence < 0.5),
+        # would make the instrument play noise bursts between notes: mute them.
+        muted = (loud < np.percentile(loud, 95) - options.quiet_db) | (np.asarray(confidence) < 0.5)
         silence_db = float(np.min(stats["loudness_db_quantiles"])) - 20.0
         loud = np.where(muted, np.minimum(loud_mapped, silence_db), loud_mapped)
     f0_hz = f0_hz * 2.0 ** (options.pitch_shift_semitones / 12.0)
