@@ -186,7 +186,8 @@ def _cmd_transfer(args) -> int:
             audio = load_audio(src, sr)
             with tqdm(total=round(len(audio) / sr, 1), unit="s audio", leave=False,
                       disable=args.quiet, desc=src.name) as bar:
-                out, info = transfer_audio(model, meta, audio, options, bar)
+                out, info = transfer_audio(model, meta, audio, options, bar,
+                                           cache=not args.no_cache, pitch_model=args.pitch_model)
             if out_sr != sr:
                 import librosa
 
@@ -202,6 +203,63 @@ def _cmd_transfer(args) -> int:
             failures += 1
             print(f"ddsp-synth {args.command}: error: {src}: {err}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _cmd_stream(args) -> int:
+    from tqdm import tqdm
+
+    from .audio_io import atomic_write_bytes, check_writable, write_audio
+    from .data import load_audio
+    from .model import load_model, resolve_model
+    from .streaming import LiveOptions, stream_audio
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    check_writable(Path(args.output), args.force)
+    model, _ = load_model(resolve_model(args.model))
+    sr = model.config.synth.sample_rate
+    audio = load_audio(args.input, sr)
+    if float(np.abs(audio).max(initial=0.0)) < 1e-4:
+        raise AudioError(f"{args.input}: the input is silent (peak below -80 dBFS)")
+    block = int(round(args.block_ms * sr / 1000))
+    if block < 1:
+        raise ValueError(f"--block-ms {args.block_ms} is shorter than one sample")
+    options = LiveOptions(pitch_shift_semitones=args.pitch_shift,
+                          loudness_shift_db=args.loudness_shift, gate_db=args.gate_db)
+    with tqdm(total=-(-len(audio) // block), unit="block", disable=args.quiet,
+              desc="stream") as bar:
+        out, report = stream_audio(model, audio, block, options, engine=args.engine,
+                                   crepe_model=args.pitch_model, progress=bar)
+    peak = float(np.abs(out).max(initial=0.0))
+    if peak > 0.999:
+        out = out * (0.999 / peak)
+    write_audio(args.output, out, sr, force=args.force)
+    report.update({"input": str(args.input), "output": str(args.output), "threads": args.threads,
+                   "seconds": len(audio) / sr})
+    text = json.dumps(report, indent=2)
+    if args.report:
+        check_writable(Path(args.report), args.force)
+        atomic_write_bytes(args.report, lambda tmp: Path(tmp).write_text(text + "\n"))
+    c, lat = report["compute_total"], report["latency_ms"]
+    print(f"{args.input} -> {args.output}: {report['blocks']} blocks of {report['block_ms']:.1f} "
+          f"ms; compute per block median {c['median_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms "
+          f"({report['late_blocks']} late); latency {lat['total']:.1f} ms (features "
+          f"{lat['features_lookahead']:.0f} + synthesis {lat['synthesis']:.0f} + block "
+          f"{lat['block_buffer']:.0f})")
+    return 0
+
+
+def _cmd_export_runtime(args) -> int:
+    from .audio_io import check_writable
+    from .model import load_model, resolve_model
+    from .streaming import export_runtime
+
+    check_writable(Path(args.output), args.force)
+    model, _ = load_model(resolve_model(args.model))
+    export_runtime(model, args.output, args.format)
+    print(f"wrote the streaming step of {args.model} as {args.format} to {args.output}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,9 +346,39 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--noise-gain", type=float, default=1.0)
         t.add_argument("--reverb-mix", type=float, default=1.0)
         t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--pitch-model", choices=["tiny", "full"],
+                       help="CREPE size for the input's pitch (default: the model's, tiny; "
+                            "full is ~8x slower, for quality)")
+        t.add_argument("--no-cache", action="store_true",
+                       help="do not reuse or store the input's features (see README)")
         t.add_argument("--force", action="store_true")
         t.add_argument("--quiet", action="store_true", help="no progress bars")
         t.set_defaults(func=_cmd_transfer)
+    st = sub.add_parser("stream", help="simulate live playing from a file, block by block, "
+                                       "and report per-block compute time and latency")
+    st.add_argument("input", help="audio file")
+    st.add_argument("-o", "--output", required=True, help="output .wav or .flac")
+    st.add_argument("--model", required=True, help="shipped model name or model folder")
+    st.add_argument("--block-ms", type=float, default=10.0, help="sound-card block length")
+    st.add_argument("--engine", choices=["torch", "torchscript", "onnx"], default="onnx",
+                    help="how the synthesis step runs (same audio; onnx is fastest)")
+    st.add_argument("--pitch-model", choices=["tiny", "full"], default="tiny")
+    st.add_argument("--pitch-shift", type=float, default=0.0, help="semitones")
+    st.add_argument("--loudness-shift", type=float, default=0.0, help="dB")
+    st.add_argument("--gate-db", type=float, default=-60.0, help="mute frames quieter than this")
+    st.add_argument("--threads", type=int, default=1, help="torch threads (live use: 1)")
+    st.add_argument("--report", help="also write the timing report as JSON here")
+    st.add_argument("--force", action="store_true")
+    st.add_argument("--quiet", action="store_true")
+    st.set_defaults(func=_cmd_stream)
+
+    er = sub.add_parser("export-runtime", help="write the streaming step as TorchScript or "
+                                               "ONNX for a C++ or plugin host")
+    er.add_argument("model", help="shipped model name or model folder")
+    er.add_argument("-o", "--output", required=True, help="output file (.pt or .onnx)")
+    er.add_argument("--format", choices=["torchscript", "onnx"], default="onnx")
+    er.add_argument("--force", action="store_true")
+    er.set_defaults(func=_cmd_export_runtime)
     return parser
 
 

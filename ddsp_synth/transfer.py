@@ -10,6 +10,7 @@ long files run in bounded memory and the joins are inaudible.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -204,20 +205,58 @@ def transfer_features(model, features: dict, options: TransferOptions = Transfer
 
 
 
-def analyse(audio: np.ndarray, feature_config, progress=None) -> dict:
-    """Features of an input signal, block by block (bounded memory for long files)."""
-    from .data import PrepareConfig, features_in_blocks
+FEATURE_CACHE_VERSION = 1
 
-    return features_in_blocks(np.asarray(audio, np.float32),
-                              PrepareConfig(features=feature_config), progress)
+
+def analyse(audio: np.ndarray, feature_config, progress=None, cache: bool = True) -> dict:
+    """Features of an input signal, block by block (bounded memory for long files).
+
+    With ``cache``, features are kept in ``cache_dir()/features`` under a SHA-256 of the
+    samples and the feature settings, so transferring the same recording again (another
+    instrument, other settings: the usual way to use the app) skips pitch tracking.
+    """
+    import hashlib
+    import io
+    import json
+
+    from .audio_io import atomic_write_bytes
+    from .data import PrepareConfig, features_in_blocks
+    from .features import cache_dir
+
+    audio = np.ascontiguousarray(audio, np.float32)
+    path = None
+    if cache:
+        h = hashlib.sha256(audio.tobytes())
+        h.update(json.dumps([FEATURE_CACHE_VERSION, feature_config.__dict__],
+                            sort_keys=True).encode())
+        path = cache_dir() / "features" / f"{h.hexdigest()[:32]}.npz"
+        try:
+            with np.load(path) as z:
+                feats = {k: z[k] for k in ("f0_hz", "confidence", "loudness_db")}
+            if progress is not None:
+                progress.update(len(audio) / feature_config.sample_rate)
+            return feats
+        except (OSError, KeyError, ValueError):
+            pass  # not cached yet, or a damaged entry: compute it again
+    feats = features_in_blocks(audio, PrepareConfig(features=feature_config), progress)
+    if path is not None:
+        buf = io.BytesIO()
+        np.savez(buf, **feats)
+        try:
+            atomic_write_bytes(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
+        except OSError:
+            pass  # a read-only cache only costs speed
+    return feats
 
 
 def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOptions = TransferOptions(),
-                   progress=None) -> tuple[np.ndarray, dict]:
+                   progress=None, cache: bool = True,
+                   pitch_model: str | None = None) -> tuple[np.ndarray, dict]:
     """Transfer a signal at the model's sample rate: (output [n_samples], info).
 
     ``info`` holds the input features and the adjusted curves (for plots) and the
-    adjustment summary. Raises ValueError (silent input) or NoPitchError.
+    adjustment summary. ``pitch_model`` overrides the model's CREPE size for the input
+    (``"full"``: slower, for quality). Raises ValueError (silent input) or NoPitchError.
     """
     audio = np.asarray(audio, np.float32)
     if len(audio) == 0:
@@ -226,6 +265,11 @@ def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOption
         raise ValueError("the input contains NaN or infinite samples")
     if float(np.abs(audio).max()) < 1e-4:
         raise ValueError("the input is silent (peak below -80 dBFS)")
-    features = analyse(audio, model.config.features, progress)
+    fc = model.config.features
+    if pitch_model is not None and pitch_model != fc.crepe_model:
+        import dataclasses
+
+        fc = dataclasses.replace(fc, crepe_model=pitch_model)
+    features = analyse(audio, fc, progress, cache=cache)
     out, adjusted = transfer_features(model, features, options, meta.get("dataset_stats"))
     return out[: len(audio)], {"input": features, "adjusted": adjusted}

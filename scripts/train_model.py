@@ -56,7 +56,7 @@ def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, 
 | features | {meta['sample_rate']} Hz, {meta['frame_rate_hz']:g} frames/s, pitch {meta['pitch_model']} (deterministic decoding), A-weighted loudness |
 | training | {tr['steps']} steps of batch {tr['train_config']['batch_size']} x 4 s, {tr['wall_s'] / 60:.1f} min of training time on {cpu_name()} (2 cores, CPU only) |
 | pitch range (voiced, train part) | MIDI {stats['pitch_midi_quantiles'][5]:.1f} to {stats['pitch_midi_quantiles'][95]:.1f} (5th-95th percentile), mean {stats['pitch_midi_mean']:.1f} |
-| reproduce | `python scripts/train_model.py {name} --minutes {round(tr['wall_s'] / 60)}` |
+| reproduce | `python scripts/train_model.py {name} --steps {tr['steps']} --threads {tr['train_config']['num_threads'] or 2}` (made with `--minutes {round(tr['wall_s'] / 60)}`: a time budget, so the step count depends on the machine) |
 
 ## Held-out evaluation (`ddsp-synth eval models/{name} data/{name}`, last 20 s)
 
@@ -88,6 +88,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="instrument in ../shared/data/train (violin, flute, ...)")
     parser.add_argument("--minutes", type=float, default=30.0, help="total training time")
+    parser.add_argument("--steps", type=int, help="train to exactly this many steps instead "
+                        "(reproduces a model card's run step for step)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--full-pitch-eval", action="store_true",
                         help="also measure the output with CREPE full (slow)")
@@ -100,7 +102,11 @@ def main() -> int:
         ck = sorted((runs / "checkpoints").glob("step-*/state.json"))
         spent = json.loads(ck[-1].read_text())["wall_s"] / 60 if ck else 0.0
     left = args.minutes - spent
-    if left > 0.2:
+    if args.steps:
+        resume = ["--resume"] if (runs / "run.json").exists() else []
+        run(["train", str(data), "-o", str(runs), "--steps", str(args.steps), "--val-every", "500",
+             "--quiet", *resume, *(["--num-threads", str(args.threads)] if args.threads else [])])
+    elif left > 0.2:
         resume = ["--resume"] if spent else ["--force"] if (runs / "run.json").exists() else []
         if not spent and (model / "config.json").exists():
             resume += ["--init-from", str(model)]  # continue a shipped model (fresh optimiser)

@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +7,8 @@ import pytest
 import soundfile as sf
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Caches (CREPE's ONNX graph, features per recording) go to a fresh folder, not ~/.cache.
+os.environ.setdefault("DDSP_SYNTH_CACHE", tempfile.mkdtemp(prefix="ddsp_synth_cache_"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

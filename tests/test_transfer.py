@@ -124,3 +124,29 @@ def test_transfer_cli_folder_with_corrupt_file(exported, tmp_path, capsys):
     assert sf.info(tmp_path / "r.wav").samplerate == 48000
     assert main(["transfer", str(src / "b.flac"), "--model", "no-such-instrument", "-o",
                  str(tmp_path / "x.wav")]) == 2
+
+
+def test_features_are_cached_per_recording(exported, tmp_path, monkeypatch):
+    from ddsp_synth.transfer import analyse
+
+    monkeypatch.setenv("DDSP_SYNTH_CACHE", str(tmp_path / "cache"))
+    model, meta = load_model(exported)
+    x = synth_tone(2.0, 16000, 262.0)
+    first = analyse(x, model.config.features)
+    entries = list((tmp_path / "cache" / "features").glob("*.npz"))
+    assert len(entries) == 1
+    calls = []
+    import ddsp_synth.data as data
+
+    real = data.features_in_blocks
+    monkeypatch.setattr(data, "features_in_blocks", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = analyse(x, model.config.features)  # from the cache: no pitch tracking
+    assert not calls and all(np.array_equal(first[k], again[k]) for k in first)
+    other = analyse(x * 0.5, model.config.features)  # other samples, other entry
+    assert calls and not np.array_equal(other["loudness_db"], first["loudness_db"])
+    entries[0].write_bytes(b"damaged")  # a damaged entry is recomputed, not an error
+    fixed = analyse(x, model.config.features)
+    assert all(np.array_equal(first[k], fixed[k]) for k in first)
+    out_a, _ = transfer_audio(model, meta, x)
+    out_b, _ = transfer_audio(model, meta, x, cache=False)
+    assert np.array_equal(out_a, out_b)

@@ -1,0 +1,192 @@
+"""Streaming engine, runtime export and the `stream` / `export-runtime` commands."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ddsp_synth import core
+from ddsp_synth.cli import main
+from ddsp_synth.features import FeatureConfig, compute_f0, compute_loudness
+from ddsp_synth.model import load_model, models_dir
+from ddsp_synth.streaming import (INPUT_NAMES, StreamingFeatures, StreamingSynth, SynthStep,
+                                  example_inputs, export_runtime)
+
+from conftest import synth_tone
+
+HOP = 160
+
+
+def curves(n=240, seed=0):
+    """f0 with vibrato, a glide to 2.9 kHz (harmonics cross Nyquist) and an unvoiced gap."""
+    t = np.arange(n) / 100.0
+    f0 = 330.0 * 2 ** (0.3 * np.sin(2 * np.pi * 0.7 * t))
+    glide = slice(int(0.6 * n), int(0.8 * n))
+    f0[glide] = np.geomspace(300.0, 2900.0, glide.stop - glide.start)
+    f0[n // 4 : n // 4 + 10] = 0.0
+    loud = -35.0 + 12.0 * np.sin(2 * np.pi * 0.4 * t)
+    return f0.astype(np.float32), loud.astype(np.float32)
+
+
+def offline(model, f0, loud, noise, gains):
+    """The whole-signal rendering from the core functions, with the same noise."""
+    with torch.no_grad():
+        c, _ = model.controls(torch.from_numpy(f0)[None, :, None],
+                              torch.from_numpy(loud)[None, :, None])
+        harm, _ = core.harmonic_synthesis(c["f0_hz"], c["amplitude"], c["harmonic_distribution"],
+                                          model.config.synth.sample_rate, HOP)
+        nz = core.filtered_noise(c["magnitudes"], HOP, noise=torch.from_numpy(noise)[None])
+        ir = model.synth.reverb.get_controls()["ir"]
+        return core.reverb(gains[0] * harm + gains[1] * nz, ir, gains[2])[0].numpy()
+
+
+def streamed(model, f0, loud, noise, gains, engine="torch"):
+    s = StreamingSynth(model, *gains, engine=engine)
+    out = s.process_frames(f0, loud, noise)
+    return np.concatenate([out, s.flush(noise[-HOP:])])
+
+
+@pytest.fixture(scope="module")
+def trumpet():
+    return load_model(models_dir() / "trumpet")[0]
+
+
+@pytest.mark.parametrize("gains", [(1.0, 1.0, 1.0), (0.7, 1.6, 0.4)])
+def test_streaming_equals_offline_after_one_hop(trumpet, gains):
+    f0, loud = curves()
+    noise = np.random.default_rng(1).uniform(-1, 1, len(f0) * HOP).astype(np.float32)
+    ref = offline(trumpet, f0, loud, noise, gains)
+    got = streamed(trumpet, f0, loud, noise, gains)
+    assert np.all(got[:HOP] == 0.0)  # one hop of algorithmic latency
+    assert len(got) == len(ref) + HOP
+    err = np.abs(got[HOP:] - ref).max()
+    assert err < 1e-4, err
+    assert np.abs(ref).max() > 0.05  # a real signal, not two silences
+
+
+def test_streaming_small_trained_model_and_reset(exported):
+    model, _ = load_model(exported)
+    f0, loud = curves(120)
+    noise = np.random.default_rng(2).uniform(-1, 1, len(f0) * HOP).astype(np.float32)
+    ref = offline(model, f0, loud, noise, (1.0, 1.0, 1.0))
+    s = StreamingSynth(model)
+    first = s.process_frames(f0, loud, noise)
+    s.reset()  # a fresh stream gives the same audio again
+    again = s.process_frames(f0, loud, noise)
+    assert np.array_equal(first, again)
+    assert np.abs(first[HOP:] - ref[: len(first) - HOP]).max() < 1e-4
+
+
+def test_step_batch_equals_singles(trumpet):
+    step = SynthStep(trumpet).eval()
+    args = example_inputs(step, batch=3, seed=4)
+    with torch.no_grad():
+        state = args[4:]
+        for _ in range(3):  # build up a non-trivial state
+            out = step(*args[:4], *state)
+            state = out[1:]
+        batched = step(*args[:4], *state)
+        for b in range(3):
+            single = step(*[a[b : b + 1] for a in args[:4]], state[0][:, b : b + 1],
+                          *[s[b : b + 1] for s in state[1:]])
+            assert torch.allclose(single[0], batched[0][b : b + 1], atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_exported_runtime_equals_pytorch(trumpet, tmp_path, fmt):
+    path = export_runtime(trumpet, tmp_path / f"step.{'pt' if fmt == 'torchscript' else 'onnx'}",
+                          fmt)
+    step = SynthStep(trumpet).eval()
+    if fmt == "torchscript":
+        loaded = torch.jit.load(str(path))
+        run = loaded
+    else:
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert [i.name for i in sess.get_inputs()] == INPUT_NAMES
+
+        def run(*inputs):
+            feed = {n: t.numpy() for n, t in zip(INPUT_NAMES, inputs)}
+            return tuple(torch.from_numpy(o) for o in sess.run(None, feed))
+    f0, loud = curves(60)
+    gen = torch.Generator().manual_seed(0)
+    gains = torch.tensor([[0.9, 1.2, 0.8]])
+    s_ref, s_got = step.initial_state(1), step.initial_state(1)
+    worst = 0.0
+    with torch.no_grad():
+        for i in range(len(f0)):
+            inputs = (torch.tensor([[f0[i]]]), torch.tensor([[loud[i]]]),
+                      torch.rand(1, HOP, generator=gen) * 2 - 1, gains)
+            ref = step(*inputs, *s_ref)
+            got = run(*inputs, *s_got)  # each runtime carries its own state
+            s_ref, s_got = ref[1:], got[1:]
+            worst = max(worst, float((ref[0] - got[0]).abs().max()))
+    assert worst < 1e-4, worst
+    assert float(ref[0].abs().max()) > 1e-3
+
+
+def test_streaming_engines_agree(trumpet):
+    f0, loud = curves(80)
+    noise = np.random.default_rng(3).uniform(-1, 1, len(f0) * HOP).astype(np.float32)
+    eager = streamed(trumpet, f0, loud, noise, (1, 1, 1), "torch")
+    for engine in ("torchscript", "onnx"):
+        assert np.abs(streamed(trumpet, f0, loud, noise, (1, 1, 1), engine) - eager).max() < 1e-4
+
+
+def test_streaming_features_match_offline_grid():
+    fc = FeatureConfig()
+    x = synth_tone(3.0, 16000, 247.0)
+    sf_ = StreamingFeatures(fc)
+    frames = []
+    for i in range(0, len(x), 256):  # blocks that are not a multiple of the hop
+        frames += sf_.push(x[i : i + 256])
+    frames += sf_.finish()
+    loud = compute_loudness(x, fc)
+    f0_off, conf = compute_f0(x, fc)
+    assert len(frames) == len(loud)
+    ld = np.array([f.loudness_db for f in frames])
+    assert np.abs(ld - loud).max() < 0.01
+    f0 = np.array([f.f0_hz for f in frames])
+    voiced = conf > 0.5
+    cents = 1200 * np.abs(np.log2(f0[voiced] / f0_off[voiced]))
+    assert voiced.sum() > 150 and np.median(cents) < 5.0, (voiced.sum(), np.median(cents))
+
+
+def test_stream_cli_follows_the_input_pitch(tmp_path):
+    src = tmp_path / "in.wav"
+    x = synth_tone(3.0, 16000, 440.0)
+    sf.write(src, x, 16000)
+    out, report = tmp_path / "out.wav", tmp_path / "report.json"
+    assert main(["stream", str(src), "-o", str(out), "--model", "trumpet", "--quiet",
+                 "--pitch-shift", "-12", "--report", str(report)]) == 0
+    rep = json.loads(report.read_text())
+    assert rep["blocks"] == 300 and rep["latency_ms"]["synthesis"] == 10.0
+    assert rep["latency_ms"]["total"] == 32.0 + 10.0 + 10.0
+    assert rep["compute_total"]["median_ms"] > 0
+    y, sr = sf.read(out, dtype="float32")
+    assert sr == 16000 and len(y) == len(x)
+    fc = FeatureConfig()
+    lag = 512 + HOP  # features look-ahead + synthesis latency
+    f0_in, conf = compute_f0(x, fc)
+    f0_out, _ = compute_f0(np.concatenate([y[lag:], np.zeros(lag, np.float32)]), fc)
+    voiced = (conf > 0.85) & (compute_loudness(x, fc) > -40)
+    voiced[-10:] = False
+    cents = 1200 * np.log2(f0_out[voiced] / (f0_in[voiced] / 2))
+    assert np.median(np.abs(cents)) < 30, np.median(np.abs(cents))
+    # no overwrite without --force; silent input is a one-line error
+    assert main(["stream", str(src), "-o", str(out), "--model", "trumpet", "--quiet"]) == 2
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    assert main(["stream", str(tmp_path / "silent.wav"), "-o", str(tmp_path / "s.wav"),
+                 "--model", "trumpet", "--quiet"]) == 2
+
+
+def test_export_runtime_cli(tmp_path, capsys):
+    out = tmp_path / "violin.onnx"
+    assert main(["export-runtime", "trumpet", "-o", str(out)]) == 0
+    assert out.stat().st_size > 1_000_000
+    assert main(["export-runtime", "trumpet", "-o", str(out)]) == 2  # exists, no --force
+    assert "exists" in capsys.readouterr().err
+    assert main(["export-runtime", str(tmp_path / "nope"), "-o", str(tmp_path / "x.pt")]) == 2
