@@ -166,7 +166,7 @@ def case_stream(engine: str, seconds: float) -> dict:
     return res
 
 
-def case_train(hidden: int, n_harmonics: int, batch: int) -> dict:
+def case_train(hidden: int, n_harmonics: int, batch: int, precision: str = "fp32") -> dict:
     """One optimisation step (forward, spectral loss, backward, Adam), 2 threads."""
     import torch
 
@@ -179,6 +179,7 @@ def case_train(hidden: int, n_harmonics: int, batch: int) -> dict:
     cfg = ModelConfig(synth=SynthConfig(**{**base.synth.__dict__, "n_harmonics": n_harmonics}),
                       decoder=base.decoder, features=base.features, loss=base.loss)
     model = DDSPModel(cfg)
+    model.decoder_bf16 = precision == "bf16"
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     n_frames = int(4 * cfg.synth.frame_rate_hz)
     gen = torch.Generator().manual_seed(0)
@@ -194,7 +195,8 @@ def case_train(hidden: int, n_harmonics: int, batch: int) -> dict:
         opt.step()
         times.append(time.perf_counter() - t)
     step = float(np.median(times[2:]))
-    return {"hidden": hidden, "n_harmonics": n_harmonics, "batch": batch, "step_s": step,
+    return {"hidden": hidden, "n_harmonics": n_harmonics, "batch": batch,
+            "precision": precision, "step_s": step,
             "steps_per_s": 1 / step, "n_parameters": model.n_parameters()}
 
 
@@ -214,7 +216,7 @@ def case_transfer_rss(minutes: float) -> dict:
 
 CASES = {"synth": lambda a: case_synth(int(a[0]), 3), "transfer": lambda a: case_transfer(a[0], float(a[1])),
          "f0": lambda a: case_f0_vs_full(float(a[0])), "stream": lambda a: case_stream(a[0], float(a[1])),
-         "train": lambda a: case_train(int(a[0]), int(a[1]), int(a[2])),
+         "train": lambda a: case_train(int(a[0]), int(a[1]), int(a[2]), a[3]),
          "rss": lambda a: case_transfer_rss(float(a[0]))}
 
 
@@ -248,9 +250,10 @@ def main() -> int:
               ("stream_torch", ("stream", "torch", 10)),
               ("stream_torchscript", ("stream", "torchscript", 10)),
               ("stream_onnx", ("stream", "onnx", 30)),
-              ("train_default_b16", ("train", 256, 100, 16)),
-              ("train_peer_size_b16", ("train", 512, 100, 16)),
-              ("train_peer_size_b4", ("train", 512, 100, 4))]
+              ("train_default_b16", ("train", 256, 100, 16, "fp32")),
+              ("train_peer_size_b16", ("train", 512, 100, 16, "fp32")),
+              ("train_peer_size_b16_bf16", ("train", 512, 100, 16, "bf16")),
+              ("train_peer_size_b4", ("train", 512, 100, 4, "fp32"))]
     if not args.quick:
         steps.append(("transfer_10min_rss", ("rss", 10)))
     for name, case in steps:
@@ -302,6 +305,8 @@ def table(r: dict) -> str:
                  f"target <= 10 ms synthesis; DDSP-VST {DDSP_VST_LATENCY_MS:.0f} ms"))
     for key, label, peer_s in (("train_default_b16", "default size", None),
                                ("train_peer_size_b16", "peer's size (hidden 512)", p["train_step_b16_s"]),
+                               ("train_peer_size_b16_bf16", "peer's size, --precision bf16",
+                                p["train_step_b16_s"]),
                                ("train_peer_size_b4", "peer's size, batch 4", p["train_step_b4_s"])):
         t = r[key]
         b = t["batch"]

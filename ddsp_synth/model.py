@@ -88,6 +88,9 @@ class DDSPModel(nn.Module):
         self.synth = HarmonicPlusNoise(config.synth)
         self.encoder = (ZEncoder(config.decoder, config.synth.sample_rate, config.synth.hop)
                         if config.decoder.z_dims else None)
+        # Mixed precision for the decoder's matrix products (training option): bfloat16
+        # autocast, weights, synthesis and loss stay float32.
+        self.decoder_bf16 = False
         self.register_buffer("loudness_mean_db", torch.tensor(float(loudness_mean_db)))
         self.register_buffer("loudness_std_db", torch.tensor(float(loudness_std_db)))
 
@@ -104,7 +107,13 @@ class DDSPModel(nn.Module):
             if audio is None:
                 raise ValueError("this model has a z encoder and needs the input audio")
             z = self.encoder(audio, f0_hz.shape[1])
-        raw, state = self.decoder(f0_s, ld_s, z, state)
+        if self.decoder_bf16:
+            with torch.autocast(f0_hz.device.type, dtype=torch.bfloat16):
+                raw, state = self.decoder(f0_s, ld_s, z, state)
+            raw = {k: v.float() for k, v in raw.items()}
+            state = state.float()
+        else:
+            raw, state = self.decoder(f0_s, ld_s, z, state)
         return self.synth.get_controls(f0_hz, **raw), state
 
     def forward(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,

@@ -60,6 +60,9 @@ class TrainConfig:
         max_bad_steps: consecutive NaN/inf steps tolerated before stopping.
         max_minutes: stop (with a checkpoint) after this much wall time; 0 = no limit.
         num_threads: torch CPU threads (0 = torch's default).
+        precision: ``"fp32"``, or ``"bf16"``: the decoder's matrix products under bfloat16
+            autocast (weights, synthesis and loss stay float32); ~1.6x faster steps on CPUs
+            with AVX512-BF16/AMX at the peer's model size.
     """
 
     steps: int = 20000
@@ -79,6 +82,7 @@ class TrainConfig:
     max_bad_steps: int = 20
     max_minutes: float = 0.0
     num_threads: int = 0
+    precision: str = "fp32"
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -292,6 +296,9 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         if distributed:  # each rank continues its own noise stream
             torch.manual_seed(config.seed + rank + 1_000_003 * step)
 
+    if config.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
+    model.decoder_bf16 = config.precision == "bf16"
     net = model
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(
