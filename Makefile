@@ -30,7 +30,7 @@ test: setup browser
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) bench/bench_core.py
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

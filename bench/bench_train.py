@@ -43,31 +43,12 @@ def source_audio(seconds: float) -> tuple[np.ndarray, int]:
 
 
 def case_train_step(threads: int, batch: int) -> dict:
-    import torch
+    """One optimisation step of the default model (see ``run_all.case_train``)."""
+    from run_all import case_train
 
-    from ddsp_synth.losses import multi_resolution_stft_loss
-    from ddsp_synth.model import DDSPModel, ModelConfig
-
-    torch.set_num_threads(threads)
-    cfg = ModelConfig()
-    model = DDSPModel(cfg)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    n_frames = int(4 * cfg.synth.frame_rate_hz)
-    gen = torch.Generator().manual_seed(0)
-    f0 = 150 + 300 * torch.rand(batch, 1, 1, generator=gen).expand(batch, n_frames, 1)
-    loud = -30 + 5 * torch.randn(batch, n_frames, 1, generator=gen)
-    target = 0.1 * torch.randn(batch, n_frames * cfg.synth.hop, generator=gen)
-    times = []
-    for _ in range(7):
-        t = time.perf_counter()
-        loss = multi_resolution_stft_loss(model(f0, loud), target, cfg.loss)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t)
-    step_s = float(np.median(times[2:]))
-    return {"batch": batch, "seconds_each": 4.0, "step_s": step_s, "steps_per_s": 1 / step_s,
-            "n_parameters": model.n_parameters()}
+    r = case_train(256, 100, batch, "fp32", threads=threads)
+    return {"batch": batch, "seconds_each": 4.0, "step_s": r["step_s"],
+            "steps_per_s": r["steps_per_s"], "n_parameters": r["n_parameters"]}
 
 
 def case_prepare(model: str, seconds: float) -> dict:

@@ -166,15 +166,16 @@ def case_stream(engine: str, seconds: float) -> dict:
     return res
 
 
-def case_train(hidden: int, n_harmonics: int, batch: int, precision: str = "fp32") -> dict:
-    """One optimisation step (forward, spectral loss, backward, Adam), 2 threads."""
+def case_train(hidden: int, n_harmonics: int, batch: int, precision: str = "fp32",
+               threads: int = 2) -> dict:
+    """One optimisation step (forward, spectral loss, backward, Adam) of batch x 4 s."""
     import torch
 
     from ddsp_synth.losses import multi_resolution_stft_loss
     from ddsp_synth.model import DDSPModel, ModelConfig
     from ddsp_synth.processors import SynthConfig
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     base = ModelConfig.for_sample_rate(16000, hidden=hidden)
     cfg = ModelConfig(synth=SynthConfig(**{**base.synth.__dict__, "n_harmonics": n_harmonics}),
                       decoder=base.decoder, features=base.features, loss=base.loss)

@@ -100,6 +100,11 @@ def test_browser_upload_transfer_and_play(app_url, wav_path, tmp_path):
         page.wait_for_selector("#run_btn")
         page.set_input_files("#audio_in input[type=file]", wav_path)
         page.wait_for_selector("#audio_in a[data-testid=download-link][href*='file=']")
+        # the test model (auto-adjust keeps this tone's octave for it; the shipped violin,
+        # the default choice, would move it up one)
+        page.click("#instrument input[role=combobox]")
+        page.get_by_role("option", name="testviolin").click()
+        assert page.input_value("#instrument input[role=combobox]") == "testviolin"
         page.fill("#pitch_shift input[type=number]", "-12")
         page.press("#pitch_shift input[type=number]", "Enter")
         page.click("#run_btn")
@@ -108,6 +113,8 @@ def test_browser_upload_transfer_and_play(app_url, wav_path, tmp_path):
         data = urllib.request.urlopen(link.get_attribute("href")).read()
         y, sr = sf.read(io.BytesIO(data))
         assert sr == 16000 and len(y) == 32000 and np.isfinite(y).all()
+        info = page.locator("#info textarea").input_value()
+        assert "testviolin out; octave shift +0" in info, info
         assert abs(1200 * np.log2(median_pitch_hz(y) / 150.0)) < 30  # the -12 st slider arrived
         for plot in ("#curves_plot img", "#spec_plot img"):
             img = page.wait_for_selector(plot)
