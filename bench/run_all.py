@@ -218,7 +218,8 @@ def case_transfer_rss(minutes: float) -> dict:
 CASES = {"synth": lambda a: case_synth(int(a[0]), 3), "transfer": lambda a: case_transfer(a[0], float(a[1])),
          "f0": lambda a: case_f0_vs_full(float(a[0])), "stream": lambda a: case_stream(a[0], float(a[1])),
          "train": lambda a: case_train(int(a[0]), int(a[1]), int(a[2]), a[3]),
-         "rss": lambda a: case_transfer_rss(float(a[0]))}
+         "rss": lambda a: case_transfer_rss(float(a[0])),
+         "write": lambda a: {"path": str(write_input(float(a[0]), Path(a[1])))}}
 
 
 def run_child(*args) -> dict:
@@ -257,8 +258,9 @@ def main() -> int:
               ("train_peer_size_b4", ("train", 512, 100, 4, "fp32"))]
     if not args.quick:
         steps.append(("transfer_10min_rss", ("rss", 10)))
-    for seconds in (60, 600):  # inputs written here, so the cases' peak RSS is their own
-        write_input(seconds, Path(tmp) / f"in_{seconds:g}s.wav")
+    for seconds in (60, 600):  # inputs written by a child of their own: a child inherits its
+        # parent's peak RSS, so the parent must stay small for the cases' figures to be theirs
+        run_child("write", seconds, Path(tmp) / f"in_{seconds:g}s.wav")
     for name, case in steps:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         r[name] = run_child(*case)
