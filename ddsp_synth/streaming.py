@@ -480,10 +480,48 @@ def live_frame(frame: Frame, options: LiveOptions) -> tuple[float, float]:
     return f0, loud
 
 
+class LiveEngine:
+    """Audio in, instrument out, block by block: :class:`StreamingFeatures` ->
+    :func:`live_frame` -> :class:`StreamingSynth`, every state carried.
+
+    ``process(block)`` returns the audio completed by that block (one hop per new frame:
+    exactly ``len(block)`` samples when blocks are whole hops) and records the time spent in
+    features and synthesis. Output lags input by ``latency_samples`` (feature look-ahead +
+    one hop), plus whatever block buffering the host adds.
+    """
+
+    def __init__(self, model, options: LiveOptions = LiveOptions(), engine: str = "onnx",
+                 crepe_model: str | None = None, seed: int = 0):
+        self.features = StreamingFeatures(model.config.features, crepe_model)
+        self.synth = StreamingSynth(model, seed=seed, engine=engine)
+        self.options = options
+        self.sample_rate = self.synth.sample_rate
+        self.latency_samples = self.features.latency_samples + self.synth.latency_samples
+        self.times_features: list[float] = []
+        self.times_synthesis: list[float] = []
+
+    def reset(self) -> None:
+        self.features.reset()
+        self.synth.reset()
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        import time
+
+        t0 = time.perf_counter()
+        frames = self.features.push(block)
+        t1 = time.perf_counter()
+        out = [self.synth.process_frame(*live_frame(fr, self.options)) for fr in frames]
+        t2 = time.perf_counter()
+        self.times_features.append(t1 - t0)
+        self.times_synthesis.append(t2 - t1)
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
 def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOptions = LiveOptions(),
                  engine: str = "torch", crepe_model: str | None = None, seed: int = 0,
                  progress=None) -> tuple[np.ndarray, dict]:
-    """Simulate live use: feed ``audio`` in blocks, as a sound card would, and time each.
+    """Simulate live use: feed ``audio`` to a :class:`LiveEngine` in blocks, as a sound card
+    would, and time each block.
 
     ``progress`` (e.g. tqdm) is advanced by one per block.
 
@@ -492,27 +530,18 @@ def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOpti
         report: per-block compute times (features, synthesis, total; median and p99 in ms),
         the block length and the algorithmic latency of each stage in ms.
     """
-    import time
-
-    features = StreamingFeatures(model.config.features, crepe_model)
-    synth = StreamingSynth(model, seed=seed, engine=engine)
-    sr = synth.sample_rate
-    out, t_feat, t_synth = [], [], []
+    live = LiveEngine(model, options, engine, crepe_model, seed)
+    features, synth = live.features, live.synth
+    sr = live.sample_rate
+    out = []
     for start in range(0, len(audio), block_samples):
-        block = audio[start : start + block_samples]
-        t0 = time.perf_counter()
-        frames = features.push(block)
-        t1 = time.perf_counter()
-        for fr in frames:
-            out.append(synth.process_frame(*live_frame(fr, options)))
-        t2 = time.perf_counter()
-        t_feat.append(t1 - t0)
-        t_synth.append(t2 - t1)
+        out.append(live.process(audio[start : start + block_samples]))
         if progress is not None:
             progress.update(1)
     y = np.concatenate(out) if out else np.zeros(0, np.float32)
     y = np.pad(y, (0, max(0, len(audio) - len(y))))[: len(audio)]
-    t_feat, t_synth = np.array(t_feat) * 1e3, np.array(t_synth) * 1e3
+    t_feat = np.array(live.times_features) * 1e3
+    t_synth = np.array(live.times_synthesis) * 1e3
     total = t_feat + t_synth
     block_ms = 1e3 * block_samples / sr
 

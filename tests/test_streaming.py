@@ -11,8 +11,8 @@ from ddsp_synth import core
 from ddsp_synth.cli import main
 from ddsp_synth.features import FeatureConfig, compute_f0, compute_loudness
 from ddsp_synth.model import load_model, models_dir
-from ddsp_synth.streaming import (INPUT_NAMES, StreamingFeatures, StreamingSynth, SynthStep,
-                                  example_inputs, export_runtime)
+from ddsp_synth.streaming import (INPUT_NAMES, LiveEngine, StreamingFeatures, StreamingSynth,
+                                  SynthStep, example_inputs, export_runtime, stream_audio)
 
 from conftest import synth_tone
 
@@ -190,3 +190,20 @@ def test_export_runtime_cli(tmp_path, capsys):
     assert main(["export-runtime", "trumpet", "-o", str(out)]) == 2  # exists, no --force
     assert "exists" in capsys.readouterr().err
     assert main(["export-runtime", str(tmp_path / "nope"), "-o", str(tmp_path / "x.pt")]) == 2
+
+
+def test_live_engine_returns_a_hop_per_hop_after_the_lookahead(trumpet):
+    x = synth_tone(1.0, 16000, 330.0)
+    live = LiveEngine(trumpet, engine="torch")
+    sizes, outs = [], []
+    for i in range(0, len(x), HOP):
+        y = live.process(x[i : i + HOP])
+        sizes.append(len(y))
+        outs.append(y)
+    # frame 0 needs samples up to 512 (half a CREPE window): blocks 0-2 return nothing
+    assert sizes[:3] == [0, 0, 0] and set(sizes[3:]) == {HOP}
+    assert live.latency_samples == 512 + HOP
+    streamed_out, report = stream_audio(trumpet, x, HOP, engine="torch")
+    got = np.concatenate(outs)
+    assert np.array_equal(streamed_out[: len(got)], got)  # the simulation is the engine
+    assert report["blocks"] == len(sizes) and np.abs(got).max() > 0.01
