@@ -131,7 +131,13 @@ def _onnx_crepe(model: str, threads: int):
                                   input_names=["frames"], output_names=["activations"],
                                   dynamic_axes={"frames": {0: "n"}, "activations": {0: "n"}},
                                   opset_version=18, dynamo=False)
-        atomic_write_bytes(path, write)
+        try:
+            atomic_write_bytes(path, write)
+        except OSError:  # no writable cache: export to a temporary file for this process
+            import tempfile
+
+            path = Path(tempfile.mkdtemp(prefix="ddsp_synth_")) / path.name
+            atomic_write_bytes(path, write)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
