@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import core
+from .decoder import hz_to_midi
 from .features import (CREPE_SAMPLE_RATE, CREPE_WINDOW, FeatureConfig, bin_range,
                        cents_to_hz, crepe_runner, log_observations, normalise_frames,
                        refine_cents, viterbi_advance, viterbi_transitions)
@@ -136,7 +137,7 @@ class SynthStep(nn.Module):
                gru_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, 1] f0 and loudness -> (controls [B, 2 + K + N], new GRU state)."""
         f0 = f0_hz[:, :, None]
-        f0_s = (69.0 + 12.0 * torch.log2(f0.clamp_min(8.1758) / 440.0)) / 127.0
+        f0_s = hz_to_midi(f0) / 127.0  # as DDSPModel.scale_inputs
         ld_s = (loudness_db[:, :, None] - self.loudness_mean_db) / self.loudness_std_db
         raw, gru_state = self.decoder(f0_s, ld_s, None, gru_state)
         c = self.synth.get_controls(f0, **raw)
