@@ -17,9 +17,8 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
 
-from ddsp_synth.audio_io import AudioError, write_audio  # noqa: E402
+from ddsp_synth.audio_io import AudioError, limit_peak, write_audio  # noqa: E402
 from ddsp_synth.data import load_audio  # noqa: E402
 from ddsp_synth.model import ModelFileError, available_models, load_model  # noqa: E402
 from ddsp_synth.plots import curves_figure, spectrograms_figure  # noqa: E402
@@ -65,9 +64,7 @@ def run_transfer(audio_path, instrument, auto_adjust, pitch_shift, loudness_shif
                        "(one voice or instrument).") from None
     except ValueError as err:
         raise gr.Error(f"Cannot transfer this input: {err}.") from None
-    peak = float(np.abs(out).max())
-    if peak > 0.999:
-        out = out * (0.999 / peak)
+    out = limit_peak(out)
     out_path = Path(tempfile.mkdtemp(prefix="ddsp_")) / f"{instrument}.wav"
     write_audio(out_path, out, sr)
     adj = info["adjusted"]

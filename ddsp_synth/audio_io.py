@@ -16,6 +16,24 @@ class AudioError(Exception):
     """A problem with an input or output file, with a one-line message for the user."""
 
 
+def limit_peak(audio: np.ndarray, ceiling: float = 0.999) -> np.ndarray:
+    """Scale ``audio`` down to ``ceiling`` if it would clip (keeps the sound's shape)."""
+    peak = float(np.abs(audio).max(initial=0.0))
+    return audio * (ceiling / peak) if peak > ceiling else audio
+
+
+def check_input_signal(audio: np.ndarray) -> np.ndarray:
+    """float32 ``audio``, or ValueError for an empty, non-finite or silent input."""
+    audio = np.asarray(audio, np.float32)
+    if len(audio) == 0:
+        raise ValueError("the input is empty")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError("the input contains NaN or infinite samples")
+    if float(np.abs(audio).max()) < 1e-4:
+        raise ValueError("the input is silent (peak below -80 dBFS)")
+    return audio
+
+
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
     """Refuse to overwrite an existing file unless ``force``; return the path."""
     path = Path(path)

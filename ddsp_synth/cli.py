@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
 from .audio_io import AudioError
 
@@ -160,7 +158,7 @@ def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[
 def _cmd_transfer(args) -> int:
     from tqdm import tqdm
 
-    from .audio_io import check_writable, write_audio
+    from .audio_io import check_writable, limit_peak, write_audio
     from .data import load_audio
     from .model import load_model, resolve_model
     from .transfer import TransferOptions, transfer_audio
@@ -192,10 +190,7 @@ def _cmd_transfer(args) -> int:
                 import librosa
 
                 out = librosa.resample(out, orig_sr=sr, target_sr=out_sr, res_type="soxr_hq")
-            peak = float(np.abs(out).max()) if len(out) else 0.0
-            if peak > 0.999:  # keep the shape of the sound rather than clip it
-                out = out * (0.999 / peak)
-            write_audio(dst, out, out_sr, force=args.force)
+            write_audio(dst, limit_peak(out), out_sr, force=args.force)
             adj = info["adjusted"]
             print(f"{src} -> {dst} (octave shift {adj['octave_shift']:+d}, voiced "
                   f"{adj['voiced_fraction']:.0%})")
@@ -208,7 +203,7 @@ def _cmd_transfer(args) -> int:
 def _cmd_stream(args) -> int:
     from tqdm import tqdm
 
-    from .audio_io import atomic_write_bytes, check_writable, write_audio
+    from .audio_io import atomic_write_bytes, check_writable, limit_peak, write_audio
     from .data import load_audio
     from .model import load_model, resolve_model
     from .streaming import LiveOptions, stream_audio
@@ -220,8 +215,6 @@ def _cmd_stream(args) -> int:
     model, _ = load_model(resolve_model(args.model))
     sr = model.config.synth.sample_rate
     audio = load_audio(args.input, sr)
-    if float(np.abs(audio).max(initial=0.0)) < 1e-4:
-        raise AudioError(f"{args.input}: the input is silent (peak below -80 dBFS)")
     block = int(round(args.block_ms * sr / 1000))
     if block < 1:
         raise ValueError(f"--block-ms {args.block_ms} is shorter than one sample")
@@ -231,10 +224,7 @@ def _cmd_stream(args) -> int:
               desc="stream") as bar:
         out, report = stream_audio(model, audio, block, options, engine=args.engine,
                                    crepe_model=args.pitch_model, progress=bar)
-    peak = float(np.abs(out).max(initial=0.0))
-    if peak > 0.999:
-        out = out * (0.999 / peak)
-    write_audio(args.output, out, sr, force=args.force)
+    write_audio(args.output, limit_peak(out), sr, force=args.force)
     report.update({"input": str(args.input), "output": str(args.output), "threads": args.threads,
                    "seconds": len(audio) / sr})
     text = json.dumps(report, indent=2)

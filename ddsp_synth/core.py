@@ -16,6 +16,7 @@ Nothing here holds parameters; :mod:`ddsp_synth.processors` wraps these in modul
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -515,6 +516,16 @@ def a_weighting_db(frequencies_hz: np.ndarray | torch.Tensor, min_db: float = -1
     return lib.clip(db, min_db, None) if lib is np else db.clamp_min(min_db)
 
 
+@functools.lru_cache(maxsize=16)
+def _a_weights(sample_rate: float, n_fft: int) -> tuple[torch.Tensor, float]:
+    """A-weighting power gains of the rfft bins [n_fft // 2 + 1] (float64), and the one-sided
+    power of a full-scale sine through a Hann window of ``n_fft``: ``n_fft * sum(w^2) / 4``.
+    Cached: the streaming front end asks for them every 10 ms."""
+    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    return 10.0 ** (a_weighting_db(freqs) / 10.0), float(n_fft * window.square().sum() / 4.0)
+
+
 def a_weighted_loudness(
     audio: torch.Tensor,
     sample_rate: float,
@@ -545,11 +556,8 @@ def a_weighted_loudness(
     _check_finite(audio, "audio")
     n_frames = n_frames_for(audio.shape[1], hop)
     mag = magnitude_spectrogram(audio, n_fft, hop)[..., :n_frames]  # [B, F, T]
-    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    weight = (10.0 ** (a_weighting_db(freqs) / 10.0)).to(audio.dtype).to(audio.device)
-    window = torch.hann_window(n_fft, dtype=torch.float64)
-    # One-sided power of a unit sine through this window: (n_fft * sum(w^2)) / 4.
-    ref_power = float(n_fft * window.square().sum() / 4.0)
+    weight, ref_power = _a_weights(float(sample_rate), n_fft)
+    weight = weight.to(audio.dtype).to(audio.device)
     power = (mag.square() * weight[None, :, None]).sum(dim=1) / ref_power  # [B, T]
     loudness = 10.0 * torch.log10(power + 10.0 ** (floor_db / 10.0))
     return loudness[..., None]

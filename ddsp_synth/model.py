@@ -215,8 +215,6 @@ def with_stats(config: ModelConfig, stats: dict) -> DDSPModel:
     return DDSPModel(config, stats["loudness_db_mean"], stats["loudness_db_std"])
 
 
-
-
 def models_dir() -> Path:
     """Folder of the shipped models: $DDSP_SYNTH_MODELS, else ``models/`` of the checkout."""
     env = os.environ.get("DDSP_SYNTH_MODELS")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import core
+from .audio_io import check_input_signal
 from .decoder import hz_to_midi
 from .features import (CREPE_SAMPLE_RATE, CREPE_WINDOW, FeatureConfig, bin_range,
                        cents_to_hz, crepe_runner, log_observations, normalise_frames,
@@ -318,12 +320,6 @@ class StreamingFeatures:
         self.latency_samples = self.half
         self.min_bin, self.max_bin = bin_range(config.f0_min_hz, config.f0_max_hz)
         self.offsets, self.trans_to = viterbi_transitions()
-        freqs = torch.linspace(0, config.sample_rate / 2, CREPE_WINDOW // 2 + 1,
-                               dtype=torch.float64)
-        self.a_weight = (10.0 ** (core.a_weighting_db(freqs) / 10.0)).float()
-        win64 = torch.hann_window(CREPE_WINDOW, dtype=torch.float64)
-        self.ref_power = float(CREPE_WINDOW * win64.square().sum() / 4.0)
-        self.window = torch.hann_window(CREPE_WINDOW)
         self._crepe = crepe_runner(self.crepe_model, threads=1)  # one core, as live
         self.reset()
 
@@ -337,9 +333,9 @@ class StreamingFeatures:
     @torch.inference_mode()
     def _frame(self, window: np.ndarray) -> Frame:
         x = torch.from_numpy(window)[None]
-        spec = torch.fft.rfft(x * self.window)
-        power = float((spec.abs().square() * self.a_weight).sum()) / self.ref_power
-        loud = 10.0 * math.log10(power + 1e-12)
+        # The offline loudness, on the one frame centred in this window (frame 1 at hop n/2).
+        loud = float(core.a_weighted_loudness(x, self.config.sample_rate, CREPE_WINDOW // 2,
+                                              CREPE_WINDOW)[0, 1, 0])
         act = self._crepe(normalise_frames(x).numpy())[0].astype(np.float64)
         log_obs = log_observations(act, self.min_bin, self.max_bin)
         if self.score is None:
@@ -506,8 +502,6 @@ class LiveEngine:
         self.synth.reset()
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        import time
-
         t0 = time.perf_counter()
         frames = self.features.push(block)
         t1 = time.perf_counter()
@@ -531,6 +525,7 @@ def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOpti
         report: per-block compute times (features, synthesis, total; median and p99 in ms),
         the block length and the algorithmic latency of each stage in ms.
     """
+    audio = check_input_signal(audio)
     live = LiveEngine(model, options, engine, crepe_model, seed)
     features, synth = live.features, live.synth
     sr = live.sample_rate

@@ -258,13 +258,9 @@ def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOption
     adjustment summary. ``pitch_model`` overrides the model's CREPE size for the input
     (``"full"``: slower, for quality). Raises ValueError (silent input) or NoPitchError.
     """
-    audio = np.asarray(audio, np.float32)
-    if len(audio) == 0:
-        raise ValueError("the input is empty")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError("the input contains NaN or infinite samples")
-    if float(np.abs(audio).max()) < 1e-4:
-        raise ValueError("the input is silent (peak below -80 dBFS)")
+    from .audio_io import check_input_signal
+
+    audio = check_input_signal(audio)
     fc = model.config.features
     if pitch_model is not None and pitch_model != fc.crepe_model:
         import dataclasses
