@@ -3,10 +3,19 @@
     python scripts/train_model.py violin --minutes 50
 
 1. ``ddsp-synth prepare ../shared/data/train/NAME.flac -o data/NAME`` (last 20 s held out);
-2. ``ddsp-synth train data/NAME -o runs/NAME`` for ``--minutes`` of training time in total
-   (an existing run is resumed until that budget is spent);
-3. ``ddsp-synth export runs/NAME -o models/NAME --force``;
-4. ``ddsp-synth eval models/NAME data/NAME`` on the held-out part, and ``MODEL_CARD.md``.
+   with ``--extra-seconds S`` the shared generator (``../shared/data/render_melodies.py``, needs
+   the ``fluidsynth`` binary, ``fluid-soundfont-gm`` and ``pip install -e .[render]``) first
+   renders S more seconds of the instrument with seed ``2000 + index`` (violin, flute, trumpet,
+   altosax, cello = 2000..2004; the shared files are 1000..1004), and training uses
+   ``data/NAME_xS`` = the shared file plus that render (last 20 s of each held out);
+2. ``ddsp-synth train DATA -o runs/NAME[_xS]`` for ``--minutes`` of training time in total
+   (an existing run is resumed until that budget is spent); ``--init-from-shipped`` starts a
+   new run from the current ``models/NAME`` (fine-tuning, fresh optimiser);
+3. ``ddsp-synth export RUN -o models/NAME --force``;
+4. ``ddsp-synth eval models/NAME data/NAME`` on the held-out part of the shared file,
+   ``MODEL_CARD.md``, ``eval.json`` and ``train_config.json`` (which keeps the recipe: the
+   command of every stage that led to the model, so a model is rebuilt from scratch by
+   running them in order).
 """
 
 from __future__ import annotations
@@ -14,13 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import soundfile as sf
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "train"
 EXE = [sys.executable, "-m", "ddsp_synth"]
+GENERATOR = SHARED.parent / "render_melodies.py"
+INSTRUMENTS = ["violin", "flute", "trumpet", "altosax", "cello"]  # shared seeds 1000..1004
+EXTRA_SEED_BASE = 2000
 
 
 def run(args: list[str]) -> str:
@@ -36,8 +51,13 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, source: Path) -> str:
+def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, source: Path,
+               recipe: list[dict], extra: str = "") -> str:
     tr = meta["training"]
+    steps = " + ".join(str(r["steps"]) for r in recipe)
+    minutes = " + ".join(f"{r['minutes']:.1f}" for r in recipe)
+    stages = "".join(f"\n{i + 1}. `{r['command']}` — {r['steps']} steps, {r['minutes']:.1f} min"
+                     + (f"; {r['note']}" if r.get("note") else "") for i, r in enumerate(recipe))
     hist = tr.get("loss_history", [])
     rows = "\n".join(f"| {s} | {w / 60:.1f} | {loss:.3f} |" for s, w, loss in hist)
     stats = meta["dataset_stats"]
@@ -47,16 +67,24 @@ def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, 
                 f"f0 L1 {metrics_full['f0_l1_cents']:.1f} cents, median "
                 f"{metrics_full['f0_median_cents']:.1f}, outliers "
                 f"{metrics_full['f0_outlier_ratio']:.2%}.\n")
+    intro = ("From a clean clone, in order (each stage continues from the model the previous one "
+             "exported;\nthe runs were made with time budgets, `--steps` repeats them step for step):"
+             if len(recipe) > 1 else "From a clean clone (the run was made with a time budget; "
+             "`--steps` repeats it step for step):")
     return f"""# {name} — ddsp_synth model card
 
 | | |
 |---|---|
-| data | `{source.name}` from the project's shared data: FluidR3_GM {name} (MIT) rendered from seeded random melodies, 16 kHz mono, 180 s; last 20 s held out |
+| data | `{source.name}` from the project's shared data: FluidR3_GM {name} (MIT) rendered from seeded random melodies, 16 kHz mono, 180 s; last 20 s held out{extra} |
 | model | DDSP solo-instrument decoder, width {meta['model']['decoder']['hidden']}, {meta['n_parameters']:,} parameters; {meta['model']['synth']['n_harmonics']} harmonics, {meta['model']['synth']['n_noise_bands']} noise bands, {meta['model']['synth']['reverb_s']:g} s learned reverb |
 | features | {meta['sample_rate']} Hz, {meta['frame_rate_hz']:g} frames/s, pitch {meta['pitch_model']} (deterministic decoding), A-weighted loudness |
-| training | {tr['steps']} steps of batch {tr['train_config']['batch_size']} x 4 s, {tr['wall_s'] / 60:.1f} min of training time on {cpu_name()} (2 cores, CPU only) |
+| training | {steps} steps of batch {tr['train_config']['batch_size']} x 4 s, {minutes} min of training time on {cpu_name()} (2 cores, CPU only){" in " + str(len(recipe)) + " stages (see below)" if len(recipe) > 1 else ""} |
 | pitch range (voiced, train part) | MIDI {stats['pitch_midi_quantiles'][5]:.1f} to {stats['pitch_midi_quantiles'][95]:.1f} (5th-95th percentile), mean {stats['pitch_midi_mean']:.1f} |
-| reproduce | `python scripts/train_model.py {name} --steps {tr['steps']} --threads {tr['train_config']['num_threads'] or 2}` (made with `--minutes {round(tr['wall_s'] / 60)}`: a time budget, so the step count depends on the machine) |
+
+## Reproduce
+
+{intro}
+{stages}
 
 ## Held-out evaluation (`ddsp-synth eval models/{name} data/{name}`, last 20 s)
 
@@ -68,7 +96,7 @@ def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, 
 | multi-resolution spectral loss | {metrics['spectral_loss']:.3f} | |
 | synthesis real-time factor | {metrics['rtf']:.4f} | |
 {full}
-## Loss during training
+## Loss during training (last stage)
 
 | step | minutes | loss |
 |---|---|---|
@@ -84,44 +112,112 @@ def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, 
 """
 
 
+def render_extra(name: str, seconds: float) -> Path:
+    """Render ``seconds`` more of ``name`` with the shared generator (cached in data/renders)."""
+    seed = EXTRA_SEED_BASE + INSTRUMENTS.index(name)
+    out = ROOT / "data" / "renders" / f"{name}_seed{seed}"
+    wav = out.with_suffix(".wav")
+    if not wav.exists() or abs(sf.info(str(wav)).duration - seconds) > 0.5:
+        if shutil.which("fluidsynth") is None:
+            sys.exit("--extra-seconds needs the fluidsynth binary and the FluidR3_GM soundfont: "
+                     "apt-get install fluidsynth fluid-soundfont-gm")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        print(f"+ render_melodies.py --instrument {name} --seed {seed} --seconds {seconds:g}", flush=True)
+        subprocess.run([sys.executable, str(GENERATOR), "--instrument", name, "--seed", str(seed),
+                        "--seconds", f"{seconds:g}", "--fs", "16000", "--out", str(out)], check=True)
+    return wav
+
+
+def write_card(name: str, model: Path, source: Path) -> None:
+    """MODEL_CARD.md from the model's config.json, eval.json and train_config.json recipe."""
+    meta = json.loads((model / "config.json").read_text())
+    metrics = json.loads((model / "eval.json").read_text())
+    recipe = json.loads((model / "train_config.json").read_text())["recipe"]
+    seconds = recipe[-1].get("extra_seconds", 0)
+    extra = (f"; plus {seconds:g} s rendered by the same generator (seed "
+             f"{EXTRA_SEED_BASE + INSTRUMENTS.index(name)}, its last 20 s held out too)"
+             if seconds else "")
+    (model / "MODEL_CARD.md").write_text(model_card(name, meta, metrics["tiny"], metrics["full"],
+                                                    source, recipe, extra))
+
+
+def stage_command(args) -> str:
+    opts = [f"--extra-seconds {args.extra_seconds:g}" if args.extra_seconds else "",
+            "--init-from-shipped" if args.init_from_shipped else "",
+            f"--learning-rate {args.learning_rate:g}" if args.learning_rate else ""]
+    return " ".join(["python scripts/train_model.py", args.name, *[o for o in opts if o]])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", help="instrument in ../shared/data/train (violin, flute, ...)")
+    parser.add_argument("name", choices=INSTRUMENTS, help="instrument in ../shared/data/train")
     parser.add_argument("--minutes", type=float, default=30.0, help="total training time")
     parser.add_argument("--steps", type=int, help="train to exactly this many steps instead "
                         "(reproduces a model card's run step for step)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--extra-seconds", type=float, default=0.0,
+                        help="also train on this many seconds rendered by the shared generator")
+    parser.add_argument("--init-from-shipped", action="store_true",
+                        help="start a new run from the current models/NAME (fine-tune)")
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
     parser.add_argument("--full-pitch-eval", action="store_true",
                         help="also measure the output with CREPE full (slow)")
+    parser.add_argument("--card-only", action="store_true",
+                        help="only rewrite MODEL_CARD.md from the model's eval.json and recipe")
     args = parser.parse_args()
     source = SHARED / f"{args.name}.flac"
-    data, runs, model = ROOT / "data" / args.name, ROOT / "runs" / args.name, ROOT / "models" / args.name
+    if args.card_only:
+        write_card(args.name, ROOT / "models" / args.name, source)
+        return 0
+    suffix = f"_x{args.extra_seconds:g}" if args.extra_seconds else ""
+    data, model = ROOT / "data" / args.name, ROOT / "models" / args.name
+    train_data, runs = ROOT / "data" / (args.name + suffix), ROOT / "runs" / (args.name + suffix)
     run(["prepare", str(source), "-o", str(data), "--quiet"])
+    if args.extra_seconds:
+        wav = render_extra(args.name, args.extra_seconds)
+        run(["prepare", str(source), str(wav), "-o", str(train_data), "--quiet"])
+    fresh = not (runs / "run.json").exists()
+    previous = []
+    if args.init_from_shipped and fresh:
+        if not (model / "config.json").exists():
+            sys.exit(f"--init-from-shipped: {model} holds no model yet (run the earlier stages)")
+        previous = json.loads((model / "train_config.json").read_text()).get("recipe", [])
+    elif not fresh and (model / "train_config.json").exists():
+        recipe = json.loads((model / "train_config.json").read_text()).get("recipe", [])
+        previous = [r for r in recipe if r.get("run") != runs.name]
+    common = ["--val-every", "500", "--quiet",
+              *(["--num-threads", str(args.threads)] if args.threads else []),
+              *(["--learning-rate", f"{args.learning_rate:g}"] if args.learning_rate and fresh else [])]
+    start = (["--resume"] if not fresh else
+             ["--init-from", str(model)] if args.init_from_shipped else ["--force"])
     spent = 0.0
-    if (runs / "run.json").exists():
+    if not fresh:
         ck = sorted((runs / "checkpoints").glob("step-*/state.json"))
         spent = json.loads(ck[-1].read_text())["wall_s"] / 60 if ck else 0.0
-    left = args.minutes - spent
+        if not ck:
+            start = ["--init-from", str(model)] if args.init_from_shipped else ["--force"]
     if args.steps:
-        resume = ["--resume"] if (runs / "run.json").exists() else []
-        run(["train", str(data), "-o", str(runs), "--steps", str(args.steps), "--val-every", "500",
-             "--quiet", *resume, *(["--num-threads", str(args.threads)] if args.threads else [])])
-    elif left > 0.2:
-        resume = ["--resume"] if spent else ["--force"] if (runs / "run.json").exists() else []
-        if not spent and (model / "config.json").exists():
-            resume += ["--init-from", str(model)]  # continue a shipped model (fresh optimiser)
-        run(["train", str(data), "-o", str(runs), "--steps", "1000000", "--max-minutes",
-             f"{left:.2f}", "--val-every", "500", "--quiet", *resume,
-             *(["--num-threads", str(args.threads)] if args.threads else [])])
+        run(["train", str(train_data), "-o", str(runs), "--steps", str(args.steps), *start, *common])
+    elif args.minutes - spent > 0.2:
+        run(["train", str(train_data), "-o", str(runs), "--steps", "1000000", "--max-minutes",
+             f"{args.minutes - spent:.2f}", *start, *common])
     run(["export", str(runs), "-o", str(model), "--force"])
     metrics = json.loads(run(["eval", str(model), str(data)]))
     metrics_full = (json.loads(run(["eval", str(model), str(data), "--pitch-model", "full"]))
                     if args.full_pitch_eval else None)
     meta = json.loads((model / "config.json").read_text())
+    tr = meta["training"]
+    recipe = previous + [{
+        "run": runs.name,
+        "command": f"{stage_command(args)} --steps {tr['steps']} --threads "
+                   f"{tr['train_config']['num_threads'] or 2}",
+        "steps": tr["steps"], "minutes": round(tr["wall_s"] / 60, 1),
+        "extra_seconds": args.extra_seconds,
+        "note": f"made with --minutes {args.minutes:g}" if not args.steps else ""}]
     (model / "eval.json").write_text(json.dumps({"tiny": metrics, "full": metrics_full}, indent=2))
-    (model / "MODEL_CARD.md").write_text(model_card(args.name, meta, metrics, metrics_full, source))
     (model / "train_config.json").write_text(json.dumps(
-        {"model": meta["model"], "train": meta["training"]["train_config"]}, indent=2))
+        {"model": meta["model"], "train": tr["train_config"], "recipe": recipe}, indent=2))
+    write_card(args.name, model, source)
     print(f"{args.name}: f0 L1 {metrics['f0_l1_cents']:.1f} cents, loudness L1 "
           f"{metrics['loudness_l1_db']:.2f} dB -> {model}")
     return 0

@@ -25,8 +25,17 @@ def test_all_five_instruments_ship_with_cards():
         d = shipped[name]
         assert (d / "model.safetensors").stat().st_size < 10 * 1024 * 1024
         card = (d / "MODEL_CARD.md").read_text()
-        assert "Held-out evaluation" in card and "reproduce" in card
-        assert json.loads((d / "train_config.json").read_text())["train"]["batch_size"] > 0
+        assert "Held-out evaluation" in card and "## Reproduce" in card
+        train_config = json.loads((d / "train_config.json").read_text())
+        assert train_config["train"]["batch_size"] > 0
+        # the recipe's last stage is the run that was exported, and the card shows every stage
+        recipe = train_config["recipe"]
+        meta = json.loads((d / "config.json").read_text())
+        assert recipe[-1]["steps"] == meta["training"]["steps"]
+        for stage in recipe:
+            assert stage["command"] in card
+            if stage["command"].startswith("python scripts/train_model.py"):
+                assert f"--steps {stage['steps']}" in stage["command"]
 
 
 @pytest.mark.parametrize("name", INSTRUMENTS)
