@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import core
+from .audio_io import check_input_signal
 from .evaluate import VOICED_CONFIDENCE
 from .features import hz_to_cents
 
@@ -258,8 +259,6 @@ def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOption
     adjustment summary. ``pitch_model`` overrides the model's CREPE size for the input
     (``"full"``: slower, for quality). Raises ValueError (silent input) or NoPitchError.
     """
-    from .audio_io import check_input_signal
-
     audio = check_input_signal(audio)
     fc = model.config.features
     if pitch_model is not None and pitch_model != fc.crepe_model:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-INSTRUMENTS = ["violin", "flute", "trumpet", "altosax", "cello"]
+from train_model import INSTRUMENTS, ROOT, recipe_totals
 
 
 def main() -> None:
@@ -19,7 +18,7 @@ def main() -> None:
         d = ROOT / "models" / name
         recipe = json.loads((d / "train_config.json").read_text())["recipe"]
         m = json.loads((d / "eval.json").read_text())["tiny"]
-        steps = " + ".join(str(r["steps"]) for r in recipe)
+        steps, _ = recipe_totals(recipe)
         minutes = sum(r["minutes"] for r in recipe)
         extra = max(r.get("extra_seconds", 0) for r in recipe)
         data = f" (+{extra / 60:g} min rendered)" if extra else ""

@@ -51,11 +51,16 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def recipe_totals(recipe: list[dict]) -> tuple[str, str]:
+    """"2132 + 2999" steps and "29.5 + 62.9" minutes of a model's stages."""
+    return (" + ".join(str(r["steps"]) for r in recipe),
+            " + ".join(f"{r['minutes']:.1f}" for r in recipe))
+
+
 def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, source: Path,
                recipe: list[dict], extra: str = "") -> str:
     tr = meta["training"]
-    steps = " + ".join(str(r["steps"]) for r in recipe)
-    minutes = " + ".join(f"{r['minutes']:.1f}" for r in recipe)
+    steps, minutes = recipe_totals(recipe)
     stages = "".join(f"\n{i + 1}. `{r['command']}` — {r['steps']} steps, {r['minutes']:.1f} min"
                      + (f"; {r['note']}" if r.get("note") else "") for i, r in enumerate(recipe))
     hist = tr.get("loss_history", [])
@@ -176,26 +181,23 @@ def main() -> int:
     if args.extra_seconds:
         wav = render_extra(args.name, args.extra_seconds)
         run(["prepare", str(source), str(wav), "-o", str(train_data), "--quiet"])
-    fresh = not (runs / "run.json").exists()
-    previous = []
-    if args.init_from_shipped and fresh:
+    checkpoints = sorted((runs / "checkpoints").glob("step-*/state.json"))
+    spent = json.loads(checkpoints[-1].read_text())["wall_s"] / 60 if checkpoints else 0.0
+    recipe_now = (json.loads((model / "train_config.json").read_text()).get("recipe", [])
+                  if (model / "train_config.json").exists() else [])
+    if checkpoints:  # resume this stage: the stages before it are the model's, minus this one
+        previous = [r for r in recipe_now if r.get("run") != runs.name]
+        start = ["--resume"]
+    elif args.init_from_shipped:  # a new stage on top of the shipped model
         if not (model / "config.json").exists():
             sys.exit(f"--init-from-shipped: {model} holds no model yet (run the earlier stages)")
-        previous = json.loads((model / "train_config.json").read_text()).get("recipe", [])
-    elif not fresh and (model / "train_config.json").exists():
-        recipe = json.loads((model / "train_config.json").read_text()).get("recipe", [])
-        previous = [r for r in recipe if r.get("run") != runs.name]
+        previous, start = recipe_now, ["--force", "--init-from", str(model)]
+    else:  # a first stage, from scratch
+        previous, start = [], ["--force"]
     common = ["--val-every", "500", "--quiet",
               *(["--num-threads", str(args.threads)] if args.threads else []),
-              *(["--learning-rate", f"{args.learning_rate:g}"] if args.learning_rate and fresh else [])]
-    start = (["--resume"] if not fresh else
-             ["--init-from", str(model)] if args.init_from_shipped else ["--force"])
-    spent = 0.0
-    if not fresh:
-        ck = sorted((runs / "checkpoints").glob("step-*/state.json"))
-        spent = json.loads(ck[-1].read_text())["wall_s"] / 60 if ck else 0.0
-        if not ck:
-            start = ["--init-from", str(model)] if args.init_from_shipped else ["--force"]
+              *(["--learning-rate", f"{args.learning_rate:g}"]
+                if args.learning_rate and not checkpoints else [])]
     if args.steps:
         run(["train", str(train_data), "-o", str(runs), "--steps", str(args.steps), *start, *common])
     elif args.minutes - spent > 0.2:
