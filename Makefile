@@ -9,8 +9,11 @@ PY := $(VENV)/bin/python
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	# torchlpc has no wheel: build its C++ extension against the pinned torch (no isolation)
+	$(PY) -m pip install --quiet torch==2.13.0 numpy==2.4.6 numba==0.68.1
+	$(PY) -m pip install --quiet --no-build-isolation torchlpc==0.7.2
+	$(PY) -m pip install --quiet -e '.[dev,effects]'
 	touch $@
 
 setup: $(VENV)/.installed

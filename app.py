@@ -19,7 +19,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from ddsp_synth.audio_io import AudioError, limit_peak, write_audio  # noqa: E402
-from ddsp_synth.data import load_audio  # noqa: E402
+from ddsp_synth.audio_io import load_audio  # noqa: E402
 from ddsp_synth.model import ModelFileError, available_models, load_model  # noqa: E402
 from ddsp_synth.plots import curves_figure, spectrograms_figure  # noqa: E402
 from ddsp_synth.transfer import NoPitchError, TransferOptions, transfer_audio  # noqa: E402

@@ -98,7 +98,8 @@ def _cmd_export(args) -> int:
 
 def _cmd_eval(args) -> int:
     from .audio_io import atomic_write_bytes, check_writable, write_audio
-    from .data import DDSPDataset, find_audio_files, load_audio
+    from .audio_io import find_audio_files, load_audio
+    from .data import DDSPDataset
     from .evaluate import audio_as_batch, evaluate_batches
     from .features import compute_features
     from .model import load_model
@@ -141,7 +142,7 @@ def _cmd_eval(args) -> int:
 
 def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:
     """Pair every input file with its output path (a folder in gives a folder out)."""
-    from .data import find_audio_files
+    from .audio_io import find_audio_files
 
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
     if single and output.suffix.lower() in (".wav", ".flac"):
@@ -159,7 +160,7 @@ def _cmd_transfer(args) -> int:
     from tqdm import tqdm
 
     from .audio_io import check_writable, limit_peak, write_audio
-    from .data import load_audio
+    from .audio_io import load_audio
     from .model import load_model, resolve_model
     from .transfer import TransferOptions, transfer_audio
 
@@ -204,7 +205,7 @@ def _cmd_stream(args) -> int:
     from tqdm import tqdm
 
     from .audio_io import atomic_write_bytes, check_writable, limit_peak, write_audio
-    from .data import load_audio
+    from .audio_io import load_audio
     from .model import load_model, resolve_model
     from .streaming import LiveOptions, stream_audio
 

@@ -28,7 +28,7 @@ import soundfile as sf
 import torch
 
 from . import core
-from .audio_io import AUDIO_EXTENSIONS, AudioError, atomic_write_bytes
+from .audio_io import AudioError, SkipFile, atomic_write_bytes, find_audio_files, iter_audio_blocks
 from .features import FeatureConfig, compute_features, hz_to_cents
 
 DATASET_FORMAT_VERSION = 1
@@ -67,76 +67,6 @@ class PrepareConfig:
         d = dict(d)
         d["features"] = FeatureConfig(**d["features"])
         return cls(**d)
-
-
-class SkipFile(Exception):
-    """An input that cannot be used; the message says why (one line)."""
-
-
-# ----------------------------------------------------------------------------- reading
-def find_audio_files(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Audio files named directly or found (recursively, sorted) in folders."""
-    files = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files += sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXTENSIONS
-                            and q.is_file())
-        elif p.exists():
-            files.append(p)
-        else:
-            raise AudioError(f"{p}: no such file or folder")
-    return files
-
-
-def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0):
-    """Yield mono float32 blocks of a file, resampled to ``sample_rate`` with soxr (streaming).
-
-    Raises:
-        SkipFile: unreadable or empty file, or non-finite samples.
-    """
-    import soxr
-
-    try:
-        f = sf.SoundFile(str(path))
-    except Exception as err:  # libsndfile's messages are already one line
-        raise SkipFile(f"unreadable audio ({err})") from None
-    with f:
-        if f.frames == 0:
-            raise SkipFile("empty file (no samples)")
-        resampler = None
-        if f.samplerate != sample_rate:
-            resampler = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32",
-                                            quality="HQ")
-        block = max(1, int(block_seconds * f.samplerate))
-        got_any = False
-        try:
-            for data in f.blocks(blocksize=block, dtype="float32", always_2d=True):
-                mono = data.mean(axis=1)
-                if not np.all(np.isfinite(mono)):
-                    raise SkipFile("audio contains NaN or infinite samples")
-                if resampler is not None:
-                    mono = resampler.resample_chunk(mono)
-                got_any = got_any or len(mono) > 0
-                yield mono
-        except SkipFile:
-            raise
-        except Exception as err:
-            raise SkipFile(f"unreadable audio ({err})") from None
-        if resampler is not None:
-            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-            if len(tail):
-                yield tail
-        if not got_any:
-            raise SkipFile("empty file (no samples)")
-
-
-def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
-    """Whole file as mono float32 at ``sample_rate``; AudioError with a one-line reason."""
-    try:
-        return np.concatenate(list(iter_audio_blocks(Path(path), sample_rate)))
-    except SkipFile as err:
-        raise AudioError(f"{path}: {err}") from None
 
 
 # ----------------------------------------------------------------------------- features

@@ -4,7 +4,7 @@
 
 1. ``ddsp-synth prepare ../shared/data/train/NAME.flac -o data/NAME`` (last 20 s held out);
    with ``--extra-seconds S`` the shared generator (``../shared/data/render_melodies.py``, needs
-   the ``fluidsynth`` binary, ``fluid-soundfont-gm`` and ``pip install -e .[render]``) first
+   the ``fluidsynth`` binary, ``fluid-soundfont-gm``) first
    renders S more seconds of the instrument with seed ``2000 + index`` (violin, flute, trumpet,
    altosax, cello = 2000..2004; the shared files are 1000..1004), and training uses
    ``data/NAME_xS`` = the shared file plus that render (last 20 s of each held out);
