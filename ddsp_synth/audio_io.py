@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+# int16 PCM <-> float: the scale the prepared datasets use (full scale = 32767)
+PCM16_SCALE = 32767.0
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".oga", ".opus")
 
 
@@ -84,6 +86,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         return np.concatenate(list(iter_audio_blocks(Path(path), sample_rate)))
     except SkipFile as err:
         raise AudioError(f"{path}: {err}") from None
+
+
+def cache_dir() -> Path:
+    """Where derived files are cached (``$DDSP_SYNTH_CACHE``, default ~/.cache/ddsp_synth)."""
+    return Path(os.environ.get("DDSP_SYNTH_CACHE", Path.home() / ".cache" / "ddsp_synth"))
 
 
 def limit_peak(audio: np.ndarray, ceiling: float = 0.999) -> np.ndarray:

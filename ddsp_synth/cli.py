@@ -103,7 +103,7 @@ def _cmd_eval(args) -> int:
     from .evaluate import audio_as_batch, evaluate_batches
     from .features import compute_features
     from .model import load_model
-    from .train import _collate
+    from .data import collate
 
     model, meta = load_model(args.model)
     sr = model.config.synth.sample_rate
@@ -116,7 +116,7 @@ def _cmd_eval(args) -> int:
         n = len(ds) if args.max_examples is None else min(len(ds), args.max_examples)
         for i in range(0, n, 8):
             items = [ds[j] for j in range(i, min(n, i + 8))]
-            batches.append(_collate(items))
+            batches.append(collate(items))
             names += [f"{args.split}-{j:04d}" for j in range(i, min(n, i + 8))]
     else:
         for path in find_audio_files([src]):

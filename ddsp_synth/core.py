@@ -78,29 +78,264 @@ def exp_sigmoid(
 
 
 # --------------------------------------------------------------------------------------
-# Upsampling
+# Unit conversions
 # --------------------------------------------------------------------------------------
-def _interp_weights(hop: int, kind: str, dtype: torch.dtype, device) -> torch.Tensor:
-    """Weights of frame ``t + 1`` for the ``hop`` samples of block ``t``: [hop]."""
+MIDI_0_HZ = 8.175798915643707  # MIDI note 0; lower frequencies map to it
+CENTS_REF_HZ = 10.0  # CREPE's cents scale is relative to 10 Hz
+
+
+def hz_to_midi(f_hz):
+    """MIDI note number (69 = A4 = 440 Hz) of a frequency; 0 Hz and anything below MIDI 0
+    (8.18 Hz) map to 0. numpy arrays and torch tensors alike."""
+    if isinstance(f_hz, torch.Tensor):
+        return 69.0 + 12.0 * torch.log2(f_hz.clamp_min(MIDI_0_HZ) / 440.0)
+    return 69.0 + 12.0 * np.log2(np.maximum(f_hz, MIDI_0_HZ) / 440.0)
+
+
+def midi_to_hz(midi):
+    """Frequency in Hz of a (fractional) MIDI note number; numpy or torch."""
+    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+
+
+def hz_to_cents(f_hz):
+    """Cents above 10 Hz (CREPE's pitch scale); frequencies are floored at 1e-6 Hz."""
+    if isinstance(f_hz, torch.Tensor):
+        return 1200.0 * torch.log2(f_hz.clamp_min(1e-6) / CENTS_REF_HZ)
+    return 1200.0 * np.log2(np.maximum(f_hz, 1e-6) / CENTS_REF_HZ)
+
+
+def cents_to_hz(cents):
+    """Inverse of :func:`hz_to_cents`."""
+    return CENTS_REF_HZ * 2.0 ** (cents / 1200.0)
+
+
+# --------------------------------------------------------------------------------------
+# Per-block kernels: one math path for whole-signal, chunked and one-hop streaming
+# synthesis. They hold no checks and no data-dependent control flow, so the streaming
+# step that calls them exports to ONNX / TorchScript.
+# --------------------------------------------------------------------------------------
+def interp_weights(hop: int, kind: str, dtype: torch.dtype = torch.float32,
+                   device=None) -> torch.Tensor:
+    """Weight of frame ``t + 1`` for each of the ``hop`` samples of block ``t``: [hop].
+
+    ``"linear"`` (f0) ramps from 0 to ``(hop - 1) / hop``; ``"hann"`` (amplitudes) is the
+    raised-cosine crossfade that overlap-adding Hann windows of length ``2 * hop`` centred on
+    the frames amounts to (the windows sum to one).
+    """
     frac = torch.arange(hop, dtype=torch.float64, device=device) / hop
     if kind == "linear":
         w = frac
     elif kind == "hann":
-        # Overlap-adding Hann windows of length 2*hop centred on the frames is exactly a
-        # raised-cosine crossfade between neighbouring frames (the windows sum to one).
         w = 0.5 - 0.5 * torch.cos(math.pi * frac)
     else:
         raise ValueError(f"kind must be 'linear' or 'hann', got {kind!r}")
     return w.to(dtype)
 
 
-def _next_frames(x: torch.Tensor) -> torch.Tensor:
-    """Frame ``t + 1`` for every ``t`` (the last frame is held): same shape as ``x``."""
-    return torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+def interpolate_blocks(frames: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Block ``t`` interpolated from frame ``t`` to frame ``t + 1``.
+
+    Args:
+        frames: [batch, n_frames, channels]; the last frame is only an interpolation target.
+        weights: [hop] weight of the next frame (see :func:`interp_weights`).
+
+    Returns:
+        [batch, (n_frames - 1) * hop, channels].
+    """
+    w = weights[None, None, :, None]
+    y = frames[:, :-1, None, :] * (1.0 - w) + frames[:, 1:, None, :] * w
+    return y.reshape(frames.shape[0], -1, frames.shape[2])
 
 
+def phase_ramp(f0_hz: torch.Tensor, sample_rate: float,
+               initial_phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Oscillator phase over one block of samples, wrapped to ``[0, 2*pi)``.
+
+    Sample ``n`` has phase ``initial_phase + 2*pi * sum_{m<n} f0[m] / sample_rate``.
+
+    Args:
+        f0_hz: [batch, n_samples] float64 instantaneous frequency.
+        sample_rate: Hz.
+        initial_phase: [batch, 1] float64 phase of sample 0 (radians).
+
+    Returns:
+        phase [batch, n_samples] and the phase of the sample after the block [batch, 1].
+    """
+    increments = f0_hz * (TWO_PI / sample_rate)
+    csum = torch.cumsum(increments, dim=1)
+    phase = torch.remainder(initial_phase + csum - increments, TWO_PI)
+    return phase, torch.remainder(initial_phase + csum[:, -1:], TWO_PI)
+
+
+def harmonics_below_nyquist(f0_hz: torch.Tensor, sample_rate: float,
+                            n_harmonics: int) -> torch.Tensor:
+    """How many harmonics ``k = 1..n_harmonics`` lie strictly below Nyquist at each sample.
+
+    ``k * f0 < sample_rate / 2  <=>  k < nyquist / f0``. Same shape and dtype as ``f0_hz``.
+    """
+    ratio = (sample_rate / 2.0) / f0_hz.clamp_min(1e-12)
+    return (torch.ceil(ratio) - 1.0).clamp(0.0, float(n_harmonics))
+
+
+def harmonic_blocks(phase: torch.Tensor, n_below: torch.Tensor, dist: torch.Tensor,
+                    dist_next: torch.Tensor, amp_weights: torch.Tensor,
+                    crossing: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised harmonic mix of ``R`` blocks of ``hop`` samples (before the amplitude).
+
+    Sample ``n`` of a block is the raised-cosine crossfade, from the block's frame to the
+    next, of ``sum_k d_k m_k sin(k phi) / sum_k d_k m_k``, where ``m_k = 1`` for the
+    ``n_below[n]`` harmonics below Nyquist and 0 above.
+
+    Args:
+        phase: [R, hop] oscillator phase (radians), in the output dtype.
+        n_below: [R, hop] int64 count of harmonics below Nyquist.
+        dist, dist_next: [R, K] harmonic distributions of the block's frame and of the next.
+        amp_weights: [hop] crossfade weights of the next frame (``interp_weights("hann")``).
+        crossing: [R] bool, the blocks in which the count changes (a harmonic crosses
+            Nyquist mid-block), or None to mask every sample. Where the count is constant
+            over a block, masking the two distributions equals masking every sample and is
+            far cheaper; only offline rendering, which may branch on data, passes it.
+
+    Returns:
+        [R, hop].
+    """
+    n_harmonics = dist.shape[-1]
+    k = torch.arange(1, n_harmonics + 1, device=phase.device)
+    sines = torch.sin(phase[..., None] * k.to(phase.dtype))  # [R, hop, K]
+    if crossing is None:
+        sines = sines * (k <= n_below[..., None]).to(sines.dtype)
+        pair = torch.stack([dist, dist_next], dim=-1)  # [R, K, 2]
+    else:
+        cross = torch.nonzero(crossing, as_tuple=True)[0]
+        if cross.numel():
+            sines[cross] = sines[cross] * (k <= n_below[cross][..., None]).to(sines.dtype)
+        block_mask = (k <= n_below.amax(dim=1, keepdim=True)).to(dist.dtype)  # [R, K]
+        pair = torch.stack([dist * block_mask, dist_next * block_mask], dim=-1)
+    mixed = torch.matmul(sines, pair)  # [R, hop, 2]
+    # sum_{k <= M} d_k for the per-sample count M, from cumulative sums over harmonics.
+    zeros = dist.new_zeros(dist.shape[0], 1)
+    csum = torch.stack([torch.cat([zeros, torch.cumsum(dist, dim=1)], dim=1),
+                        torch.cat([zeros, torch.cumsum(dist_next, dim=1)], dim=1)], dim=-1)
+    norms = torch.gather(csum, 1, n_below[..., None].expand(-1, -1, 2))  # [R, hop, 2]
+    w = amp_weights
+    numer = mixed[..., 0] * (1.0 - w) + mixed[..., 1] * w
+    denom = norms[..., 0] * (1.0 - w) + norms[..., 1] * w
+    return numer / denom.clamp_min(1e-7)
+
+
+def harmonic_synthesis_blocks(f0_hz: torch.Tensor, amplitude: torch.Tensor,
+                              harmonic_distribution: torch.Tensor, sample_rate: float, hop: int,
+                              initial_phase: torch.Tensor,
+                              exportable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Harmonic synthesis of blocks between consecutive frames (no input checks).
+
+    Block ``t`` is rendered from frame ``t`` to frame ``t + 1`` (f0 linear, amplitude and
+    distribution with a raised-cosine crossfade), so ``n_frames`` frames give
+    ``n_frames - 1`` blocks: the last frame is the interpolation target only. Whole-signal,
+    chunked and one-hop streaming synthesis all go through here.
+
+    Args:
+        f0_hz: [batch, n_frames, 1]; amplitude: [batch, n_frames, 1];
+        harmonic_distribution: [batch, n_frames, K]; initial_phase: [batch, 1] float64.
+        exportable: no data-dependent branches (the streaming step); masks every sample.
+
+    Returns:
+        audio [batch, (n_frames - 1) * hop] in the dtype of ``amplitude`` and the phase of
+        the next sample [batch, 1] float64.
+    """
+    dtype = amplitude.dtype
+    batch, n_frames, n_harmonics = harmonic_distribution.shape
+    n_blocks = n_frames - 1
+    f0_up = interpolate_blocks(f0_hz.to(torch.float64),
+                               interp_weights(hop, "linear", torch.float64, f0_hz.device))[..., 0]
+    # float64 phase, accumulated in blocks of frames with the wrapped phase carried, so the
+    # running sum never exceeds one block's worth of radians.
+    span = max(1, 65536 // hop) * hop
+    phases = []
+    phase0 = initial_phase
+    for i in range(0, n_blocks * hop, span):
+        ph, phase0 = phase_ramp(f0_up[:, i : i + span], sample_rate, phase0)
+        phases.append(ph)
+    phase = torch.cat(phases, dim=1) if len(phases) > 1 else phases[0]
+    n_below = harmonics_below_nyquist(f0_up, sample_rate, n_harmonics).to(torch.long)
+    w_amp = interp_weights(hop, "hann", dtype, amplitude.device)
+    amp_up = interpolate_blocks(amplitude, w_amp)[..., 0]
+    n_below_b = n_below.reshape(batch, n_blocks, hop)
+    crossing = None if exportable else (n_below_b.amin(dim=2) != n_below_b.amax(dim=2))
+    dist, dist_next = harmonic_distribution[:, :-1], harmonic_distribution[:, 1:]
+    chunk = max(1, _HARMONIC_CHUNK_ELEMENTS // (hop * n_harmonics * batch))
+    out = []
+    for t0 in range(0, n_blocks, chunk):
+        t1 = min(n_blocks, t0 + chunk)
+        rows = batch * (t1 - t0)
+        mix = harmonic_blocks(
+            phase[:, t0 * hop : t1 * hop].to(dtype).reshape(rows, hop),
+            n_below_b[:, t0:t1].reshape(rows, hop),
+            dist[:, t0:t1].reshape(rows, n_harmonics), dist_next[:, t0:t1].reshape(rows, n_harmonics),
+            w_amp, None if crossing is None else crossing[:, t0:t1].reshape(rows))
+        out.append(mix.reshape(batch, (t1 - t0) * hop))
+    mixed = torch.cat(out, dim=1) if len(out) > 1 else out[0]
+    return mixed * amp_up, phase0
+
+
+def partitioned_convolution_step(block: torch.Tensor, previous_block: torch.Tensor,
+                                 input_spectra: torch.Tensor, kernel_spectra: torch.Tensor,
+                                 dft: torch.Tensor, idft: torch.Tensor):
+    """One block of a uniformly partitioned overlap-save convolution, with DFTs as matrix
+    products (no FFT, exportable). Exact linear convolution, one block of work per block.
+
+    Args:
+        block, previous_block: [batch, n] this and the previous input block.
+        input_spectra: [batch, P, 2 (n + 1)] (real, imaginary) spectra of the last ``P``
+            input blocks, newest first: the frequency-domain delay line.
+        kernel_spectra: [1, P, 2 (n + 1)] spectra of the kernel's ``P`` partitions
+            (:func:`partition_kernel`).
+        dft, idft: matrices from :func:`real_dft_matrices`.
+
+    Returns:
+        output [batch, n] and the new delay line.
+    """
+    spec = torch.matmul(torch.cat([previous_block, block], dim=1), dft)  # [B, 2(n+1)]
+    spectra = torch.cat([spec[:, None], input_spectra[:, :-1]], dim=1)
+    f = spec.shape[1] // 2
+    xr, xi = spectra[..., :f], spectra[..., f:]
+    hr, hi = kernel_spectra[..., :f], kernel_spectra[..., f:]
+    yr = (xr * hr - xi * hi).sum(dim=1)
+    yi = (xr * hi + xi * hr).sum(dim=1)
+    return torch.matmul(torch.cat([yr, yi], dim=1), idft), spectra
+
+
+def real_dft_matrices(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """DFT of ``2 n`` real samples as a matrix ``[2n, 2 (n + 1)]`` (x @ dft = [re, im]) and
+    the inverse ``[2 (n + 1), n]`` that returns only the last ``n`` (alias-free) samples of
+    an overlap-save block. float32."""
+    t_idx = torch.arange(2 * n, dtype=torch.float64)
+    f_idx = torch.arange(n + 1, dtype=torch.float64)
+    ang = TWO_PI * t_idx[:, None] * f_idx[None, :] / (2 * n)
+    dft = torch.cat([torch.cos(ang), -torch.sin(ang)], dim=1)
+    scale = torch.full((n + 1,), 2.0, dtype=torch.float64)
+    scale[0] = scale[-1] = 1.0
+    out_t = torch.arange(n, 2 * n, dtype=torch.float64)
+    ang_i = TWO_PI * f_idx[:, None] * out_t[None, :] / (2 * n)
+    idft = torch.cat([scale[:, None] * torch.cos(ang_i),
+                      -scale[:, None] * torch.sin(ang_i)], dim=0) / (2 * n)
+    return dft.float(), idft.float()
+
+
+def partition_kernel(kernel: torch.Tensor, n: int, dft: torch.Tensor) -> torch.Tensor:
+    """Spectra [1, P, 2 (n + 1)] of a kernel [kernel_size] cut into ``P = ceil(size / n)``
+    partitions of ``n`` taps, each zero-padded to ``2 n``."""
+    n_parts = -(-kernel.shape[0] // n)
+    padded = F.pad(kernel.double(), (0, n_parts * n - kernel.shape[0]))
+    parts = F.pad(padded.reshape(n_parts, n), (0, n))
+    return (parts @ dft.double()).float()[None]
+
+
+# --------------------------------------------------------------------------------------
+# Upsampling and oscillators (checked, whole-signal entry points)
+# --------------------------------------------------------------------------------------
 def upsample(x: torch.Tensor, hop: int, kind: str = "linear") -> torch.Tensor:
-    """Upsample frame-rate controls to audio rate.
+    """Upsample frame-rate controls to audio rate (the last frame is held for its block).
 
     Args:
         x: [batch, n_frames, channels] controls.
@@ -113,14 +348,15 @@ def upsample(x: torch.Tensor, hop: int, kind: str = "linear") -> torch.Tensor:
     """
     _check_tensor(x, "x", rank=3)
     _check_positive_int(hop, "hop")
-    w = _interp_weights(hop, kind, x.dtype, x.device)[None, None, :, None]
-    y = x[:, :, None, :] * (1.0 - w) + _next_frames(x)[:, :, None, :] * w
-    return y.reshape(x.shape[0], x.shape[1] * hop, x.shape[2])
+    return interpolate_blocks(hold_last_frame(x), interp_weights(hop, kind, x.dtype, x.device))
 
 
-# --------------------------------------------------------------------------------------
-# Oscillators
-# --------------------------------------------------------------------------------------
+def hold_last_frame(x: torch.Tensor) -> torch.Tensor:
+    """[batch, n_frames, C] -> [batch, n_frames + 1, C]: the last frame repeated, so that
+    block-wise rendering (block t from frame t to t + 1) holds it for its own block."""
+    return torch.cat([x, x[:, -1:]], dim=1)
+
+
 def oscillator_phase(
     f0_hz: torch.Tensor,
     sample_rate: float,
@@ -144,8 +380,20 @@ def oscillator_phase(
         final_phase: [batch, 1] float64, the phase of the sample after the last one; pass it
             as ``initial_phase`` of the next block to continue seamlessly.
     """
-    _check_tensor(f0_hz, "f0_hz", rank=3)
+    _check_f0(f0_hz, sample_rate)
     _check_positive_int(hop, "hop")
+    phase0 = _initial_phase(initial_phase, f0_hz.shape[0], f0_hz.device)
+    f0_up = upsample(f0_hz.to(torch.float64), hop, "linear")[..., 0]  # [B, N]
+    span = max(1, 65536 // hop) * hop
+    phases = []
+    for i in range(0, f0_up.shape[1], span):
+        ph, phase0 = phase_ramp(f0_up[:, i : i + span], sample_rate, phase0)
+        phases.append(ph)
+    return torch.cat(phases, dim=1), phase0
+
+
+def _check_f0(f0_hz, sample_rate) -> None:
+    _check_tensor(f0_hz, "f0_hz", rank=3)
     if f0_hz.shape[2] != 1:
         raise ValueError(f"f0_hz must be [batch, n_frames, 1], got {tuple(f0_hz.shape)}")
     _check_finite(f0_hz, "f0_hz")
@@ -153,22 +401,6 @@ def oscillator_phase(
         raise ValueError("f0_hz must be non-negative")
     if not sample_rate > 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
-    batch, n_frames, _ = f0_hz.shape
-    phase0 = _initial_phase(initial_phase, batch, f0_hz.device)
-
-    f0_up = upsample(f0_hz.to(torch.float64), hop, "linear")[..., 0]  # [B, N]
-    increments = f0_up * (TWO_PI / sample_rate)
-    # Exclusive cumulative sum within blocks of frames, carrying the wrapped phase from one
-    # block to the next: the running sum never exceeds one block's worth of radians.
-    block = max(1, 65536 // hop) * hop
-    phases = []
-    start = phase0
-    for i in range(0, increments.shape[1], block):
-        inc = increments[:, i : i + block]
-        csum = torch.cumsum(inc, dim=1)
-        phases.append(torch.remainder(start + csum - inc, TWO_PI))
-        start = torch.remainder(start + csum[:, -1:], TWO_PI)
-    return torch.cat(phases, dim=1), start
 
 
 def _initial_phase(initial_phase, batch: int, device) -> torch.Tensor:
@@ -220,7 +452,8 @@ def harmonic_synthesis(
             ``amplitude``.
         final_phase: [batch, 1] float64 phase for the next block.
     """
-    _check_tensor(f0_hz, "f0_hz", rank=3)
+    _check_f0(f0_hz, sample_rate)
+    _check_positive_int(hop, "hop")
     _check_tensor(amplitude, "amplitude", rank=3)
     _check_tensor(harmonic_distribution, "harmonic_distribution", rank=3)
     batch, n_frames, _ = f0_hz.shape
@@ -230,68 +463,16 @@ def harmonic_synthesis(
         raise ValueError(f"amplitude must be [batch, n_frames, 1], got {tuple(amplitude.shape)}")
     _check_finite(amplitude, "amplitude")
     _check_finite(harmonic_distribution, "harmonic_distribution")
-    phase, final_phase = oscillator_phase(f0_hz, sample_rate, hop, initial_phase)
+    phase0 = _initial_phase(initial_phase, batch, f0_hz.device)
     if lookahead:
         if n_frames < 2:
             raise ValueError("lookahead needs at least 2 frames")
-        final_phase = phase[:, (n_frames - 1) * hop : (n_frames - 1) * hop + 1]
-
-    dtype = amplitude.dtype
-    n_harmonics = harmonic_distribution.shape[2]
-    device = amplitude.device
-    nyquist = sample_rate / 2.0
-
-    # Per-sample count of harmonics strictly below Nyquist: k * f0 < nyquist <=> k < nyq/f0.
-    f0_up = upsample(f0_hz.to(torch.float64), hop, "linear")[..., 0]  # [B, N]
-    ratio = nyquist / f0_up.clamp_min(1e-12)
-    n_below = (torch.ceil(ratio) - 1).clamp(0, n_harmonics).to(torch.long)  # [B, N]
-
-    w_amp = _interp_weights(hop, "hann", dtype, device)  # [hop]
-    dist = harmonic_distribution
-    dist_next = _next_frames(dist)
-    # Cumulative sums over harmonics give sum_{k <= M} d_k for any per-sample count M.
-    zeros = torch.zeros(batch, n_frames, 1, dtype=dist.dtype, device=device)
-    csum = torch.cat([zeros, torch.cumsum(dist, dim=2)], dim=2)  # [B, T, K+1]
-    csum_next = _next_frames(csum)
-    amp_up = upsample(amplitude, hop, "hann")[..., 0]  # [B, N]
-
-    k = torch.arange(1, n_harmonics + 1, device=device)
-    # The count of harmonics below Nyquist is monotonic within a block (f0 is linear there).
-    # Where it is constant, masking the two frames' distributions is exact and cheap; only
-    # blocks where a harmonic crosses Nyquist mid-block need the per-sample mask.
-    n_below_blocks = n_below.reshape(batch, n_frames, hop)
-    n_max = n_below_blocks.amax(dim=2, keepdim=True)  # [B, T, 1]
-    crossing = n_below_blocks.amin(dim=2, keepdim=True) != n_max
-    frame_mask = (k <= n_max).to(dtype)  # [B, T, K]
-    chunk_frames = max(1, _HARMONIC_CHUNK_ELEMENTS // (hop * n_harmonics * batch))
-    out = []
-    for t0 in range(0, n_frames, chunk_frames):
-        t1 = min(n_frames, t0 + chunk_frames)
-        nt = t1 - t0
-        s0, s1 = t0 * hop, t1 * hop
-        ph = phase[:, s0:s1].to(dtype).reshape(batch * nt, hop, 1)
-        m_idx = n_below_blocks[:, t0:t1]  # [B, nt, hop]
-        sines = torch.sin(ph * k.to(dtype))  # [B*nt, hop, K]
-        cross = torch.nonzero(crossing[:, t0:t1].reshape(-1), as_tuple=True)[0]
-        if cross.numel():
-            m_cross = m_idx.reshape(batch * nt, hop, 1)[cross]
-            sines[cross] = sines[cross] * (k <= m_cross).to(dtype)
-        # Both neighbouring frames' distributions at once: [B*nt, hop, K] @ [B*nt, K, 2].
-        fm = frame_mask[:, t0:t1]
-        d2 = torch.stack([dist[:, t0:t1] * fm, dist_next[:, t0:t1] * fm], dim=-1)
-        mixed = torch.matmul(sines, d2.reshape(batch * nt, n_harmonics, 2)).reshape(
-            batch, nt, hop, 2)
-        norm0 = torch.gather(csum[:, t0:t1], 2, m_idx)
-        norm1 = torch.gather(csum_next[:, t0:t1], 2, m_idx)
-        wa = w_amp[None, None, :]
-        numer = mixed[..., 0] * (1.0 - wa) + mixed[..., 1] * wa
-        denom = norm0 * (1.0 - wa) + norm1 * wa
-        chunk = numer / denom.clamp_min(1e-7)
-        out.append(chunk.reshape(batch, nt * hop))
-    audio = torch.cat(out, dim=1) * amp_up
-    if lookahead:
-        audio = audio[:, : (n_frames - 1) * hop]
-    return audio, final_phase
+    else:
+        f0_hz, amplitude, harmonic_distribution = (
+            hold_last_frame(f0_hz), hold_last_frame(amplitude),
+            hold_last_frame(harmonic_distribution))
+    return harmonic_synthesis_blocks(f0_hz, amplitude, harmonic_distribution, sample_rate, hop,
+                                     phase0)
 
 
 # --------------------------------------------------------------------------------------

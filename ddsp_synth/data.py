@@ -28,11 +28,12 @@ import soundfile as sf
 import torch
 
 from . import core
-from .audio_io import AudioError, SkipFile, atomic_write_bytes, find_audio_files, iter_audio_blocks
-from .features import FeatureConfig, compute_features, hz_to_cents
+from .audio_io import PCM16_SCALE, AudioError, SkipFile, atomic_write_bytes, find_audio_files, iter_audio_blocks
+from .core import hz_to_midi
+from .features import FeatureConfig, features_in_blocks
+from .pitch import VOICED_CONFIDENCE
 
 DATASET_FORMAT_VERSION = 1
-PCM_SCALE = 32767.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class PrepareConfig:
     block_seconds: float = 60.0
     context_seconds: float = 2.0
     silence_db: float = -60.0
-    voiced_confidence: float = 0.85
+    voiced_confidence: float = VOICED_CONFIDENCE
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,43 +68,6 @@ class PrepareConfig:
         d = dict(d)
         d["features"] = FeatureConfig(**d["features"])
         return cls(**d)
-
-
-# ----------------------------------------------------------------------------- features
-def features_in_blocks(audio: np.ndarray, config: PrepareConfig, progress=None) -> dict:
-    """Features of a long signal computed block by block with context on both sides.
-
-    Each block of ``block_seconds`` is analysed with ``context_seconds`` of neighbouring audio
-    (zeros beyond the ends, like the centred analysis of a whole file), and only its own
-    frames are kept, so the result matches a whole-file analysis while memory stays bounded.
-
-    Args:
-        audio: [n_samples] (a memmap is fine).
-
-    Returns:
-        dict of [ceil(n_samples / hop)] float32 arrays: f0_hz, confidence, loudness_db.
-    """
-    fc = config.features
-    hop = fc.hop
-    n = len(audio)
-    n_frames = core.n_frames_for(n, hop)
-    block_frames = max(1, int(config.block_seconds * fc.frame_rate_hz))
-    ctx_frames = int(np.ceil(config.context_seconds * fc.frame_rate_hz))
-    out = {k: np.empty(n_frames, np.float32) for k in ("f0_hz", "confidence", "loudness_db")}
-    for f0 in range(0, n_frames, block_frames):
-        f1 = min(n_frames, f0 + block_frames)
-        a0 = (f0 - ctx_frames) * hop
-        a1 = (f1 + ctx_frames) * hop
-        seg = np.zeros(a1 - a0, np.float32)
-        lo, hi = max(0, a0), min(n, a1)
-        seg[lo - a0 : hi - a0] = audio[lo:hi] / PCM_SCALE if audio.dtype == np.int16 else audio[lo:hi]
-        valid = (max(0, -a0) // hop, (min(n, a1) - a0 + hop - 1) // hop)
-        feats = compute_features(seg, fc, valid)
-        for k in out:
-            out[k][f0:f1] = feats[k][ctx_frames : ctx_frames + (f1 - f0)]
-        if progress is not None:
-            progress.update((f1 - f0) / fc.frame_rate_hz)
-    return out
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -152,14 +116,15 @@ def _prepare_new_file(path: Path, fdir: Path, key: str, config: PrepareConfig, p
     with open(pcm_tmp, "wb") as fh:
         for block in iter_audio_blocks(path, fc.sample_rate, config.block_seconds):
             peak = max(peak, float(np.abs(block).max(initial=0.0)))
-            fh.write((np.clip(block, -1, 1) * PCM_SCALE).astype("<i2").tobytes())
+            fh.write((np.clip(block, -1, 1) * PCM16_SCALE).astype("<i2").tobytes())
             n += len(block)
     if n < int(config.example_seconds * fc.sample_rate):
         raise SkipFile(f"too short ({n / fc.sample_rate:.2f} s < one example of "
                        f"{config.example_seconds:g} s)")
     if peak < 1e-4:
         raise SkipFile("silent (peak below -80 dBFS)")
-    feats = features_in_blocks(np.memmap(pcm_tmp, dtype="<i2", mode="r", shape=(n,)), config,
+    feats = features_in_blocks(np.memmap(pcm_tmp, dtype="<i2", mode="r", shape=(n,)),
+                               config.features, config.block_seconds, config.context_seconds,
                                progress)
     if float(feats["loudness_db"].max()) < config.silence_db:
         raise SkipFile(f"silent (loudest frame {feats['loudness_db'].max():.1f} dB < "
@@ -207,7 +172,7 @@ def compute_stats(files: list[dict], data_dir: Path, config: PrepareConfig) -> d
     loud = np.concatenate(louds)
     loud_v = np.concatenate(louds_voiced)
     conf = np.concatenate(confs)
-    midi = 69 + (hz_to_cents(f0) - hz_to_cents(np.array(440.0))) / 100 if len(f0) else f0
+    midi = hz_to_midi(f0)
     q = np.linspace(0, 100, 101)
     hist, edges = np.histogram(conf, bins=20, range=(0, 1))
     return {
@@ -341,9 +306,14 @@ class DDSPDataset(torch.utils.data.Dataset):
         t0, t1 = start, start + self.n_frames
         audio = np.zeros(self.n_frames * self.hop, np.float32)
         seg = arrays["audio"][t0 * self.hop : t1 * self.hop]
-        audio[: len(seg)] = seg / PCM_SCALE
+        audio[: len(seg)] = seg / PCM16_SCALE
         return {
             "audio": torch.from_numpy(audio),
             **{k: torch.from_numpy(np.array(arrays[k][t0:t1], dtype=np.float32))
                for k in ("f0_hz", "confidence", "loudness_db")},
         }
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack dataset items into a batch: dict of [batch, ...] tensors."""
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}

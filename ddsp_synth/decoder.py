@@ -1,8 +1,9 @@
-"""The network: f0 and loudness (and optionally a latent z) -> raw synth controls.
+"""The network: f0 and loudness (and optionally a latent z) -> raw outputs for the chain.
 
 As in DDSP's solo-instrument model: f0 (as MIDI / 127) and loudness (standardised with the
 dataset's statistics) each through an MLP, concatenated, a GRU, the GRU output concatenated
-with the two MLP outputs again, an MLP, and one linear head per control.
+with the two MLP outputs again, an MLP, and a linear head with one output per raw control of
+the signal chain (:attr:`ddsp_synth.processors.ProcessorChain.n_raw`; the chain splits them).
 """
 
 from __future__ import annotations
@@ -43,11 +44,6 @@ def mlp(n_in: int, hidden: int, n_layers: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def hz_to_midi(f0_hz: torch.Tensor) -> torch.Tensor:
-    """MIDI note number of a frequency; 0 Hz maps to MIDI 0 (8.18 Hz)."""
-    return 69.0 + 12.0 * torch.log2(f0_hz.clamp_min(8.1758) / 440.0)
-
-
 class ZEncoder(nn.Module):
     """MFCCs of the audio -> LayerNorm -> GRU -> linear: a latent z per frame."""
 
@@ -78,9 +74,9 @@ class ZEncoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """f0, loudness (, z) -> raw amplitude, harmonic distribution and noise magnitudes."""
+    """f0, loudness (, z) -> ``n_outputs`` raw controls per frame."""
 
-    def __init__(self, config: DecoderConfig, n_harmonics: int, n_noise_bands: int):
+    def __init__(self, config: DecoderConfig, n_outputs: int):
         super().__init__()
         self.config = config
         h = config.hidden
@@ -92,9 +88,8 @@ class Decoder(nn.Module):
             n_in += h
         self.gru = nn.GRU(n_in, h, batch_first=True)
         self.out_mlp = mlp(h + n_in, h, config.mlp_layers)
-        self.n_harmonics = n_harmonics
-        self.n_noise_bands = n_noise_bands
-        self.head = nn.Linear(h, 1 + n_harmonics + n_noise_bands)
+        self.n_outputs = n_outputs
+        self.head = nn.Linear(h, n_outputs)
 
     def forward(
         self,
@@ -102,7 +97,7 @@ class Decoder(nn.Module):
         loudness_scaled: torch.Tensor,
         z: torch.Tensor | None = None,
         state: torch.Tensor | None = None,
-    ) -> tuple[dict, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw controls.
 
         Args:
@@ -112,8 +107,7 @@ class Decoder(nn.Module):
             state: [1, batch, hidden] GRU state to continue from (streaming, chunking).
 
         Returns:
-            raw: dict with ``amplitude_raw`` [B,T,1], ``distribution_raw`` [B,T,K],
-                ``noise_raw`` [B,T,bands].
+            raw: [batch, n_frames, n_outputs].
             state: [1, batch, hidden] GRU state after the last frame.
         """
         feats = [self.f0_mlp(f0_scaled), self.loudness_mlp(loudness_scaled)]
@@ -123,10 +117,4 @@ class Decoder(nn.Module):
             feats.append(self.z_mlp(z))
         x = torch.cat(feats, dim=-1)
         h, state = self.gru(x, state)
-        out = self.head(self.out_mlp(torch.cat([h, x], dim=-1)))
-        k = self.n_harmonics
-        return {
-            "amplitude_raw": out[..., :1],
-            "distribution_raw": out[..., 1 : 1 + k],
-            "noise_raw": out[..., 1 + k :],
-        }, state
+        return self.head(self.out_mlp(torch.cat([h, x], dim=-1))), state

@@ -1,12 +1,14 @@
-"""A hand-made control curve rendered through the DSP core: proof of the synth, no model."""
+"""A hand-made control curve rendered through the signal chain: proof of the synth, no model."""
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import numpy as np
 import torch
 
-from . import core
-from .processors import SynthConfig
+from .processors import ProcessorChain, SynthConfig
 
 # (MIDI pitch, duration in seconds) of a short phrase in A major.
 _PHRASE = ((69, 0.5), (73, 0.5), (76, 0.5), (81, 1.0), (78, 0.5), (76, 0.5), (73, 0.5))
@@ -64,21 +66,30 @@ def demo_controls(seconds: float, config: SynthConfig, seed: int = 0) -> dict:
 
 
 def render_demo(seconds: float = 4.0, config: SynthConfig = SynthConfig(), seed: int = 0,
-                reverb_decay_s: float = 0.25, reverb_mix: float = 0.3) -> np.ndarray:
-    """Render the demo phrase with harmonics, noise and a decaying-noise room.
+                reverb_gain: float = 0.05, reverb_decay_s: float = 0.25,
+                reverb_mix: float = 0.3) -> np.ndarray:
+    """Render the demo phrase through the signal chain: harmonics, noise and a room of
+    decaying noise (the ``exp_decay`` reverb with a fixed gain and decay time; the direct
+    sound stays the loudest part at every frequency of the phrase).
 
     Returns:
         [n_samples] float32 audio of ``seconds`` plus the reverb's ring-out, peak -1 dBFS.
     """
     controls = demo_controls(seconds, config, seed)
-    gen = torch.Generator().manual_seed(seed)
+    chain = ProcessorChain(dataclasses.replace(config, reverb_parameterization="exp_decay",
+                                               reverb_seed=seed))
     with torch.no_grad():
-        harmonic, _ = core.harmonic_synthesis(
-            controls["f0_hz"], controls["amplitude"], controls["harmonic_distribution"],
-            config.sample_rate, config.hop)
-        noise = core.filtered_noise(controls["magnitudes"], config.hop, generator=gen)
-        ir_noise = torch.randn(1, config.reverb_samples, generator=gen)
-        ir = core.exp_decay_ir(ir_noise, 0.1, reverb_decay_s, config.sample_rate)
-        ir[:, 0] = 1.0
-        audio = core.reverb(harmonic + noise, ir, reverb_mix, keep_tail=True)[0].numpy()
+        chain.reverb.log_gain.fill_(math.log(reverb_gain))
+        chain.reverb.log_decay_s.fill_(math.log(reverb_decay_s))
+        # Silent frames after the phrase let the room ring out (ir_size - 1 samples).
+        n_samples = controls["f0_hz"].shape[1] * config.hop
+        ring_out = config.reverb_samples - 1
+        silence = {k: v[:, -1:].expand(-1, -(-ring_out // config.hop), -1)
+                   for k, v in controls.items()}
+        silence["amplitude"] = torch.zeros_like(silence["amplitude"])
+        silence["magnitudes"] = torch.zeros_like(silence["magnitudes"])
+        frames = {k: torch.cat([v, silence[k]], dim=1) for k, v in controls.items()}
+        audio, _ = chain.get_signal(frames, amounts={"reverb": reverb_mix},
+                                    generator=torch.Generator().manual_seed(seed))
+    audio = audio[0, : n_samples + ring_out].numpy()
     return (audio / np.abs(audio).max() * 10 ** (-1 / 20)).astype(np.float32)

@@ -21,8 +21,8 @@ import torch
 from . import core
 from .features import FeatureConfig, compute_f0, compute_loudness
 from .losses import multi_resolution_stft_loss
+from .pitch import VOICED_CONFIDENCE
 
-VOICED_CONFIDENCE = 0.85
 LOUDNESS_FLOOR_DB = -70.0
 OUTLIER_CENTS = 50.0
 

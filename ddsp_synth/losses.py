@@ -1,4 +1,5 @@
-"""Multi-resolution spectral loss."""
+"""Losses: the multi-resolution spectral loss, the loudness loss, and the training loss that
+combines them as a model's config says (:func:`training_loss`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from . import core
+from .features import FeatureConfig
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,8 @@ class SpectralLossConfig:
         log_weight: weight of the mean absolute difference of ``log(mag + log_eps)``.
         log_eps: floor inside the log, in linear magnitude units.
         loudness_weight: weight of the mean absolute A-weighted loudness difference in dB
-            (per frame, both sides floored at ``loudness_floor_db``), added by the training
-            loop. Spectral L1 alone leaves the output about 1 dB too quiet where the
+            (per frame, both sides floored at ``loudness_floor_db``) in
+            :func:`training_loss`. Spectral L1 alone leaves the output about 1 dB too quiet where the
             recording's vibrato is not in the f0 curve (misaligned partials are cheaper
             quiet); this term removes that bias.
         loudness_floor_db: level below which loudness differences do not count.
@@ -100,3 +102,23 @@ def loudness_loss(prediction: torch.Tensor, target: torch.Tensor, sample_rate: i
     with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
         loud_t = core.a_weighted_loudness(target, sample_rate, hop, n_fft).clamp_min(floor_db)
     return (loud_p - loud_t).abs().mean()
+
+
+def training_loss(prediction: torch.Tensor, target: torch.Tensor, config: SpectralLossConfig,
+                  features: FeatureConfig) -> torch.Tensor:
+    """The loss a model trains on: :func:`multi_resolution_stft_loss` plus
+    ``config.loudness_weight`` times :func:`loudness_loss`, measured as the model's loudness
+    feature is (``features``: sample rate, hop, window).
+
+    Args:
+        prediction, target: [batch, n_samples] audio.
+
+    Returns:
+        Scalar loss.
+    """
+    loss = multi_resolution_stft_loss(prediction, target, config)
+    if config.loudness_weight:
+        loss = loss + config.loudness_weight * loudness_loss(
+            prediction, target, features.sample_rate, features.hop, features.loudness_n_fft,
+            config.loudness_floor_db)
+    return loss

@@ -1,4 +1,4 @@
-"""Decoder + processors = the DDSP autoencoder, and its self-describing model file.
+"""Decoder + chain of processors = the DDSP autoencoder, and its self-describing model file.
 
 A model directory holds ``model.safetensors`` (weights, no pickle) and ``config.json``
 (format version, every hyperparameter, sample and frame rate, feature settings and pitch
@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import core
 from .audio_io import atomic_write_bytes
-from .decoder import Decoder, DecoderConfig, ZEncoder, hz_to_midi
+from .decoder import Decoder, DecoderConfig, ZEncoder
 from .features import FeatureConfig
 from .losses import SpectralLossConfig
-from .processors import HarmonicPlusNoise, SynthConfig
+from .processors import ProcessorChain, SynthConfig
 
 MODEL_FORMAT_VERSION = 1
 MODEL_WEIGHTS = "model.safetensors"
@@ -70,22 +71,27 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        loss = dict(d["loss"])
-        loss["fft_sizes"] = tuple(loss["fft_sizes"])
-        return cls(synth=SynthConfig(**d["synth"]), decoder=DecoderConfig(**d["decoder"]),
-                   features=FeatureConfig(**d["features"]), loss=SpectralLossConfig(**loss))
+        """From :meth:`to_dict` output; sections or fields left out keep their defaults."""
+        synth = dict(d.get("synth", {}))
+        if "processors" in synth:
+            synth["processors"] = tuple(synth["processors"])
+        loss = dict(d.get("loss", {}))
+        if "fft_sizes" in loss:
+            loss["fft_sizes"] = tuple(loss["fft_sizes"])
+        return cls(synth=SynthConfig(**synth), decoder=DecoderConfig(**d.get("decoder", {})),
+                   features=FeatureConfig(**d.get("features", {})),
+                   loss=SpectralLossConfig(**loss))
 
 
 class DDSPModel(nn.Module):
-    """f0 + loudness (+ z from audio) -> decoder -> harmonic-plus-noise synth -> audio."""
+    """f0 + loudness (+ z from audio) -> decoder -> chain of processors -> audio."""
 
     def __init__(self, config: ModelConfig = ModelConfig(), loudness_mean_db: float = -40.0,
                  loudness_std_db: float = 20.0):
         super().__init__()
         self.config = config
-        self.decoder = Decoder(config.decoder, config.synth.n_harmonics,
-                               config.synth.n_noise_bands)
-        self.synth = HarmonicPlusNoise(config.synth)
+        self.synth = ProcessorChain(config.synth)
+        self.decoder = Decoder(config.decoder, self.synth.n_raw)
         self.encoder = (ZEncoder(config.decoder, config.synth.sample_rate, config.synth.hop)
                         if config.decoder.z_dims else None)
         # Mixed precision for the decoder's matrix products (training option): bfloat16
@@ -96,7 +102,8 @@ class DDSPModel(nn.Module):
 
     def scale_inputs(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor):
         """[B,T,1] f0 in Hz and loudness in dB -> MIDI/127 and standardised loudness."""
-        return hz_to_midi(f0_hz) / 127.0, (loudness_db - self.loudness_mean_db) / self.loudness_std_db
+        return (core.hz_to_midi(f0_hz) / 127.0,
+                (loudness_db - self.loudness_mean_db) / self.loudness_std_db)
 
     def controls(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
                  audio: torch.Tensor | None = None, state: torch.Tensor | None = None):
@@ -110,18 +117,18 @@ class DDSPModel(nn.Module):
         if self.decoder_bf16:
             with torch.autocast(f0_hz.device.type, dtype=torch.bfloat16):
                 raw, state = self.decoder(f0_s, ld_s, z, state)
-            raw = {k: v.float() for k, v in raw.items()}
-            state = state.float()
+            raw, state = raw.float(), state.float()
         else:
             raw, state = self.decoder(f0_s, ld_s, z, state)
-        return self.synth.get_controls(f0_hz, **raw), state
+        return self.synth.get_controls(raw, f0_hz), state
 
     def forward(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
                 audio: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                **synth_kwargs) -> torch.Tensor:
-        """Audio [batch, n_frames * hop] from f0_hz and loudness_db [batch, n_frames, 1]."""
+                amounts: dict | None = None) -> torch.Tensor:
+        """Audio [batch, n_frames * hop] from f0_hz and loudness_db [batch, n_frames, 1]
+        (``amounts``: live amount per chain stage, see :meth:`ProcessorChain.get_signal`)."""
         controls, _ = self.controls(f0_hz, loudness_db, audio)
-        return self.synth.get_signal(**controls, generator=generator, **synth_kwargs)
+        return self.synth.get_signal(controls, amounts=amounts, generator=generator)[0]
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -22,7 +22,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +30,10 @@ import torch
 import torch.distributed as dist
 
 from .audio_io import atomic_write_bytes
-from .data import DDSPDataset, load_manifest, load_stats
+from .data import DDSPDataset, collate, load_manifest, load_stats
 from .evaluate import evaluate_batches
-from .losses import loudness_loss, multi_resolution_stft_loss
-from .model import DDSPModel, ModelConfig
+from .losses import training_loss
+from .model import DDSPModel, ModelConfig, with_stats
 
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -162,26 +162,12 @@ def load_checkpoint(path: Path, model: DDSPModel, optimizer) -> dict:
     return state
 
 
-def training_loss(prediction: torch.Tensor, target: torch.Tensor, config: ModelConfig):
-    """Multi-resolution spectral loss plus the weighted loudness term of ``config.loss``."""
-    loss = multi_resolution_stft_loss(prediction, target, config.loss)
-    if config.loss.loudness_weight:
-        f = config.features
-        loss = loss + config.loss.loudness_weight * loudness_loss(
-            prediction, target, f.sample_rate, f.hop, f.loudness_n_fft, config.loss.loudness_floor_db)
-    return loss
-
-
-# ----------------------------------------------------------------------------- loop
+# ----------------------------------------------------------------------------- the run
 def _dist_info() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     return world, rank, local
-
-
-def _collate(items: list[dict]) -> dict:
-    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
 class _StopFlag:
@@ -207,6 +193,233 @@ class _StopFlag:
             signal.signal(s, h)
 
 
+@dataclass
+class _Run:
+    """Everything one training process holds while it trains."""
+
+    run_dir: Path
+    model_config: ModelConfig
+    config: TrainConfig
+    model: DDSPModel
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_set: DDSPDataset
+    val_set: DDSPDataset
+    sampler: torch.utils.data.DistributedSampler
+    device: torch.device
+    world: int
+    main_proc: bool
+    writer: object = None
+    step: int = 0
+    wall_s: float = 0.0
+    history: list = field(default_factory=list)
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.sampler) // self.config.batch_size
+
+
+def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
+           config: TrainConfig, resume: bool, force: bool, init_from, main_proc: bool,
+           distributed: bool) -> tuple[ModelConfig, TrainConfig, DDSPModel | None]:
+    """Settle the run's settings: from ``run.json`` when resuming, else from the arguments
+    (or the model of ``init_from``), checked against the dataset and written to ``run.json``.
+    Returns (model settings, training settings, the ``init_from`` model or None)."""
+    manifest = load_manifest(data_dir)
+    stats = load_stats(data_dir)
+    run_file = run_dir / "run.json"
+    init_model = None
+    if resume:
+        if not run_file.exists():
+            raise TrainingError(f"{run_dir}: nothing to resume (no run.json)")
+        run_meta = json.loads(run_file.read_text())
+        model_config = ModelConfig.from_dict(run_meta["model"])
+        config = TrainConfig(**{**run_meta["train"], "steps": config.steps,
+                                "max_minutes": config.max_minutes,
+                                "num_threads": config.num_threads})
+        return model_config, config, None
+    if main_proc and run_file.exists() and not force:
+        raise TrainingError(f"{run_dir} already holds a run; use --resume to continue it "
+                            "or --force to start over")
+    feature_cfg = manifest["config"]["features"]
+    if init_from is not None:
+        from .model import load_model
+
+        init_model, _ = load_model(init_from)
+        model_config = init_model.config
+    if model_config is None:
+        model_config = ModelConfig.for_sample_rate(feature_cfg["sample_rate"],
+                                                   feature_cfg["sample_rate"] / feature_cfg["hop"],
+                                                   feature_cfg["crepe_model"])
+    if asdict(model_config.features) != feature_cfg:
+        raise TrainingError("the model's feature settings differ from the dataset's "
+                            f"({asdict(model_config.features)} vs {feature_cfg})")
+    if main_proc:
+        if force and (run_dir / "checkpoints").exists():
+            shutil.rmtree(run_dir / "checkpoints")
+            (run_dir / "log.jsonl").unlink(missing_ok=True)
+        run_meta = {"model": model_config.to_dict(), "train": asdict(config),
+                    "data_dir": str(data_dir), "dataset_stats": stats}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(run_meta, indent=2)
+        atomic_write_bytes(run_file, lambda tmp: Path(tmp).write_text(text))
+    if distributed:
+        dist.barrier()
+    return model_config, config, init_model
+
+
+def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: TrainConfig,
+           init_model: DDSPModel | None, resume: bool) -> _Run:
+    """Model, optimiser, schedule and data for this process; restored from the newest
+    checkpoint when resuming."""
+    world, rank, local_rank = _dist_info()
+    use_cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    torch.manual_seed(config.seed + rank)
+    model = with_stats(model_config, load_stats(data_dir)).to(device)
+    if init_model is not None:
+        # weights only: the loudness normalisation stays this dataset's
+        model.load_state_dict({k: v for k, v in init_model.state_dict().items()
+                               if not k.startswith("loudness_")}, strict=False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    step, wall_s, history = 0, 0.0, []
+    if resume:
+        checkpoints = list_checkpoints(run_dir)
+        if not checkpoints:
+            raise TrainingError(f"{run_dir}: no complete checkpoint to resume from")
+        state = load_checkpoint(checkpoints[-1], model, optimizer)
+        step, wall_s = state["step"], state["wall_s"]
+        history = state.get("history", [])
+        if world > 1:  # each rank continues its own noise stream
+            torch.manual_seed(config.seed + rank + 1_000_003 * step)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config),
+                                                  last_epoch=step - 1 if resume else -1)
+    if config.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
+    model.decoder_bf16 = config.precision == "bf16"
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if use_cuda else None)
+    train_set, val_set = DDSPDataset(data_dir, "train"), DDSPDataset(data_dir, "val")
+    if len(train_set) < config.batch_size * world:
+        raise TrainingError(f"only {len(train_set)} training examples for a batch of "
+                            f"{config.batch_size} x {world} processes; lower --batch-size")
+    sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=world, rank=rank,
+                                                  shuffle=True, seed=config.seed, drop_last=True)
+    return _Run(run_dir, model_config, config, model, net, optimizer, scheduler, train_set,
+                val_set, sampler, device, world, rank == 0, step=step, wall_s=wall_s,
+                history=history)
+
+
+def train_step(run: _Run, batch: dict, stop: _StopFlag) -> tuple[float, float, bool, bool]:
+    """One optimiser step on a batch: forward, loss, backward, clipping, update.
+
+    A NaN/inf loss or gradient skips the update (all ranks agree). Returns (loss, gradient
+    norm, whether the step was taken, whether a stop was requested on any rank).
+    """
+    audio = batch["audio"].to(run.device)
+    out = run.net(batch["f0_hz"][..., None].to(run.device),
+                  batch["loudness_db"][..., None].to(run.device), audio=audio)
+    loss = training_loss(out, audio, run.model_config.loss, run.model_config.features)
+    run.optimizer.zero_grad(set_to_none=True)
+    finite = bool(torch.isfinite(loss))
+    grad_norm = float("nan")
+    if finite:
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(),
+                                                         run.config.grad_clip))
+        finite = math.isfinite(grad_norm)
+    if run.distributed:  # all ranks must agree to skip, stop or go on
+        flags = torch.tensor([float(not finite), float(stop.signum != 0)], device=run.device)
+        dist.all_reduce(flags)
+        finite = flags[0].item() == 0
+        stop_now = flags[1].item() > 0
+    else:
+        stop_now = stop.signum != 0
+    if finite:
+        run.optimizer.step()
+        run.scheduler.step()
+    else:
+        run.optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach()), grad_norm, finite, stop_now
+
+
+def _log(run: _Run, record: dict) -> None:
+    if run.main_proc:
+        with open(run.run_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def _log_step(run: _Run, loss: float, grad_norm: float, step_s: float) -> None:
+    rec = {"step": run.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0],
+           "grad_norm": grad_norm, "step_s": step_s, "wall_s": run.wall_s}
+    run.history.append([run.step, round(run.wall_s, 2), loss])
+    _log(run, rec)
+    if run.writer:
+        run.writer.add_scalar("train/loss", loss, run.step)
+        run.writer.add_scalar("train/lr", rec["lr"], run.step)
+        run.writer.add_scalar("train/grad_norm", grad_norm, run.step)
+        run.writer.add_scalar("train/steps_per_s", 1.0 / step_s, run.step)
+
+
+def validate(run: _Run) -> dict | None:
+    """The eval metrics on the first ``val_examples`` validation examples (rank 0)."""
+    if not len(run.val_set):
+        return None
+    cfg = run.config
+    n = min(len(run.val_set), cfg.val_examples)
+    items = [run.val_set[i] for i in range(n)]
+    batches = [collate(items[i : i + cfg.batch_size]) for i in range(0, n, cfg.batch_size)]
+    metrics = evaluate_batches(run.model, batches, seed=cfg.seed)
+    metrics.pop("rtf", None)
+    _log(run, {"step": run.step, "val": metrics})
+    if run.writer:
+        for k, v in metrics.items():
+            run.writer.add_scalar(f"val/{k}", v, run.step)
+    return metrics
+
+
+def _log_audio(run: _Run) -> None:
+    """The first validation example resynthesized (and, the first time, its target)."""
+    item = run.val_set[0]
+    sr = run.model_config.synth.sample_rate
+    with torch.no_grad():
+        run.model.eval()
+        y = run.model(item["f0_hz"][None, :, None].to(run.device),
+                      item["loudness_db"][None, :, None].to(run.device),
+                      audio=item["audio"][None].to(run.device))
+        run.model.train()
+    run.writer.add_audio("val/resynthesis", y[0].cpu(), run.step, sample_rate=sr)
+    if run.step == run.config.audio_every:
+        run.writer.add_audio("val/target", item["audio"], run.step, sample_rate=sr)
+
+
+def _checkpoint(run: _Run) -> Path | None:
+    if not run.main_proc:
+        return None
+    return save_checkpoint(run.run_dir, run.model, run.optimizer, run.step,
+                           {"wall_s": run.wall_s, "history": run.history[-2000:]},
+                           run.config.keep_checkpoints)
+
+
+def _batches(run: _Run):
+    """Batches in the data order, from the run's position on, epoch after epoch (the order
+    depends only on the seed and the epoch, so a resumed run sees what it would have)."""
+    bs = run.config.batch_size
+    while True:
+        epoch, offset = divmod(run.step, run.batches_per_epoch)
+        run.sampler.set_epoch(epoch)
+        order = list(iter(run.sampler))
+        for b in range(offset, run.batches_per_epoch):
+            yield collate([run.train_set[i] for i in order[b * bs : (b + 1) * bs]])
+
+
 def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
           model_config: ModelConfig | None = None, config: TrainConfig = TrainConfig(),
           resume: bool = False, show_progress: bool = True, force: bool = False,
@@ -224,232 +437,72 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     from tqdm import tqdm
 
     data_dir, run_dir = Path(data_dir), Path(run_dir)
-    world, rank, local_rank = _dist_info()
-    distributed = world > 1
-    use_cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
-    if distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+    world, rank, _ = _dist_info()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    main_proc = rank == 0
-
-    manifest = load_manifest(data_dir)
-    stats = load_stats(data_dir)
-    run_file = run_dir / "run.json"
-    if resume:
-        if not run_file.exists():
-            raise TrainingError(f"{run_dir}: nothing to resume (no run.json)")
-        run_meta = json.loads(run_file.read_text())
-        model_config = ModelConfig.from_dict(run_meta["model"])
-        config = TrainConfig(**{**run_meta["train"], "steps": config.steps,
-                                "max_minutes": config.max_minutes,
-                                "num_threads": config.num_threads})
-    else:
-        if main_proc and run_file.exists() and not force:
-            raise TrainingError(f"{run_dir} already holds a run; use --resume to continue it "
-                                "or --force to start over")
-        feature_cfg = manifest["config"]["features"]
-        if init_from is not None:
-            from .model import load_model
-
-            init_model, _ = load_model(init_from)
-            model_config = init_model.config
-        if model_config is None:
-            model_config = ModelConfig.for_sample_rate(feature_cfg["sample_rate"],
-                                                       feature_cfg["sample_rate"] / feature_cfg["hop"],
-                                                       feature_cfg["crepe_model"])
-        if asdict(model_config.features) != feature_cfg:
-            raise TrainingError("the model's feature settings differ from the dataset's "
-                                f"({asdict(model_config.features)} vs {feature_cfg})")
-        if main_proc:
-            if force and (run_dir / "checkpoints").exists():
-                shutil.rmtree(run_dir / "checkpoints")
-                (run_dir / "log.jsonl").unlink(missing_ok=True)
-            run_meta = {"model": model_config.to_dict(), "train": asdict(config),
-                        "data_dir": str(data_dir), "dataset_stats": stats}
-            run_dir.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(run_meta, indent=2)
-            atomic_write_bytes(run_file, lambda tmp: Path(tmp).write_text(text))
-        if distributed:
-            dist.barrier()
-
-    torch.manual_seed(config.seed + rank)
-    model = DDSPModel(model_config, stats["loudness_db_mean"], stats["loudness_db_std"]).to(device)
-    if init_from is not None and not resume:
-        # weights only: the loudness normalisation stays this dataset's
-        model.load_state_dict({k: v for k, v in init_model.state_dict().items()
-                               if not k.startswith("loudness_")}, strict=False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-
-    step, wall_s, history = 0, 0.0, []
-    if resume:
-        checkpoints = list_checkpoints(run_dir)
-        if not checkpoints:
-            raise TrainingError(f"{run_dir}: no complete checkpoint to resume from")
-        state = load_checkpoint(checkpoints[-1], model, optimizer)
-        step, wall_s = state["step"], state["wall_s"]
-        history = state.get("history", [])
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config),
-                                                      last_epoch=step - 1)
-        if distributed:  # each rank continues its own noise stream
-            torch.manual_seed(config.seed + rank + 1_000_003 * step)
-
-    if config.precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
-    model.decoder_bf16 = config.precision == "bf16"
-    net = model
-    if distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if use_cuda else None)
-
-    train_set = DDSPDataset(data_dir, "train")
-    val_set = DDSPDataset(data_dir, "val")
-    if len(train_set) < config.batch_size * world:
-        raise TrainingError(f"only {len(train_set)} training examples for a batch of "
-                            f"{config.batch_size} x {world} processes; lower --batch-size")
-    sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=world, rank=rank,
-                                                  shuffle=True, seed=config.seed, drop_last=True)
-    batches_per_epoch = len(sampler) // config.batch_size
-
-    writer = SummaryWriter(str(run_dir / "tb")) if main_proc else None
-    log_path = run_dir / "log.jsonl"
-
-    def log(record: dict):
-        if main_proc:
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-
-    def checkpoint():
-        if main_proc:
-            return save_checkpoint(run_dir, model, optimizer, step,
-                                   {"wall_s": wall_s, "history": history[-2000:]},
-                                   config.keep_checkpoints)
-        return None
-
-    def validate():
-        if not len(val_set):
-            return None
-        n = min(len(val_set), config.val_examples)
-        items = [val_set[i] for i in range(n)]
-        batches = [_collate(items[i : i + config.batch_size]) for i in range(0, n, config.batch_size)]
-        metrics = evaluate_batches(model, batches, seed=config.seed)
-        metrics.pop("rtf", None)
-        return metrics
+    model_config, config, init_model = _start(data_dir, run_dir, model_config, config, resume,
+                                              force, init_from, rank == 0, world > 1)
+    run = _build(data_dir, run_dir, model_config, config, init_model, resume)
+    if run.main_proc:
+        run.writer = SummaryWriter(str(run_dir / "tb"))
 
     bad_steps = 0
     summary_val = None
-    start_step = step
+    start_step = run.step
     t_start = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=step, disable=not (show_progress and main_proc),
-               desc="train", unit="step")
-    model.train()
+    bar = tqdm(total=config.steps, initial=run.step,
+               disable=not (show_progress and run.main_proc), desc="train", unit="step")
+    run.model.train()
+    batches = _batches(run)
     with _StopFlag() as stop:
-        while step < config.steps:
-            epoch, offset = divmod(step, batches_per_epoch)
-            sampler.set_epoch(epoch)
-            order = list(iter(sampler))
-            for b in range(offset, batches_per_epoch):
-                if step >= config.steps:
+        while run.step < config.steps:
+            t0 = time.perf_counter()
+            loss, grad_norm, taken, stop_now = train_step(run, next(batches), stop)
+            if not taken:
+                bad_steps += 1
+                _log(run, {"step": run.step, "event": "non-finite loss or gradient, step skipped",
+                           "loss": loss})
+                if bad_steps >= config.max_bad_steps:
+                    path = _checkpoint(run)
+                    raise TrainingError(
+                        f"loss or gradients were NaN/inf for {bad_steps} steps in a row at "
+                        f"step {run.step}; weights were kept finite and saved to {path}")
+                if stop_now:
                     break
-                t0 = time.perf_counter()
-                idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-                batch = _collate([train_set[i] for i in idx])
-                audio = batch["audio"].to(device)
-                out = net(batch["f0_hz"][..., None].to(device),
-                          batch["loudness_db"][..., None].to(device), audio=audio)
-                loss = training_loss(out, audio, model_config)
-                optimizer.zero_grad(set_to_none=True)
-                finite = bool(torch.isfinite(loss))
-                grad_norm = float("nan")
-                if finite:
-                    loss.backward()
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                                     config.grad_clip))
-                    finite = math.isfinite(grad_norm)
-                if distributed:  # all ranks must agree to skip, stop or go on
-                    flags = torch.tensor([float(not finite), float(stop.signum != 0)],
-                                         device=device)
-                    dist.all_reduce(flags)
-                    finite = flags[0].item() == 0
-                    stop_now = flags[1].item() > 0
-                else:
-                    stop_now = stop.signum != 0
-                if finite:
-                    optimizer.step()
-                    scheduler.step()
-                    bad_steps = 0
-                else:
-                    optimizer.zero_grad(set_to_none=True)
-                    bad_steps += 1
-                    log({"step": step, "event": "non-finite loss or gradient, step skipped",
-                         "loss": float(loss.detach())})
-                    if bad_steps >= config.max_bad_steps:
-                        path = checkpoint()
-                        raise TrainingError(
-                            f"loss or gradients were NaN/inf for {bad_steps} steps in a row at "
-                            f"step {step}; weights were kept finite and saved to {path}")
-                    continue
-                step += 1
-                dt = time.perf_counter() - t0
-                wall_s += dt
-                loss_v = float(loss.detach())
-                if step % config.log_every == 0 or step == 1:
-                    rec = {"step": step, "loss": loss_v, "lr": scheduler.get_last_lr()[0],
-                           "grad_norm": grad_norm, "step_s": dt, "wall_s": wall_s}
-                    history.append([step, round(wall_s, 2), loss_v])
-                    log(rec)
-                    if writer:
-                        writer.add_scalar("train/loss", loss_v, step)
-                        writer.add_scalar("train/lr", rec["lr"], step)
-                        writer.add_scalar("train/grad_norm", grad_norm, step)
-                        writer.add_scalar("train/steps_per_s", 1.0 / dt, step)
-                bar.set_postfix(loss=f"{loss_v:.3f}", steps_s=f"{1.0 / dt:.2f}")
-                bar.update(1)
-                if main_proc and config.val_every and step % config.val_every == 0:
-                    summary_val = validate()
-                    if summary_val:
-                        log({"step": step, "val": summary_val})
-                        for k, v in summary_val.items():
-                            writer.add_scalar(f"val/{k}", v, step)
-                if main_proc and config.audio_every and step % config.audio_every == 0 and len(val_set):
-                    with torch.no_grad():
-                        item = val_set[0]
-                        model.eval()
-                        y = model(item["f0_hz"][None, :, None].to(device),
-                                  item["loudness_db"][None, :, None].to(device),
-                                  audio=item["audio"][None].to(device))
-                        model.train()
-                    writer.add_audio("val/resynthesis", y[0].cpu(), step,
-                                     sample_rate=model_config.synth.sample_rate)
-                    if step == config.audio_every:
-                        writer.add_audio("val/target", item["audio"], step,
-                                         sample_rate=model_config.synth.sample_rate)
-                if main_proc and step % config.checkpoint_every == 0:
-                    checkpoint()
-                out_of_time = (config.max_minutes and
-                               time.perf_counter() - t_start > 60 * config.max_minutes)
-                if stop_now or out_of_time:
-                    break
-            else:
                 continue
-            break
+            bad_steps = 0
+            run.step += 1
+            dt = time.perf_counter() - t0
+            run.wall_s += dt
+            if run.step % config.log_every == 0 or run.step == 1:
+                _log_step(run, loss, grad_norm, dt)
+            bar.set_postfix(loss=f"{loss:.3f}", steps_s=f"{1.0 / dt:.2f}")
+            bar.update(1)
+            if run.main_proc and config.val_every and run.step % config.val_every == 0:
+                summary_val = validate(run)
+            if (run.main_proc and config.audio_every and run.step % config.audio_every == 0
+                    and len(run.val_set)):
+                _log_audio(run)
+            if run.main_proc and run.step % config.checkpoint_every == 0:
+                _checkpoint(run)
+            out_of_time = (config.max_minutes and
+                           time.perf_counter() - t_start > 60 * config.max_minutes)
+            if stop_now or out_of_time:
+                break
     bar.close()
-    path = checkpoint()
-    interrupted = stop.signum != 0
-    if main_proc and (summary_val is None or step % max(1, config.val_every)):
-        summary_val = validate()
-        if summary_val:
-            log({"step": step, "val": summary_val})
-    if writer:
-        writer.close()
-    if distributed:
+    path = _checkpoint(run)
+    if run.main_proc and (summary_val is None or run.step % max(1, config.val_every)):
+        summary_val = validate(run)
+    if run.writer:
+        run.writer.close()
+    if run.distributed:
         dist.barrier()
-    return {"step": step, "steps_this_run": step - start_step, "wall_s": wall_s,
-            "checkpoint": str(path) if path else None, "interrupted": interrupted,
+    return {"step": run.step, "steps_this_run": run.step - start_step, "wall_s": run.wall_s,
+            "checkpoint": str(path) if path else None, "interrupted": stop.signum != 0,
             "signal": stop.signum, "val": summary_val,
-            "final_loss": history[-1][2] if history else None}
+            "final_loss": run.history[-1][2] if run.history else None}
 
 
 def load_run_model(run_dir: str | os.PathLike) -> tuple[DDSPModel, dict, dict]:
@@ -464,9 +517,7 @@ def load_run_model(run_dir: str | os.PathLike) -> tuple[DDSPModel, dict, dict]:
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise TrainingError(f"{run_dir}: no complete checkpoint")
-    stats = run_meta["dataset_stats"]
-    model = DDSPModel(ModelConfig.from_dict(run_meta["model"]), stats["loudness_db_mean"],
-                      stats["loudness_db_std"])
+    model = with_stats(ModelConfig.from_dict(run_meta["model"]), run_meta["dataset_stats"])
     model.load_state_dict(load_file(str(checkpoints[-1] / "model.safetensors")))
     state = json.loads((checkpoints[-1] / "state.json").read_text())
     model.eval()

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import core
 from .audio_io import check_input_signal
-from .evaluate import VOICED_CONFIDENCE
-from .features import hz_to_cents
+from .core import hz_to_midi
+from .features import analyse
+from .pitch import PITCHED_CONFIDENCE, VOICED_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,11 @@ class TransferOptions:
     chunk_seconds: float = 10.0
     seed: int = 0
 
+    def amounts(self) -> dict:
+        """The live amount of each stage of the default chain."""
+        return {"harmonic": self.harmonic_gain, "noise": self.noise_gain,
+                "reverb": self.reverb_mix}
+
 
 class NoPitchError(ValueError):
     """The input has no voiced frame to transfer."""
@@ -69,15 +74,14 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
     loud = np.asarray(loudness_db, np.float64)
     voiced = np.asarray(confidence) >= VOICED_CONFIDENCE
     if not voiced.any():
-        voiced = np.asarray(confidence) >= 0.5
+        voiced = np.asarray(confidence) >= PITCHED_CONFIDENCE
     if not voiced.any():
         raise NoPitchError("no pitch found: no frame is voiced (CREPE confidence < 0.5 "
                            "everywhere); is the input monophonic and pitched?")
     octave_shift = 0
     muted = np.zeros(len(loud), bool)
     if options.auto_adjust:
-        midi = 69 + (hz_to_cents(f0_hz) - hz_to_cents(np.array(440.0))) / 100
-        diff = stats["pitch_midi_mean"] - float(np.mean(midi[voiced]))
+        diff = stats["pitch_midi_mean"] - float(np.mean(hz_to_midi(f0_hz[voiced])))
         octave_shift = int(np.round(diff / 12.0))
         f0_hz = f0_hz * 2.0 ** octave_shift
         target_q = np.asarray(stats.get("loudness_db_voiced_quantiles")
@@ -90,7 +94,8 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
         loud_mapped[below] = target_q[0] - (src_q[0] - loud[below])
         # Quiet frames, and unpitched ones (breaths, consonants: CREPE confidence < 0.5),
         # would make the instrument play noise bursts between notes: mute them.
-        muted = (loud < np.percentile(loud, 95) - options.quiet_db) | (np.asarray(confidence) < 0.5)
+        muted = ((loud < np.percentile(loud, 95) - options.quiet_db)
+                 | (np.asarray(confidence) < PITCHED_CONFIDENCE))
         silence_db = float(np.min(stats["loudness_db_quantiles"])) - 20.0
         loud = np.where(muted, np.minimum(loud_mapped, silence_db), loud_mapped)
     f0_hz = f0_hz * 2.0 ** (options.pitch_shift_semitones / 12.0)
@@ -101,70 +106,26 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
 
 
 class ChunkedRenderer:
-    """Renders f0/loudness frames chunk by chunk with all state carried across chunks.
-
-    Harmonic synthesis interpolates each block toward the next frame, so the last control
-    frame of a chunk is held back and synthesised with the next chunk (``finish`` flushes it).
-    Output equals one whole-signal render up to float rounding.
-    """
+    """Renders f0/loudness frames chunk by chunk with all state carried across chunks: the
+    decoder's GRU state and the chain's (the pending last frame, oscillator phase, noise and
+    reverb tails). Output equals one whole-signal render up to float rounding."""
 
     def __init__(self, model, options: TransferOptions = TransferOptions()):
         self.model = model
-        self.options = options
-        cfg = model.config.synth
-        self.hop = cfg.hop
-        self.sample_rate = cfg.sample_rate
+        self.amounts = options.amounts()
         self.gen = torch.Generator().manual_seed(options.seed)
-        with torch.no_grad():
-            self.ir = model.synth.reverb.get_controls()["ir"]
         self.gru_state = None
-        self.pending = None  # last control frame, not yet synthesised
-        self.phase = None
-        self.noise_tail = None
-        self.reverb_tail = None
-
-    def _synth_blocks(self, controls: dict, lookahead: bool) -> torch.Tensor:
-        o = self.options
-        harm, self.phase = core.harmonic_synthesis(
-            controls["f0_hz"], controls["amplitude"], controls["harmonic_distribution"],
-            self.sample_rate, self.hop, self.phase, lookahead=lookahead)
-        mags = controls["magnitudes"][:, :-1] if lookahead else controls["magnitudes"]
-        n = mags.shape[1] * self.hop
-        noise_in = torch.rand(1, n, generator=self.gen) * 2.0 - 1.0
-        noise = core.time_varying_fir(noise_in, core.frequency_sampling_fir(mags), self.hop)
-        if self.noise_tail is not None:
-            k = min(self.noise_tail.shape[1], noise.shape[1])
-            noise[:, :k] += self.noise_tail[:, :k]
-        self.noise_tail = noise[:, n:]
-        dry = o.harmonic_gain * harm + o.noise_gain * noise[:, :n]
-        wet = core.fft_convolve(dry, self.ir)
-        if self.reverb_tail is not None:
-            k = min(self.reverb_tail.shape[1], wet.shape[1])
-            wet[:, :k] += self.reverb_tail[:, :k]
-            if self.reverb_tail.shape[1] > wet.shape[1]:  # a chunk shorter than the reverb
-                wet = torch.cat([wet, self.reverb_tail[:, wet.shape[1]:]], dim=1)
-        self.reverb_tail = wet[:, n:]
-        return (1.0 - o.reverb_mix) * dry + o.reverb_mix * wet[:, :n]
+        self.chain_state = None
 
     @torch.no_grad()
-    def process(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor) -> torch.Tensor:
-        """Controls for [1, n, 1] frames -> the audio that is complete so far [1, m]."""
+    def process(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
+                final: bool = False) -> torch.Tensor:
+        """Controls for [1, n, 1] frames -> the audio that is complete so far [1, m]; with
+        ``final`` the signal ends with these frames (the last one is held)."""
         controls, self.gru_state = self.model.controls(f0_hz, loudness_db, state=self.gru_state)
-        if self.pending is not None:
-            controls = {k: torch.cat([self.pending[k], v], dim=1) for k, v in controls.items()}
-        self.pending = {k: v[:, -1:] for k, v in controls.items()}
-        if controls["f0_hz"].shape[1] < 2:
-            return torch.zeros(1, 0)
-        return self._synth_blocks(controls, lookahead=True)
-
-    @torch.no_grad()
-    def finish(self) -> torch.Tensor:
-        """The held-back last frame (held for its block): [1, hop]."""
-        if self.pending is None:
-            return torch.zeros(1, 0)
-        out = self._synth_blocks(self.pending, lookahead=False)
-        self.pending = None
-        return out
+        audio, self.chain_state = self.model.synth.get_signal(
+            controls, self.chain_state, final=final, amounts=self.amounts, generator=self.gen)
+        return audio
 
 
 def render(model, f0_hz: np.ndarray, loudness_db: np.ndarray,
@@ -179,10 +140,11 @@ def render(model, f0_hz: np.ndarray, loudness_db: np.ndarray,
     ld = torch.as_tensor(np.asarray(loudness_db, np.float32))[None, :, None]
     out = []
     for t0 in range(0, f0.shape[1], chunk):
-        out.append(renderer.process(f0[:, t0 : t0 + chunk], ld[:, t0 : t0 + chunk])[0].numpy())
+        final = t0 + chunk >= f0.shape[1]
+        out.append(renderer.process(f0[:, t0 : t0 + chunk], ld[:, t0 : t0 + chunk],
+                                    final)[0].numpy())
         if progress is not None:
             progress.update(min(chunk, f0.shape[1] - t0) * hop / model.config.synth.sample_rate)
-    out.append(renderer.finish()[0].numpy())
     return np.concatenate(out).astype(np.float32)
 
 
@@ -204,50 +166,6 @@ def transfer_features(model, features: dict, options: TransferOptions = Transfer
     audio = render(model, adjusted["f0_hz"], adjusted["loudness_db"], options, progress)
     return audio, adjusted
 
-
-
-FEATURE_CACHE_VERSION = 1
-
-
-def analyse(audio: np.ndarray, feature_config, progress=None, cache: bool = True) -> dict:
-    """Features of an input signal, block by block (bounded memory for long files).
-
-    With ``cache``, features are kept in ``cache_dir()/features`` under a SHA-256 of the
-    samples and the feature settings, so transferring the same recording again (another
-    instrument, other settings: the usual way to use the app) skips pitch tracking.
-    """
-    import hashlib
-    import io
-    import json
-
-    from .audio_io import atomic_write_bytes
-    from .data import PrepareConfig, features_in_blocks
-    from .features import cache_dir
-
-    audio = np.ascontiguousarray(audio, np.float32)
-    path = None
-    if cache:
-        h = hashlib.sha256(audio.tobytes())
-        h.update(json.dumps([FEATURE_CACHE_VERSION, feature_config.__dict__],
-                            sort_keys=True).encode())
-        path = cache_dir() / "features" / f"{h.hexdigest()[:32]}.npz"
-        try:
-            with np.load(path) as z:
-                feats = {k: z[k] for k in ("f0_hz", "confidence", "loudness_db")}
-            if progress is not None:
-                progress.update(len(audio) / feature_config.sample_rate)
-            return feats
-        except (OSError, KeyError, ValueError):
-            pass  # not cached yet, or a damaged entry: compute it again
-    feats = features_in_blocks(audio, PrepareConfig(features=feature_config), progress)
-    if path is not None:
-        buf = io.BytesIO()
-        np.savez(buf, **feats)
-        try:
-            atomic_write_bytes(path, lambda tmp: Path(tmp).write_bytes(buf.getvalue()))
-        except OSError:
-            pass  # a read-only cache only costs speed
-    return feats
 
 
 def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOptions = TransferOptions(),

@@ -9,9 +9,9 @@ import torch
 
 from ddsp_synth import core
 from ddsp_synth.audio_io import AudioError
-from ddsp_synth.data import (DDSPDataset, PrepareConfig, features_in_blocks, load_manifest,
+from ddsp_synth.data import (DDSPDataset, PrepareConfig, load_manifest,
                              prepare)
-from ddsp_synth.features import FeatureConfig, compute_features
+from ddsp_synth.features import FeatureConfig, compute_features, features_in_blocks
 
 from conftest import SHARED_DATA, synth_tone
 
@@ -94,7 +94,7 @@ def test_prepare_is_idempotent_and_errors_when_nothing_usable(tmp_path):
 def test_blockwise_features_equal_whole_file():
     y = synth_tone(7.0, 16000, 180.0)
     cfg = PrepareConfig(block_seconds=2.0, context_seconds=1.0)
-    blocks = features_in_blocks(y, cfg)
+    blocks = features_in_blocks(y, cfg.features, cfg.block_seconds, cfg.context_seconds)
     whole = compute_features(y, cfg.features)
     np.testing.assert_allclose(blocks["loudness_db"], whole["loudness_db"], atol=1e-3)
     np.testing.assert_allclose(blocks["confidence"], whole["confidence"], atol=1e-4)

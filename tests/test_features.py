@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from ddsp_synth import core
-from ddsp_synth.features import (FeatureConfig, compute_features, decode_f0, hz_to_cents,
-                                 viterbi_bins)
+from ddsp_synth.core import hz_to_cents
+from ddsp_synth.features import FeatureConfig, compute_features
+from ddsp_synth.pitch import decode_f0, viterbi_bins
 
 from conftest import synth_tone
 

@@ -11,7 +11,7 @@ from ddsp_synth.cli import main
 from ddsp_synth.data import DDSPDataset
 from ddsp_synth.evaluate import evaluate_batches
 from ddsp_synth.model import load_model
-from ddsp_synth.train import _collate
+from ddsp_synth.data import collate
 
 from conftest import synth_tone
 
@@ -26,7 +26,7 @@ def test_export_carries_everything(exported):
 def test_eval_metrics_are_near_zero_on_the_models_own_output(exported, tiny_dataset):
     model, _ = load_model(exported)
     ds = DDSPDataset(tiny_dataset, "val")
-    batch = _collate([ds[i] for i in range(len(ds))])
+    batch = collate([ds[i] for i in range(len(ds))])
     with torch.no_grad():
         own = model(batch["f0_hz"][..., None], batch["loudness_db"][..., None],
                     generator=torch.Generator().manual_seed(0))

@@ -5,17 +5,17 @@ import pytest
 import torch
 
 from ddsp_synth import core
-from ddsp_synth.processors import FilteredNoise, Harmonic, HarmonicPlusNoise, Reverb, SynthConfig
+from ddsp_synth.processors import FilteredNoise, Harmonic, ProcessorChain, Reverb, SynthConfig
 
 
 def test_harmonic_processor_scales_and_synthesises():
     proc = Harmonic(16000, 160, 10)
     amp_raw, dist_raw = torch.randn(2, 5, 1), torch.randn(2, 5, 10)
     f0 = torch.full((2, 5, 1), 300.0)
-    ctrl = proc.get_controls(amp_raw, dist_raw, f0)
+    ctrl = proc.get_controls(torch.cat([amp_raw, dist_raw], dim=-1), f0)
     torch.testing.assert_close(ctrl["amplitude"], core.exp_sigmoid(amp_raw))
     torch.testing.assert_close(ctrl["harmonic_distribution"], core.exp_sigmoid(dist_raw))
-    audio, phase = proc.get_signal(**ctrl)
+    audio, (phase,) = proc.get_signal({k: core.hold_last_frame(v) for k, v in ctrl.items()})
     ref, ref_phase = core.harmonic_synthesis(f0, ctrl["amplitude"], ctrl["harmonic_distribution"],
                                              16000, 160)
     torch.testing.assert_close(audio, ref)
@@ -24,10 +24,11 @@ def test_harmonic_processor_scales_and_synthesises():
 
 def test_noise_processor_bias_makes_untrained_output_quiet():
     proc = FilteredNoise(160, 65)
-    ctrl = proc.get_controls(torch.zeros(1, 100, 65))
+    ctrl = proc.get_controls(torch.zeros(1, 100, 65), None)
     np.testing.assert_allclose(ctrl["magnitudes"].numpy(), float(core.exp_sigmoid(torch.tensor(-5.0))),
                                rtol=1e-6)
-    y = proc.get_signal(**ctrl, generator=torch.Generator().manual_seed(0))
+    y, _ = proc.get_signal({"magnitudes": core.hold_last_frame(ctrl["magnitudes"])},
+                           generator=torch.Generator().manual_seed(0))
     assert y.shape == (1, 16000)
     assert 0 < float(y.abs().max()) < 0.01
 
@@ -35,14 +36,14 @@ def test_noise_processor_bias_makes_untrained_output_quiet():
 @pytest.mark.parametrize("param", ["free", "exp_decay"])
 def test_reverb_processor_direct_path_and_gradients(param):
     rev = Reverb(16000, 1600, parameterization=param)
-    ir = rev.get_controls()["ir"]
+    ir = rev.impulse_response()
     assert ir.shape == (1, 1600)
     assert float(ir[0, 0]) == 1.0  # direct path
     x = torch.randn(2, 4000)
-    torch.testing.assert_close(rev(x, mix=0.0), x)
-    out = rev(x)
+    torch.testing.assert_close(rev.get_signal({}, None, x, amount=0.0)[0], x)
+    out, (tail,) = rev.get_signal({}, None, x)
     assert out.shape == x.shape and not torch.allclose(out, x)
-    assert rev(x, keep_tail=True).shape == (2, 4000 + 1599)
+    assert out.shape[1] + tail.shape[1] == 4000 + 1599  # the ring-out is kept in the state
     out.square().sum().backward()
     grads = [p.grad for p in rev.parameters()]
     assert grads and all(g is not None and float(g.abs().sum()) > 0 for g in grads)
@@ -57,19 +58,19 @@ def test_reverb_rejects_bad_settings():
 
 def test_harmonic_plus_noise_end_to_end_is_differentiable():
     cfg = SynthConfig(reverb_s=0.1)
-    synth = HarmonicPlusNoise(cfg)
+    synth = ProcessorChain(cfg)
     b, t = 2, 20
     f0 = torch.full((b, t, 1), 220.0)
     raw = [torch.randn(b, t, 1, requires_grad=True), torch.randn(b, t, cfg.n_harmonics, requires_grad=True),
            torch.randn(b, t, cfg.n_noise_bands, requires_grad=True)]
-    audio = synth(f0, *raw, generator=torch.Generator().manual_seed(0))
+    audio = synth(f0, torch.cat(raw, dim=-1), generator=torch.Generator().manual_seed(0))
     assert audio.shape == (b, t * cfg.hop)
     audio.square().mean().backward()
     assert all(r.grad is not None and float(r.grad.abs().sum()) > 0 for r in raw)
     # gains: harmonic-only and noise-only outputs add up to the mix (reverb is linear)
-    ctrl = synth.get_controls(f0, *[r.detach() for r in raw])
+    ctrl = synth.get_controls(torch.cat([r.detach() for r in raw], dim=-1), f0)
     gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
-    both = synth.get_signal(**ctrl, generator=gen())
-    h = synth.get_signal(**ctrl, noise_gain=0.0, generator=gen())
-    n = synth.get_signal(**ctrl, harmonic_gain=0.0, generator=gen())
+    both = synth.get_signal(ctrl, generator=gen())[0]
+    h = synth.get_signal(ctrl, amounts={"noise": 0.0}, generator=gen())[0]
+    n = synth.get_signal(ctrl, amounts={"harmonic": 0.0}, generator=gen())[0]
     torch.testing.assert_close(both, h + n, atol=1e-6, rtol=1e-5)

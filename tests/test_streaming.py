@@ -38,7 +38,7 @@ def offline(model, f0, loud, noise, gains):
         harm, _ = core.harmonic_synthesis(c["f0_hz"], c["amplitude"], c["harmonic_distribution"],
                                           model.config.synth.sample_rate, HOP)
         nz = core.filtered_noise(c["magnitudes"], HOP, noise=torch.from_numpy(noise)[None])
-        ir = model.synth.reverb.get_controls()["ir"]
+        ir = model.synth.reverb.impulse_response()
         return core.reverb(gains[0] * harm + gains[1] * nz, ir, gains[2])[0].numpy()
 
 

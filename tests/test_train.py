@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ddsp_synth import losses as losses_mod
 from ddsp_synth import train as train_mod
 from ddsp_synth.model import ModelConfig
 from ddsp_synth.processors import SynthConfig
@@ -104,7 +105,7 @@ def test_checkpoint_interrupted_mid_write_keeps_previous(tiny_dataset, tmp_path,
 
 def test_nan_losses_are_skipped_then_stop_with_good_checkpoint(tiny_dataset, tmp_path,
                                                                monkeypatch):
-    real_loss = train_mod.multi_resolution_stft_loss
+    real_loss = losses_mod.multi_resolution_stft_loss
     calls = {"n": 0}
 
     def flaky_loss(*args, **kwargs):
@@ -112,7 +113,7 @@ def test_nan_losses_are_skipped_then_stop_with_good_checkpoint(tiny_dataset, tmp
         loss = real_loss(*args, **kwargs)
         return loss * float("nan") if calls["n"] in (3, 4) or calls["n"] > 8 else loss
 
-    monkeypatch.setattr(train_mod, "multi_resolution_stft_loss", flaky_loss)
+    monkeypatch.setattr(losses_mod, "multi_resolution_stft_loss", flaky_loss)
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match="NaN/inf for 20 steps in a row"):
         train(tiny_dataset, run, SMALL, TrainConfig(steps=50, **FAST), show_progress=False)

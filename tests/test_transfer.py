@@ -127,7 +127,7 @@ def test_transfer_cli_folder_with_corrupt_file(exported, tmp_path, capsys):
 
 
 def test_features_are_cached_per_recording(exported, tmp_path, monkeypatch):
-    from ddsp_synth.transfer import analyse
+    from ddsp_synth.features import analyse
 
     monkeypatch.setenv("DDSP_SYNTH_CACHE", str(tmp_path / "cache"))
     model, meta = load_model(exported)
@@ -136,10 +136,11 @@ def test_features_are_cached_per_recording(exported, tmp_path, monkeypatch):
     entries = list((tmp_path / "cache" / "features").glob("*.npz"))
     assert len(entries) == 1
     calls = []
-    import ddsp_synth.data as data
+    import ddsp_synth.features as features
 
-    real = data.features_in_blocks
-    monkeypatch.setattr(data, "features_in_blocks", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = features.features_in_blocks
+    monkeypatch.setattr(features, "features_in_blocks",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
     again = analyse(x, model.config.features)  # from the cache: no pitch tracking
     assert not calls and all(np.array_equal(first[k], again[k]) for k in first)
     other = analyse(x * 0.5, model.config.features)  # other samples, other entry

@@ -1,0 +1,113 @@
+"""Streaming front end: f0 and loudness from audio arriving block by block.
+
+Frame ``t`` (centred on sample ``t * hop``, as on the offline grid) is emitted as soon as
+sample ``t * hop + window / 2 - 1`` has arrived: half a CREPE window (512 samples = 32 ms at
+16 kHz) of look-ahead. Loudness equals the offline frame exactly; f0 uses the same CREPE model
+and bin refinement as :mod:`ddsp_synth.pitch`, decoded by an online Viterbi filter (the
+best-scoring current bin under the same transition prior, no backtracking).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import core
+from ..core import cents_to_hz
+from ..features import FeatureConfig
+from ..pitch import (CREPE_SAMPLE_RATE, CREPE_WINDOW, bin_range, crepe_runner, log_observations,
+                     normalise_frames, refine_cents, viterbi_advance, viterbi_transitions)
+
+
+@dataclass
+class Frame:
+    """One analysed frame: f0 in Hz, CREPE confidence, A-weighted loudness in dB."""
+
+    f0_hz: float
+    confidence: float
+    loudness_db: float
+
+
+class StreamingFeatures:
+    """Causal f0 and loudness from audio arriving in blocks.
+
+    Frame ``t`` (centred on sample ``t * hop``, like the offline grid) is emitted as soon as
+    sample ``t * hop + window / 2 - 1`` has arrived: a look-ahead of ``latency_samples``.
+    Loudness equals the offline :func:`ddsp_synth.features.compute_loudness` frame for
+    frame; f0 uses the same CREPE model and bin refinement, decoded by an online Viterbi
+    filter (best current end state, no backtracking), so it cannot use the future.
+
+    Only models at 16 kHz (CREPE's rate) are supported here; others raise ValueError.
+    """
+
+    def __init__(self, config: FeatureConfig, crepe_model: str | None = None):
+        if config.sample_rate != CREPE_SAMPLE_RATE:
+            raise ValueError(f"streaming features need a 16 kHz model, this one is "
+                             f"{config.sample_rate} Hz")
+        self.config = config
+        self.hop = config.hop
+        self.crepe_model = crepe_model or config.crepe_model
+        if config.loudness_n_fft != CREPE_WINDOW:
+            raise ValueError("streaming features need loudness_n_fft == 1024")
+        self.half = CREPE_WINDOW // 2
+        self.latency_samples = self.half
+        self.min_bin, self.max_bin = bin_range(config.f0_min_hz, config.f0_max_hz)
+        self.offsets, self.trans_to = viterbi_transitions()
+        self._crepe = crepe_runner(self.crepe_model, threads=1)  # one core, as live
+        self.reset()
+
+    def reset(self) -> None:
+        self.buffer = np.zeros(self.half, np.float32)  # zero padding before the start
+        self.next_frame = 0
+        self.consumed = 0  # samples dropped from the front of the buffer
+        self.score = None
+        self.total_in = 0
+
+    @torch.inference_mode()
+    def _frame(self, window: np.ndarray) -> Frame:
+        x = torch.from_numpy(window)[None]
+        # The offline loudness, on the one frame centred in this window (frame 1 at hop n/2).
+        loud = float(core.a_weighted_loudness(x, self.config.sample_rate, CREPE_WINDOW // 2,
+                                              CREPE_WINDOW)[0, 1, 0])
+        act = self._crepe(normalise_frames(x).numpy())[0].astype(np.float64)
+        log_obs = log_observations(act, self.min_bin, self.max_bin)
+        if self.score is None:
+            self.score = log_obs.copy()
+        else:
+            self.score, _ = viterbi_advance(self.score, log_obs, self.offsets, self.trans_to)
+            self.score -= np.max(self.score[np.isfinite(self.score)])  # keep it bounded
+        b = int(np.argmax(self.score))
+        cents = refine_cents(act[None], np.array([b]), self.min_bin, self.max_bin)[0]
+        return Frame(float(cents_to_hz(cents)), float(act[b]), loud)
+
+    def push(self, audio: np.ndarray) -> list[Frame]:
+        """Append samples; return the frames that became complete (oldest first)."""
+        audio = np.asarray(audio, np.float32)
+        self.total_in += len(audio)
+        self.buffer = np.concatenate([self.buffer, audio])
+        frames = []
+        while True:
+            start = self.next_frame * self.hop - self.consumed  # window start in buffer
+            if start + CREPE_WINDOW > len(self.buffer):
+                break
+            frames.append(self._frame(self.buffer[start : start + CREPE_WINDOW]))
+            self.next_frame += 1
+        drop = max(0, self.next_frame * self.hop - self.consumed)
+        drop = min(drop, len(self.buffer))
+        self.buffer = self.buffer[drop:]
+        self.consumed += drop
+        return frames
+
+    def finish(self) -> list[Frame]:
+        """Frames still waiting for look-ahead at the end of a signal (zero padded), so
+        that a whole signal gives ``ceil(n_samples / hop)`` frames like offline analysis."""
+        n_frames = core.n_frames_for(self.total_in, self.hop)
+        first = self.next_frame
+        if first >= n_frames:
+            return []
+        total_in = self.total_in
+        frames = self.push(np.zeros(self.half + self.hop, np.float32))
+        self.total_in = total_in
+        return frames[: n_frames - first]
