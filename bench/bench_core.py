@@ -56,11 +56,11 @@ def case_synth(threads: int, repeats: int, random_f0: bool = False) -> dict:
     """
     import torch
 
-    from ddsp_synth.processors import HarmonicPlusNoise, SynthConfig
+    from ddsp_synth.processors import ProcessorChain, SynthConfig
 
     torch.set_num_threads(threads)
     cfg = SynthConfig()
-    synth = HarmonicPlusNoise(cfg).eval()
+    synth = ProcessorChain(cfg).eval()
     seconds = 60.0
     n_frames = int(seconds * cfg.frame_rate_hz)
     gen = torch.Generator().manual_seed(0)
@@ -68,14 +68,12 @@ def case_synth(threads: int, repeats: int, random_f0: bool = False) -> dict:
         f0 = 220 + 200 * torch.rand(1, n_frames, 1, generator=gen)
     else:
         f0 = melody_f0(n_frames, cfg.frame_rate_hz)
-    raw = [torch.randn(1, n_frames, 1, generator=gen),
-           torch.randn(1, n_frames, cfg.n_harmonics, generator=gen),
-           torch.randn(1, n_frames, cfg.n_noise_bands, generator=gen)]
+    raw = torch.randn(1, n_frames, synth.n_raw, generator=gen)
     times = []
     with torch.no_grad():
         for _ in range(repeats + 1):
             t = time.perf_counter()
-            synth(f0, *raw)
+            synth(f0, raw)
             times.append(time.perf_counter() - t)
     best = min(times[1:])
     return {"seconds_audio": seconds, "time_s": best, "rtf": best / seconds}
@@ -86,21 +84,20 @@ def case_train_step(threads: int, repeats: int) -> dict:
     import torch
 
     from ddsp_synth.losses import multi_resolution_stft_loss
-    from ddsp_synth.processors import HarmonicPlusNoise, SynthConfig
+    from ddsp_synth.processors import ProcessorChain, SynthConfig
 
     torch.set_num_threads(threads)
     cfg = SynthConfig()
-    synth = HarmonicPlusNoise(cfg)
+    synth = ProcessorChain(cfg)
     batch, n_frames = 16, int(4 * cfg.frame_rate_hz)
     gen = torch.Generator().manual_seed(0)
     f0 = 100 + 500 * torch.rand(batch, n_frames, 1, generator=gen)
-    raw = [torch.randn(batch, n_frames, c, generator=gen, requires_grad=True)
-           for c in (1, cfg.n_harmonics, cfg.n_noise_bands)]
+    raw = torch.randn(batch, n_frames, synth.n_raw, generator=gen, requires_grad=True)
     target = 0.1 * torch.randn(batch, n_frames * cfg.hop, generator=gen)
     times = []
     for _ in range(repeats + 2):
         t = time.perf_counter()
-        loss = multi_resolution_stft_loss(synth(f0, *raw), target)
+        loss = multi_resolution_stft_loss(synth(f0, raw), target)
         loss.backward()
         times.append(time.perf_counter() - t)
     times = times[2:]

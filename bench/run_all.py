@@ -76,7 +76,7 @@ def case_transfer(pitch_model: str, seconds: float) -> dict:
 
     from ddsp_synth.audio_io import write_audio
     from ddsp_synth.audio_io import load_audio
-    from ddsp_synth.features import crepe_runner
+    from ddsp_synth.pitch import crepe_runner
     from ddsp_synth.model import load_model, models_dir
     from ddsp_synth.transfer import transfer_audio
 

@@ -1,3 +1,59 @@
-"""ddsp_synth: a differentiable harmonic-plus-noise synthesizer (DDSP) in PyTorch."""
+"""ddsp_synth: a differentiable harmonic-plus-noise synthesizer (DDSP) in PyTorch.
+
+The public API, loaded on first use (``import ddsp_synth`` itself is instant)::
+
+    import ddsp_synth as ds
+
+    audio, sr = ds.transfer("singing.wav", model="violin")      # timbre transfer
+    model, meta = ds.load_model("cello")                        # a shipped name or a folder
+    ds.prepare(["my_takes/"], "data/mine")                      # recordings -> dataset
+    ds.train("data/mine", "runs/mine", config=ds.TrainConfig(max_minutes=15))
+
+Modules, in the order data flows: ``core`` (DSP kernels) -> ``audio_io`` -> ``pitch`` ->
+``features`` -> ``decoder`` -> ``processors`` -> ``model`` -> ``losses`` -> ``data`` ->
+``train`` / ``evaluate`` / ``transfer`` -> ``streaming`` -> ``cli``.
+"""
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_API = {
+    "load_model": "model", "DDSPModel": "model", "ModelConfig": "model",
+    "transfer": "transfer", "TransferOptions": "transfer", "render": "transfer",
+    "train": "train", "TrainConfig": "train",
+    "prepare": "data", "PrepareConfig": "data",
+    "ProcessorChain": "processors", "Harmonic": "processors", "FilteredNoise": "processors",
+    "Reverb": "processors", "SynthConfig": "processors", "PROCESSORS": "processors",
+    "training_loss": "losses", "multi_resolution_stft_loss": "losses",
+    "SpectralLossConfig": "losses",
+    "evaluate_source": "evaluate",
+    "LiveEngine": "streaming", "LiveOptions": "streaming", "StreamingSynth": "streaming",
+    "SynthStep": "streaming", "export_runtime": "streaming",
+}
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name):
+    if name not in _API:
+        raise AttributeError(f"module 'ddsp_synth' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    setattr(sys.modules[__name__], name, value)
+    return value
+
+
+class _Package(types.ModuleType):
+    """Keeps ``ds.transfer`` and ``ds.train`` the functions: importing the submodules of the
+    same names would otherwise rebind those attributes to the modules (reach the modules
+    with ``importlib.import_module("ddsp_synth.train")``)."""
+
+    def __setattr__(self, name, value):
+        if name in _API and isinstance(value, types.ModuleType) and _API[name] == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -80,6 +80,15 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
             raise SkipFile("empty file (no samples)")
 
 
+def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """[n_samples] float32 resampled with soxr (high quality); unchanged if the rates match."""
+    if orig_sr == target_sr:
+        return np.asarray(audio, np.float32)
+    import soxr
+
+    return soxr.resample(np.asarray(audio, np.float32), orig_sr, target_sr, quality="HQ")
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     """Whole file as mono float32 at ``sample_rate``; AudioError with a one-line reason."""
     try:
@@ -135,6 +144,11 @@ def atomic_write_bytes(path: str | os.PathLike, write_fn) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,

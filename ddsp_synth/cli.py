@@ -1,4 +1,6 @@
-"""``ddsp-synth``: command-line entry point. Each subcommand is a thin call into the library."""
+"""``ddsp-synth``: the command line. Each subcommand parses its arguments and makes one call
+into the library; ``main(argv) -> int`` turns expected problems into one line on stderr and a
+non-zero exit code."""
 
 from __future__ import annotations
 
@@ -10,6 +12,23 @@ from pathlib import Path
 from . import __version__
 from .audio_io import AudioError
 
+DESCRIPTION = """\
+Play any melody with a trained instrument. ddsp_synth listens to a monophonic recording
+(singing, whistling, one instrument) through its pitch and loudness and resynthesizes it
+with an instrument learned from a few minutes of recordings: violin, flute, trumpet, alto
+sax and cello ship with it, and you can train your own.
+"""
+EPILOG = """\
+examples:
+  ddsp-synth transfer examples/singing_scale.flac --model violin -o violin.wav
+  ddsp-synth prepare my_recordings/ -o data/mine && ddsp-synth train data/mine -o runs/mine
+  ddsp-synth COMMAND --help        (every command's options, defaults and an example)
+"""
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the examples' line breaks."""
+
 
 def _known_errors():
     from .model import ModelFileError
@@ -18,6 +37,14 @@ def _known_errors():
     return (AudioError, ValueError, ModelFileError, TrainingError, FileExistsError)
 
 
+def _add(sub, name: str, help_text: str, example: str, func) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                       epilog=f"example:\n  {example}", formatter_class=_Formatter)
+    p.set_defaults(func=func)
+    return p
+
+
+# ----------------------------------------------------------------------------- demo
 def _cmd_demo(args) -> int:
     from .audio_io import check_writable, write_audio
     from .demo import render_demo
@@ -31,15 +58,23 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _add_demo(sub) -> None:
+    p = _add(sub, "demo", "render a synthesized phrase (no model) to a WAV/FLAC file",
+             "ddsp-synth demo -o demo.wav --seconds 4", _cmd_demo)
+    p.add_argument("-o", "--output", default="demo.wav", help="output .wav or .flac")
+    p.add_argument("--seconds", type=float, default=4.0, help="length of the phrase (s)")
+    p.add_argument("--sample-rate", type=int, default=16000, choices=[16000, 22050, 44100, 48000],
+                   help="Hz")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+
+
+# ----------------------------------------------------------------------------- prepare
 def _cmd_prepare(args) -> int:
     from .data import PrepareConfig, prepare
-    from .features import FeatureConfig
 
-    hop = args.hop or int(round(args.sample_rate / args.frame_rate))
-    n_fft = 1024 * 2 ** round(__import__("math").log2(args.sample_rate / 16000))
-    cfg = PrepareConfig(
-        features=FeatureConfig(sample_rate=args.sample_rate, hop=hop, crepe_model=args.pitch_model,
-                               loudness_n_fft=n_fft),
+    cfg = PrepareConfig.for_sample_rate(
+        args.sample_rate, args.frame_rate, args.hop, args.pitch_model,
         example_seconds=args.example_seconds, example_hop_seconds=args.example_hop_seconds,
         val_seconds=args.val_seconds)
     manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet)
@@ -51,25 +86,42 @@ def _cmd_prepare(args) -> int:
     return 0
 
 
+def _add_prepare(sub) -> None:
+    p = _add(sub, "prepare", "turn recordings into a training dataset (pitch and loudness "
+             "analysed once)", "ddsp-synth prepare my_cello_recordings/ -o data/cello", _cmd_prepare)
+    p.add_argument("inputs", nargs="+", help="audio files or folders (any format, rate, channels)")
+    p.add_argument("-o", "--output", required=True, help="dataset folder")
+    p.add_argument("--sample-rate", type=int, default=16000, help="model sample rate (Hz)")
+    p.add_argument("--frame-rate", type=float, default=100.0, help="feature frames per second")
+    p.add_argument("--hop", type=int, help="samples per frame (overrides --frame-rate)")
+    p.add_argument("--pitch-model", choices=["tiny", "full"], default="tiny",
+                   help="CREPE size (full: ~20x slower, for quality)")
+    p.add_argument("--example-seconds", type=float, default=4.0, help="training example length (s)")
+    p.add_argument("--example-hop-seconds", type=float, default=1.0,
+                   help="step between training examples (s)")
+    p.add_argument("--val-seconds", type=float, default=20.0,
+                   help="held-out tail of every file (s; at most 20%% of a short file)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# ----------------------------------------------------------------------------- train
+_TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "seed", "max_minutes", "val_every",
+                "checkpoint_every", "num_threads", "precision")
+
+
 def _cmd_train(args) -> int:
-    from .model import ModelConfig
-    from .train import TrainConfig, train
+    from .train import train_from_overrides
 
     overrides = {}
     if args.config:
-        overrides = json.loads(Path(args.config).read_text())
-    train_kw = dict(overrides.get("train", {}))
-    for name in ("steps", "batch_size", "learning_rate", "seed", "max_minutes", "val_every",
-                 "checkpoint_every", "num_threads", "precision"):
+        overrides = _read_json(args.config)
+    for name in _TRAIN_FLAGS:
         value = getattr(args, name)
         if value is not None:
-            train_kw[name] = value
-    model_config = None
-    if "model" in overrides:
-        model_config = ModelConfig.from_dict(overrides["model"])
-    summary = train(args.data_dir, args.output, model_config, TrainConfig(**train_kw),
-                    resume=args.resume, show_progress=not args.quiet, force=args.force,
-                    init_from=args.init_from)
+            overrides.setdefault("train", {})[name] = value
+    summary = train_from_overrides(args.data_dir, args.output, overrides, resume=args.resume,
+                                   show_progress=not args.quiet, force=args.force,
+                                   init_from=args.init_from)
     if summary["interrupted"]:
         print(f"interrupted at step {summary['step']}; checkpoint {summary['checkpoint']}; "
               "continue with --resume", file=sys.stderr)
@@ -82,64 +134,86 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _cmd_export(args) -> int:
-    from .model import save_model
-    from .train import load_run_model, summarize_history
+def _add_train(sub) -> None:
+    p = _add(sub, "train", "train a model on a prepared dataset (TensorBoard logs in RUN_DIR/tb)",
+             "ddsp-synth train data/cello -o runs/cello --max-minutes 30", _cmd_train)
+    p.add_argument("data_dir", help="a folder made by 'ddsp-synth prepare'")
+    p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, logs)")
+    p.add_argument("--config", help='JSON file with "model" and/or "train" settings to override')
+    p.add_argument("--steps", type=int, help="total optimiser steps (default 20000)")
+    p.add_argument("--batch-size", type=int, help="examples per step (default 8)")
+    p.add_argument("--learning-rate", type=float, help="Adam's initial rate (default 1e-3)")
+    p.add_argument("--seed", type=int, help="seeds data order, noise and initialisation")
+    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much "
+                   "wall time (min)")
+    p.add_argument("--val-every", type=int, help="steps between validations (default 500)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 200)")
+    p.add_argument("--num-threads", type=int, help="CPU threads (default: torch's)")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="bf16: decoder under bfloat16 autocast (faster on CPUs with "
+                        "AVX512-BF16/AMX and on GPUs; default fp32)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--init-from", help="start from an exported model's weights (fine-tune)")
+    p.add_argument("--force", action="store_true", help="start over in an existing run folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    model, run_meta, state = load_run_model(args.run_dir)
-    training = {"steps": state["step"], "wall_s": state["wall_s"],
-                "train_config": run_meta["train"], "data_dir": run_meta["data_dir"],
-                "loss_history": summarize_history(state.get("history", []))}
-    save_model(model, args.output, run_meta["dataset_stats"], training, force=args.force)
+
+# ----------------------------------------------------------------------------- export
+def _cmd_export(args) -> int:
+    from .train import export_run
+
+    model, state = export_run(args.run_dir, args.output, force=args.force)
     print(f"exported step {state['step']} of {args.run_dir} to {args.output} "
           f"({model.n_parameters():,} parameters)")
     return 0
 
 
-def _cmd_eval(args) -> int:
-    from .audio_io import atomic_write_bytes, check_writable, write_audio
-    from .audio_io import find_audio_files, load_audio
-    from .data import DDSPDataset
-    from .evaluate import audio_as_batch, evaluate_batches
-    from .features import compute_features
-    from .model import load_model
-    from .data import collate
+def _add_export(sub) -> None:
+    p = _add(sub, "export", "write a run's latest checkpoint as a model folder",
+             "ddsp-synth export runs/cello -o models/my_cello", _cmd_export)
+    p.add_argument("run_dir", help="a folder made by 'ddsp-synth train'")
+    p.add_argument("-o", "--output", required=True, help="model folder")
+    p.add_argument("--force", action="store_true", help="overwrite an existing model")
 
-    model, meta = load_model(args.model)
-    sr = model.config.synth.sample_rate
-    src = Path(args.data)
-    names, batches = [], []
-    if (src / "manifest.json").exists():
-        ds = DDSPDataset(src, args.split)
-        if not len(ds):
-            raise AudioError(f"{src}: no {args.split} examples")
-        n = len(ds) if args.max_examples is None else min(len(ds), args.max_examples)
-        for i in range(0, n, 8):
-            items = [ds[j] for j in range(i, min(n, i + 8))]
-            batches.append(collate(items))
-            names += [f"{args.split}-{j:04d}" for j in range(i, min(n, i + 8))]
-    else:
-        for path in find_audio_files([src]):
-            audio = load_audio(path, sr)
-            batches.append(audio_as_batch(audio, model, compute_features(audio, model.config.features)))
-            names.append(path.stem)
-    outputs = [] if args.out else None
+
+# ----------------------------------------------------------------------------- eval
+def _cmd_eval(args) -> int:
+    from .audio_io import atomic_write_text, check_writable, write_audio
+    from .evaluate import evaluate_source
+    from .model import load_model, resolve_model
+
+    model, _ = load_model(resolve_model(args.model))
     if args.out:
-        for name in names:
-            check_writable(Path(args.out) / f"{name}.wav", args.force)
-    metrics = evaluate_batches(model, batches, pitch_model=args.pitch_model, outputs=outputs)
-    metrics.update({"model": str(args.model), "data": str(src), "examples": len(names),
+        check_writable(Path(args.out) / "metrics.json", args.force)
+    metrics, outputs = evaluate_source(model, args.data, args.split, args.max_examples,
+                                       args.pitch_model, keep_outputs=bool(args.out))
+    metrics.update({"model": str(args.model), "data": str(args.data),
                     "pitch_model": args.pitch_model or model.config.features.crepe_model})
     text = json.dumps(metrics, indent=2)
     print(text)
     if args.out:
         out = Path(args.out)
-        for name, y in zip(names, outputs):
-            write_audio(out / f"{name}.wav", y, sr, force=args.force)
-        atomic_write_bytes(out / "metrics.json", lambda tmp: Path(tmp).write_text(text + "\n"))
+        for name, y in outputs:
+            write_audio(out / f"{name}.wav", y, model.config.synth.sample_rate, force=args.force)
+        atomic_write_text(out / "metrics.json", text + "\n")
     return 0
 
 
+def _add_eval(sub) -> None:
+    p = _add(sub, "eval", "resynthesize recordings with a model and measure it (JSON on stdout)",
+             "ddsp-synth eval models/my_cello data/cello", _cmd_eval)
+    p.add_argument("model", help="shipped model name or model folder")
+    p.add_argument("data", help="prepared dataset folder (its held-out part), audio file or folder")
+    p.add_argument("--split", choices=["train", "val"], default="val",
+                   help="which examples of a prepared dataset")
+    p.add_argument("--max-examples", type=int, help="at most this many examples")
+    p.add_argument("--pitch-model", choices=["tiny", "full"],
+                   help="CREPE model that measures the output (default: the model's)")
+    p.add_argument("--out", help="also write the resynthesized audio and metrics.json here")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+
+# ----------------------------------------------------------------------------- transfer
 def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:
     """Pair every input file with its output path (a folder in gives a folder out)."""
     from .audio_io import find_audio_files
@@ -159,8 +233,7 @@ def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[
 def _cmd_transfer(args) -> int:
     from tqdm import tqdm
 
-    from .audio_io import check_writable, limit_peak, write_audio
-    from .audio_io import load_audio
+    from .audio_io import check_writable, limit_peak, load_audio, write_audio
     from .model import load_model, resolve_model
     from .transfer import TransferOptions, transfer_audio
 
@@ -201,18 +274,63 @@ def _cmd_transfer(args) -> int:
     return 1 if failures else 0
 
 
+def _installed_models() -> str:
+    from .model import available_models
+
+    names = ", ".join(available_models()) or "none installed"
+    return f"shipped model name ({names}) or a model folder"
+
+
+def _add_transfer(sub) -> None:
+    for name, help_text, example in (
+            ("transfer", "play recordings with a trained instrument",
+             "ddsp-synth transfer examples/singing_scale.flac --model violin -o violin.wav"),
+            ("resynth", "resynthesize recordings with their own instrument's model, unadjusted "
+                        "(to check a model)",
+             "ddsp-synth resynth my_cello_take.wav --model models/my_cello -o check.wav")):
+        p = _add(sub, name, help_text, example, _cmd_transfer)
+        p.add_argument("inputs", nargs="+", help="audio files or folders")
+        p.add_argument("--model", required=True, help=_installed_models())
+        p.add_argument("-o", "--output", required=True,
+                       help="output .wav/.flac for one file, else a folder")
+        p.add_argument("--format", choices=["wav", "flac"], default="wav",
+                       help="format of files written into an output folder")
+        p.add_argument("--sample-rate", type=int, help="output rate in Hz (default: the model's)")
+        if name == "transfer":
+            p.add_argument("--no-auto-adjust", action="store_true",
+                           help="keep the input's register and loudness as they are")
+            p.add_argument("--pitch-shift", type=float, default=0.0, help="semitones")
+            p.add_argument("--loudness-shift", type=float, default=0.0, help="dB")
+        p.add_argument("--quiet-db", type=float, default=40.0,
+                       help="auto-adjust mutes frames this many dB below the input's loud level")
+        p.add_argument("--harmonic-gain", type=float, default=1.0, help="linear gain")
+        p.add_argument("--noise-gain", type=float, default=1.0, help="linear gain")
+        p.add_argument("--reverb-mix", type=float, default=1.0,
+                       help="learned reverb amount (0 = dry, 1 = as trained)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the noise generator")
+        p.add_argument("--pitch-model", choices=["tiny", "full"],
+                       help="CREPE size for the input's pitch (default: the model's, tiny; "
+                            "full is ~20x slower, for quality)")
+        p.add_argument("--no-cache", action="store_true",
+                       help="do not reuse or store the input's features")
+        p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# ----------------------------------------------------------------------------- stream
 def _cmd_stream(args) -> int:
     from tqdm import tqdm
 
-    from .audio_io import atomic_write_bytes, check_writable, limit_peak, write_audio
-    from .audio_io import load_audio
+    import torch
+
+    from .audio_io import atomic_write_text, check_writable, limit_peak, load_audio, write_audio
     from .model import load_model, resolve_model
     from .streaming import LiveOptions, stream_audio
 
-    import torch
-
     torch.set_num_threads(args.threads)
     check_writable(Path(args.output), args.force)
+    if args.report:
+        check_writable(Path(args.report), args.force)
     model, _ = load_model(resolve_model(args.model))
     sr = model.config.synth.sample_rate
     audio = load_audio(args.input, sr)
@@ -228,10 +346,8 @@ def _cmd_stream(args) -> int:
     write_audio(args.output, limit_peak(out), sr, force=args.force)
     report.update({"input": str(args.input), "output": str(args.output), "threads": args.threads,
                    "seconds": len(audio) / sr})
-    text = json.dumps(report, indent=2)
     if args.report:
-        check_writable(Path(args.report), args.force)
-        atomic_write_bytes(args.report, lambda tmp: Path(tmp).write_text(text + "\n"))
+        atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
     c, lat = report["compute_total"], report["latency_ms"]
     print(f"{args.input} -> {args.output}: {report['blocks']} blocks of {report['block_ms']:.1f} "
           f"ms; compute per block median {c['median_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms "
@@ -241,6 +357,28 @@ def _cmd_stream(args) -> int:
     return 0
 
 
+def _add_stream(sub) -> None:
+    p = _add(sub, "stream", "simulate live playing from a file, block by block, and report "
+             "per-block compute time and latency",
+             "ddsp-synth stream examples/singing_scale.flac -o live.wav --model violin",
+             _cmd_stream)
+    p.add_argument("input", help="audio file")
+    p.add_argument("-o", "--output", required=True, help="output .wav or .flac")
+    p.add_argument("--model", required=True, help=_installed_models())
+    p.add_argument("--block-ms", type=float, default=10.0, help="sound-card block length (ms)")
+    p.add_argument("--engine", choices=["torch", "torchscript", "onnx"], default="onnx",
+                   help="how the synthesis step runs (same audio; onnx is fastest)")
+    p.add_argument("--pitch-model", choices=["tiny", "full"], default="tiny", help="CREPE size")
+    p.add_argument("--pitch-shift", type=float, default=0.0, help="semitones")
+    p.add_argument("--loudness-shift", type=float, default=0.0, help="dB")
+    p.add_argument("--gate-db", type=float, default=-60.0, help="mute frames quieter than this (dB)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (live use: 1)")
+    p.add_argument("--report", help="also write the timing report as JSON here")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# ----------------------------------------------------------------------------- export-runtime
 def _cmd_export_runtime(args) -> int:
     from .audio_io import check_writable
     from .model import load_model, resolve_model
@@ -253,126 +391,38 @@ def _cmd_export_runtime(args) -> int:
     return 0
 
 
+def _add_export_runtime(sub) -> None:
+    p = _add(sub, "export-runtime", "write the streaming step as TorchScript or ONNX for a C++ "
+             "or plugin host", "ddsp-synth export-runtime violin -o violin_step.onnx",
+             _cmd_export_runtime)
+    p.add_argument("model", help=_installed_models())
+    p.add_argument("-o", "--output", required=True, help="output file (.pt or .onnx)")
+    p.add_argument("--format", choices=["torchscript", "onnx"], default="onnx")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+
+# ----------------------------------------------------------------------------- main
+def _read_json(path) -> dict:
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AudioError(f"{path}: not a readable JSON file ({err})") from None
+    if not isinstance(obj, dict):
+        raise AudioError(f"{path}: expected a JSON object")
+    return obj
+
+
+COMMANDS = (_add_demo, _add_prepare, _add_train, _add_export, _add_eval, _add_transfer,
+            _add_stream, _add_export_runtime)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ddsp-synth", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ddsp-synth", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="render a synthesized phrase (no model) to a WAV/FLAC file")
-    demo.add_argument("-o", "--output", default="demo.wav", help="output .wav or .flac")
-    demo.add_argument("--seconds", type=float, default=4.0)
-    demo.add_argument("--sample-rate", type=int, default=16000,
-                      choices=[16000, 22050, 44100, 48000])
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--force", action="store_true", help="overwrite an existing output")
-    demo.set_defaults(func=_cmd_demo)
-
-    prep = sub.add_parser("prepare", help="turn recordings into a training dataset")
-    prep.add_argument("inputs", nargs="+", help="audio files or folders")
-    prep.add_argument("-o", "--output", required=True, help="dataset folder")
-    prep.add_argument("--sample-rate", type=int, default=16000)
-    prep.add_argument("--frame-rate", type=float, default=100.0, help="feature frames per second")
-    prep.add_argument("--hop", type=int, help="samples per frame (overrides --frame-rate)")
-    prep.add_argument("--pitch-model", choices=["tiny", "full"], default="tiny")
-    prep.add_argument("--example-seconds", type=float, default=4.0)
-    prep.add_argument("--example-hop-seconds", type=float, default=1.0)
-    prep.add_argument("--val-seconds", type=float, default=20.0,
-                      help="held-out tail of every file")
-    prep.add_argument("--quiet", action="store_true")
-    prep.set_defaults(func=_cmd_prepare)
-
-    tr = sub.add_parser("train", help="train a model on a prepared dataset")
-    tr.add_argument("data_dir")
-    tr.add_argument("-o", "--output", required=True, help="run folder")
-    tr.add_argument("--config", help='JSON with "model" and/or "train" settings')
-    tr.add_argument("--steps", type=int)
-    tr.add_argument("--batch-size", type=int)
-    tr.add_argument("--learning-rate", type=float)
-    tr.add_argument("--seed", type=int)
-    tr.add_argument("--max-minutes", type=float, help="stop after this much wall time")
-    tr.add_argument("--val-every", type=int)
-    tr.add_argument("--checkpoint-every", type=int)
-    tr.add_argument("--num-threads", type=int)
-    tr.add_argument("--precision", choices=["fp32", "bf16"],
-                    help="bf16: decoder under bfloat16 autocast (faster on CPUs with "
-                         "AVX512-BF16/AMX and on GPUs; default fp32)")
-    tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    tr.add_argument("--init-from", help="start from an exported model's weights (fine-tune)")
-    tr.add_argument("--force", action="store_true", help="start over in an existing run folder")
-    tr.add_argument("--quiet", action="store_true")
-    tr.set_defaults(func=_cmd_train)
-
-    ex = sub.add_parser("export", help="write a run's latest checkpoint as a model folder")
-    ex.add_argument("run_dir")
-    ex.add_argument("-o", "--output", required=True, help="model folder")
-    ex.add_argument("--force", action="store_true")
-    ex.set_defaults(func=_cmd_export)
-
-    ev = sub.add_parser("eval", help="resynthesize and measure a model")
-    ev.add_argument("model", help="model folder")
-    ev.add_argument("data", help="prepared dataset folder, audio file or folder")
-    ev.add_argument("--split", choices=["train", "val"], default="val")
-    ev.add_argument("--max-examples", type=int)
-    ev.add_argument("--pitch-model", choices=["tiny", "full"],
-                    help="CREPE model that measures the output (default: the model's)")
-    ev.add_argument("--out", help="also write the resynthesized audio and metrics.json here")
-    ev.add_argument("--force", action="store_true")
-    ev.set_defaults(func=_cmd_eval)
-
-    for name, help_text in (("transfer", "play recordings with a trained instrument"),
-                            ("resynth", "resynthesize recordings with their own instrument's "
-                                        "model, unadjusted (to check a model)")):
-        t = sub.add_parser(name, help=help_text)
-        t.add_argument("inputs", nargs="+", help="audio files or folders")
-        t.add_argument("--model", required=True, help="shipped model name or model folder")
-        t.add_argument("-o", "--output", required=True,
-                       help="output .wav/.flac for one file, else a folder")
-        t.add_argument("--format", choices=["wav", "flac"], default="wav",
-                       help="format of files written into an output folder")
-        t.add_argument("--sample-rate", type=int, help="output rate (default: the model's)")
-        if name == "transfer":
-            t.add_argument("--no-auto-adjust", action="store_true")
-            t.add_argument("--pitch-shift", type=float, default=0.0, help="semitones")
-            t.add_argument("--loudness-shift", type=float, default=0.0, help="dB")
-        t.add_argument("--quiet-db", type=float, default=40.0,
-                       help="auto-adjust mutes frames this far below the input's loud level")
-        t.add_argument("--harmonic-gain", type=float, default=1.0)
-        t.add_argument("--noise-gain", type=float, default=1.0)
-        t.add_argument("--reverb-mix", type=float, default=1.0)
-        t.add_argument("--seed", type=int, default=0)
-        t.add_argument("--pitch-model", choices=["tiny", "full"],
-                       help="CREPE size for the input's pitch (default: the model's, tiny; "
-                            "full is ~8x slower, for quality)")
-        t.add_argument("--no-cache", action="store_true",
-                       help="do not reuse or store the input's features (see README)")
-        t.add_argument("--force", action="store_true")
-        t.add_argument("--quiet", action="store_true", help="no progress bars")
-        t.set_defaults(func=_cmd_transfer)
-    st = sub.add_parser("stream", help="simulate live playing from a file, block by block, "
-                                       "and report per-block compute time and latency")
-    st.add_argument("input", help="audio file")
-    st.add_argument("-o", "--output", required=True, help="output .wav or .flac")
-    st.add_argument("--model", required=True, help="shipped model name or model folder")
-    st.add_argument("--block-ms", type=float, default=10.0, help="sound-card block length")
-    st.add_argument("--engine", choices=["torch", "torchscript", "onnx"], default="onnx",
-                    help="how the synthesis step runs (same audio; onnx is fastest)")
-    st.add_argument("--pitch-model", choices=["tiny", "full"], default="tiny")
-    st.add_argument("--pitch-shift", type=float, default=0.0, help="semitones")
-    st.add_argument("--loudness-shift", type=float, default=0.0, help="dB")
-    st.add_argument("--gate-db", type=float, default=-60.0, help="mute frames quieter than this")
-    st.add_argument("--threads", type=int, default=1, help="torch threads (live use: 1)")
-    st.add_argument("--report", help="also write the timing report as JSON here")
-    st.add_argument("--force", action="store_true")
-    st.add_argument("--quiet", action="store_true")
-    st.set_defaults(func=_cmd_stream)
-
-    er = sub.add_parser("export-runtime", help="write the streaming step as TorchScript or "
-                                               "ONNX for a C++ or plugin host")
-    er.add_argument("model", help="shipped model name or model folder")
-    er.add_argument("-o", "--output", required=True, help="output file (.pt or .onnx)")
-    er.add_argument("--format", choices=["torchscript", "onnx"], default="onnx")
-    er.add_argument("--force", action="store_true")
-    er.set_defaults(func=_cmd_export_runtime)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 

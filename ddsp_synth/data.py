@@ -27,7 +27,6 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from . import core
 from .audio_io import PCM16_SCALE, AudioError, SkipFile, atomic_write_bytes, find_audio_files, iter_audio_blocks
 from .core import hz_to_midi
 from .features import FeatureConfig, features_in_blocks
@@ -60,6 +59,15 @@ class PrepareConfig:
     silence_db: float = -60.0
     voiced_confidence: float = VOICED_CONFIDENCE
 
+    @classmethod
+    def for_sample_rate(cls, sample_rate: int = 16000, frame_rate_hz: float = 100.0,
+                        hop: int | None = None, crepe_model: str = "tiny",
+                        **kwargs) -> "PrepareConfig":
+        """Feature settings scaled to a sample rate (see :meth:`FeatureConfig.for_sample_rate`),
+        other settings from ``kwargs``."""
+        return cls(features=FeatureConfig.for_sample_rate(sample_rate, frame_rate_hz,
+                                                          crepe_model, hop), **kwargs)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -86,12 +94,14 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    atomic_write_bytes(path, lambda tmp: np.save(open(tmp, "wb"), array))
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+    atomic_write_bytes(path, write)
 
 
 def prepare_file(path: Path, out_dir: Path, config: PrepareConfig, progress=None) -> dict:
     """Decode, store and analyse one file; returns its manifest entry. Raises SkipFile."""
-    fc = config.features
     key = _file_key(path, config)
     fdir = out_dir / "files" / key
     done = fdir / "done.json"

@@ -14,6 +14,7 @@ Definitions (also used for validation during training and for the model cards):
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -110,3 +111,45 @@ def audio_as_batch(audio: np.ndarray, model, features: dict) -> dict:
     return {"audio": torch.from_numpy(padded)[None],
             **{k: torch.from_numpy(np.asarray(features[k], np.float32))[None]
                for k in ("f0_hz", "confidence", "loudness_db")}}
+
+
+def evaluate_source(model, source: str | Path, split: str = "val", max_examples: int | None = None,
+                    pitch_model: str | None = None, keep_outputs: bool = False,
+                    batch_size: int = 8) -> tuple[dict, list[tuple[str, np.ndarray]]]:
+    """Resynthesize and measure a prepared dataset's ``split`` or audio files.
+
+    Args:
+        source: a prepared dataset folder (its examples are used), an audio file or a folder
+            of audio files (each resynthesized whole from its own features).
+        keep_outputs: also return the resynthesized audio.
+
+    Returns:
+        the metrics (see the module docstring, plus ``examples``) and a list of
+        (name, output audio [n_samples]) — empty unless ``keep_outputs``.
+    """
+    from .audio_io import AudioError, find_audio_files, load_audio
+    from .data import DDSPDataset, collate
+    from .features import compute_features
+
+    source = Path(source)
+    sr = model.config.synth.sample_rate
+    names, batches = [], []
+    if (source / "manifest.json").exists():
+        ds = DDSPDataset(source, split)
+        if not len(ds):
+            raise AudioError(f"{source}: no {split} examples")
+        n = len(ds) if max_examples is None else min(len(ds), max_examples)
+        for i in range(0, n, batch_size):
+            idx = range(i, min(n, i + batch_size))
+            batches.append(collate([ds[j] for j in idx]))
+            names += [f"{split}-{j:04d}" for j in idx]
+    else:
+        for path in find_audio_files([source]):
+            audio = load_audio(path, sr)
+            batches.append(audio_as_batch(audio, model,
+                                          compute_features(audio, model.config.features)))
+            names.append(path.stem)
+    outputs = [] if keep_outputs else None
+    metrics = evaluate_batches(model, batches, pitch_model=pitch_model, outputs=outputs)
+    metrics["examples"] = len(names)
+    return metrics, list(zip(names, outputs)) if keep_outputs else []

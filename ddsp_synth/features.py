@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,15 @@ class FeatureConfig:
     @property
     def frame_rate_hz(self) -> float:
         return self.sample_rate / self.hop
+
+    @classmethod
+    def for_sample_rate(cls, sample_rate: int = 16000, frame_rate_hz: float = 100.0,
+                        crepe_model: str = "tiny", hop: int | None = None) -> "FeatureConfig":
+        """Settings for a sample rate: hop for the frame rate (unless given), loudness window
+        ~64 ms (1024 samples at 16 kHz, scaled by a power of two)."""
+        scale = 2 ** round(math.log2(sample_rate / 16000))
+        return cls(sample_rate=sample_rate, hop=hop or int(round(sample_rate / frame_rate_hz)),
+                   crepe_model=crepe_model, loudness_n_fft=1024 * scale)
 
 
 def compute_f0(audio: np.ndarray, config: FeatureConfig,

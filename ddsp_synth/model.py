@@ -9,7 +9,6 @@ of it and turns any problem into a one-line :class:`ModelFileError`.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,14 +53,13 @@ class ModelConfig:
                         crepe_model: str = "tiny", **decoder_kwargs) -> "ModelConfig":
         """Defaults scaled to a sample rate: hop for the frame rate, noise bands ~125 Hz
         wide, loudness window ~64 ms and loss FFT sizes scaled by powers of two."""
-        hop = int(round(sample_rate / frame_rate_hz))
-        scale = 2 ** round(math.log2(sample_rate / 16000))
+        features = FeatureConfig.for_sample_rate(sample_rate, frame_rate_hz, crepe_model)
+        scale = features.loudness_n_fft // 1024
         n_bands = int(round(64 * sample_rate / 16000)) + 1
         return cls(
-            synth=SynthConfig(sample_rate=sample_rate, hop=hop, n_noise_bands=n_bands),
+            synth=SynthConfig(sample_rate=sample_rate, hop=features.hop, n_noise_bands=n_bands),
             decoder=DecoderConfig(**decoder_kwargs),
-            features=FeatureConfig(sample_rate=sample_rate, hop=hop, crepe_model=crepe_model,
-                                   loudness_n_fft=1024 * scale),
+            features=features,
             loss=SpectralLossConfig(fft_sizes=tuple(n * scale for n in
                                                     SpectralLossConfig().fft_sizes)),
         )
@@ -183,10 +181,12 @@ def read_model_config(model_dir: str | os.PathLike) -> dict:
 
 
 def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPModel, dict]:
-    """Load a model directory without pickle; returns (model in eval mode, metadata)."""
+    """Load a model folder (or a shipped model by name) without pickle; returns (model in
+    eval mode, metadata)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    model_dir = resolve_model(model_dir)
     meta = read_model_config(model_dir)
     weights = Path(model_dir) / MODEL_WEIGHTS
     if not weights.exists():
@@ -214,6 +214,7 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPM
             raise ModelFileError(f"{weights}: tensor {k} contains NaN or infinite values")
     model.load_state_dict(tensors)
     model.eval()
+    model.meta = meta
     return model, meta
 
 
@@ -244,6 +245,8 @@ def resolve_model(name_or_dir: str | os.PathLike) -> Path:
     p = Path(name_or_dir)
     if p.is_dir():
         return p
+    if len(p.parts) > 1 or p.is_absolute() or p.exists():
+        raise ModelFileError(f"{p}: no such model folder")
     models = available_models()
     if str(name_or_dir) in models:
         return models[str(name_or_dir)]

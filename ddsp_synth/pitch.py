@@ -11,6 +11,7 @@ the streaming front end (:func:`viterbi_advance` frame by frame, no backtracking
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch

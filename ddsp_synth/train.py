@@ -505,6 +505,20 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
             "final_loss": run.history[-1][2] if run.history else None}
 
 
+def train_from_overrides(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
+                         overrides: dict, **kwargs) -> dict:
+    """:func:`train` with settings given as JSON-like overrides of the defaults:
+    ``{"model": {...}, "train": {...}}`` (sections and fields left out keep their defaults;
+    ``model`` is ignored when resuming or with ``init_from``)."""
+    unknown = set(overrides) - {"model", "train"}
+    if unknown:
+        raise TrainingError(f"unknown settings section(s) {sorted(unknown)}; expected "
+                            "'model' and/or 'train'")
+    model_config = ModelConfig.from_dict(overrides["model"]) if "model" in overrides else None
+    return train(data_dir, run_dir, model_config, TrainConfig(**overrides.get("train", {})),
+                 **kwargs)
+
+
 def load_run_model(run_dir: str | os.PathLike) -> tuple[DDSPModel, dict, dict]:
     """The newest checkpoint of a run as a model, with the run's metadata and state."""
     from safetensors.torch import load_file
@@ -522,6 +536,20 @@ def load_run_model(run_dir: str | os.PathLike) -> tuple[DDSPModel, dict, dict]:
     state = json.loads((checkpoints[-1] / "state.json").read_text())
     model.eval()
     return model, run_meta, state
+
+
+def export_run(run_dir: str | os.PathLike, model_dir: str | os.PathLike,
+               force: bool = False) -> tuple[DDSPModel, dict]:
+    """Write the newest checkpoint of a run as a self-describing model folder (weights,
+    settings, dataset statistics and a training summary). Returns (model, checkpoint state)."""
+    from .model import save_model
+
+    model, run_meta, state = load_run_model(run_dir)
+    training = {"steps": state["step"], "wall_s": state["wall_s"],
+                "train_config": run_meta["train"], "data_dir": run_meta["data_dir"],
+                "loss_history": summarize_history(state.get("history", []))}
+    save_model(model, model_dir, run_meta["dataset_stats"], training, force=force)
+    return model, state
 
 
 def summarize_history(history: list) -> list:

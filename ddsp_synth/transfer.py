@@ -186,3 +186,41 @@ def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOption
     features = analyse(audio, fc, progress, cache=cache)
     out, adjusted = transfer_features(model, features, options, meta.get("dataset_stats"))
     return out[: len(audio)], {"input": features, "adjusted": adjusted}
+
+
+def transfer(audio, model="violin", sample_rate: int | None = None,
+             options: TransferOptions = TransferOptions(), cache: bool = True,
+             pitch_model: str | None = None) -> tuple[np.ndarray, int]:
+    """Play a recording with a trained instrument: the library's one-call timbre transfer.
+
+    Args:
+        audio: a path to an audio file (any format, rate, channels), or samples
+            ([n_samples] or [n_samples, channels]) at ``sample_rate``.
+        model: a shipped model's name, a model folder, or a model from
+            :func:`~ddsp_synth.model.load_model` (its dataset statistics drive auto-adjust).
+        sample_rate: Hz of ``audio`` when it is samples.
+        options: auto-adjust, shifts, gains (see :class:`TransferOptions`).
+
+    Returns:
+        the output [n_samples] float32 (scaled down only if it would clip) and its sample
+        rate (the model's).
+    """
+    from .audio_io import limit_peak, load_audio, resample_audio
+    from .model import load_model
+
+    if isinstance(model, (str, Path)):
+        model, meta = load_model(model)
+    else:
+        meta = getattr(model, "meta", {})
+    sr = model.config.synth.sample_rate
+    if isinstance(audio, (str, Path)):
+        samples = load_audio(audio, sr)
+    else:
+        if sample_rate is None:
+            raise ValueError("give the sample_rate of the audio samples")
+        samples = np.asarray(audio, np.float32)
+        if samples.ndim == 2:
+            samples = samples.mean(axis=1)
+        samples = resample_audio(samples, sample_rate, sr)
+    out, _ = transfer_audio(model, meta, samples, options, cache=cache, pitch_model=pitch_model)
+    return limit_peak(out), sr

@@ -1,14 +1,20 @@
-"""The ddsp-synth command line: demo rendering, overwrite protection, atomic writes."""
+"""The ddsp-synth command line: every command end to end (prepare -> train -> export -> eval,
+transfer, stream, export-runtime, demo), overwrite protection and one-line errors."""
 
+import json
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 import soundfile as sf
 
-from ddsp_synth import audio_io, core
+from ddsp_synth import core
 from ddsp_synth.cli import main
+from ddsp_synth.features import FeatureConfig, compute_f0, compute_loudness
+
+from conftest import synth_tone
+
+HOP = 160
 
 
 def test_demo_renders_a_pitched_phrase_with_reverb_tail(tmp_path):
@@ -48,27 +54,106 @@ def test_console_script_module_runs(tmp_path):
     assert info.samplerate == 44100 and info.format == "FLAC"
 
 
-def test_write_audio_is_atomic_and_validates(tmp_path, monkeypatch):
-    out = tmp_path / "x.wav"
-    audio_io.write_audio(out, np.zeros(100), 16000)
-    before = out.read_bytes()
-
-    def boom(*args, **kwargs):
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(audio_io.sf, "write", boom)
-    with pytest.raises(RuntimeError):
-        audio_io.write_audio(out, np.ones(100) * 0.5, 16000, force=True)
-    assert out.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]  # no temporary left behind
-    monkeypatch.undo()
-    with pytest.raises(audio_io.AudioError, match="NaN"):
-        audio_io.write_audio(tmp_path / "n.wav", np.array([0.0, np.nan]), 16000)
-    with pytest.raises(audio_io.AudioError, match="must be .wav or .flac"):
-        audio_io.write_audio(tmp_path / "n.mp3", np.zeros(10), 16000)
-
-
 def test_bad_numeric_input_is_one_line_error(capsys):
     assert main(["demo", "--seconds", "-1", "-o", "/tmp/never.wav"]) == 2
     assert "error" in capsys.readouterr().err
     assert core.n_frames_for(1, 160) == 1
+
+
+def test_export_carries_everything(exported):
+    meta = json.loads((exported / "config.json").read_text())
+    assert meta["training"]["steps"] == 20 and meta["training"]["loss_history"]
+    assert meta["dataset_stats"]["pitch_midi_mean"] > 50
+    assert meta["model"]["features"]["crepe_model"] == "tiny"
+
+
+def test_eval_cli_on_dataset_and_audio(exported, tiny_dataset, tmp_path, capsys):
+    assert main(["eval", str(exported), str(tiny_dataset), "--out", str(tmp_path / "ev")]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert set(metrics) >= {"spectral_loss", "loudness_l1_db", "f0_l1_cents", "f0_outlier_ratio",
+                            "rtf"}
+    assert metrics["examples"] == 2 and 0 < metrics["rtf"] < 1
+    assert sorted(p.name for p in (tmp_path / "ev").glob("*.wav")) == ["val-0000.wav", "val-0001.wav"]
+    sf.write(tmp_path / "tone.wav", synth_tone(2.5, 22050, 200.0), 22050)
+    capsys.readouterr()
+    assert main(["eval", str(exported), str(tmp_path / "tone.wav")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["examples"] == 1 and np.isfinite(printed["f0_l1_cents"])
+
+
+def test_cli_errors_are_one_line(exported, tmp_path, capsys):
+    bad = tmp_path / "bad_model"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    assert main(["eval", str(bad), str(tmp_path)]) == 2
+    assert main(["export", str(tmp_path / "norun"), "-o", str(tmp_path / "m")]) == 2
+    assert main(["prepare", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "d")]) == 2
+    assert main(["train", str(tmp_path), "-o", str(tmp_path / "r")]) == 2
+    assert main(["export", str(exported.parent / "run"), "-o", str(exported)]) == 2  # exists
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 5 and all(line.startswith("ddsp-synth ") for line in err), err
+
+
+def test_transfer_cli_folder_with_corrupt_file(exported, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a.wav", synth_tone(2.0, 44100, 300.0), 44100)
+    sf.write(src / "b.flac", synth_tone(2.5, 16000, 200.0), 16000)
+    (src / "broken.wav").write_bytes(b"not audio at all")
+    sf.write(src / "silent.wav", np.zeros(16000), 16000)
+    out = tmp_path / "out"
+    rc = main(["transfer", str(src), "--model", str(exported), "-o", str(out), "--quiet",
+               "--format", "flac"])
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "broken.wav" in err[0] + err[1] and "silent" in err[0] + err[1]
+    a, sr = sf.read(out / "a.flac")
+    assert sr == 16000 and abs(len(a) - 2.0 * 16000) <= 1
+    assert sf.info(out / "b.flac").frames == 2.5 * 16000
+    # nothing is overwritten without --force
+    before = (out / "b.flac").read_bytes()
+    assert main(["transfer", str(src / "b.flac"), "--model", str(exported), "-o",
+                 str(out / "b.flac"), "--quiet"]) == 2
+    assert (out / "b.flac").read_bytes() == before
+    assert main(["resynth", str(src / "b.flac"), "--model", str(exported), "-o",
+                 str(tmp_path / "r.wav"), "--quiet", "--sample-rate", "48000"]) == 0
+    assert sf.info(tmp_path / "r.wav").samplerate == 48000
+    assert main(["transfer", str(src / "b.flac"), "--model", "no-such-instrument", "-o",
+                 str(tmp_path / "x.wav")]) == 2
+
+
+def test_stream_cli_follows_the_input_pitch(tmp_path):
+    src = tmp_path / "in.wav"
+    x = synth_tone(3.0, 16000, 440.0)
+    sf.write(src, x, 16000)
+    out, report = tmp_path / "out.wav", tmp_path / "report.json"
+    assert main(["stream", str(src), "-o", str(out), "--model", "trumpet", "--quiet",
+                 "--pitch-shift", "-12", "--report", str(report)]) == 0
+    rep = json.loads(report.read_text())
+    assert rep["blocks"] == 300 and rep["latency_ms"]["synthesis"] == 10.0
+    assert rep["latency_ms"]["total"] == 32.0 + 10.0 + 10.0
+    assert rep["compute_total"]["median_ms"] > 0
+    y, sr = sf.read(out, dtype="float32")
+    assert sr == 16000 and len(y) == len(x)
+    fc = FeatureConfig()
+    lag = 512 + HOP  # features look-ahead + synthesis latency
+    f0_in, conf = compute_f0(x, fc)
+    f0_out, _ = compute_f0(np.concatenate([y[lag:], np.zeros(lag, np.float32)]), fc)
+    voiced = (conf > 0.85) & (compute_loudness(x, fc) > -40)
+    voiced[-10:] = False
+    cents = 1200 * np.log2(f0_out[voiced] / (f0_in[voiced] / 2))
+    assert np.median(np.abs(cents)) < 30, np.median(np.abs(cents))
+    # no overwrite without --force; silent input is a one-line error
+    assert main(["stream", str(src), "-o", str(out), "--model", "trumpet", "--quiet"]) == 2
+    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
+    assert main(["stream", str(tmp_path / "silent.wav"), "-o", str(tmp_path / "s.wav"),
+                 "--model", "trumpet", "--quiet"]) == 2
+
+
+def test_export_runtime_cli(tmp_path, capsys):
+    out = tmp_path / "violin.onnx"
+    assert main(["export-runtime", "trumpet", "-o", str(out)]) == 0
+    assert out.stat().st_size > 1_000_000
+    assert main(["export-runtime", "trumpet", "-o", str(out)]) == 2  # exists, no --force
+    assert "exists" in capsys.readouterr().err
+    assert main(["export-runtime", str(tmp_path / "nope"), "-o", str(tmp_path / "x.pt")]) == 2

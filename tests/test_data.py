@@ -9,9 +9,8 @@ import torch
 
 from ddsp_synth import core
 from ddsp_synth.audio_io import AudioError
-from ddsp_synth.data import (DDSPDataset, PrepareConfig, load_manifest,
-                             prepare)
-from ddsp_synth.features import FeatureConfig, compute_features, features_in_blocks
+from ddsp_synth.data import DDSPDataset, PrepareConfig, load_manifest, prepare
+from ddsp_synth.features import compute_features
 
 from conftest import SHARED_DATA, synth_tone
 
@@ -89,16 +88,6 @@ def test_prepare_is_idempotent_and_errors_when_nothing_usable(tmp_path):
         prepare([tmp_path / "missing"], tmp_path / "x", CFG, show_progress=False)
     with pytest.raises(AudioError, match="not a prepared dataset"):
         load_manifest(tmp_path)
-
-
-def test_blockwise_features_equal_whole_file():
-    y = synth_tone(7.0, 16000, 180.0)
-    cfg = PrepareConfig(block_seconds=2.0, context_seconds=1.0)
-    blocks = features_in_blocks(y, cfg.features, cfg.block_seconds, cfg.context_seconds)
-    whole = compute_features(y, cfg.features)
-    np.testing.assert_allclose(blocks["loudness_db"], whole["loudness_db"], atol=1e-3)
-    np.testing.assert_allclose(blocks["confidence"], whole["confidence"], atol=1e-4)
-    np.testing.assert_allclose(blocks["f0_hz"], whole["f0_hz"], rtol=1e-5)
 
 
 def test_dataset_batches(tiny_dataset):

@@ -1,40 +1,15 @@
-"""Features: deterministic CREPE decoding, Viterbi against librosa, frame grid, accuracy."""
+"""Features: f0 and loudness on the frame grid, accuracy, block-wise analysis, the cache."""
 
-import librosa
 import numpy as np
 import pytest
 
 from ddsp_synth import core
-from ddsp_synth.core import hz_to_cents
-from ddsp_synth.features import FeatureConfig, compute_features
-from ddsp_synth.pitch import decode_f0, viterbi_bins
+from ddsp_synth.data import PrepareConfig
+from ddsp_synth.features import FeatureConfig, analyse, compute_features, features_in_blocks
+from ddsp_synth.model import load_model
+from ddsp_synth.transfer import transfer_audio
 
 from conftest import synth_tone
-
-
-def test_viterbi_matches_librosa_with_the_same_transitions():
-    rng = np.random.default_rng(0)
-    act = rng.uniform(0, 1, (60, 360)) ** 8
-    act[:, 100:110] += 0.5  # a ridge to follow, with noise around it
-    ours = viterbi_bins(act)
-    xx, yy = np.meshgrid(range(360), range(360))
-    trans = np.maximum(12 - abs(xx - yy), 0).astype(float)
-    trans /= trans.sum(axis=1, keepdims=True)
-    probs = act / act.sum(axis=1, keepdims=True)
-    ref = librosa.sequence.viterbi(probs.T, trans)
-    np.testing.assert_array_equal(ours, ref)
-
-
-def test_decode_is_deterministic_and_refines_between_bins():
-    act = np.zeros((5, 360), np.float32)
-    act[:, 150] = 1.0
-    act[:, 151] = 1.0  # equal neighbours: the refined pitch sits half-way (10 cents up)
-    f0, conf = decode_f0(act)
-    cents = hz_to_cents(f0)
-    np.testing.assert_allclose(cents, 20 * 150 + 1997.3794084376191 + 10, atol=1e-3)
-    np.testing.assert_allclose(conf, 1.0)
-    f0b, _ = decode_f0(act.copy())
-    np.testing.assert_array_equal(f0, f0b)
 
 
 def test_features_deterministic_smooth_and_accurate_on_a_tone():
@@ -74,3 +49,38 @@ def test_features_reject_bad_audio():
         compute_features(np.zeros((2, 1600)), FeatureConfig())
     with pytest.raises(ValueError, match="crepe model"):
         compute_features(np.zeros(1600), FeatureConfig(crepe_model="huge"))
+
+
+def test_blockwise_features_equal_whole_file():
+    y = synth_tone(7.0, 16000, 180.0)
+    cfg = PrepareConfig(block_seconds=2.0, context_seconds=1.0)
+    blocks = features_in_blocks(y, cfg.features, cfg.block_seconds, cfg.context_seconds)
+    whole = compute_features(y, cfg.features)
+    np.testing.assert_allclose(blocks["loudness_db"], whole["loudness_db"], atol=1e-3)
+    np.testing.assert_allclose(blocks["confidence"], whole["confidence"], atol=1e-4)
+    np.testing.assert_allclose(blocks["f0_hz"], whole["f0_hz"], rtol=1e-5)
+
+
+def test_features_are_cached_per_recording(exported, tmp_path, monkeypatch):
+    monkeypatch.setenv("DDSP_SYNTH_CACHE", str(tmp_path / "cache"))
+    model, meta = load_model(exported)
+    x = synth_tone(2.0, 16000, 262.0)
+    first = analyse(x, model.config.features)
+    entries = list((tmp_path / "cache" / "features").glob("*.npz"))
+    assert len(entries) == 1
+    calls = []
+    import ddsp_synth.features as features
+
+    real = features.features_in_blocks
+    monkeypatch.setattr(features, "features_in_blocks",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = analyse(x, model.config.features)  # from the cache: no pitch tracking
+    assert not calls and all(np.array_equal(first[k], again[k]) for k in first)
+    other = analyse(x * 0.5, model.config.features)  # other samples, other entry
+    assert calls and not np.array_equal(other["loudness_db"], first["loudness_db"])
+    entries[0].write_bytes(b"damaged")  # a damaged entry is recomputed, not an error
+    fixed = analyse(x, model.config.features)
+    assert all(np.array_equal(first[k], fixed[k]) for k in first)
+    out_a, _ = transfer_audio(model, meta, x)
+    out_b, _ = transfer_audio(model, meta, x, cache=False)
+    assert np.array_equal(out_a, out_b)

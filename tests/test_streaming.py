@@ -1,14 +1,11 @@
-"""Streaming engine, runtime export and the `stream` / `export-runtime` commands."""
-
-import json
+"""Streaming engine: one-hop step == offline rendering, runtime export, streaming features,
+the live engine."""
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from ddsp_synth import core
-from ddsp_synth.cli import main
 from ddsp_synth.features import FeatureConfig, compute_f0, compute_loudness
 from ddsp_synth.model import load_model, models_dir
 from ddsp_synth.streaming import (INPUT_NAMES, LiveEngine, StreamingFeatures, StreamingSynth,
@@ -153,43 +150,6 @@ def test_streaming_features_match_offline_grid():
     voiced = conf > 0.5
     cents = 1200 * np.abs(np.log2(f0[voiced] / f0_off[voiced]))
     assert voiced.sum() > 150 and np.median(cents) < 5.0, (voiced.sum(), np.median(cents))
-
-
-def test_stream_cli_follows_the_input_pitch(tmp_path):
-    src = tmp_path / "in.wav"
-    x = synth_tone(3.0, 16000, 440.0)
-    sf.write(src, x, 16000)
-    out, report = tmp_path / "out.wav", tmp_path / "report.json"
-    assert main(["stream", str(src), "-o", str(out), "--model", "trumpet", "--quiet",
-                 "--pitch-shift", "-12", "--report", str(report)]) == 0
-    rep = json.loads(report.read_text())
-    assert rep["blocks"] == 300 and rep["latency_ms"]["synthesis"] == 10.0
-    assert rep["latency_ms"]["total"] == 32.0 + 10.0 + 10.0
-    assert rep["compute_total"]["median_ms"] > 0
-    y, sr = sf.read(out, dtype="float32")
-    assert sr == 16000 and len(y) == len(x)
-    fc = FeatureConfig()
-    lag = 512 + HOP  # features look-ahead + synthesis latency
-    f0_in, conf = compute_f0(x, fc)
-    f0_out, _ = compute_f0(np.concatenate([y[lag:], np.zeros(lag, np.float32)]), fc)
-    voiced = (conf > 0.85) & (compute_loudness(x, fc) > -40)
-    voiced[-10:] = False
-    cents = 1200 * np.log2(f0_out[voiced] / (f0_in[voiced] / 2))
-    assert np.median(np.abs(cents)) < 30, np.median(np.abs(cents))
-    # no overwrite without --force; silent input is a one-line error
-    assert main(["stream", str(src), "-o", str(out), "--model", "trumpet", "--quiet"]) == 2
-    sf.write(tmp_path / "silent.wav", np.zeros(16000, np.float32), 16000)
-    assert main(["stream", str(tmp_path / "silent.wav"), "-o", str(tmp_path / "s.wav"),
-                 "--model", "trumpet", "--quiet"]) == 2
-
-
-def test_export_runtime_cli(tmp_path, capsys):
-    out = tmp_path / "violin.onnx"
-    assert main(["export-runtime", "trumpet", "-o", str(out)]) == 0
-    assert out.stat().st_size > 1_000_000
-    assert main(["export-runtime", "trumpet", "-o", str(out)]) == 2  # exists, no --force
-    assert "exists" in capsys.readouterr().err
-    assert main(["export-runtime", str(tmp_path / "nope"), "-o", str(tmp_path / "x.pt")]) == 2
 
 
 def test_live_engine_returns_a_hop_per_hop_after_the_lookahead(trumpet):

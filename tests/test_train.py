@@ -1,5 +1,6 @@
 """Training: loss falls, exact resume (also after a kill), safe checkpoints, NaN guard, DDP."""
 
+import importlib
 import json
 import os
 import shutil
@@ -15,13 +16,15 @@ import torch
 from safetensors.torch import load_file
 
 from ddsp_synth import losses as losses_mod
-from ddsp_synth import train as train_mod
+from ddsp_synth.decoder import DecoderConfig
 from ddsp_synth.model import ModelConfig
 from ddsp_synth.processors import SynthConfig
 from ddsp_synth.train import TrainConfig, TrainingError, list_checkpoints, train
 
-SMALL = ModelConfig(synth=SynthConfig(reverb_s=0.25),
-                    decoder=ModelConfig().decoder.__class__(hidden=48, mlp_layers=2))
+# the module (``ddsp_synth.train`` as an attribute is the function)
+train_mod = importlib.import_module("ddsp_synth.train")
+
+SMALL = ModelConfig(synth=SynthConfig(reverb_s=0.25), decoder=DecoderConfig(hidden=48, mlp_layers=2))
 FAST = dict(batch_size=4, val_every=0, audio_every=0, log_every=1, checkpoint_every=4,
             num_threads=1, learning_rate=3e-3, warmup_steps=5)
 

@@ -1,11 +1,9 @@
-"""Timbre transfer: auto-adjust, chunked rendering with carried state, the CLI."""
+"""Timbre transfer: auto-adjust, chunked rendering with carried state, the one-call API."""
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
-from ddsp_synth.cli import main
 from ddsp_synth.features import FeatureConfig, compute_f0
 from ddsp_synth.model import DDSPModel, ModelConfig, load_model
 from ddsp_synth.transfer import (NoPitchError, TransferOptions, adjust_features, render,
@@ -96,58 +94,3 @@ def test_transfer_audio_pitch_follows_input(exported):
     voiced = info["input"]["confidence"] >= 0.85
     err = 1200 * np.log2(f0_out[voiced] / (233.0 * 2 ** (2 / 12)))
     assert voiced.sum() > 100 and np.median(np.abs(err)) < 30
-
-
-def test_transfer_cli_folder_with_corrupt_file(exported, tmp_path, capsys):
-    src = tmp_path / "in"
-    src.mkdir()
-    sf.write(src / "a.wav", synth_tone(2.0, 44100, 300.0), 44100)
-    sf.write(src / "b.flac", synth_tone(2.5, 16000, 200.0), 16000)
-    (src / "broken.wav").write_bytes(b"not audio at all")
-    sf.write(src / "silent.wav", np.zeros(16000), 16000)
-    out = tmp_path / "out"
-    rc = main(["transfer", str(src), "--model", str(exported), "-o", str(out), "--quiet",
-               "--format", "flac"])
-    assert rc == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "broken.wav" in err[0] + err[1] and "silent" in err[0] + err[1]
-    a, sr = sf.read(out / "a.flac")
-    assert sr == 16000 and abs(len(a) - 2.0 * 16000) <= 1
-    assert sf.info(out / "b.flac").frames == 2.5 * 16000
-    # nothing is overwritten without --force
-    before = (out / "b.flac").read_bytes()
-    assert main(["transfer", str(src / "b.flac"), "--model", str(exported), "-o",
-                 str(out / "b.flac"), "--quiet"]) == 2
-    assert (out / "b.flac").read_bytes() == before
-    assert main(["resynth", str(src / "b.flac"), "--model", str(exported), "-o",
-                 str(tmp_path / "r.wav"), "--quiet", "--sample-rate", "48000"]) == 0
-    assert sf.info(tmp_path / "r.wav").samplerate == 48000
-    assert main(["transfer", str(src / "b.flac"), "--model", "no-such-instrument", "-o",
-                 str(tmp_path / "x.wav")]) == 2
-
-
-def test_features_are_cached_per_recording(exported, tmp_path, monkeypatch):
-    from ddsp_synth.features import analyse
-
-    monkeypatch.setenv("DDSP_SYNTH_CACHE", str(tmp_path / "cache"))
-    model, meta = load_model(exported)
-    x = synth_tone(2.0, 16000, 262.0)
-    first = analyse(x, model.config.features)
-    entries = list((tmp_path / "cache" / "features").glob("*.npz"))
-    assert len(entries) == 1
-    calls = []
-    import ddsp_synth.features as features
-
-    real = features.features_in_blocks
-    monkeypatch.setattr(features, "features_in_blocks",
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
-    again = analyse(x, model.config.features)  # from the cache: no pitch tracking
-    assert not calls and all(np.array_equal(first[k], again[k]) for k in first)
-    other = analyse(x * 0.5, model.config.features)  # other samples, other entry
-    assert calls and not np.array_equal(other["loudness_db"], first["loudness_db"])
-    entries[0].write_bytes(b"damaged")  # a damaged entry is recomputed, not an error
-    fixed = analyse(x, model.config.features)
-    assert all(np.array_equal(first[k], fixed[k]) for k in first)
-    out_a, _ = transfer_audio(model, meta, x)
-    out_b, _ = transfer_audio(model, meta, x, cache=False)
-    assert np.array_equal(out_a, out_b)

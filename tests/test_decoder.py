@@ -1,0 +1,59 @@
+"""The decoder: output size from the chain, GRU state carried across calls, z encoder."""
+
+import pytest
+import torch
+
+from ddsp_synth.decoder import Decoder, DecoderConfig, ZEncoder
+from ddsp_synth.processors import ProcessorChain, SynthConfig
+
+
+def _inputs(batch=2, n_frames=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, n_frames, 1, generator=g), torch.randn(batch, n_frames, 1, generator=g)
+
+
+def test_output_size_is_the_chains_raw_controls():
+    chain = ProcessorChain(SynthConfig())
+    dec = Decoder(DecoderConfig(hidden=32, mlp_layers=2), chain.n_raw)
+    raw, state = dec(*_inputs())
+    assert raw.shape == (2, 30, 1 + 100 + 65) and state.shape == (1, 2, 32)
+    controls = chain.get_controls(raw, torch.full((2, 30, 1), 220.0))
+    assert controls["harmonic_distribution"].shape == (2, 30, 100)
+    assert controls["magnitudes"].shape == (2, 30, 65)
+
+
+def test_gru_state_continues_across_calls_and_is_causal():
+    torch.manual_seed(0)
+    dec = Decoder(DecoderConfig(hidden=24, mlp_layers=1), 7).eval()
+    f0, loud = _inputs(n_frames=40)
+    with torch.no_grad():
+        whole, _ = dec(f0, loud)
+        first, state = dec(f0[:, :15], loud[:, :15])
+        second, _ = dec(f0[:, 15:], loud[:, 15:], state=state)
+        torch.testing.assert_close(torch.cat([first, second], dim=1), whole, atol=1e-6, rtol=0)
+        # causal: changing frame 20 leaves frames before it unchanged
+        loud2 = loud.clone()
+        loud2[:, 20] += 5.0
+        changed, _ = dec(f0, loud2)
+    assert torch.equal(changed[:, :20], whole[:, :20])
+    assert not torch.allclose(changed[:, 20:], whole[:, 20:])
+
+
+def test_z_decoder_needs_z_and_gradients_reach_every_input():
+    cfg = DecoderConfig(hidden=16, mlp_layers=1, z_dims=4)
+    dec = Decoder(cfg, 5)
+    f0, loud = _inputs(n_frames=10)
+    f0.requires_grad_(True)
+    loud.requires_grad_(True)
+    z = torch.randn(2, 10, 4, requires_grad=True)
+    raw, _ = dec(f0, loud, z)
+    raw.square().sum().backward()
+    assert all(float(t.grad.abs().sum()) > 0 for t in (f0, loud, z))
+    with pytest.raises(ValueError, match="needs z"):
+        dec(f0, loud)
+
+
+def test_z_encoder_gives_one_latent_per_frame():
+    enc = ZEncoder(DecoderConfig(hidden=16, z_dims=3), 16000, 160)
+    z = enc(0.1 * torch.randn(2, 50 * 160), 50)
+    assert z.shape == (2, 50, 3) and torch.isfinite(z).all()
