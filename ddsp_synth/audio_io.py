@@ -4,6 +4,7 @@ WAV/FLAC out, file discovery."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -46,10 +47,13 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
     """
     import soxr
 
+    path = Path(path)
+    if not path.is_file():
+        raise SkipFile("not a regular file" if path.exists() else "no such file")
     try:
         f = sf.SoundFile(str(path))
-    except Exception as err:  # libsndfile's messages are already one line
-        raise SkipFile(f"unreadable audio ({err})") from None
+    except Exception as err:
+        raise SkipFile(_unreadable(err)) from None
     with f:
         if f.frames == 0:
             raise SkipFile("empty file (no samples)")
@@ -71,13 +75,21 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
         except SkipFile:
             raise
         except Exception as err:
-            raise SkipFile(f"unreadable audio ({err})") from None
+            raise SkipFile(_unreadable(err)) from None
         if resampler is not None:
             tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             if len(tail):
                 yield tail
         if not got_any:
             raise SkipFile("empty file (no samples)")
+
+
+def _unreadable(err: Exception) -> str:
+    """libsndfile's reason without the path it repeats ("Error opening 'x': ...")."""
+    text = re.sub(r"^Error opening .*?: ", "", str(err)).strip().rstrip(".")
+    if isinstance(err, PermissionError):
+        text = "permission denied"
+    return f"unreadable audio ({text or type(err).__name__}); formats: wav, flac, ogg, mp3, aiff"
 
 
 def resample_audio(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -121,28 +133,61 @@ def check_input_signal(audio: np.ndarray) -> np.ndarray:
 
 
 def check_writable(path: str | os.PathLike, force: bool) -> Path:
-    """Refuse to overwrite an existing file unless ``force``; return the path."""
+    """Check, before any work, that ``path`` can be written: not an existing file (unless
+    ``force``), not a folder, and its folder (or the nearest existing parent, for folders
+    still to be made) accepts a new file — tried for real, so read-only and immutable
+    folders and full file systems are caught too. Returns the path."""
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder; give a file name")
     if path.exists() and not force:
         raise AudioError(f"{path} exists; pass --force to overwrite it")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise AudioError(f"{path}: cannot write: {parent} is a file, not a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".ddsp_synth_probe_", dir=parent)
+        os.rmdir(probe)
+    except OSError as err:
+        raise AudioError(f"{path}: cannot write in {parent} ({err.strerror})") from None
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Files are created with the permissions any new file gets here (mkstemp's are 0600).
+_FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, write_fn) -> None:
     """Call ``write_fn(tmp_path)`` on a temporary file beside ``path``, then rename it.
 
-    A crash or Ctrl-C leaves either the old file or the new one, never a partial file.
+    A crash or Ctrl-C leaves either the old file or the new one, never a partial file. The
+    file gets the usual permissions (0666 less the umask). A file system error (read-only,
+    full, permission) is an :class:`AudioError` naming the path, with nothing left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise AudioError(f"{path}: cannot write here ({err.strerror or err})") from None
     os.close(fd)
     try:
         write_fn(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise AudioError(f"{path}: cannot write ({err.strerror or err})") from None
         raise
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -26,8 +27,44 @@ examples:
 """
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the examples' line breaks."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows every real default and keeps the examples' line breaks."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        hidden = action.default is None or action.default is False
+        if not hidden and action.default != argparse.SUPPRESS and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line that says where the help is, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind, low=None, high=None):
+    """An argparse type: a finite number of ``kind`` within [low, high]."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}"
+                                             f"number, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = (f"from {low:g} to {high:g}" if low is not None and high is not None
+                    else f"at least {low:g}" if low is not None else f"at most {high:g}")
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+SECONDS_MAX = 24 * 3600.0  # no single input or output longer than a day
 
 
 def _known_errors():
@@ -40,6 +77,7 @@ def _known_errors():
 def _add(sub, name: str, help_text: str, example: str, func) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
                        epilog=f"example:\n  {example}", formatter_class=_Formatter)
+    p.error = _Parser.error.__get__(p)
     p.set_defaults(func=func)
     return p
 
@@ -62,10 +100,11 @@ def _add_demo(sub) -> None:
     p = _add(sub, "demo", "render a synthesized phrase (no model) to a WAV/FLAC file",
              "ddsp-synth demo -o demo.wav --seconds 4", _cmd_demo)
     p.add_argument("-o", "--output", default="demo.wav", help="output .wav or .flac")
-    p.add_argument("--seconds", type=float, default=4.0, help="length of the phrase (s)")
+    p.add_argument("--seconds", type=_number(float, 0.1, 600.0), default=4.0,
+                   help="length of the phrase (s)")
     p.add_argument("--sample-rate", type=int, default=16000, choices=[16000, 22050, 44100, 48000],
                    help="Hz")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_number(int, 0, 2**32 - 1), default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
 
 
@@ -91,15 +130,18 @@ def _add_prepare(sub) -> None:
              "analysed once)", "ddsp-synth prepare my_cello_recordings/ -o data/cello", _cmd_prepare)
     p.add_argument("inputs", nargs="+", help="audio files or folders (any format, rate, channels)")
     p.add_argument("-o", "--output", required=True, help="dataset folder")
-    p.add_argument("--sample-rate", type=int, default=16000, help="model sample rate (Hz)")
-    p.add_argument("--frame-rate", type=float, default=100.0, help="feature frames per second")
-    p.add_argument("--hop", type=int, help="samples per frame (overrides --frame-rate)")
+    p.add_argument("--sample-rate", type=_number(int, 8000, 192000), default=16000,
+                   help="model sample rate (Hz)")
+    p.add_argument("--frame-rate", type=_number(float, 10.0, 1000.0), default=100.0,
+                   help="feature frames per second")
+    p.add_argument("--hop", type=_number(int, 8, 8192), help="samples per frame (overrides --frame-rate)")
     p.add_argument("--pitch-model", choices=["tiny", "full"], default="tiny",
                    help="CREPE size (full: ~20x slower, for quality)")
-    p.add_argument("--example-seconds", type=float, default=4.0, help="training example length (s)")
-    p.add_argument("--example-hop-seconds", type=float, default=1.0,
+    p.add_argument("--example-seconds", type=_number(float, 0.1, 60.0), default=4.0,
+                   help="training example length (s)")
+    p.add_argument("--example-hop-seconds", type=_number(float, 0.01, 60.0), default=1.0,
                    help="step between training examples (s)")
-    p.add_argument("--val-seconds", type=float, default=20.0,
+    p.add_argument("--val-seconds", type=_number(float, 0.0, 3600.0), default=20.0,
                    help="held-out tail of every file (s; at most 20%% of a short file)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -140,15 +182,20 @@ def _add_train(sub) -> None:
     p.add_argument("data_dir", help="a folder made by 'ddsp-synth prepare'")
     p.add_argument("-o", "--output", required=True, help="run folder (checkpoints, logs)")
     p.add_argument("--config", help='JSON file with "model" and/or "train" settings to override')
-    p.add_argument("--steps", type=int, help="total optimiser steps (default 20000)")
-    p.add_argument("--batch-size", type=int, help="examples per step (default 8)")
-    p.add_argument("--learning-rate", type=float, help="Adam's initial rate (default 1e-3)")
-    p.add_argument("--seed", type=int, help="seeds data order, noise and initialisation")
-    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much "
+    p.add_argument("--steps", type=_number(int, 0, 10**9), help="total optimiser steps (default 20000)")
+    p.add_argument("--batch-size", type=_number(int, 1, 4096), help="examples per step (default 8)")
+    p.add_argument("--learning-rate", type=_number(float, 0.0, 1.0),
+                   help="Adam's initial rate (default 1e-3)")
+    p.add_argument("--seed", type=_number(int, 0, 2**32 - 1),
+                   help="seeds data order, noise and initialisation")
+    p.add_argument("--max-minutes", type=_number(float, 0.0, 10.0**6),
+                   help="stop (with a checkpoint) after this much "
                    "wall time (min)")
-    p.add_argument("--val-every", type=int, help="steps between validations (default 500)")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 200)")
-    p.add_argument("--num-threads", type=int, help="CPU threads (default: torch's)")
+    p.add_argument("--val-every", type=_number(int, 0, None),
+                   help="steps between validations (0 = none; default 500)")
+    p.add_argument("--checkpoint-every", type=_number(int, 1, None),
+                   help="steps between checkpoints (default 200)")
+    p.add_argument("--num-threads", type=_number(int, 1, 1024), help="CPU threads (default: torch's)")
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="bf16: decoder under bfloat16 autocast (faster on CPUs with "
                         "AVX512-BF16/AMX and on GPUs; default fp32)")
@@ -206,7 +253,7 @@ def _add_eval(sub) -> None:
     p.add_argument("data", help="prepared dataset folder (its held-out part), audio file or folder")
     p.add_argument("--split", choices=["train", "val"], default="val",
                    help="which examples of a prepared dataset")
-    p.add_argument("--max-examples", type=int, help="at most this many examples")
+    p.add_argument("--max-examples", type=_number(int, 1, None), help="at most this many examples")
     p.add_argument("--pitch-model", choices=["tiny", "full"],
                    help="CREPE model that measures the output (default: the model's)")
     p.add_argument("--out", help="also write the resynthesized audio and metrics.json here")
@@ -219,21 +266,29 @@ def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[
     from .audio_io import find_audio_files
 
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    if single and output.suffix.lower() in (".wav", ".flac"):
-        return [(Path(inputs[0]), output)]
-    pairs = []
-    for item in inputs:
-        item = Path(item)
-        for f in find_audio_files([item]):
-            rel = f.relative_to(item).with_suffix(ext) if item.is_dir() else Path(f.stem + ext)
-            pairs.append((f, output / rel))
+    if single and not output.is_dir() and output.suffix:
+        if output.suffix.lower() not in (".wav", ".flac"):
+            raise AudioError(f"{output}: cannot write {output.suffix} files; the output must "
+                             "end in .wav or .flac (or be a folder)")
+        pairs = [(Path(inputs[0]), output)]
+    else:
+        pairs = []
+        for item in inputs:
+            item = Path(item)
+            for f in find_audio_files([item]):
+                rel = (f.relative_to(item).with_suffix(ext) if item.is_dir()
+                       else Path(f.stem + ext))
+                pairs.append((f, output / rel))
+    for src, dst in pairs:
+        if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+            raise AudioError(f"{dst}: is the input itself; choose another output name")
     return pairs
 
 
 def _cmd_transfer(args) -> int:
     from tqdm import tqdm
 
-    from .audio_io import check_writable, limit_peak, load_audio, write_audio
+    from .audio_io import check_writable, limit_peak, load_audio, resample_audio, write_audio
     from .model import load_model, resolve_model
     from .transfer import TransferOptions, transfer_audio
 
@@ -260,17 +315,18 @@ def _cmd_transfer(args) -> int:
                       disable=args.quiet, desc=src.name) as bar:
                 out, info = transfer_audio(model, meta, audio, options, bar,
                                            cache=not args.no_cache, pitch_model=args.pitch_model)
-            if out_sr != sr:
-                import librosa
-
-                out = librosa.resample(out, orig_sr=sr, target_sr=out_sr, res_type="soxr_hq")
-            write_audio(dst, limit_peak(out), out_sr, force=args.force)
+            write_audio(dst, limit_peak(resample_audio(out, sr, out_sr)), out_sr,
+                        force=args.force)
             adj = info["adjusted"]
             print(f"{src} -> {dst} (octave shift {adj['octave_shift']:+d}, voiced "
                   f"{adj['voiced_fraction']:.0%})")
+            if info.get("warning"):
+                print(f"ddsp-synth {args.command}: warning: {dst}: {info['warning']}",
+                      file=sys.stderr)
         except (AudioError, ValueError) as err:
             failures += 1
-            print(f"ddsp-synth {args.command}: error: {src}: {err}", file=sys.stderr)
+            message = str(err) if str(err).startswith(str(src)) else f"{src}: {err}"
+            print(f"ddsp-synth {args.command}: error: {message}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -295,19 +351,25 @@ def _add_transfer(sub) -> None:
                        help="output .wav/.flac for one file, else a folder")
         p.add_argument("--format", choices=["wav", "flac"], default="wav",
                        help="format of files written into an output folder")
-        p.add_argument("--sample-rate", type=int, help="output rate in Hz (default: the model's)")
+        p.add_argument("--sample-rate", type=_number(int, 8000, 192000),
+                       help="output rate in Hz (default: the model's)")
         if name == "transfer":
             p.add_argument("--no-auto-adjust", action="store_true",
                            help="keep the input's register and loudness as they are")
-            p.add_argument("--pitch-shift", type=float, default=0.0, help="semitones")
-            p.add_argument("--loudness-shift", type=float, default=0.0, help="dB")
-        p.add_argument("--quiet-db", type=float, default=40.0,
+            p.add_argument("--pitch-shift", type=_number(float, -48.0, 48.0), default=0.0,
+                           help="semitones")
+            p.add_argument("--loudness-shift", type=_number(float, -60.0, 60.0), default=0.0,
+                           help="dB")
+        p.add_argument("--quiet-db", type=_number(float, 0.0, 200.0), default=40.0,
                        help="auto-adjust mutes frames this many dB below the input's loud level")
-        p.add_argument("--harmonic-gain", type=float, default=1.0, help="linear gain")
-        p.add_argument("--noise-gain", type=float, default=1.0, help="linear gain")
-        p.add_argument("--reverb-mix", type=float, default=1.0,
+        p.add_argument("--harmonic-gain", type=_number(float, 0.0, 10.0), default=1.0,
+                       help="linear gain")
+        p.add_argument("--noise-gain", type=_number(float, 0.0, 10.0), default=1.0,
+                       help="linear gain")
+        p.add_argument("--reverb-mix", type=_number(float, 0.0, 10.0), default=1.0,
                        help="learned reverb amount (0 = dry, 1 = as trained)")
-        p.add_argument("--seed", type=int, default=0, help="seed of the noise generator")
+        p.add_argument("--seed", type=_number(int, 0, 2**32 - 1), default=0,
+                       help="seed of the noise generator")
         p.add_argument("--pitch-model", choices=["tiny", "full"],
                        help="CREPE size for the input's pitch (default: the model's, tiny; "
                             "full is ~20x slower, for quality)")
@@ -365,14 +427,17 @@ def _add_stream(sub) -> None:
     p.add_argument("input", help="audio file")
     p.add_argument("-o", "--output", required=True, help="output .wav or .flac")
     p.add_argument("--model", required=True, help=_installed_models())
-    p.add_argument("--block-ms", type=float, default=10.0, help="sound-card block length (ms)")
+    p.add_argument("--block-ms", type=_number(float, 0.1, 1000.0), default=10.0,
+                   help="sound-card block length (ms)")
     p.add_argument("--engine", choices=["torch", "torchscript", "onnx"], default="onnx",
                    help="how the synthesis step runs (same audio; onnx is fastest)")
     p.add_argument("--pitch-model", choices=["tiny", "full"], default="tiny", help="CREPE size")
-    p.add_argument("--pitch-shift", type=float, default=0.0, help="semitones")
-    p.add_argument("--loudness-shift", type=float, default=0.0, help="dB")
-    p.add_argument("--gate-db", type=float, default=-60.0, help="mute frames quieter than this (dB)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (live use: 1)")
+    p.add_argument("--pitch-shift", type=_number(float, -48.0, 48.0), default=0.0, help="semitones")
+    p.add_argument("--loudness-shift", type=_number(float, -60.0, 60.0), default=0.0, help="dB")
+    p.add_argument("--gate-db", type=_number(float, -200.0, 0.0), default=-60.0,
+                   help="mute frames quieter than this (dB)")
+    p.add_argument("--threads", type=_number(int, 1, 64), default=1,
+                   help="torch threads (live use: 1)")
     p.add_argument("--report", help="also write the timing report as JSON here")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -403,12 +468,12 @@ def _add_export_runtime(sub) -> None:
 
 # ----------------------------------------------------------------------------- main
 def _read_json(path) -> dict:
-    try:
-        obj = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AudioError(f"{path}: not a readable JSON file ({err})") from None
+    from .config import ConfigError, read_json_file
+
+    obj = read_json_file(path, 1 << 20, "settings file")
     if not isinstance(obj, dict):
-        raise AudioError(f"{path}: expected a JSON object")
+        raise ConfigError(f"{path}: expected a JSON object like "
+                          '{"model": {...}, "train": {...}}')
     return obj
 
 
@@ -417,8 +482,8 @@ COMMANDS = (_add_demo, _add_prepare, _add_train, _add_export, _add_eval, _add_tr
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ddsp-synth", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=_Formatter)
+    parser = _Parser(prog="ddsp-synth", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
@@ -427,7 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a usage error already printed
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return args.func(args)
     except _known_errors() as err:

@@ -28,6 +28,7 @@ import soundfile as sf
 import torch
 
 from .audio_io import PCM16_SCALE, AudioError, SkipFile, atomic_write_bytes, find_audio_files, iter_audio_blocks
+from .config import check_fields, from_dict
 from .core import hz_to_midi
 from .features import FeatureConfig, features_in_blocks
 from .pitch import VOICED_CONFIDENCE
@@ -59,6 +60,12 @@ class PrepareConfig:
     silence_db: float = -60.0
     voiced_confidence: float = VOICED_CONFIDENCE
 
+    def __post_init__(self):
+        check_fields(self, ranges={"example_seconds": (0.1, 60.0),
+                                   "example_hop_seconds": (0.01, 60.0), "val_seconds": (0.0, 3600.0),
+                                   "block_seconds": (1.0, 3600.0), "context_seconds": (0.0, 60.0),
+                                   "silence_db": (-200.0, 0.0), "voiced_confidence": (0.0, 1.0)})
+
     @classmethod
     def for_sample_rate(cls, sample_rate: int = 16000, frame_rate_hz: float = 100.0,
                         hop: int | None = None, crepe_model: str = "tiny",
@@ -73,9 +80,7 @@ class PrepareConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PrepareConfig":
-        d = dict(d)
-        d["features"] = FeatureConfig(**d["features"])
-        return cls(**d)
+        return from_dict(cls, d, "prepare.")
 
 
 # ----------------------------------------------------------------------------- prepare

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import ConfigError, check_fields
+
 
 @dataclass(frozen=True)
 class DecoderConfig:
@@ -34,6 +36,14 @@ class DecoderConfig:
     n_mfcc: int = 30
     mfcc_n_fft: int = 1024
     mfcc_n_mels: int = 128
+
+    def __post_init__(self):
+        check_fields(self, ranges={"hidden": (1, 4096), "mlp_layers": (1, 16), "z_dims": (0, 1024),
+                                   "n_mfcc": (1, 256), "mfcc_n_fft": (64, 16384),
+                                   "mfcc_n_mels": (8, 1024)})
+        if self.n_mfcc > self.mfcc_n_mels:
+            raise ConfigError(f"n_mfcc ({self.n_mfcc}) must not exceed mfcc_n_mels "
+                              f"({self.mfcc_n_mels})")
 
 
 def mlp(n_in: int, hidden: int, n_layers: int) -> nn.Sequential:

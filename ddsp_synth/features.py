@@ -22,6 +22,7 @@ import torch
 
 from . import core
 from .audio_io import PCM16_SCALE, atomic_write_bytes, cache_dir
+from .config import ConfigError, check_fields
 from .core import cents_to_hz, hz_to_cents
 from .pitch import CREPE_SAMPLE_RATE, crepe_activations, decode_f0
 
@@ -46,6 +47,18 @@ class FeatureConfig:
     loudness_n_fft: int = 1024
     f0_min_hz: float = 31.7
     f0_max_hz: float = 2006.0
+
+    def __post_init__(self):
+        check_fields(self, ranges={"sample_rate": (8000, 192000), "hop": (8, 8192),
+                                   "crepe_batch_frames": (1, 8192), "loudness_n_fft": (64, 65536),
+                                   "f0_min_hz": (20.0, 4000.0), "f0_max_hz": (20.0, 4000.0)},
+                     choices={"crepe_model": ("tiny", "full")})
+        if self.f0_min_hz >= self.f0_max_hz:
+            raise ConfigError(f"f0_min_hz ({self.f0_min_hz:g}) must be below f0_max_hz "
+                              f"({self.f0_max_hz:g})")
+        if not 10.0 <= self.frame_rate_hz <= 1000.0:
+            raise ConfigError(f"hop {self.hop} at {self.sample_rate} Hz gives "
+                              f"{self.frame_rate_hz:g} frames/s; use 10 to 1000")
 
     @property
     def frame_rate_hz(self) -> float:

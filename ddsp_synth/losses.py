@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from . import core
+from .config import ConfigError, check_fields
 from .features import FeatureConfig
 
 
@@ -37,6 +38,14 @@ class SpectralLossConfig:
     log_eps: float = 1e-5
     loudness_weight: float = 0.25
     loudness_floor_db: float = -80.0
+
+    def __post_init__(self):
+        check_fields(self, ranges={"fft_sizes": (8, 65536), "overlap": (0.0, 0.99),
+                                   "linear_weight": (0.0, None), "log_weight": (0.0, None),
+                                   "log_eps": (1e-12, 1.0), "loudness_weight": (0.0, None),
+                                   "loudness_floor_db": (-200.0, 0.0)})
+        if not 1 <= len(self.fft_sizes) <= 16:
+            raise ConfigError(f"fft_sizes must list 1 to 16 sizes, got {len(self.fft_sizes)}")
 
 
 def multi_resolution_stft_loss(

@@ -9,6 +9,7 @@ of it and turns any problem into a one-line :class:`ModelFileError`.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ import torch
 from torch import nn
 
 from . import core
-from .audio_io import atomic_write_bytes
+from .audio_io import atomic_write_bytes, atomic_write_text
+from .config import ConfigError, check_fields, from_dict, read_json_file
 from .decoder import Decoder, DecoderConfig, ZEncoder
 from .features import FeatureConfig
 from .losses import SpectralLossConfig
@@ -42,11 +44,12 @@ class ModelConfig:
     loss: SpectralLossConfig = field(default_factory=SpectralLossConfig)
 
     def __post_init__(self):
+        check_fields(self)
         if self.synth.sample_rate != self.features.sample_rate:
-            raise ValueError(f"synth sample rate {self.synth.sample_rate} != feature sample "
-                             f"rate {self.features.sample_rate}")
+            raise ConfigError(f"synth sample rate {self.synth.sample_rate} != feature sample "
+                              f"rate {self.features.sample_rate}")
         if self.synth.hop != self.features.hop:
-            raise ValueError(f"synth hop {self.synth.hop} != feature hop {self.features.hop}")
+            raise ConfigError(f"synth hop {self.synth.hop} != feature hop {self.features.hop}")
 
     @classmethod
     def for_sample_rate(cls, sample_rate: int = 16000, frame_rate_hz: float = 100.0,
@@ -69,16 +72,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        """From :meth:`to_dict` output; sections or fields left out keep their defaults."""
-        synth = dict(d.get("synth", {}))
-        if "processors" in synth:
-            synth["processors"] = tuple(synth["processors"])
-        loss = dict(d.get("loss", {}))
-        if "fft_sizes" in loss:
-            loss["fft_sizes"] = tuple(loss["fft_sizes"])
-        return cls(synth=SynthConfig(**synth), decoder=DecoderConfig(**d.get("decoder", {})),
-                   features=FeatureConfig(**d.get("features", {})),
-                   loss=SpectralLossConfig(**loss))
+        """From :meth:`to_dict` output; sections or fields left out keep their defaults, and
+        every value is checked (:mod:`ddsp_synth.config`)."""
+        return from_dict(cls, d, "model.")
 
 
 class DDSPModel(nn.Module):
@@ -158,60 +154,88 @@ def save_model(model: DDSPModel, model_dir: str | os.PathLike, dataset_stats: di
     }
     model_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(model_dir / MODEL_WEIGHTS, lambda tmp: save_file(tensors, tmp))
-    text = json.dumps(meta, indent=2) + "\n"
-    atomic_write_bytes(model_dir / MODEL_CONFIG, lambda tmp: Path(tmp).write_text(text))
+    meta["weights_sha256"] = file_sha256(model_dir / MODEL_WEIGHTS)
+    atomic_write_text(model_dir / MODEL_CONFIG, json.dumps(meta, indent=2) + "\n")
     return model_dir
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MB blocks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def read_model_config(model_dir: str | os.PathLike) -> dict:
+    """The metadata of a model folder, checked: format version, settings, statistics."""
     path = Path(model_dir) / MODEL_CONFIG
     if not Path(model_dir).is_dir():
         raise ModelFileError(f"{model_dir}: no such model folder")
     if not path.exists():
         raise ModelFileError(f"{model_dir}: missing {MODEL_CONFIG}")
     try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelFileError(f"{path}: damaged JSON ({err})") from None
+        meta = read_json_file(path, 16 << 20, "model config")
+    except ConfigError as err:
+        raise ModelFileError(str(err).replace("model config (", "JSON (", 1)) from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != MODEL_FORMAT_VERSION:
         raise ModelFileError(f"{path}: model format version {version!r} is not supported "
                              f"(this ddsp_synth reads version {MODEL_FORMAT_VERSION})")
+    if not isinstance(meta.get("model"), dict):
+        raise ModelFileError(f"{path}: no model settings")
+    if not isinstance(meta.get("dataset_stats", {}), dict):
+        raise ModelFileError(f"{path}: dataset_stats must be a JSON object")
     return meta
 
 
 def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPModel, dict]:
     """Load a model folder (or a shipped model by name) without pickle; returns (model in
     eval mode, metadata)."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     model_dir = resolve_model(model_dir)
     meta = read_model_config(model_dir)
     weights = Path(model_dir) / MODEL_WEIGHTS
-    if not weights.exists():
+    if not weights.is_file():
         raise ModelFileError(f"{model_dir}: missing {MODEL_WEIGHTS}")
     try:
         config = ModelConfig.from_dict(meta["model"])
-    except (KeyError, TypeError, ValueError) as err:
+    except ConfigError as err:
         raise ModelFileError(f"{model_dir / MODEL_CONFIG}: invalid model settings ({err})") from None
+    # Shapes from the settings on the meta device (nothing allocated) against the file's
+    # header, before any tensor is read.
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in DDSPModel(config).state_dict().items()}
     try:
-        tensors = load_file(str(weights), device=device)
+        with safe_open(str(weights), "pt") as fh:
+            stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFileError(f"{weights}: damaged or truncated weights ({err})") from None
-    model = DDSPModel(config).to(device)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
+    missing = sorted(set(expected) - set(stored))
+    extra = sorted(set(stored) - set(expected))
     if missing or extra:
         raise ModelFileError(f"{weights}: tensors do not match the config (missing "
                              f"{missing[:3]}, unexpected {extra[:3]})")
     for k, shape in expected.items():
-        if tuple(tensors[k].shape) != shape:
-            raise ModelFileError(f"{weights}: tensor {k} has shape {tuple(tensors[k].shape)}, "
+        if stored[k] != shape:
+            raise ModelFileError(f"{weights}: tensor {k} has shape {stored[k]}, "
                                  f"config implies {shape}")
-        if not bool(torch.isfinite(tensors[k]).all()):
+    if "weights_sha256" in meta and file_sha256(weights) != meta["weights_sha256"]:
+        raise ModelFileError(f"{weights}: the weights do not match the checksum in "
+                             f"{MODEL_CONFIG} (damaged or replaced file)")
+    try:
+        tensors = load_file(str(weights), device=device)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{weights}: damaged or truncated weights ({err})") from None
+    for k, t in tensors.items():
+        if not bool(torch.isfinite(t).all()):
             raise ModelFileError(f"{weights}: tensor {k} contains NaN or infinite values")
+    model = DDSPModel(config).to(device)
     model.load_state_dict(tensors)
     model.eval()
     model.meta = meta
@@ -220,7 +244,19 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPM
 
 def with_stats(config: ModelConfig, stats: dict) -> DDSPModel:
     """A fresh model whose loudness normalisation comes from dataset statistics."""
+    check_stats(stats, ("loudness_db_mean", "loudness_db_std"))
     return DDSPModel(config, stats["loudness_db_mean"], stats["loudness_db_std"])
+
+
+def check_stats(stats, keys, use: str = "") -> None:
+    """Dataset statistics hold finite numbers (or non-empty lists of them) under ``keys``;
+    otherwise a ModelFileError that says what ``use`` needs them."""
+    for k in keys:
+        v = stats.get(k) if isinstance(stats, dict) else None
+        values = v if isinstance(v, list) else [v]
+        if not values or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                 and math.isfinite(x) for x in values):
+            raise ModelFileError(f"the model's dataset statistics lack {k!r}{use}")
 
 
 def models_dir() -> Path:

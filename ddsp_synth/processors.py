@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import core
+from .config import ConfigError, check_fields
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,19 @@ class SynthConfig:
     reverb_parameterization: str = "free"
     reverb_seed: int = 0
     processors: tuple[str, ...] = ("harmonic", "noise", "reverb")
+
+    def __post_init__(self):
+        check_fields(self, ranges={
+            "sample_rate": (8000, 192000), "hop": (8, 8192), "n_harmonics": (1, 1024),
+            "n_noise_bands": (2, 2049), "noise_bias": (-100.0, 100.0), "reverb_s": (0.001, 10.0),
+            "reverb_seed": (0, 2**63 - 1)},
+            choices={"reverb_parameterization": ("free", "exp_decay"),
+                     "processors": tuple(PROCESSORS)})
+        if not 10.0 <= self.frame_rate_hz <= 1000.0:
+            raise ConfigError(f"hop {self.hop} at {self.sample_rate} Hz gives "
+                              f"{self.frame_rate_hz:g} frames/s; use 10 to 1000")
+        if self.reverb_samples < 2:
+            raise ConfigError(f"reverb_s {self.reverb_s:g} is shorter than 2 samples")
 
     @property
     def frame_rate_hz(self) -> float:

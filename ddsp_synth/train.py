@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from .audio_io import atomic_write_bytes
+from .config import check_fields, from_dict
 from .data import DDSPDataset, collate, load_manifest, load_stats
 from .evaluate import evaluate_batches
 from .losses import training_loss
@@ -83,6 +84,16 @@ class TrainConfig:
     max_minutes: float = 0.0
     num_threads: int = 0
     precision: str = "fp32"
+
+    def __post_init__(self):
+        check_fields(self, ranges={
+            "steps": (0, 10**9), "batch_size": (1, 4096), "learning_rate": (0.0, 1.0),
+            "lr_decay": (1e-6, 1.0), "lr_decay_steps": (1, None), "warmup_steps": (0, None),
+            "grad_clip": (1e-6, None), "seed": (0, 2**63 - 1), "log_every": (1, None),
+            "val_every": (0, None), "checkpoint_every": (1, None), "audio_every": (0, None),
+            "keep_checkpoints": (1, 1000), "val_examples": (1, 10000), "max_bad_steps": (1, None),
+            "max_minutes": (0.0, 10.0**6), "num_threads": (0, 1024)},
+            choices={"precision": ("fp32", "bf16")})
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -148,17 +159,26 @@ def save_checkpoint(run_dir: Path, model: DDSPModel, optimizer, step: int, extra
 
 
 def load_checkpoint(path: Path, model: DDSPModel, optimizer) -> dict:
+    """Restore weights (and, given an optimizer, its moments and the RNG) from a checkpoint
+    folder; returns its state. A damaged or incomplete checkpoint is a TrainingError."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         state = json.loads((path / "state.json").read_text())
+        if not isinstance(state.get("step"), int) or not isinstance(state.get("wall_s"),
+                                                                     (int, float)):
+            raise ValueError("no step or wall time")
         model.load_state_dict(load_file(str(path / "model.safetensors")))
-        tensors = load_file(str(path / "optimizer.safetensors"))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise TrainingError(f"{path}: damaged checkpoint ({err})") from None
-    torch.set_rng_state(tensors.pop("rng.torch"))
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+        if optimizer is not None:
+            tensors = load_file(str(path / "optimizer.safetensors"))
+            rng = tensors.pop("rng.torch")
+            optimizer.load_state_dict(_unflatten_optimizer(tensors, state["optimizer"]))
+            torch.set_rng_state(rng)
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError,
+            AttributeError, RecursionError) as err:
+        raise TrainingError(f"{path}: damaged checkpoint ({type(err).__name__}: {err}); "
+                            "delete it to resume from the one before") from None
     return state
 
 
@@ -237,11 +257,11 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
     if resume:
         if not run_file.exists():
             raise TrainingError(f"{run_dir}: nothing to resume (no run.json)")
-        run_meta = json.loads(run_file.read_text())
+        run_meta = _read_run(run_file)
         model_config = ModelConfig.from_dict(run_meta["model"])
-        config = TrainConfig(**{**run_meta["train"], "steps": config.steps,
-                                "max_minutes": config.max_minutes,
-                                "num_threads": config.num_threads})
+        config = from_dict(TrainConfig, {**run_meta["train"], "steps": config.steps,
+                                         "max_minutes": config.max_minutes,
+                                         "num_threads": config.num_threads}, "train.")
         return model_config, config, None
     if main_proc and run_file.exists() and not force:
         raise TrainingError(f"{run_dir} already holds a run; use --resume to continue it "
@@ -271,6 +291,19 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
     if distributed:
         dist.barrier()
     return model_config, config, init_model
+
+
+def _read_run(run_file: Path) -> dict:
+    """``run.json`` of a run folder, checked to hold what a run needs."""
+    try:
+        meta = json.loads(run_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise TrainingError(f"{run_file}: damaged run file ({err})") from None
+    missing = [k for k in ("model", "train", "data_dir", "dataset_stats")
+               if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise TrainingError(f"{run_file}: damaged run file (no {missing[0]!r})")
+    return meta
 
 
 def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: TrainConfig,
@@ -514,26 +547,40 @@ def train_from_overrides(data_dir: str | os.PathLike, run_dir: str | os.PathLike
     if unknown:
         raise TrainingError(f"unknown settings section(s) {sorted(unknown)}; expected "
                             "'model' and/or 'train'")
-    model_config = ModelConfig.from_dict(overrides["model"]) if "model" in overrides else None
-    return train(data_dir, run_dir, model_config, TrainConfig(**overrides.get("train", {})),
-                 **kwargs)
+    model_config = None
+    if "model" in overrides:
+        # the dataset's feature settings and the defaults for its rate, then the overrides
+        fc = load_manifest(data_dir)["config"]["features"]
+        base = ModelConfig.for_sample_rate(fc["sample_rate"], fc["sample_rate"] / fc["hop"],
+                                           fc["crepe_model"]).to_dict()
+        base["features"] = fc
+        model_config = ModelConfig.from_dict(_merged(base, overrides["model"], "model."))
+    return train(data_dir, run_dir, model_config,
+                 from_dict(TrainConfig, overrides.get("train", {}), "train."), **kwargs)
+
+
+def _merged(base: dict, overrides, where: str) -> dict:
+    """``base`` with ``overrides`` applied section by section (nested dicts merged)."""
+    if not isinstance(overrides, dict):
+        return overrides  # from_dict says what is wrong with it
+    out = dict(base)
+    for k, v in overrides.items():
+        out[k] = _merged(base[k], v, f"{where}{k}.") if isinstance(base.get(k), dict) else v
+    return out
 
 
 def load_run_model(run_dir: str | os.PathLike) -> tuple[DDSPModel, dict, dict]:
     """The newest checkpoint of a run as a model, with the run's metadata and state."""
-    from safetensors.torch import load_file
-
     run_dir = Path(run_dir)
     run_file = run_dir / "run.json"
     if not run_file.exists():
         raise TrainingError(f"{run_dir}: not a training run (no run.json)")
-    run_meta = json.loads(run_file.read_text())
+    run_meta = _read_run(run_file)
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise TrainingError(f"{run_dir}: no complete checkpoint")
     model = with_stats(ModelConfig.from_dict(run_meta["model"]), run_meta["dataset_stats"])
-    model.load_state_dict(load_file(str(checkpoints[-1] / "model.safetensors")))
-    state = json.loads((checkpoints[-1] / "state.json").read_text())
+    state = load_checkpoint(checkpoints[-1], model, None)
     model.eval()
     return model, run_meta, state
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .audio_io import check_input_signal
+from .config import check_fields
 from .core import hz_to_midi
 from .features import analyse
 from .pitch import PITCHED_CONFIDENCE, VOICED_CONFIDENCE
@@ -47,6 +48,12 @@ class TransferOptions:
     reverb_mix: float = 1.0
     chunk_seconds: float = 10.0
     seed: int = 0
+
+    def __post_init__(self):
+        check_fields(self, ranges={
+            "pitch_shift_semitones": (-48.0, 48.0), "loudness_shift_db": (-60.0, 60.0),
+            "quiet_db": (0.0, 200.0), "harmonic_gain": (0.0, 10.0), "noise_gain": (0.0, 10.0),
+            "reverb_mix": (0.0, 10.0), "chunk_seconds": (0.05, 3600.0), "seed": (0, 2**63 - 1)})
 
     def amounts(self) -> dict:
         """The live amount of each stage of the default chain."""
@@ -81,6 +88,10 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
     octave_shift = 0
     muted = np.zeros(len(loud), bool)
     if options.auto_adjust:
+        from .model import check_stats
+
+        check_stats(stats, ("pitch_midi_mean", "loudness_db_quantiles"),
+                    ", which auto-adjust needs; use --no-auto-adjust")
         diff = stats["pitch_midi_mean"] - float(np.mean(hz_to_midi(f0_hz[voiced])))
         octave_shift = int(np.round(diff / 12.0))
         f0_hz = f0_hz * 2.0 ** octave_shift
@@ -173,9 +184,10 @@ def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOption
                    pitch_model: str | None = None) -> tuple[np.ndarray, dict]:
     """Transfer a signal at the model's sample rate: (output [n_samples], info).
 
-    ``info`` holds the input features and the adjusted curves (for plots) and the
-    adjustment summary. ``pitch_model`` overrides the model's CREPE size for the input
-    (``"full"``: slower, for quality). Raises ValueError (silent input) or NoPitchError.
+    ``info`` holds the input features and the adjusted curves (for plots), the adjustment
+    summary and, when the output is (almost) silent, a ``warning`` that says which setting
+    to change. ``pitch_model`` overrides the model's CREPE size for the input (``"full"``:
+    slower, for quality). Raises ValueError (silent input) or NoPitchError.
     """
     audio = check_input_signal(audio)
     fc = model.config.features
@@ -185,7 +197,27 @@ def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOption
         fc = dataclasses.replace(fc, crepe_model=pitch_model)
     features = analyse(audio, fc, progress, cache=cache)
     out, adjusted = transfer_features(model, features, options, meta.get("dataset_stats"))
-    return out[: len(audio)], {"input": features, "adjusted": adjusted}
+    out = out[: len(audio)]
+    return out, {"input": features, "adjusted": adjusted,
+                 "warning": silence_warning(out, adjusted, options)}
+
+
+# An output whose peak is this far below full scale is reported as (almost) silent.
+SILENT_OUTPUT_DB = -50.0
+
+
+def silence_warning(out: np.ndarray, adjusted: dict, options: TransferOptions) -> str | None:
+    """Why an (almost) silent output is silent and what to change, or None."""
+    peak_db = 20.0 * np.log10(max(float(np.abs(out).max(initial=0.0)), 1e-12))
+    if peak_db > SILENT_OUTPUT_DB:
+        return None
+    if options.auto_adjust and adjusted["muted_fraction"] > 0.5:
+        return (f"the output is almost silent (peak {peak_db:.0f} dBFS): auto-adjust muted "
+                f"{adjusted['muted_fraction']:.0%} of the frames as unpitched or more than "
+                f"{options.quiet_db:g} dB below the input's loud level; raise --quiet-db "
+                "(quiet threshold) or use --no-auto-adjust")
+    return (f"the output is almost silent (peak {peak_db:.0f} dBFS): the input is too quiet "
+            "for this model; use auto-adjust or raise --loudness-shift")
 
 
 def transfer(audio, model="violin", sample_rate: int | None = None,

@@ -47,7 +47,7 @@ def test_features_reject_bad_audio():
         compute_features(np.array([0.0, np.nan] * 800), FeatureConfig())
     with pytest.raises(ValueError, match="mono"):
         compute_features(np.zeros((2, 1600)), FeatureConfig())
-    with pytest.raises(ValueError, match="crepe model"):
+    with pytest.raises(ValueError, match="crepe_model must be one of tiny, full"):
         compute_features(np.zeros(1600), FeatureConfig(crepe_model="huge"))
 
 

@@ -153,7 +153,9 @@ def test_chain_is_data_and_rejects_bad_lists():
     dry = ProcessorChain(SynthConfig(processors=("harmonic", "noise")))
     assert dry.names == ("harmonic", "noise") and not hasattr(dry, "reverb")
     assert dry.n_raw == 1 + 100 + 65
-    with pytest.raises(ValueError, match="distinct names"):
+    with pytest.raises(ValueError, match="must be one of harmonic, noise, reverb"):
         ProcessorChain(SynthConfig(processors=("harmonic", "plate")))
+    with pytest.raises(ValueError, match="distinct names"):
+        ProcessorChain(SynthConfig(processors=("harmonic", "harmonic")))
     with pytest.raises(ValueError, match="start with a source"):
         ProcessorChain(SynthConfig(processors=("reverb", "harmonic")))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..audio_io import check_input_signal
+from ..config import check_fields
 from ..pitch import PITCHED_CONFIDENCE
 from .features import Frame, StreamingFeatures
 from .step import StreamingSynth
@@ -34,6 +35,11 @@ class LiveOptions:
     loudness_shift_db: float = 0.0
     gate_db: float = -60.0
     min_confidence: float = PITCHED_CONFIDENCE
+
+    def __post_init__(self):
+        check_fields(self, ranges={"pitch_shift_semitones": (-48.0, 48.0),
+                                   "loudness_shift_db": (-60.0, 60.0), "gate_db": (-200.0, 0.0),
+                                   "min_confidence": (0.0, 1.0)})
 
 
 def live_frame(frame: Frame, options: LiveOptions) -> tuple[float, float]:
