@@ -18,9 +18,9 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# The web demo with the shipped instruments, on http://127.0.0.1:7860
+# The web demo with the shipped instruments, on http://127.0.0.1:7860 (make demo PORT=7861)
 demo: setup
-	$(PY) app.py
+	$(PY) app.py $(if $(PORT),--port $(PORT),)
 
 # A real browser for the UI test: Debian's Chromium (needs root, as on CI). Without it the
 # browser test skips and says why; every other test still runs.

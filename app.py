@@ -1,31 +1,40 @@
-"""ddsp_synth web demo: play a recording with a trained instrument (Gradio Blocks).
+"""ddsp_synth web demo: play a recording or a MIDI file with a trained instrument (Gradio).
 
-A thin layer over :mod:`ddsp_synth.transfer`: no DSP here.
+A thin layer over :mod:`ddsp_synth.transfer` and :mod:`ddsp_synth.midi`: no DSP here.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--models-dir DIR] [--max-seconds 60]
+                  [--max-upload-mb 20]
+
+The port defaults to ``$GRADIO_SERVER_PORT`` or 7860 (``make demo PORT=7861``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import tempfile
+import uuid
 from functools import lru_cache
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README, "Busy machines"
 
 import gradio as gr  # noqa: E402
+import soundfile as sf  # noqa: E402
 
-from ddsp_synth.audio_io import AudioError, limit_peak, write_audio  # noqa: E402
-from ddsp_synth.audio_io import load_audio  # noqa: E402
+from ddsp_synth.audio_io import AudioError, limit_peak, load_audio, write_audio  # noqa: E402
+from ddsp_synth.midi import MidiError, MidiOptions, is_midi_file, midi_to_curves  # noqa: E402
 from ddsp_synth.model import ModelFileError, available_models, load_model  # noqa: E402
-from ddsp_synth.plots import curves_figure, spectrograms_figure  # noqa: E402
-from ddsp_synth.transfer import NoPitchError, TransferOptions, transfer_audio  # noqa: E402
+from ddsp_synth.plots import curves_figure, piano_roll_figure, spectrograms_figure  # noqa: E402
+from ddsp_synth.transfer import NoPitchError, TransferOptions, render, transfer_audio  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = [HERE / "examples" / "singing_scale.flac", HERE / "examples" / "clarinet_melody.flac"]
+MIDI_EXAMPLES = [HERE / "examples" / "ode_to_joy.mid"]
+KEEP_OUTPUTS = 32  # rendered files kept on disk for playback/download; older ones are deleted
 
 
 @lru_cache(maxsize=8)
@@ -33,45 +42,99 @@ def _model(path: str):
     return load_model(path)
 
 
-def run_transfer(audio_path, instrument, auto_adjust, pitch_shift, loudness_shift,
-                 harmonic_gain, noise_gain, reverb_mix, *, models: dict, max_seconds: float):
-    """Gradio handler: returns (output wav path, curves figure, spectrogram figure, info)."""
-    if not audio_path:
-        raise gr.Error("Upload or record some audio first.")
-    if instrument not in models:
-        raise gr.Error(f"Unknown instrument {instrument!r}.")
-    try:
-        model, meta = _model(str(models[instrument]))
-    except ModelFileError as err:
-        raise gr.Error(f"Could not load the {instrument} model: {err}") from None
+def _fail(message: str):
+    """A user-facing error: shown in the page, no traceback in the terminal."""
+    raise gr.Error(message, print_exception=False)
+
+
+def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, max_seconds):
+    """(output audio, input audio or None, curves dict for the plots, notes or None)."""
     sr = model.config.synth.sample_rate
+    if midi_path:
+        name = Path(midi_path).name
+        if not is_midi_file(midi_path):
+            _fail(f"{name} is not a MIDI file.")
+        try:
+            curves = midi_to_curves(midi_path, meta.get("dataset_stats"),
+                                    model.config.synth.frame_rate_hz,
+                                    MidiOptions(max_duration_s=max_seconds,
+                                                loudness_shift_db=float(loudness_shift)),
+                                    transpose=options.pitch_shift_semitones)
+        except MidiError as err:
+            _fail(f"Cannot play {name}: {err}.")
+        out = render(model, curves["f0_hz"], curves["loudness_db"], options)
+        adjusted = {"f0_hz": curves["f0_hz"], "loudness_db": curves["loudness_db"]}
+        text = curves["info"]["message"]
+        return out, None, {"input": adjusted, "adjusted": adjusted}, curves["notes"], text
+    name = Path(audio_path).name
+    try:
+        info = sf.info(audio_path)  # the header only: refuse long inputs before decoding
+        seconds = info.frames / info.samplerate
+    except Exception:
+        seconds = None  # unreadable: load_audio says why
+    if seconds is not None and seconds > max_seconds:
+        _fail(f"{name} is {seconds:.0f} s long; this demo takes at most {max_seconds:g} s. "
+              "Trim it, or use the ddsp-synth command line.")
     try:
         audio = load_audio(audio_path, sr)
     except AudioError as err:
-        raise gr.Error(f"Could not read that file: {err}") from None
-    seconds = len(audio) / sr
-    if seconds > max_seconds:
-        raise gr.Error(f"The input is {seconds:.0f} s long; this demo takes at most "
-                       f"{max_seconds:g} s. Trim it, or use the ddsp-synth command line.")
-    options = TransferOptions(auto_adjust=bool(auto_adjust), pitch_shift_semitones=float(pitch_shift),
-                              loudness_shift_db=float(loudness_shift),
-                              harmonic_gain=float(harmonic_gain), noise_gain=float(noise_gain),
-                              reverb_mix=float(reverb_mix))
+        _fail(f"Could not read {name}: {str(err).removeprefix(f'{audio_path}: ')}.")
     try:
         out, info = transfer_audio(model, meta, audio, options)
     except NoPitchError:
-        raise gr.Error("No pitch found in the input: try a monophonic, pitched recording "
-                       "(one voice or instrument).") from None
-    except ValueError as err:
-        raise gr.Error(f"Cannot transfer this input: {err}.") from None
+        _fail(f"No pitch found in {name}: try a monophonic, pitched recording (one voice or "
+              "instrument).")
+    except (ValueError, ModelFileError) as err:
+        _fail(f"Cannot transfer {name}: {err}.")
+    return out, audio, info, None, info.get("warning")
+
+
+def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, loudness_shift,
+                 quiet_db, harmonic_gain, noise_gain, reverb_mix, *, models: dict,
+                 max_seconds: float, workdir: Path):
+    """Gradio handler: (output wav path, curves figure, spectrograms, piano roll, summary)."""
+    if not audio_path and not midi_path:
+        _fail("Upload or record some audio, or choose a MIDI file, first.")
+    if instrument not in models:
+        _fail(f"Unknown instrument {instrument!r}.")
+    try:
+        model, meta = _model(str(models[instrument]))
+    except ModelFileError as err:
+        _fail(f"Could not load the {instrument} model: {err}")
+    sr = model.config.synth.sample_rate
+    options = TransferOptions(auto_adjust=bool(auto_adjust),
+                              pitch_shift_semitones=float(pitch_shift),
+                              loudness_shift_db=float(loudness_shift), quiet_db=float(quiet_db),
+                              harmonic_gain=float(harmonic_gain), noise_gain=float(noise_gain),
+                              reverb_mix=float(reverb_mix))
+    out, audio, info, notes, note = _render_input(audio_path, midi_path, model, meta, options,
+                                                  loudness_shift, max_seconds)
     out = limit_peak(out)
-    out_path = Path(tempfile.mkdtemp(prefix="ddsp_")) / f"{instrument}.wav"
+    out_path = workdir / f"{instrument}-{uuid.uuid4().hex[:8]}.wav"
     write_audio(out_path, out, sr)
+    _prune(workdir)
     adj = info["adjusted"]
-    text = (f"{seconds:.1f} s in, {instrument} out; octave shift {adj['octave_shift']:+d}, "
-            f"voiced {adj['voiced_fraction']:.0%}, muted {adj['muted_fraction']:.0%}")
-    return (str(out_path), curves_figure(model.config.synth.frame_rate_hz, info["input"], adj),
-            spectrograms_figure(audio, out, sr), text)
+    frame_rate = model.config.synth.frame_rate_hz
+    if notes is None:
+        text = (f"{len(out) / sr:.1f} s in, {instrument} out; octave shift "
+                f"{adj['octave_shift']:+d}, voiced {adj['voiced_fraction']:.0%}, muted "
+                f"{adj['muted_fraction']:.0%}")
+        roll = None
+    else:
+        text = f"MIDI, {len(out) / sr:.1f} s, {instrument} out; {note}"
+        note = None
+        roll = piano_roll_figure(notes, frame_rate, adj["f0_hz"], adj["loudness_db"])
+    if note:
+        text += f". Warning: {note}"
+    return (str(out_path), curves_figure(frame_rate, info["input"], adj),
+            spectrograms_figure(audio, out, sr), roll, text)
+
+
+def _prune(workdir: Path, keep: int = KEEP_OUTPUTS) -> None:
+    """Delete all but the newest ``keep`` rendered files (the folder does not grow)."""
+    files = sorted(workdir.glob("*.wav"), key=lambda p: p.stat().st_mtime)
+    for old in files[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks:
@@ -81,18 +144,23 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                          "--models-dir was given")
     names = list(models)
     default = "violin" if "violin" in models else names[0]
+    workdir = Path(tempfile.mkdtemp(prefix="ddsp_synth_app_"))
 
     def handler(*args):
-        return run_transfer(*args, models=models, max_seconds=max_seconds)
+        return run_transfer(*args, models=models, max_seconds=max_seconds, workdir=workdir)
 
-    with gr.Blocks(title="ddsp_synth timbre transfer") as demo:
+    # Gradio's own upload/output cache: files older than 30 min go, checked every 10 min.
+    with gr.Blocks(title="ddsp_synth timbre transfer", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# ddsp_synth — timbre transfer\nUpload or record a monophonic melody "
-                    "(singing, whistling, one instrument) and hear it played by a trained "
-                    f"instrument. Inputs up to {max_seconds:g} s.")
+                    "(singing, whistling, one instrument), or choose a MIDI file, and hear it "
+                    f"played by a trained instrument. Inputs up to {max_seconds:g} s.")
         with gr.Row():
             with gr.Column():
                 audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                     label="Input audio", elem_id="audio_in")
+                midi_in = gr.File(label="…or a MIDI file (played instead of the audio)",
+                                  file_types=[".mid", ".midi"], type="filepath",
+                                  elem_id="midi_in")
                 instrument = gr.Dropdown(names, value=default, label="Instrument",
                                          elem_id="instrument")
                 auto = gr.Checkbox(True, label="Auto-adjust pitch register and loudness",
@@ -101,6 +169,10 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                                   elem_id="pitch_shift")
                 loud = gr.Slider(-20, 20, value=0, step=1, label="Loudness shift (dB)",
                                  elem_id="loudness_shift")
+                quiet = gr.Slider(10, 100, value=40, step=1,
+                                  label="Quiet threshold (dB below the loud level: quieter "
+                                        "frames are muted by auto-adjust)",
+                                  elem_id="quiet_db")
                 harm = gr.Slider(0, 2, value=1, step=0.05, label="Harmonic gain",
                                  elem_id="harmonic_gain")
                 noise = gr.Slider(0, 2, value=1, step=0.05, label="Noise gain",
@@ -113,11 +185,15 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                                      interactive=False)
                 info = gr.Textbox(label="Summary", elem_id="info", interactive=False)
                 curves = gr.Plot(label="Pitch and loudness", elem_id="curves_plot")
+                roll = gr.Plot(label="Piano roll (MIDI input)", elem_id="roll_plot")
                 specs = gr.Plot(label="Spectrograms", elem_id="spec_plot")
-        inputs = [audio_in, instrument, auto, pitch, loud, harm, noise, reverb]
-        gr.Examples([[str(p), default] for p in EXAMPLES if p.exists()], [audio_in, instrument],
+        inputs = [audio_in, midi_in, instrument, auto, pitch, loud, quiet, harm, noise, reverb]
+        # Examples fill the input only: the chosen instrument stays.
+        gr.Examples([[str(p)] for p in EXAMPLES if p.exists()], [audio_in],
                     label="Examples (MIT-licensed clips)")
-        run.click(handler, inputs, [audio_out, curves, specs, info], api_name="transfer")
+        gr.Examples([[str(p)] for p in MIDI_EXAMPLES if p.exists()], [midi_in],
+                    label="MIDI example (Ode to Joy)")
+        run.click(handler, inputs, [audio_out, curves, specs, roll, info], api_name="transfer")
     demo.queue(default_concurrency_limit=1, max_size=16)
     return demo
 
@@ -125,17 +201,34 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ddsp_synth web demo")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--models-dir", help="also offer every model folder in this folder")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="longest input accepted")
+    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public link")
     return parser.parse_args(argv)
 
 
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not port_free(args.host, args.port):
+        print(f"ddsp_synth demo: port {args.port} on {args.host} is in use; choose another with "
+              f"'make demo PORT={args.port + 1}' or 'python app.py --port {args.port + 1}'",
+              file=sys.stderr)
+        return 1
     demo = build(args.models_dir, args.max_seconds)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                max_file_size=f"{args.max_upload_mb:g}mb")
     return 0
 
 

@@ -379,6 +379,70 @@ def _add_transfer(sub) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+# ----------------------------------------------------------------------------- render (MIDI)
+def _cmd_render(args) -> int:
+    from tqdm import tqdm
+
+    from .audio_io import check_writable, limit_peak, resample_audio, write_audio
+    from .midi import MidiError, MidiOptions, midi_to_curves
+    from .model import load_model, resolve_model
+    from .transfer import TransferOptions, render
+
+    out_path = Path(args.output)
+    if out_path.suffix.lower() not in (".wav", ".flac"):
+        raise AudioError(f"{out_path}: the output must end in .wav or .flac")
+    check_writable(out_path, args.force)
+    model, meta = load_model(resolve_model(args.model))
+    sr = model.config.synth.sample_rate
+    try:
+        curves = midi_to_curves(args.input, meta.get("dataset_stats"),
+                                model.config.synth.frame_rate_hz,
+                                MidiOptions(release_s=args.release,
+                                            loudness_shift_db=args.loudness_shift),
+                                track=args.track, transpose=args.transpose,
+                                tempo_scale=args.tempo_scale)
+    except MidiError as err:
+        raise MidiError(f"{args.input}: {err}") from None
+    options = TransferOptions(harmonic_gain=args.harmonic_gain, noise_gain=args.noise_gain,
+                              reverb_mix=args.reverb_mix, seed=args.seed)
+    seconds = len(curves["f0_hz"]) / model.config.synth.frame_rate_hz
+    with tqdm(total=round(seconds, 1), unit="s audio", disable=args.quiet, desc="render") as bar:
+        audio = render(model, curves["f0_hz"], curves["loudness_db"], options, bar)
+    out_sr = args.sample_rate or sr
+    write_audio(out_path, limit_peak(resample_audio(audio, sr, out_sr)), out_sr, force=args.force)
+    print(f"{args.input} -> {out_path} ({seconds:.2f} s): {curves['info']['message']}")
+    return 0
+
+
+def _add_render(sub) -> None:
+    p = _add(sub, "render", "play a MIDI file (one monophonic part) with a trained instrument",
+             "ddsp-synth render examples/ode_to_joy.mid --model violin -o ode.wav", _cmd_render)
+    p.add_argument("input", help="MIDI file (.mid)")
+    p.add_argument("--model", required=True, help=_installed_models())
+    p.add_argument("-o", "--output", required=True, help="output .wav or .flac")
+    p.add_argument("--track", type=_number(int, 0, 10000),
+                   help="which part to play, numbered from 0 among those with notes (default: "
+                        "the first pitched one); a polyphonic part plays its highest voice")
+    p.add_argument("--transpose", type=_number(float, -48.0, 48.0), default=0.0,
+                   help="semitones (fractional allowed)")
+    p.add_argument("--tempo-scale", type=_number(float, 0.1, 10.0), default=1.0,
+                   help="multiplies the tempo: 2 = twice as fast, 0.5 = twice as slow")
+    p.add_argument("--loudness-shift", type=_number(float, -60.0, 60.0), default=0.0, help="dB")
+    p.add_argument("--release", type=_number(float, 0.0, 10.0), default=0.2,
+                   help="release of the last note (s), added to the MIDI length")
+    p.add_argument("--sample-rate", type=_number(int, 8000, 192000),
+                   help="output rate in Hz (default: the model's)")
+    p.add_argument("--harmonic-gain", type=_number(float, 0.0, 10.0), default=1.0,
+                   help="linear gain")
+    p.add_argument("--noise-gain", type=_number(float, 0.0, 10.0), default=1.0, help="linear gain")
+    p.add_argument("--reverb-mix", type=_number(float, 0.0, 10.0), default=1.0,
+                   help="learned reverb amount (0 = dry, 1 = as trained)")
+    p.add_argument("--seed", type=_number(int, 0, 2**32 - 1), default=0,
+                   help="seed of the noise generator")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 # ----------------------------------------------------------------------------- stream
 def _cmd_stream(args) -> int:
     from tqdm import tqdm
@@ -478,7 +542,7 @@ def _read_json(path) -> dict:
 
 
 COMMANDS = (_add_demo, _add_prepare, _add_train, _add_export, _add_eval, _add_transfer,
-            _add_stream, _add_export_runtime)
+            _add_render, _add_stream, _add_export_runtime)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,11 +89,13 @@ def hz_to_midi(f_hz):
     (8.18 Hz) map to 0. numpy arrays and torch tensors alike."""
     if isinstance(f_hz, torch.Tensor):
         return 69.0 + 12.0 * torch.log2(f_hz.clamp_min(MIDI_0_HZ) / 440.0)
-    return 69.0 + 12.0 * np.log2(np.maximum(f_hz, MIDI_0_HZ) / 440.0)
+    return 69.0 + 12.0 * np.log2(np.maximum(np.asarray(f_hz, np.float64), MIDI_0_HZ) / 440.0)
 
 
 def midi_to_hz(midi):
     """Frequency in Hz of a (fractional) MIDI note number; numpy or torch."""
+    if not isinstance(midi, torch.Tensor):
+        midi = np.asarray(midi, np.float64)
     return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
 
 

@@ -35,7 +35,8 @@ def app_url(exported, tmp_path_factory):
     shutil.copytree(exported, models / "testviolin")
     demo = app.build(str(models), max_seconds=5.0)
     port = _free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                max_file_size="2mb")
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -47,38 +48,118 @@ def wav_path(tmp_path_factory):
     return str(p)
 
 
+def _predict(client, audio=None, midi=None, instrument="testviolin", auto=True, pitch=0.0,
+             loud=0.0, quiet=40.0, harm=1.0, noise=1.0, reverb=1.0):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(audio)) if audio else None,
+                          handle_file(str(midi)) if midi else None, instrument, auto, pitch,
+                          loud, quiet, harm, noise, reverb, api_name="/transfer")
+
+
 def test_api_transfer(app_url, wav_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
     client = Client(app_url, verbose=False)
-    out, curves, specs, info = client.predict(handle_file(wav_path), "testviolin", False, 12.0,
-                                              0.0, 1.0, 1.0, 0.5, api_name="/transfer")
+    out, curves, specs, roll, info = _predict(client, wav_path, auto=False, pitch=12.0,
+                                              reverb=0.5)
     y, sr = sf.read(out)
     assert sr == 16000 and len(y) == 32000 and np.abs(y).max() > 1e-3
     assert "octave shift +0" in info and curves is not None and specs is not None
+    assert roll is None  # the piano roll is for MIDI input
     # the pitch shift reached the model: the output plays an octave up (600 Hz)
     assert abs(1200 * np.log2(median_pitch_hz(y) / 600.0)) < 30
 
 
-def test_api_friendly_errors(app_url, tmp_path):
-    from gradio_client import Client, handle_file
+def test_api_midi_input_plays_the_notes_with_a_piano_roll(app_url, tmp_path):
+    import pretty_midi
+    from gradio_client import Client
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(program=40)
+    for i, pitch in enumerate((62, 66, 69, 66)):  # D4 F#4 A4 F#4, 0.5 s each
+        inst.notes.append(pretty_midi.Note(velocity=90, pitch=pitch, start=0.5 * i,
+                                           end=0.5 * i + 0.45))
+    pm.instruments.append(inst)
+    song = tmp_path / "song.mid"
+    pm.write(str(song))
+    client = Client(app_url, verbose=False)
+    out, curves, specs, roll, info = _predict(client, midi=song)
+    y, sr = sf.read(out)
+    assert sr == 16000 and len(y) == int(round((1.95 + 0.2) * 100)) * 160  # last note-off + release
+    assert "MIDI" in info and roll is not None and curves is not None
+    # the third note (A4, 1.0-1.45 s) sounds at 440 Hz
+    assert abs(1200 * np.log2(median_pitch_hz(y[int(1.1 * sr): int(1.4 * sr)]) / 440.0)) < 30
+
+
+def test_api_friendly_errors_without_tracebacks(app_url, tmp_path, capfd):
+    from gradio_client import Client
 
     client = Client(app_url, verbose=False)
     long = tmp_path / "long.wav"
     sf.write(long, synth_tone(6.0, 16000), 16000)
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16000), 16000)
-    for path, message in ((long, "at most 5 s"), (silent, "silent")):
-        with pytest.raises(Exception, match=message):
-            client.predict(handle_file(str(path)), "testviolin", True, 0.0, 0.0, 1.0, 1.0, 1.0,
-                           api_name="/transfer")
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    fake_midi = tmp_path / "fake.mid"
+    fake_midi.write_text("not midi")
+    capfd.readouterr()
+    for kwargs, message in (({"audio": long}, "long.wav is 6 s long; this demo takes at most 5 s"),
+                            ({"audio": silent}, "silent"),
+                            ({"audio": broken}, "Could not read broken.wav: unreadable audio"),
+                            ({"midi": fake_midi}, "Cannot play fake.mid: not a MIDI file"),
+                            ({}, "Upload or record some audio")):
+        with pytest.raises(Exception, match=message) as err:
+            _predict(client, **kwargs)
+        assert str(tmp_path) not in str(err.value)  # the upload's temporary path is not shown
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err + printed.out
 
 
-def test_app_binds_localhost_by_default():
+def test_upload_over_the_size_limit_is_refused(app_url, tmp_path):
+    from gradio_client import Client
+
+    big = tmp_path / "big.wav"
+    sf.write(big, np.zeros((12 * 48000, 2), np.float32) + 0.1, 48000, subtype="FLOAT")  # 4.6 MB
+    with pytest.raises(Exception, match="(?i)size|large"):
+        _predict(Client(app_url, verbose=False), big)
+
+
+def test_eight_concurrent_users_all_get_their_output(app_url, wav_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    def one(i):
+        client = Client(app_url, verbose=False)
+        out, *_ = _predict(client, wav_path, auto=False, pitch=float(i % 3))
+        return sf.info(out).frames
+
+    with ThreadPoolExecutor(8) as pool:
+        frames = list(pool.map(one, range(8)))
+    assert frames == [32000] * 8
+
+
+def test_port_in_use_is_one_line(capsys):
+    import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert app.main(["--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"port {port}" in err and "make demo PORT=" in err
+
+
+def test_app_binds_localhost_by_default(monkeypatch):
     import app
 
     args = app.parse_args([])
     assert args.host == "127.0.0.1" and not args.share and args.max_seconds == 60.0
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    assert app.parse_args([]).port == 7999 and app.parse_args(["--port", "7000"]).port == 7000
 
 
 pw = pytest.importorskip("playwright.sync_api")
@@ -122,5 +203,9 @@ def test_browser_upload_transfer_and_play(app_url, wav_path, tmp_path):
         shot = tmp_path / "app.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 20_000
+        # an example fills the audio input and keeps the chosen instrument
+        page.get_by_text("clarinet_melody.flac").first.click()
+        page.wait_for_selector("#audio_in a[data-testid=download-link][href*='clarinet_melody']")
+        assert page.input_value("#instrument input[role=combobox]") == "testviolin"
         browser.close()
     assert not errors, errors

@@ -167,3 +167,34 @@ def test_live_engine_returns_a_hop_per_hop_after_the_lookahead(trumpet):
     got = np.concatenate(outs)
     assert np.array_equal(streamed_out[: len(got)], got)  # the simulation is the engine
     assert report["blocks"] == len(sizes) and np.abs(got).max() > 0.01
+
+
+def test_midi_live_engine_equals_offline_midi_render(trumpet):
+    """MIDI events hop by hop through the live engine give the offline MIDI rendering,
+    one hop later (noise off, so both render the same deterministic signal)."""
+    from ddsp_synth.midi import midi_to_curves, read_midi
+    from ddsp_synth.streaming import MidiLiveEngine
+    from ddsp_synth.transfer import TransferOptions, render
+
+    meta = trumpet.meta
+    song = models_dir().parent / "examples" / "ode_to_joy.mid"
+    fr = trumpet.config.synth.frame_rate_hz
+    curves = midi_to_curves(song, meta["dataset_stats"], fr, transpose=-12.0)
+    offline = render(trumpet, curves["f0_hz"], curves["loudness_db"],
+                     TransferOptions(noise_gain=0.0))
+    live = MidiLiveEngine(trumpet, meta, transpose_semitones=-12.0, engine="torch",
+                          noise_gain=0.0)
+    events = read_midi(song).parts[0].events
+    frames = [round(t * fr) for t, _, _ in events]
+    out, e = [], 0
+    for i in range(len(curves["f0_hz"])):
+        batch = []
+        while e < len(events) and frames[e] <= i:
+            batch.append(events[e][2])
+            e += 1
+        out.append(live.process(batch))
+    got = np.concatenate(out + [live.synth.flush()])
+    assert live.latency_samples == HOP
+    assert np.all(got[:HOP] == 0.0) and len(got) == len(offline) + HOP
+    assert np.abs(got[HOP:] - offline).max() < 1e-4
+    assert np.abs(offline).max() > 0.05

@@ -86,6 +86,40 @@ class LiveEngine:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+class MidiLiveEngine:
+    """MIDI events in, instrument out, one hop per frame: the synthesis-only live path.
+
+    A :class:`~ddsp_synth.midi.MidiPerformer` turns events into the model's f0/loudness frame
+    by frame (the same player that renders MIDI files) and :class:`StreamingSynth` plays each
+    frame. A host calls :meth:`process` once per hop with the MIDI messages (mido) that
+    arrived during it; the block returned is the previous frame's (``latency_samples`` = one
+    hop, 10 ms at 16 kHz: no feature look-ahead on this path).
+    """
+
+    def __init__(self, model, meta: dict, options=None, transpose_semitones: float = 0.0,
+                 engine: str = "onnx", seed: int = 0, harmonic_gain: float = 1.0,
+                 noise_gain: float = 1.0, reverb_mix: float = 1.0):
+        from ..midi import MidiOptions, MidiPerformer
+
+        self.synth = StreamingSynth(model, harmonic_gain, noise_gain, reverb_mix, seed, engine)
+        self.performer = MidiPerformer(meta.get("dataset_stats"),
+                                       model.config.synth.frame_rate_hz,
+                                       options or MidiOptions(), transpose_semitones)
+        self.sample_rate = self.synth.sample_rate
+        self.hop = self.synth.hop
+        self.latency_samples = self.synth.latency_samples
+
+    def reset(self) -> None:
+        self.performer.reset()
+        self.synth.reset()
+
+    def process(self, messages=(), noise: np.ndarray | None = None) -> np.ndarray:
+        """Apply this hop's MIDI messages, then render: [hop] float32."""
+        for message in messages:
+            self.performer.send(message)
+        return self.synth.process_frame(*self.performer.next_frame(), noise)
+
+
 def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOptions = LiveOptions(),
                  engine: str = "torch", crepe_model: str | None = None, seed: int = 0,
                  progress=None) -> tuple[np.ndarray, dict]:
