@@ -15,10 +15,17 @@ Modules, in the order data flows: ``core`` (DSP kernels) -> ``audio_io`` -> ``pi
 """
 
 import importlib
+import os
 import sys
 import types
 
 __version__ = "0.1.0"
+
+# OpenMP worker threads that spin while they wait turn one busy neighbour process on a small
+# machine into a many-fold slowdown (they wait for a thread the OS has descheduled); passive
+# waiting costs nothing measurable on a quiet machine (bench/bench_contention.py). This must
+# be set before torch loads its OpenMP runtime; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # public name -> module that defines it
 _API = {

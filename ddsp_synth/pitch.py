@@ -113,6 +113,10 @@ def _onnx_crepe(model: str, threads: int):
     # No memory arena: it would keep the largest batch's buffers for the life of the process
     # (~250 MB for tiny at 512 frames); allocation costs are negligible at this batch size.
     opts.enable_cpu_mem_arena = False
+    # Its threads wait as torch's do (OMP_WAIT_POLICY, passive unless the user says ACTIVE, see
+    # ddsp_synth/__init__): spinning threads starve a busy machine's other processes.
+    spin = os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     if not path.exists():
         path = _export_crepe(model, path)
     try:
