@@ -200,7 +200,9 @@ def _add_train(sub) -> None:
                    help="bf16: decoder under bfloat16 autocast (faster on CPUs with "
                         "AVX512-BF16/AMX and on GPUs; default fp32)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
-    p.add_argument("--init-from", help="start from an exported model's weights (fine-tune)")
+    p.add_argument("--init-from", help="start from a model's weights and settings (fine-tune): "
+                   "a model folder, a shipped name, or 'auto' (the shipped model that already "
+                   "plays this data best)")
     p.add_argument("--force", action="store_true", help="start over in an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

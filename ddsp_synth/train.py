@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -268,6 +269,12 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
         raise TrainingError(f"{run_dir} already holds a run; use --resume to continue it "
                             "or --force to start over")
     feature_cfg = manifest["config"]["features"]
+    if init_from == "auto":
+        init_from = closest_shipped_model(data_dir)
+        if main_proc:
+            print(f"starting from the shipped model {init_from.name!r}, the one that plays this "
+                  "data best" if init_from else "no shipped model fits this data's feature "
+                  "settings: starting from scratch", file=sys.stderr)
     if init_from is not None:
         from .model import load_model
 
@@ -292,6 +299,35 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
     if distributed:
         dist.barrier()
     return model_config, config, init_model
+
+
+def closest_shipped_model(data_dir: str | os.PathLike, n_examples: int = 8) -> Path | None:
+    """The shipped model that already resynthesizes a dataset best: lowest multi-resolution
+    spectral loss on ``n_examples`` training windows spread over the data, each model
+    normalising loudness with this dataset's statistics (as it will when fine-tuned). Only
+    models with the dataset's feature settings qualify; None when none does."""
+    from .losses import multi_resolution_stft_loss
+    from .model import available_models, load_model
+
+    features = load_manifest(data_dir)["config"]["features"]
+    stats = load_stats(data_dir)
+    data = DDSPDataset(data_dir, "train")
+    idx = np.linspace(0, len(data) - 1, min(n_examples, len(data))).round().astype(int)
+    batch = collate([data[int(i)] for i in idx])
+    best, best_loss = None, math.inf
+    for path in available_models().values():
+        model, _ = load_model(path)
+        if asdict(model.config.features) != features or model.encoder is not None:
+            continue
+        with torch.no_grad():
+            model.loudness_mean_db.fill_(stats["loudness_db_mean"])
+            model.loudness_std_db.fill_(stats["loudness_db_std"])
+            out = model(batch["f0_hz"][..., None], batch["loudness_db"][..., None],
+                        generator=torch.Generator().manual_seed(0))
+            loss = float(multi_resolution_stft_loss(out, batch["audio"], model.config.loss))
+        if loss < best_loss:
+            best, best_loss = path, loss
+    return best
 
 
 def _read_run(run_file: Path) -> dict:
@@ -470,7 +506,8 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     DistributedSampler; rank 0 logs, validates and checkpoints.
 
     ``init_from`` starts a new run from an exported model's weights and settings (fine-tuning
-    or continuing a shipped model; the optimiser starts afresh).
+    or continuing a shipped model; the optimiser starts afresh); ``"auto"`` picks the shipped
+    model that already plays the data best (:func:`closest_shipped_model`).
     """
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
