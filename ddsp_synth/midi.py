@@ -54,12 +54,13 @@ import bisect
 import io
 import math
 import stat
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .audio_io import AudioError
+from .config import ConfigError, check_fields
 from .core import midi_to_hz
 
 MIDI_MAX = 127
@@ -146,37 +147,20 @@ class MidiOptions:
     max_duration_s: float = 3600.0
 
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise MidiError(f"MIDI option {f.name} must be a finite number, got {v!r}")
-        non_negative = ("attack_s", "decay_s", "release_s", "release_fade_db", "portamento_s",
-                        "legato_gap_s", "max_legato_overlap_s", "reattack_dip_db",
-                        "level_smoothing_s", "vibrato_depth_cents", "vibrato_rate_hz",
-                        "vibrato_delay_s", "vibrato_ramp_s", "mod_wheel_vibrato_cents")
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise MidiError(f"MIDI option {name} must be >= 0, got {getattr(self, name)}")
-        bounded = {"attack_s": 10.0, "decay_s": 10.0, "release_s": 30.0, "portamento_s": 10.0,
-                   "legato_gap_s": 10.0, "max_legato_overlap_s": 10.0, "vibrato_rate_hz": 50.0,
-                   "vibrato_depth_cents": 1200.0, "mod_wheel_vibrato_cents": 1200.0,
-                   "release_fade_db": 200.0, "reattack_dip_db": 200.0,
-                   "level_smoothing_s": 10.0}
-        for name, hi in bounded.items():
-            if getattr(self, name) > hi:
-                raise MidiError(f"MIDI option {name} must be <= {hi:g}, got {getattr(self, name)}")
-        if not 0 < self.dynamic_range_db <= 200:
-            raise MidiError(f"MIDI option dynamic_range_db must be in (0, 200], got "
-                            f"{self.dynamic_range_db}")
-        if not 0 <= self.quiet_percentile < self.loud_percentile <= 100:
-            raise MidiError("MIDI options need 0 <= quiet_percentile < loud_percentile <= 100, "
-                            f"got {self.quiet_percentile} and {self.loud_percentile}")
-        if not 0 < self.max_duration_s <= 24 * 3600:
-            raise MidiError(f"MIDI option max_duration_s must be in (0, 86400], got "
-                            f"{self.max_duration_s}")
-        if abs(self.attack_accent_db) > 40 or abs(self.loudness_shift_db) > 100:
-            raise MidiError("MIDI options attack_accent_db (|x| <= 40) or loudness_shift_db "
-                            "(|x| <= 100) out of range")
+        check_fields(self, ranges={
+            "attack_s": (0.0, 10.0), "attack_accent_db": (-40.0, 40.0), "decay_s": (0.0, 10.0),
+            "release_s": (0.0, 30.0), "release_fade_db": (0.0, 200.0),
+            "portamento_s": (0.0, 10.0), "legato_gap_s": (0.0, 10.0),
+            "max_legato_overlap_s": (0.0, 10.0), "reattack_dip_db": (0.0, 200.0),
+            "level_smoothing_s": (0.0, 10.0), "dynamic_range_db": (0.1, 200.0),
+            "quiet_percentile": (0.0, 100.0), "loud_percentile": (0.0, 100.0),
+            "loudness_shift_db": (-100.0, 100.0), "vibrato_depth_cents": (0.0, 1200.0),
+            "vibrato_rate_hz": (0.0, 50.0), "vibrato_delay_s": (0.0, 60.0),
+            "vibrato_ramp_s": (0.0, 60.0), "mod_wheel_vibrato_cents": (0.0, 1200.0),
+            "max_duration_s": (0.01, 24 * 3600.0)}, prefix="MIDI option ")
+        if self.quiet_percentile >= self.loud_percentile:
+            raise ConfigError("MIDI options need quiet_percentile < loud_percentile, got "
+                              f"{self.quiet_percentile} and {self.loud_percentile}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ import os
 import numpy as np
 import pretty_midi
 import pytest
+
 from conftest import SHARED_DATA
 
 from ddsp_synth.audio_io import AudioError
+from ddsp_synth.config import ConfigError
 from ddsp_synth.midi import (
     MidiError,
     MidiOptions,
@@ -445,7 +447,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
                                  {"dynamic_range_db": 0.0}, {"max_duration_s": 1e9},
                                  {"release_s": "long"}, {"portamento_s": 1e6}])
 def test_bad_options_one_line(bad):
-    with pytest.raises(MidiError) as err:
+    with pytest.raises(ConfigError) as err:
         MidiOptions(**bad)
     assert "\n" not in str(err.value) and next(iter(bad)) in str(err.value)
 
