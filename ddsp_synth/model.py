@@ -242,6 +242,40 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPM
     return model, meta
 
 
+# Fade applied where a learned reverb tail is cut to a shorter response (s).
+REVERB_CUT_FADE_S = 0.01
+
+
+def copy_weights(source: DDSPModel, target: DDSPModel) -> None:
+    """Start ``target`` from ``source``'s weights (fine-tuning into other settings).
+
+    Tensors of equal shape are copied; a learned reverb tail of another length is cut (with
+    a 10 ms fade) or padded with zeros, so a model can be fine-tuned into a shorter or longer
+    room. The loudness normalisation stays the target's (its own dataset's). Any other
+    difference in shape is a ValueError naming the tensor.
+    """
+    src = source.state_dict()
+    weights = {}
+    for name, tensor in target.state_dict().items():
+        if name.startswith("loudness_") or name not in src:
+            continue
+        value = src[name]
+        if value.shape != tensor.shape:
+            if name != "synth.reverb.tail" or value.shape[0] != tensor.shape[0]:
+                raise ValueError(f"cannot start from that model: {name} has shape "
+                                 f"{tuple(value.shape)}, these settings need {tuple(tensor.shape)}")
+            n = tensor.shape[1]
+            value = value[:, :n].clone()
+            if value.shape[1] < n:
+                value = torch.nn.functional.pad(value, (0, n - value.shape[1]))
+            else:
+                fade = min(n - 1, int(REVERB_CUT_FADE_S * target.config.synth.sample_rate))
+                if fade > 0:
+                    value[:, n - fade:] *= torch.linspace(1.0, 0.0, fade)
+        weights[name] = value
+    target.load_state_dict(weights, strict=False)
+
+
 def with_stats(config: ModelConfig, stats: dict) -> DDSPModel:
     """A fresh model whose loudness normalisation comes from dataset statistics."""
     check_stats(stats, ("loudness_db_mean", "loudness_db_std"))

@@ -35,7 +35,7 @@ from .config import check_fields, from_dict
 from .data import DDSPDataset, collate, load_manifest, load_stats
 from .evaluate import evaluate_batches
 from .losses import training_loss
-from .model import DDSPModel, ModelConfig, with_stats
+from .model import DDSPModel, ModelConfig, copy_weights, with_stats
 
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -270,16 +270,13 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
                             "or --force to start over")
     feature_cfg = manifest["config"]["features"]
     if init_from == "auto":
-        init_from = closest_shipped_model(data_dir)
-        if main_proc:
-            print(f"starting from the shipped model {init_from.name!r}, the one that plays this "
-                  "data best" if init_from else "no shipped model fits this data's feature "
-                  "settings: starting from scratch", file=sys.stderr)
+        init_from = _auto_init(data_dir, main_proc)
     if init_from is not None:
         from .model import load_model
 
         init_model, _ = load_model(init_from)
-        model_config = init_model.config
+        if model_config is None:
+            model_config = init_model.config
     if model_config is None:
         model_config = ModelConfig.for_sample_rate(feature_cfg["sample_rate"],
                                                    feature_cfg["sample_rate"] / feature_cfg["hop"],
@@ -330,6 +327,16 @@ def closest_shipped_model(data_dir: str | os.PathLike, n_examples: int = 8) -> P
     return best
 
 
+def _auto_init(data_dir: Path, say: bool) -> Path | None:
+    """:func:`closest_shipped_model`, saying what it chose."""
+    init_from = closest_shipped_model(data_dir)
+    if say:
+        print(f"starting from the shipped model {init_from.name!r}, the one that plays this "
+              "data best" if init_from else "no shipped model fits this data's feature "
+              "settings: starting from scratch", file=sys.stderr)
+    return init_from
+
+
 def _read_run(run_file: Path) -> dict:
     """``run.json`` of a run folder, checked to hold what a run needs."""
     try:
@@ -352,10 +359,8 @@ def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: Tra
     device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     torch.manual_seed(config.seed + rank)
     model = with_stats(model_config, load_stats(data_dir)).to(device)
-    if init_model is not None:
-        # weights only: the loudness normalisation stays this dataset's
-        model.load_state_dict({k: v for k, v in init_model.state_dict().items()
-                               if not k.startswith("loudness_")}, strict=False)
+    if init_model is not None:  # weights only: the loudness normalisation stays this data's
+        copy_weights(init_model, model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     step, wall_s, history = 0, 0.0, []
     if resume:
@@ -585,18 +590,25 @@ def train_from_overrides(data_dir: str | os.PathLike, run_dir: str | os.PathLike
                          overrides: dict, **kwargs) -> dict:
     """:func:`train` with settings given as JSON-like overrides of the defaults:
     ``{"model": {...}, "train": {...}}`` (sections and fields left out keep their defaults;
-    ``model`` is ignored when resuming or with ``init_from``)."""
+    ``model`` overrides apply to the settings of the ``init_from`` model when there is one,
+    else to the defaults for the dataset; they are ignored when resuming)."""
     unknown = set(overrides) - {"model", "train"}
     if unknown:
         raise TrainingError(f"unknown settings section(s) {sorted(unknown)}; expected "
                             "'model' and/or 'train'")
     model_config = None
-    if "model" in overrides:
-        # the dataset's feature settings and the defaults for its rate, then the overrides
-        fc = load_manifest(data_dir)["config"]["features"]
-        base = ModelConfig.for_sample_rate(fc["sample_rate"], fc["sample_rate"] / fc["hop"],
-                                           fc["crepe_model"]).to_dict()
-        base["features"] = fc
+    if "model" in overrides and not kwargs.get("resume"):
+        if kwargs.get("init_from") == "auto":
+            kwargs["init_from"] = _auto_init(Path(data_dir), _dist_info()[1] == 0)
+        if kwargs.get("init_from") is not None:
+            from .model import load_model
+
+            base = load_model(kwargs["init_from"])[0].config.to_dict()
+        else:  # the dataset's feature settings and the defaults for its rate
+            fc = load_manifest(data_dir)["config"]["features"]
+            base = ModelConfig.for_sample_rate(fc["sample_rate"], fc["sample_rate"] / fc["hop"],
+                                               fc["crepe_model"]).to_dict()
+            base["features"] = fc
         model_config = ModelConfig.from_dict(_merged(base, overrides["model"], "model."))
     return train(data_dir, run_dir, model_config,
                  from_dict(TrainConfig, overrides.get("train", {}), "train."), **kwargs)

@@ -102,3 +102,26 @@ def test_z_encoder_variant_trains_end_to_end():
     assert model.encoder.gru.weight_ih_l0.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="needs the input audio"):
         model(f0, loud)
+
+
+def test_copy_weights_cuts_or_pads_the_reverb_and_refuses_other_shapes():
+    from ddsp_synth.model import copy_weights
+    from ddsp_synth.processors import SynthConfig
+
+    src = DDSPModel(ModelConfig(synth=SynthConfig(reverb_s=0.5)), -30.0, 10.0)
+    short = DDSPModel(ModelConfig(synth=SynthConfig(reverb_s=0.2)), -20.0, 5.0)
+    copy_weights(src, short)
+    a, b = src.state_dict(), short.state_dict()
+    assert torch.equal(a["decoder.head.weight"], b["decoder.head.weight"])
+    assert float(b["loudness_mean_db"]) == -20.0  # normalisation stays the target's
+    cut = b["synth.reverb.tail"]
+    n, fade = cut.shape[1], 160  # 10 ms at 16 kHz
+    assert torch.equal(cut[:, : n - fade], a["synth.reverb.tail"][:, : n - fade])
+    assert float(cut[0, -1]) == 0.0 and abs(float(cut[0, n - fade])) <= abs(float(a["synth.reverb.tail"][0, n - fade]))
+    long = DDSPModel(ModelConfig(synth=SynthConfig(reverb_s=0.8)))
+    copy_weights(src, long)
+    padded = long.state_dict()["synth.reverb.tail"]
+    assert torch.equal(padded[:, :8000], a["synth.reverb.tail"]) and not padded[:, 8000:].any()
+    wide = DDSPModel(ModelConfig(decoder=ModelConfig().decoder.__class__(hidden=64)))
+    with pytest.raises(ValueError, match="decoder"):
+        copy_weights(src, wide)

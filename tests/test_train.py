@@ -179,3 +179,19 @@ def test_tensorboard_gets_validation_metrics_and_audio(tiny_dataset, tmp_path):
     assert [e.step for e in acc.Scalars("val/spectral_loss")] == [2, 4]  # every validation
     assert {"val/0/target", "val/0/resynthesis", "val/1/resynthesis"} <= set(audio), audio
     assert [e.step for e in acc.Audio("val/0/resynthesis")] == [2, 4]
+
+
+def test_fine_tune_into_a_shorter_reverb_from_overrides(tiny_dataset, exported, tmp_path):
+    from ddsp_synth.model import load_model
+    from ddsp_synth.train import train_from_overrides
+
+    source, _ = load_model(exported)
+    summary = train_from_overrides(
+        tiny_dataset, tmp_path / "short", {"model": {"synth": {"reverb_s": 0.1}},
+                                           "train": {**FAST, "learning_rate": 0.0, "steps": 2}},
+        init_from=exported, show_progress=False)
+    assert summary["step"] == 2
+    w = _weights(tmp_path / "short")
+    assert w["synth.reverb.tail"].shape == (1, 1600)
+    ref = source.state_dict()
+    assert torch.equal(w["decoder.head.weight"], ref["decoder.head.weight"])  # lr 0: unchanged
