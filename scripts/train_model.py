@@ -12,10 +12,16 @@
    (an existing run is resumed until that budget is spent); ``--init-from-shipped`` starts a
    new run from the current ``models/NAME`` (fine-tuning, fresh optimiser);
 3. ``ddsp-synth export RUN -o models/NAME --force``;
-4. ``ddsp-synth eval models/NAME data/NAME`` on the held-out part of the shared file,
-   ``MODEL_CARD.md``, ``eval.json`` and ``train_config.json`` (which keeps the recipe: the
-   command of every stage that led to the model, so a model is rebuilt from scratch by
-   running them in order).
+4. ``ddsp-synth eval models/NAME data/NAME`` on the held-out part of the shared file, and
+   ``ddsp-synth eval models/NAME data/heldout/NAME_SEED.flac`` on unseen performances
+   (rendered by ``scripts/render_heldout.py`` with seeds no training ever used: 7000..7004,
+   7010..7014, 7020..7024), then ``MODEL_CARD.md``, ``eval.json`` and ``train_config.json``
+   (which keeps the recipe: the command of every stage that led to the model, so a model is
+   rebuilt from scratch by running them in order).
+
+``--config FILE`` passes settings to ``ddsp-synth train --config`` (e.g. a shorter learned
+room, ``{"model": {"synth": {"reverb_s": 0.2}}}``; with ``--init-from-shipped`` the model's
+weights are carried over into the new settings).
 """
 
 from __future__ import annotations
@@ -36,6 +42,17 @@ EXE = [sys.executable, "-m", "ddsp_synth"]
 GENERATOR = SHARED.parent / "render_melodies.py"
 INSTRUMENTS = ["violin", "flute", "trumpet", "altosax", "cello"]  # shared seeds 1000..1004
 EXTRA_SEED_BASE = 2000
+# Unseen performances (scripts/render_heldout.py): one 60 s render per seed base and instrument
+UNSEEN_SEED_BASES = (7000, 7010, 7020)
+UNSEEN_DIRS = ("heldout", "heldout_extra", "heldout_extra")
+
+
+def unseen_files(name: str) -> list[Path]:
+    """The instrument's unseen performances that exist (rendered by render_heldout.py)."""
+    i = INSTRUMENTS.index(name)
+    files = [ROOT / "data" / d / f"{name}_{base + i}.flac"
+             for d, base in zip(UNSEEN_DIRS, UNSEEN_SEED_BASES)]
+    return [f for f in files if f.exists()]
 
 
 def run(args: list[str]) -> str:
@@ -57,8 +74,33 @@ def recipe_totals(recipe: list[dict]) -> tuple[str, str]:
             " + ".join(f"{r['minutes']:.1f}" for r in recipe))
 
 
+def _unseen_section(name: str, unseen: dict) -> str:
+    rows = "\n".join(
+        f"| `{f}` | {m['f0_l1_cents']:.1f} ({m['f0_median_cents']:.1f}) | "
+        f"{m['f0_outlier_ratio']:.2%} | {m['loudness_l1_db']:.2f} |"
+        + (f" {unseen['full'][f]['f0_l1_cents']:.1f} |" if unseen.get("full") else "")
+        for f, m in unseen["tiny"].items())
+    mean = unseen["mean"]
+    head_full = " f0 L1 with CREPE full on the output |" if unseen.get("full") else ""
+    sep_full = "---|" if unseen.get("full") else ""
+    mean_full = (f" {unseen['mean_full']['f0_l1_cents']:.1f} |" if unseen.get("full") else "")
+    return f"""
+## Unseen performances (the figures to quote)
+
+Performances this model never heard, in training or in choosing it: 60 s each, rendered by the
+shared generator with seeds no training used (`python scripts/render_heldout.py`), resynthesized
+whole (`ddsp-synth eval models/{name} data/heldout/FILE.flac`). Targets: f0 L1 <= 10 cents,
+loudness L1 <= 1 dB.
+
+| performance | f0 L1 cents (median) | f0 outliers > 50 c | loudness L1 dB |{head_full}
+|---|---|---|---|{sep_full}
+{rows}
+| **mean** | **{mean['f0_l1_cents']:.1f}** | {mean['f0_outlier_ratio']:.2%} | **{mean['loudness_l1_db']:.2f}** |{mean_full}
+"""
+
+
 def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, source: Path,
-               recipe: list[dict], extra: str = "") -> str:
+               recipe: list[dict], extra: str = "", unseen_metrics: dict | None = None) -> str:
     tr = meta["training"]
     steps, minutes = recipe_totals(recipe)
     stages = "".join(f"\n{i + 1}. `{r['command']}` — {r['steps']} steps, {r['minutes']:.1f} min"
@@ -66,6 +108,7 @@ def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, 
     hist = tr.get("loss_history", [])
     rows = "\n".join(f"| {s} | {w / 60:.1f} | {loss:.3f} |" for s, w, loss in hist)
     stats = meta["dataset_stats"]
+    unseen = _unseen_section(name, unseen_metrics) if unseen_metrics else ""
     full = ""
     if metrics_full:
         full = (f"\nMeasured with CREPE full on the output instead (input f0 still from tiny): "
@@ -91,7 +134,11 @@ def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, 
 {intro}
 {stages}
 
-## Held-out evaluation (`ddsp-synth eval models/{name} data/{name}`, last 20 s)
+{unseen}
+## Held-out part of the training recording (`ddsp-synth eval models/{name} data/{name}`, last 20 s)
+
+The last 20 s of the shared file, never trained on — but the same performance as the training
+part, so these figures are kinder than the unseen ones above.
 
 | metric | value | target |
 |---|---|---|
@@ -143,13 +190,47 @@ def write_card(name: str, model: Path, source: Path) -> None:
              f"{EXTRA_SEED_BASE + INSTRUMENTS.index(name)}, its last 20 s held out too)"
              if seconds else "")
     (model / "MODEL_CARD.md").write_text(model_card(name, meta, metrics["tiny"], metrics["full"],
-                                                    source, recipe, extra))
+                                                    source, recipe, extra,
+                                                    metrics.get("unseen")))
+
+
+def eval_unseen(name: str, model: Path, full: bool) -> dict | None:
+    """eval on every unseen performance: per file, and the mean over files."""
+    files = unseen_files(name)
+    if not files:
+        print("no unseen performances rendered (python scripts/render_heldout.py): skipped")
+        return None
+    out = {"tiny": {}, "full": {} if full else None}
+    for f in files:
+        out["tiny"][f.name] = json.loads(run(["eval", str(model), str(f)]))
+        if full:
+            out["full"][f.name] = json.loads(run(["eval", str(model), str(f), "--pitch-model",
+                                                  "full"]))
+    keys = ("f0_l1_cents", "f0_median_cents", "f0_outlier_ratio", "loudness_l1_db",
+            "spectral_loss")
+    out["mean"] = {k: sum(m[k] for m in out["tiny"].values()) / len(files) for k in keys}
+    if full:
+        out["mean_full"] = {k: sum(m[k] for m in out["full"].values()) / len(files)
+                            for k in keys}
+    return out
+
+
+def write_eval(name: str, model: Path, data: Path, full: bool) -> dict:
+    """eval.json: the held-out part of the shared file and the unseen performances."""
+    metrics = json.loads(run(["eval", str(model), str(data)]))
+    metrics_full = (json.loads(run(["eval", str(model), str(data), "--pitch-model", "full"]))
+                    if full else None)
+    (model / "eval.json").write_text(json.dumps(
+        {"tiny": metrics, "full": metrics_full, "unseen": eval_unseen(name, model, full)},
+        indent=2))
+    return metrics
 
 
 def stage_command(args) -> str:
     opts = [f"--extra-seconds {args.extra_seconds:g}" if args.extra_seconds else "",
             "--init-from-shipped" if args.init_from_shipped else "",
-            f"--learning-rate {args.learning_rate:g}" if args.learning_rate else ""]
+            f"--learning-rate {args.learning_rate:g}" if args.learning_rate else "",
+            f"--config {args.config}" if args.config else ""]
     return " ".join(["python scripts/train_model.py", args.name, *[o for o in opts if o]])
 
 
@@ -167,12 +248,23 @@ def main() -> int:
     parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
     parser.add_argument("--full-pitch-eval", action="store_true",
                         help="also measure the output with CREPE full (slow)")
+    parser.add_argument("--config", help="settings for ddsp-synth train --config (a JSON file "
+                        "in the repository, e.g. models/NAME/stage3.json)")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="only evaluate models/NAME again (held-out part and unseen "
+                             "performances) and rewrite eval.json and the card")
     parser.add_argument("--card-only", action="store_true",
                         help="only rewrite MODEL_CARD.md from the model's eval.json and recipe")
     args = parser.parse_args()
     source = SHARED / f"{args.name}.flac"
     if args.card_only:
         write_card(args.name, ROOT / "models" / args.name, source)
+        return 0
+    if args.eval_only:
+        model = ROOT / "models" / args.name
+        run(["prepare", str(source), "-o", str(ROOT / "data" / args.name), "--quiet"])
+        write_eval(args.name, model, ROOT / "data" / args.name, args.full_pitch_eval)
+        write_card(args.name, model, source)
         return 0
     suffix = f"_x{args.extra_seconds:g}" if args.extra_seconds else ""
     data, model = ROOT / "data" / args.name, ROOT / "models" / args.name
@@ -195,6 +287,7 @@ def main() -> int:
     else:  # a first stage, from scratch
         previous, start = [], ["--force"]
     common = ["--val-every", "500", "--quiet",
+              *(["--config", args.config] if args.config and not checkpoints else []),
               *(["--num-threads", str(args.threads)] if args.threads else []),
               *(["--learning-rate", f"{args.learning_rate:g}"]
                 if args.learning_rate and not checkpoints else [])]
@@ -204,9 +297,7 @@ def main() -> int:
         run(["train", str(train_data), "-o", str(runs), "--steps", "1000000", "--max-minutes",
              f"{args.minutes - spent:.2f}", *start, *common])
     run(["export", str(runs), "-o", str(model), "--force"])
-    metrics = json.loads(run(["eval", str(model), str(data)]))
-    metrics_full = (json.loads(run(["eval", str(model), str(data), "--pitch-model", "full"]))
-                    if args.full_pitch_eval else None)
+    metrics = write_eval(args.name, model, data, args.full_pitch_eval)
     meta = json.loads((model / "config.json").read_text())
     tr = meta["training"]
     recipe = previous + [{
@@ -216,7 +307,6 @@ def main() -> int:
         "steps": tr["steps"], "minutes": round(tr["wall_s"] / 60, 1),
         "extra_seconds": args.extra_seconds,
         "note": f"made with --minutes {args.minutes:g}" if not args.steps else ""}]
-    (model / "eval.json").write_text(json.dumps({"tiny": metrics, "full": metrics_full}, indent=2))
     (model / "train_config.json").write_text(json.dumps(
         {"model": meta["model"], "train": tr["train_config"], "recipe": recipe}, indent=2))
     write_card(args.name, model, source)
