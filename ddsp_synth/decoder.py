@@ -83,6 +83,90 @@ class ZEncoder(nn.Module):
         return self.out(h)
 
 
+class _GRUSequence(torch.autograd.Function):
+    """A one-layer GRU over a whole sequence (PyTorch's gate equations) whose work outside
+    the recurrence is done in whole-sequence matrix products.
+
+    ``torch.nn.GRU`` on the CPU computes the weight gradients frame by frame (two small
+    matrix products per frame in backward). Here the input projection, the input and weight
+    gradients are single products over all frames; only ``h @ W_hh`` (forward) and
+    ``dGH @ W_hh`` (backward) stay per frame, as the recursion demands. Same parameters, same
+    results to float rounding (``tests/test_decoder.py``).
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
+        batch, n_frames, n_in = x.shape
+        hidden = w_hh.shape[1]
+        # time-major buffers: each frame's slice is contiguous
+        x_t = x.transpose(0, 1).reshape(n_frames * batch, n_in)
+        gi = torch.addmm(b_ih, x_t, w_ih.t()).view(n_frames, batch, 3 * hidden)
+        out = x.new_empty(n_frames, batch, hidden)
+        gates = x.new_empty(n_frames, batch, 3 * hidden)  # r, z, n
+        gh_n = x.new_empty(n_frames, batch, hidden)
+        h = h0
+        w_hh_t = w_hh.t()
+        for t in range(n_frames):
+            gh = torch.addmm(b_hh, h, w_hh_t)
+            rz = torch.sigmoid(gi[t, :, : 2 * hidden] + gh[:, : 2 * hidden])
+            r, z = rz[:, :hidden], rz[:, hidden:]
+            n = torch.tanh(torch.addcmul(gi[t, :, 2 * hidden :], r, gh[:, 2 * hidden :]))
+            h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
+            out[t] = h
+            gates[t, :, : 2 * hidden] = rz
+            gates[t, :, 2 * hidden :] = n
+            gh_n[t] = gh[:, 2 * hidden :]
+        ctx.save_for_backward(x_t, h0, w_ih, w_hh, out, gates, gh_n)
+        ctx.shape = x.shape
+        return out.transpose(0, 1), h
+
+    @staticmethod
+    def backward(ctx, d_out, d_h_last):
+        x_t, h0, w_ih, w_hh, out, gates, gh_n = ctx.saved_tensors
+        n_frames, batch, hidden = out.shape
+        h_prev = torch.cat([h0[None], out[:-1]], dim=0)
+        d_gi = x_t.new_empty(n_frames, batch, 3 * hidden)
+        d_gh_n = x_t.new_empty(n_frames, batch, hidden)
+        d_out_t = None if d_out is None else d_out.transpose(0, 1)
+        dh = d_h_last.clone() if d_h_last is not None else x_t.new_zeros(batch, hidden)
+        for t in range(n_frames - 1, -1, -1):
+            if d_out_t is not None:
+                dh = dh + d_out_t[t]
+            r, z = gates[t, :, :hidden], gates[t, :, hidden : 2 * hidden]
+            n = gates[t, :, 2 * hidden :]
+            dn_pre = dh * (1.0 - z) * (1.0 - n * n)
+            torch.mul(dh * (h_prev[t] - n), z * (1.0 - z), out=d_gi[t, :, hidden : 2 * hidden])
+            torch.mul(dn_pre * gh_n[t], r * (1.0 - r), out=d_gi[t, :, :hidden])
+            d_gi[t, :, 2 * hidden :] = dn_pre
+            torch.mul(dn_pre, r, out=d_gh_n[t])
+            d_gh_t = torch.cat([d_gi[t, :, : 2 * hidden], d_gh_n[t]], dim=1)
+            dh = torch.addmm(dh * z, d_gh_t, w_hh)
+        d_gi2 = d_gi.view(-1, 3 * hidden)
+        d_gh2 = torch.cat([d_gi[:, :, : 2 * hidden], d_gh_n], dim=2).view(-1, 3 * hidden)
+        batch_, n_frames_, n_in = ctx.shape
+        d_x = (d_gi2 @ w_ih).view(n_frames, batch, n_in).transpose(0, 1)
+        d_w_ih = d_gi2.t() @ x_t
+        d_w_hh = d_gh2.t() @ h_prev.reshape(-1, hidden)
+        return d_x, dh, d_w_ih, d_w_hh, d_gi2.sum(0), d_gh2.sum(0)
+
+
+def gru_sequence(gru: nn.GRU, x: torch.Tensor,
+                 state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gru(x, state)`` for a one-layer, batch-first, unidirectional ``nn.GRU``: the
+    whole-sequence implementation when training in float32 on the CPU, ``nn.GRU`` otherwise
+    (inference, export, autocast, GPUs). x: [batch, n_frames, n_in]; state: [1, batch, H]."""
+    fast = (torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()
+            and not torch.jit.is_scripting() and gru.num_layers == 1 and gru.bias
+            and gru.batch_first and not gru.bidirectional and x.shape[1] > 0)
+    if not fast:
+        return gru(x, state)
+    h0 = x.new_zeros(x.shape[0], gru.hidden_size) if state is None else state[0]
+    out, h = _GRUSequence.apply(x, h0, gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0,
+                                gru.bias_hh_l0)
+    return out, h[None]
+
+
 class Decoder(nn.Module):
     """f0, loudness (, z) -> ``n_outputs`` raw controls per frame."""
 
@@ -126,5 +210,5 @@ class Decoder(nn.Module):
                 raise ValueError("this decoder needs z (it was built with z_dims > 0)")
             feats.append(self.z_mlp(z))
         x = torch.cat(feats, dim=-1)
-        h, state = self.gru(x, state)
+        h, state = gru_sequence(self.gru, x, state)
         return self.head(self.out_mlp(torch.cat([h, x], dim=-1))), state

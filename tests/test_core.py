@@ -458,3 +458,23 @@ def test_validation_errors_name_the_argument():
         core.upsample(torch.zeros(4, 2), 3)
     with pytest.raises(ValueError, match="kind must be"):
         core.upsample(torch.zeros(1, 4, 2), 3, "cubic")
+
+
+@pytest.mark.parametrize("n_fft,hop", [(64, 16), (256, 64), (1024, 160), (2048, 512)])
+def test_magnitude_spectrogram_equals_torch_stft_with_exact_gradient(n_fft, hop):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3001, dtype=torch.float64, requires_grad=True)
+    w = torch.hann_window(n_fft, dtype=torch.float64)
+    ref = torch.stft(x, n_fft, hop, window=w, center=True, pad_mode="constant",
+                     return_complex=True).abs()
+    got = core.magnitude_spectrogram(x, n_fft, hop)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, atol=1e-12, rtol=0)
+    assert torch.autograd.gradcheck(lambda a: core.magnitude_spectrogram(a, n_fft, hop), (x,),
+                                    eps=1e-6, atol=1e-5)
+    g_ref, = torch.autograd.grad(ref.square().sum() + ref.sum(), x)
+    g, = torch.autograd.grad(got.square().sum() + got.sum(), x)
+    torch.testing.assert_close(g, g_ref, atol=1e-9, rtol=1e-9)
+    zero = torch.zeros(1, 500, dtype=torch.float64, requires_grad=True)
+    core.magnitude_spectrogram(zero, n_fft, hop).sum().backward()
+    assert torch.isfinite(zero.grad).all() and not zero.grad.any()  # abs' zero subgradient
