@@ -37,6 +37,22 @@ MIDI_EXAMPLES = [HERE / "examples" / "ode_to_joy.mid"]
 KEEP_OUTPUTS = 32  # rendered files kept on disk for playback/download; older ones are deleted
 
 
+def _quiet(component):
+    """``component`` whose input checks (a value out of range or not a choice: only a script
+    can send one) are user errors: shown to the caller, no traceback in the terminal. (The
+    instance's method is wrapped: subclassing a Gradio component writes a .pyi file.)"""
+    checked = component.preprocess
+
+    def preprocess(payload):
+        try:
+            return checked(payload)
+        except gr.Error as err:
+            raise gr.Error(err.message, print_exception=False) from None
+
+    component.preprocess = preprocess
+    return component
+
+
 @lru_cache(maxsize=8)
 def _model(path: str):
     return load_model(path)
@@ -161,24 +177,24 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                 midi_in = gr.File(label="…or a MIDI file (played instead of the audio)",
                                   file_types=[".mid", ".midi"], type="filepath",
                                   elem_id="midi_in")
-                instrument = gr.Dropdown(names, value=default, label="Instrument",
-                                         elem_id="instrument")
+                instrument = _quiet(gr.Dropdown(names, value=default, label="Instrument",
+                                                elem_id="instrument"))
                 auto = gr.Checkbox(True, label="Auto-adjust pitch register and loudness",
                                    elem_id="auto_adjust")
-                pitch = gr.Slider(-24, 24, value=0, step=0.5, label="Pitch shift (semitones)",
-                                  elem_id="pitch_shift")
-                loud = gr.Slider(-20, 20, value=0, step=1, label="Loudness shift (dB)",
-                                 elem_id="loudness_shift")
-                quiet = gr.Slider(10, 100, value=40, step=1,
-                                  label="Quiet threshold (dB below the loud level: quieter "
-                                        "frames are muted by auto-adjust)",
-                                  elem_id="quiet_db")
-                harm = gr.Slider(0, 2, value=1, step=0.05, label="Harmonic gain",
-                                 elem_id="harmonic_gain")
-                noise = gr.Slider(0, 2, value=1, step=0.05, label="Noise gain",
-                                  elem_id="noise_gain")
-                reverb = gr.Slider(0, 2, value=1, step=0.05, label="Reverb amount",
-                                   elem_id="reverb_mix")
+                pitch = _quiet(gr.Slider(-24, 24, value=0, step=0.5,
+                                         label="Pitch shift (semitones)", elem_id="pitch_shift"))
+                loud = _quiet(gr.Slider(-20, 20, value=0, step=1, label="Loudness shift (dB)",
+                                        elem_id="loudness_shift"))
+                quiet = _quiet(gr.Slider(10, 100, value=40, step=1,
+                                         label="Quiet threshold (dB below the loud level: "
+                                               "quieter frames are muted by auto-adjust)",
+                                         elem_id="quiet_db"))
+                harm = _quiet(gr.Slider(0, 2, value=1, step=0.05, label="Harmonic gain",
+                                        elem_id="harmonic_gain"))
+                noise = _quiet(gr.Slider(0, 2, value=1, step=0.05, label="Noise gain",
+                                         elem_id="noise_gain"))
+                reverb = _quiet(gr.Slider(0, 2, value=1, step=0.05, label="Reverb amount",
+                                          elem_id="reverb_mix"))
                 run = gr.Button("Transfer", variant="primary", elem_id="run_btn")
             with gr.Column():
                 audio_out = gr.Audio(type="filepath", label="Output", elem_id="audio_out",

@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+# Inputs outside these are not audio we can use: sample rates in Hz, and a peak far above full
+# scale (float files may exceed 1.0 a little; 1e4 is 80 dB over).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000
+MAX_PEAK = 1e4
 # int16 PCM <-> float: the scale the prepared datasets use (full scale = 32767)
 PCM16_SCALE = 32767.0
+AUDIO_OUTPUT_SUFFIXES = (".wav", ".flac")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".oga", ".opus")
 
 
@@ -25,17 +30,21 @@ class SkipFile(Exception):
 
 
 def find_audio_files(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Audio files named directly or found (recursively, sorted) in folders."""
+    """Audio files named directly or found (recursively, sorted) in folders; AudioError when
+    an input does not exist or nothing is found (naming the inputs)."""
     files = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             files += sorted(q for q in p.rglob("*") if q.suffix.lower() in AUDIO_EXTENSIONS
                             and q.is_file())
-        elif p.exists():
+        elif p.exists() or p.is_symlink():
             files.append(p)
         else:
             raise AudioError(f"{p}: no such file or folder")
+    if not files:
+        raise AudioError(f"{', '.join(str(i) for i in inputs)}: no audio files (looked for "
+                         f"{', '.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)})")
     return files
 
 
@@ -57,6 +66,9 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
     with f:
         if f.frames == 0:
             raise SkipFile("empty file (no samples)")
+        if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+            raise SkipFile(f"sample rate {f.samplerate} Hz is not an audio rate "
+                           f"({MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)")
         resampler = None
         if f.samplerate != sample_rate:
             resampler = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32",
@@ -68,6 +80,10 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
                 mono = data.mean(axis=1)
                 if not np.all(np.isfinite(mono)):
                     raise SkipFile("audio contains NaN or infinite samples")
+                peak = float(np.abs(mono).max(initial=0.0))
+                if peak > MAX_PEAK:
+                    raise SkipFile(f"samples reach {peak:.3g}, {20 * np.log10(peak):.0f} dB above "
+                                   "full scale: a float file with the wrong scale?")
                 if resampler is not None:
                     mono = resampler.resample_chunk(mono)
                 got_any = got_any or len(mono) > 0
@@ -121,37 +137,89 @@ def limit_peak(audio: np.ndarray, ceiling: float = 0.999) -> np.ndarray:
 
 
 def check_input_signal(audio: np.ndarray) -> np.ndarray:
-    """float32 ``audio``, or ValueError for an empty, non-finite or silent input."""
+    """float32 ``audio``, or ValueError for an empty, non-finite, absurdly loud or silent
+    input."""
     audio = np.asarray(audio, np.float32)
     if len(audio) == 0:
         raise ValueError("the input is empty")
     if not np.all(np.isfinite(audio)):
         raise ValueError("the input contains NaN or infinite samples")
-    if float(np.abs(audio).max()) < 1e-4:
+    peak = float(np.abs(audio).max())
+    if peak > MAX_PEAK:
+        raise ValueError(f"the input's samples reach {peak:.3g}, far above full scale")
+    if peak < 1e-4:
         raise ValueError("the input is silent (peak below -80 dBFS)")
     return audio
 
 
-def check_writable(path: str | os.PathLike, force: bool) -> Path:
-    """Check, before any work, that ``path`` can be written: not an existing file (unless
-    ``force``), not a folder, and its folder (or the nearest existing parent, for folders
-    still to be made) accepts a new file — tried for real, so read-only and immutable
-    folders and full file systems are caught too. Returns the path."""
-    path = Path(path)
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder; give a file name")
-    if path.exists() and not force:
-        raise AudioError(f"{path} exists; pass --force to overwrite it")
-    parent = path.parent
+def _is_within(path: Path, inputs) -> Path | None:
+    """The input that ``path`` is, or lies inside (an input folder), or None."""
+    target = path.resolve()
+    for item in inputs:
+        item = Path(item)
+        if not item.exists():
+            continue
+        src = item.resolve()
+        if target == src or (item.is_dir() and src in target.parents):
+            return item
+    return None
+
+
+def _probe_folder(path: Path, what: Path) -> None:
+    """Create and remove a folder in the nearest existing ancestor of ``path``: read-only and
+    immutable folders and full file systems are caught before any work."""
+    parent = path
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise AudioError(f"{path}: cannot write: {parent} is a file, not a folder")
+        raise AudioError(f"{what}: cannot write: {parent} is a file, not a folder")
     try:
-        probe = tempfile.mkdtemp(prefix=".ddsp_synth_probe_", dir=parent)
-        os.rmdir(probe)
+        os.rmdir(tempfile.mkdtemp(prefix=".ddsp_synth_probe_", dir=parent))
     except OSError as err:
-        raise AudioError(f"{path}: cannot write in {parent} ({err.strerror})") from None
+        raise AudioError(f"{what}: cannot write in {parent} ({err.strerror})") from None
+
+
+def check_writable(path: str | os.PathLike, force: bool, inputs=(),
+                   suffixes: tuple[str, ...] | None = None) -> Path:
+    """Check, before any work, that the file ``path`` can be written: an allowed suffix (if
+    ``suffixes``), not a folder, not a device or pipe, not one of ``inputs`` nor inside an
+    input folder (not even with ``force``), not an existing file unless ``force``, and its
+    folder (or the nearest existing parent) accepts a new file. Returns the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder; give a file name")
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise AudioError(f"{path}: the output must end in {' or '.join(suffixes)}")
+    source = _is_within(path, inputs)
+    if source is not None:
+        what = ("is the input itself" if source.resolve() == path.resolve() else
+                f"lies inside an input of this command ({source})")
+        raise AudioError(f"{path}: {what}; choose another output name")
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise AudioError(f"{path}: exists and is not a regular file; refusing to replace it")
+        if not force:
+            raise AudioError(f"{path} exists; pass --force to overwrite it")
+    _probe_folder(path.parent, path)
+    return path
+
+
+def check_audio_output(path: str | os.PathLike, force: bool, inputs=()) -> Path:
+    """:func:`check_writable` for a ``.wav`` or ``.flac`` output."""
+    return check_writable(path, force, inputs, AUDIO_OUTPUT_SUFFIXES)
+
+
+def check_output_folder(path: str | os.PathLike, inputs=()) -> Path:
+    """Check, before any work, that a folder output can be made or written into: not a file,
+    not an input, and writable. Returns the path."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise AudioError(f"{path}: is a file, not a folder")
+    source = _is_within(path, inputs)
+    if source is not None:
+        raise AudioError(f"{path}: is an input of this command ({source}); choose another "
+                         "output folder")
+    _probe_folder(path, path)
     return path
 
 
@@ -206,10 +274,8 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
         sample_rate: Hz.
         force: overwrite an existing file.
     """
-    path = check_writable(path, force)
+    path = check_audio_output(path, force)
     ext = path.suffix.lower()
-    if ext not in (".wav", ".flac"):
-        raise AudioError(f"{path}: output must be .wav or .flac, got '{ext or 'no extension'}'")
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise AudioError(f"expected mono audio [n_samples], got shape {audio.shape}")

@@ -206,26 +206,62 @@ def compute_stats(files: list[dict], data_dir: Path, config: PrepareConfig) -> d
 
 
 def prepare(inputs: list, data_dir: str | os.PathLike, config: PrepareConfig = PrepareConfig(),
-            show_progress: bool = True) -> dict:
+            show_progress: bool = True, force: bool = False, on_skip=None) -> dict:
     """Prepare recordings into ``data_dir``; returns the manifest.
 
-    Unusable files (unreadable, empty, silent, too short) are skipped with a warning and listed
-    in the manifest; if none is usable, AudioError is raised and nothing is written.
+    Unusable files (unreadable, empty, silent, too short) are skipped, reported to
+    ``on_skip(path, reason)`` (default: a UserWarning) and listed in the manifest
+    (``skipped``); if none is usable, AudioError is raised and nothing this call
+    made is left behind. Files already prepared with the same feature settings are reused;
+    a folder holding a dataset prepared with other settings is refused unless ``force``.
     """
-    from tqdm import tqdm
-
     data_dir = Path(data_dir)
     files = find_audio_files(inputs)
-    if not files:
-        raise AudioError("no audio files found in the inputs")
-    fc = config.features
+    _check_settings(data_dir, config, force)
     total_s = 0.0
     for p in files:
-        try:
-            info = sf.info(str(p))
-            total_s += info.frames / info.samplerate
-        except Exception:
-            pass
+        if p.is_file():  # sf.info would block on a FIFO
+            try:
+                info = sf.info(str(p))
+                total_s += info.frames / info.samplerate
+            except Exception:
+                pass
+    created = [d for d in (data_dir, data_dir / "files") if not d.exists()]
+    before = set((data_dir / "files").iterdir()) if (data_dir / "files").is_dir() else set()
+    try:
+        return _prepare(files, data_dir, config, show_progress, total_s, on_skip)
+    except BaseException:
+        # nothing of this call is left behind: its new file entries and folders
+        now = set((data_dir / "files").iterdir()) if (data_dir / "files").is_dir() else set()
+        for d in now - before:
+            shutil.rmtree(d, ignore_errors=True)
+        for d in reversed(created):
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+
+
+def _check_settings(data_dir: Path, config: PrepareConfig, force: bool) -> None:
+    manifest = data_dir / "manifest.json"
+    if not manifest.exists() or force:
+        return
+    try:
+        same = json.loads(manifest.read_text()).get("config") == config.to_dict()
+    except (OSError, ValueError, AttributeError):
+        same = False
+    if not same:
+        raise AudioError(f"{data_dir}: already holds a dataset prepared with other settings; "
+                         "choose another folder or pass --force to replace it")
+
+
+def _warn_skip(path: Path, reason: str) -> None:
+    warnings.warn(f"skipping {path}: {reason}", stacklevel=4)
+
+
+def _prepare(files: list[Path], data_dir: Path, config: PrepareConfig, show_progress: bool,
+             total_s: float, on_skip=None) -> dict:
+    from tqdm import tqdm
+
+    fc = config.features
     entries, skipped = [], []
     with tqdm(total=round(total_s, 1), unit="s audio", disable=not show_progress,
               desc="prepare") as bar:
@@ -234,8 +270,7 @@ def prepare(inputs: list, data_dir: str | os.PathLike, config: PrepareConfig = P
                 entries.append(prepare_file(p, data_dir, config, bar))
             except SkipFile as err:
                 skipped.append({"path": str(p), "reason": str(err)})
-                warnings.warn(f"skipping {p}: {err}", stacklevel=2)
-                tqdm.write(f"skipping {p}: {err}")
+                (on_skip or _warn_skip)(p, str(err))
     if not entries:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped)
         raise AudioError(f"no usable audio in the inputs ({reasons})")
@@ -246,7 +281,8 @@ def prepare(inputs: list, data_dir: str | os.PathLike, config: PrepareConfig = P
         train += [[i, s] for s in _windows(*e["train_frames"], example_frames, step)]
         val += [[i, s] for s in _windows(*e["val_frames"], example_frames, example_frames)]
     if not train:
-        raise AudioError("no training window fits in the usable audio")
+        raise AudioError("no training window fits in the usable audio (shorter "
+                         "--example-seconds or --val-seconds?)")
     manifest = {
         "format_version": DATASET_FORMAT_VERSION,
         "config": config.to_dict(),
@@ -259,27 +295,57 @@ def prepare(inputs: list, data_dir: str | os.PathLike, config: PrepareConfig = P
     stats = compute_stats(entries, data_dir, config)
     _write_json(data_dir / "stats.json", stats)
     _write_json(data_dir / "manifest.json", manifest)
+    used = {e["key"] for e in entries}
+    for d in (data_dir / "files").iterdir():  # entries of earlier settings (after --force)
+        if d.is_dir() and d.name not in used:
+            shutil.rmtree(d, ignore_errors=True)
     return manifest
 
 
 # ----------------------------------------------------------------------------- dataset
+def _read_dataset_json(path: Path, what: str):
+    from .config import ConfigError, read_json_file
+
+    try:
+        return read_json_file(path, 256 << 20, what)
+    except ConfigError as err:
+        raise AudioError(f"{err}; prepare the dataset again") from None
+
+
 def load_manifest(data_dir: str | os.PathLike) -> dict:
+    """A prepared dataset's manifest, checked to hold what training and evaluation read."""
     path = Path(data_dir) / "manifest.json"
     if not path.exists():
         raise AudioError(f"{data_dir}: not a prepared dataset (no manifest.json); run "
                          "'ddsp-synth prepare' first")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise AudioError(f"{path}: damaged manifest ({err})") from None
-    if manifest.get("format_version") != DATASET_FORMAT_VERSION:
-        raise AudioError(f"{path}: dataset format {manifest.get('format_version')} is not "
+    manifest = _read_dataset_json(path, "dataset manifest")
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if version != DATASET_FORMAT_VERSION:
+        raise AudioError(f"{path}: dataset format {version} is not "
                          f"{DATASET_FORMAT_VERSION}; prepare it again")
+    try:
+        PrepareConfig.from_dict(manifest["config"])
+        examples, files = manifest["examples"], manifest["files"]
+        ok = (isinstance(examples.get("train"), list) and isinstance(examples.get("val"), list)
+              and all(isinstance(e.get("key"), str) and isinstance(e.get("n_samples"), int)
+                      for e in files) and isinstance(manifest["example_frames"], int))
+    except (KeyError, AttributeError, TypeError, ValueError) as err:
+        raise AudioError(f"{path}: damaged manifest ({type(err).__name__}: {err}); prepare "
+                         "the dataset again") from None
+    if not ok:
+        raise AudioError(f"{path}: damaged manifest; prepare the dataset again")
     return manifest
 
 
 def load_stats(data_dir: str | os.PathLike) -> dict:
-    return json.loads((Path(data_dir) / "stats.json").read_text())
+    """A prepared dataset's statistics (a JSON object)."""
+    path = Path(data_dir) / "stats.json"
+    if not path.exists():
+        raise AudioError(f"{path}: missing; prepare the dataset again")
+    stats = _read_dataset_json(path, "dataset statistics")
+    if not isinstance(stats, dict):
+        raise AudioError(f"{path}: damaged statistics; prepare the dataset again")
+    return stats
 
 
 class DDSPDataset(torch.utils.data.Dataset):
@@ -299,6 +365,11 @@ class DDSPDataset(torch.utils.data.Dataset):
         self.n_frames = self.manifest["example_frames"]
         self.hop = self.config.features.hop
         self._arrays: dict[int, dict] = {}
+        for e in self.manifest["files"]:  # every file of the dataset is there
+            fdir = self.data_dir / "files" / e["key"]
+            for name in ("audio.pcm", "f0_hz.npy", "confidence.npy", "loudness_db.npy"):
+                if not (fdir / name).is_file():
+                    raise AudioError(f"{fdir / name}: missing; prepare the dataset again")
 
     def __len__(self) -> int:
         return len(self.examples)

@@ -135,11 +135,10 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
     with torch.no_grad():
         for i in range(0, len(audio), seg):
             a, o = audio[i : i + seg], out[i : i + seg]
-            if len(a) >= max(cfg.loss.fft_sizes) // 2:
-                spectral.append(float(multi_resolution_stft_loss(
-                    torch.from_numpy(np.ascontiguousarray(o))[None],
-                    torch.from_numpy(np.ascontiguousarray(a))[None], cfg.loss)))
-                weights.append(len(a))
+            spectral.append(float(multi_resolution_stft_loss(
+                torch.from_numpy(np.ascontiguousarray(o))[None],
+                torch.from_numpy(np.ascontiguousarray(a))[None], cfg.loss)))
+            weights.append(len(a))
     spectral = [float(np.average(spectral, weights=weights))] if spectral else []
     return (pitch_errors_cents(measured["f0_hz"], feats["f0_hz"], feats["confidence"]),
             loudness_errors_db(measured["loudness_db"], feats["loudness_db"]),
@@ -171,7 +170,7 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
         the metrics (see the module docstring, plus ``examples``) and a list of
         (name, output audio [n_samples]) — empty unless ``keep_outputs``.
     """
-    from .audio_io import AudioError, find_audio_files, load_audio
+    from .audio_io import AudioError, check_input_signal, find_audio_files, load_audio
     from .data import DDSPDataset, collate
     from .features import compute_features
 
@@ -190,8 +189,6 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
                                    outputs=outputs if keep_outputs else None)
     else:
         files = find_audio_files([source])
-        if not files:
-            raise AudioError(f"{source}: no audio files")
         if max_examples is not None:
             files = files[:max_examples]
         names = [path.stem for path in files]
@@ -206,7 +203,12 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
         else:
             parts = []
             for path in files:
-                part, out = evaluate_audio(model, load_audio(path, sr), pitch_model)
+                audio = load_audio(path, sr)
+                try:  # nothing to measure in silence: say so before any analysis
+                    check_input_signal(audio)
+                except ValueError as err:
+                    raise AudioError(f"{path}: {err}; nothing to measure") from None
+                part, out = evaluate_audio(model, audio, pitch_model)
                 parts.append(part)
                 if keep_outputs:
                     outputs.append(out)

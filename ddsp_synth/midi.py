@@ -951,6 +951,9 @@ def _info(song, part, summary, stats, length_s, duration_s, options, transpose,
         lo, hi = (float(np.interp(x, pct, q)) for x in MODEL_RANGE_PERCENTILES)
         outside = float(np.mean((pitches < lo) | (pitches > hi)))
         shift = 12 * int(np.round((float(np.median(q)) - float(np.median(pitches))) / 12.0))
+        # a suggestion the transpose option accepts (whole octaves within its range)
+        limit = 12 * int(TRANSPOSE_LIMIT_SEMITONES // 12)
+        shift = int(np.clip(transpose + shift, -limit, limit) - transpose) // 12 * 12
         info.update(pitch_range_midi=(float(pitches.min()), float(pitches.max())),
                     model_pitch_range_midi=(lo, hi), fraction_outside_model_range=outside,
                     suggested_transpose_semitones=float(transpose + shift))

@@ -290,7 +290,7 @@ def check_stats(stats, keys, use: str = "") -> None:
         values = v if isinstance(v, list) else [v]
         if not values or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                  and math.isfinite(x) for x in values):
-            raise ModelFileError(f"the model's dataset statistics lack {k!r}{use}")
+            raise ModelFileError(f"the dataset statistics lack {k!r}{use}")
 
 
 def models_dir() -> Path:
@@ -312,6 +312,9 @@ def available_models(extra_dir: str | os.PathLike | None = None) -> dict[str, Pa
 
 def resolve_model(name_or_dir: str | os.PathLike) -> Path:
     """A model folder from a path, or the name of a shipped model (``violin``)."""
+    if not str(name_or_dir).strip():
+        raise ModelFileError(f"no model given: name a shipped model "
+                             f"({', '.join(available_models()) or 'none installed'}) or a folder")
     p = Path(name_or_dir)
     if p.is_dir():
         return p

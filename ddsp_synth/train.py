@@ -35,7 +35,7 @@ from .config import check_fields, from_dict
 from .data import DDSPDataset, collate, load_manifest, load_stats
 from .evaluate import evaluate_batches
 from .losses import training_loss
-from .model import DDSPModel, ModelConfig, copy_weights, with_stats
+from .model import DDSPModel, ModelConfig, check_stats, copy_weights, with_stats
 
 CHECKPOINT_FORMAT_VERSION = 1
 
@@ -284,6 +284,9 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
     if asdict(model_config.features) != feature_cfg:
         raise TrainingError("the model's feature settings differ from the dataset's "
                             f"({asdict(model_config.features)} vs {feature_cfg})")
+    # everything about the data is checked before the run folder is touched
+    check_stats(stats, ("loudness_db_mean", "loudness_db_std"))
+    _check_batch(DDSPDataset(data_dir, "train"), config.batch_size, _dist_info()[0])
     if main_proc:
         if force and (run_dir / "checkpoints").exists():
             shutil.rmtree(run_dir / "checkpoints")
@@ -337,6 +340,12 @@ def _auto_init(data_dir: Path, say: bool) -> Path | None:
     return init_from
 
 
+def _check_batch(train_set: DDSPDataset, batch_size: int, world: int) -> None:
+    if len(train_set) < batch_size * world:
+        raise TrainingError(f"only {len(train_set)} training examples for a batch of "
+                            f"{batch_size} x {world} processes; lower --batch-size")
+
+
 def _read_run(run_file: Path) -> dict:
     """``run.json`` of a run folder, checked to hold what a run needs."""
     try:
@@ -382,9 +391,7 @@ def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: Tra
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[local_rank] if use_cuda else None)
     train_set, val_set = DDSPDataset(data_dir, "train"), DDSPDataset(data_dir, "val")
-    if len(train_set) < config.batch_size * world:
-        raise TrainingError(f"only {len(train_set)} training examples for a batch of "
-                            f"{config.batch_size} x {world} processes; lower --batch-size")
+    _check_batch(train_set, config.batch_size, world)
     sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=world, rank=rank,
                                                   shuffle=True, seed=config.seed, drop_last=True)
     return _Run(run_dir, model_config, config, model, net, optimizer, scheduler, train_set,

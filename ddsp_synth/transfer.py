@@ -61,6 +61,19 @@ class TransferOptions:
                 "reverb": self.reverb_mix}
 
 
+def check_auto_adjust_stats(meta: dict) -> None:
+    """The model's dataset statistics hold what auto-adjust needs (finite numbers), else a
+    one-line ModelFileError that says to use --no-auto-adjust. Cheap: call it before any
+    analysis."""
+    from .model import check_stats
+
+    stats = meta.get("dataset_stats")
+    keys = ["pitch_midi_mean", "loudness_db_quantiles"]
+    if isinstance(stats, dict) and stats.get("loudness_db_voiced_quantiles"):
+        keys.append("loudness_db_voiced_quantiles")
+    check_stats(stats, keys, ", which auto-adjust needs; use --no-auto-adjust")
+
+
 class NoPitchError(ValueError):
     """The input has no voiced frame to transfer."""
 
@@ -88,10 +101,7 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
     octave_shift = 0
     muted = np.zeros(len(loud), bool)
     if options.auto_adjust:
-        from .model import check_stats
-
-        check_stats(stats, ("pitch_midi_mean", "loudness_db_quantiles"),
-                    ", which auto-adjust needs; use --no-auto-adjust")
+        check_auto_adjust_stats({"dataset_stats": stats})
         diff = stats["pitch_midi_mean"] - float(np.mean(hz_to_midi(f0_hz[voiced])))
         octave_shift = int(np.round(diff / 12.0))
         f0_hz = f0_hz * 2.0 ** octave_shift
@@ -190,6 +200,8 @@ def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOption
     slower, for quality). Raises ValueError (silent input) or NoPitchError.
     """
     audio = check_input_signal(audio)
+    if options.auto_adjust:
+        check_auto_adjust_stats(meta)
     fc = model.config.features
     if pitch_model is not None and pitch_model != fc.crepe_model:
         import dataclasses

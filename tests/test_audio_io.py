@@ -23,7 +23,7 @@ def test_write_audio_is_atomic_and_validates(tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(audio_io.AudioError, match="NaN"):
         audio_io.write_audio(tmp_path / "n.wav", np.array([0.0, np.nan]), 16000)
-    with pytest.raises(audio_io.AudioError, match="must be .wav or .flac"):
+    with pytest.raises(audio_io.AudioError, match="must end in .wav or .flac"):
         audio_io.write_audio(tmp_path / "n.mp3", np.zeros(10), 16000)
 
 
