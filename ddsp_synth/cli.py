@@ -68,10 +68,14 @@ SECONDS_MAX = 24 * 3600.0  # no single input or output longer than a day
 
 
 def _known_errors():
+    from .effects.params import DeviceError
+    from .gradients.proxy import ProxyFileError
+    from .match import MatchError
     from .model import ModelFileError
     from .train import TrainingError
 
-    return (AudioError, ValueError, ModelFileError, TrainingError, FileExistsError)
+    return (AudioError, ValueError, ModelFileError, TrainingError, FileExistsError, MatchError,
+            DeviceError, ProxyFileError)
 
 
 def _add(sub, name: str, help_text: str, example: str, func) -> argparse.ArgumentParser:
@@ -84,11 +88,11 @@ def _add(sub, name: str, help_text: str, example: str, func) -> argparse.Argumen
 
 # ----------------------------------------------------------------------------- demo
 def _cmd_demo(args) -> int:
-    from .audio_io import check_writable, write_audio
+    from .audio_io import check_audio_output, write_audio
     from .demo import render_demo
     from .processors import SynthConfig
 
-    check_writable(args.output, args.force)
+    check_audio_output(args.output, args.force)
     audio = render_demo(args.seconds, SynthConfig(sample_rate=args.sample_rate,
                                                   hop=args.sample_rate // 100), args.seed)
     write_audio(args.output, audio, args.sample_rate, force=args.force)
@@ -110,13 +114,21 @@ def _add_demo(sub) -> None:
 
 # ----------------------------------------------------------------------------- prepare
 def _cmd_prepare(args) -> int:
+    from .audio_io import check_output_folder
     from .data import PrepareConfig, prepare
 
+    check_output_folder(args.output, inputs=args.inputs)
     cfg = PrepareConfig.for_sample_rate(
         args.sample_rate, args.frame_rate, args.hop, args.pitch_model,
         example_seconds=args.example_seconds, example_hop_seconds=args.example_hop_seconds,
         val_seconds=args.val_seconds)
-    manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet)
+    from tqdm import tqdm
+
+    def on_skip(path, reason):
+        tqdm.write(f"ddsp-synth prepare: skipping {path}: {reason}", file=sys.stderr)
+
+    manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet,
+                       force=args.force, on_skip=on_skip)
     n_train, n_val = len(manifest["examples"]["train"]), len(manifest["examples"]["val"])
     print(f"prepared {len(manifest['files'])} file(s) into {args.output}: {n_train} training and "
           f"{n_val} validation examples of {args.example_seconds:g} s")
@@ -143,6 +155,8 @@ def _add_prepare(sub) -> None:
                    help="step between training examples (s)")
     p.add_argument("--val-seconds", type=_number(float, 0.0, 3600.0), default=20.0,
                    help="held-out tail of every file (s; at most 20%% of a short file)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a dataset prepared with other settings in the output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -152,15 +166,19 @@ _TRAIN_FLAGS = ("steps", "batch_size", "learning_rate", "seed", "max_minutes", "
 
 
 def _cmd_train(args) -> int:
+    from .audio_io import check_output_folder
+    from .config import ConfigError
     from .train import train_from_overrides
 
+    check_output_folder(args.output, inputs=[args.data_dir])
     overrides = {}
     if args.config:
         overrides = _read_json(args.config)
-    for name in _TRAIN_FLAGS:
-        value = getattr(args, name)
-        if value is not None:
-            overrides.setdefault("train", {})[name] = value
+    flags = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
+    if flags:
+        if not isinstance(overrides.get("train", {}), dict):
+            raise ConfigError(f"{args.config}: \"train\" must be a JSON object")
+        overrides["train"] = {**overrides.get("train", {}), **flags}
     summary = train_from_overrides(args.data_dir, args.output, overrides, resume=args.resume,
                                    show_progress=not args.quiet, force=args.force,
                                    init_from=args.init_from)
@@ -209,8 +227,10 @@ def _add_train(sub) -> None:
 
 # ----------------------------------------------------------------------------- export
 def _cmd_export(args) -> int:
+    from .audio_io import check_output_folder
     from .train import export_run
 
+    check_output_folder(args.output, inputs=[args.run_dir])
     model, state = export_run(args.run_dir, args.output, force=args.force)
     print(f"exported step {state['step']} of {args.run_dir} to {args.output} "
           f"({model.n_parameters():,} parameters)")
@@ -227,18 +247,21 @@ def _add_export(sub) -> None:
 
 # ----------------------------------------------------------------------------- eval
 def _cmd_eval(args) -> int:
-    from .audio_io import atomic_write_text, check_writable, write_audio
+    from .audio_io import atomic_write_text, check_output_folder, check_writable, write_audio
     from .evaluate import evaluate_source
     from .model import load_model, resolve_model
 
     model, _ = load_model(resolve_model(args.model))
     if args.out:
+        check_output_folder(args.out, inputs=[args.data, args.model])
         check_writable(Path(args.out) / "metrics.json", args.force)
     metrics, outputs = evaluate_source(model, args.data, args.split, args.max_examples,
                                        args.pitch_model, keep_outputs=bool(args.out))
     metrics.update({"model": str(args.model), "data": str(args.data),
                     "pitch_model": args.pitch_model or model.config.features.crepe_model})
-    text = json.dumps(metrics, indent=2)
+    # JSON has no NaN: a metric without frames to measure is null
+    text = json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                       for k, v in metrics.items()}, indent=2)
     print(text)
     if args.out:
         out = Path(args.out)
@@ -281,9 +304,6 @@ def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[
                 rel = (f.relative_to(item).with_suffix(ext) if item.is_dir()
                        else Path(f.stem + ext))
                 pairs.append((f, output / rel))
-    for src, dst in pairs:
-        if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-            raise AudioError(f"{dst}: is the input itself; choose another output name")
     return pairs
 
 
@@ -292,7 +312,7 @@ def _cmd_transfer(args) -> int:
 
     from .audio_io import check_writable, limit_peak, load_audio, resample_audio, write_audio
     from .model import load_model, resolve_model
-    from .transfer import TransferOptions, transfer_audio
+    from .transfer import TransferOptions, check_auto_adjust_stats, transfer_audio
 
     model, meta = load_model(resolve_model(args.model))
     sr = model.config.synth.sample_rate
@@ -305,10 +325,10 @@ def _cmd_transfer(args) -> int:
         quiet_db=args.quiet_db, harmonic_gain=args.harmonic_gain, noise_gain=args.noise_gain,
         reverb_mix=args.reverb_mix, seed=args.seed)
     pairs = _transfer_outputs(args.inputs, Path(args.output), "." + args.format)
-    if not pairs:
-        raise AudioError("no audio files found in the inputs")
-    for _, dst in pairs:
-        check_writable(dst, args.force)
+    for src, dst in pairs:
+        check_writable(dst, args.force, inputs=[src])
+    if options.auto_adjust:
+        check_auto_adjust_stats(meta)
     failures = 0
     for src, dst in tqdm(pairs, desc=args.command, unit="file", disable=args.quiet or len(pairs) < 2):
         try:
@@ -385,15 +405,12 @@ def _add_transfer(sub) -> None:
 def _cmd_render(args) -> int:
     from tqdm import tqdm
 
-    from .audio_io import check_writable, limit_peak, resample_audio, write_audio
+    from .audio_io import check_audio_output, limit_peak, resample_audio, write_audio
     from .midi import MidiError, MidiOptions, midi_to_curves
     from .model import load_model, resolve_model
     from .transfer import TransferOptions, render
 
-    out_path = Path(args.output)
-    if out_path.suffix.lower() not in (".wav", ".flac"):
-        raise AudioError(f"{out_path}: the output must end in .wav or .flac")
-    check_writable(out_path, args.force)
+    out_path = check_audio_output(args.output, args.force, inputs=[args.input])
     model, meta = load_model(resolve_model(args.model))
     sr = model.config.synth.sample_rate
     try:
@@ -451,14 +468,17 @@ def _cmd_stream(args) -> int:
 
     import torch
 
-    from .audio_io import atomic_write_text, check_writable, limit_peak, load_audio, write_audio
+    from .audio_io import (atomic_write_text, check_audio_output, check_writable, limit_peak,
+                           load_audio, write_audio)
     from .model import load_model, resolve_model
     from .streaming import LiveOptions, stream_audio
 
     torch.set_num_threads(args.threads)
-    check_writable(Path(args.output), args.force)
+    check_audio_output(args.output, args.force, inputs=[args.input])
     if args.report:
-        check_writable(Path(args.report), args.force)
+        if Path(args.report).resolve() == Path(args.output).resolve():
+            raise AudioError(f"{args.report}: the same file as -o; give the report another name")
+        check_writable(Path(args.report), args.force, inputs=[args.input])
     model, _ = load_model(resolve_model(args.model))
     sr = model.config.synth.sample_rate
     audio = load_audio(args.input, sr)
@@ -469,8 +489,11 @@ def _cmd_stream(args) -> int:
                           loudness_shift_db=args.loudness_shift, gate_db=args.gate_db)
     with tqdm(total=-(-len(audio) // block), unit="block", disable=args.quiet,
               desc="stream") as bar:
-        out, report = stream_audio(model, audio, block, options, engine=args.engine,
-                                   crepe_model=args.pitch_model, progress=bar)
+        try:
+            out, report = stream_audio(model, audio, block, options, engine=args.engine,
+                                       crepe_model=args.pitch_model, progress=bar)
+        except ValueError as err:
+            raise AudioError(f"{args.input}: {err}") from None
     write_audio(args.output, limit_peak(out), sr, force=args.force)
     report.update({"input": str(args.input), "output": str(args.output), "threads": args.threads,
                    "seconds": len(audio) / sr})
@@ -515,7 +538,8 @@ def _cmd_export_runtime(args) -> int:
     from .model import load_model, resolve_model
     from .streaming import export_runtime
 
-    check_writable(Path(args.output), args.force)
+    suffixes = (".onnx",) if args.format == "onnx" else (".pt", ".ts")
+    check_writable(Path(args.output), args.force, inputs=[args.model], suffixes=suffixes)
     model, _ = load_model(resolve_model(args.model))
     export_runtime(model, args.output, args.format)
     print(f"wrote the streaming step of {args.model} as {args.format} to {args.output}")
@@ -532,6 +556,99 @@ def _add_export_runtime(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
 
+# ----------------------------------------------------------------------------- match
+def _cmd_match(args) -> int:
+    from .match import match_files, summary_line
+
+    report = match_files(args.dry, args.target, args.chain, args.method, args.output,
+                         steps=args.steps, max_seconds=args.max_seconds, seed=args.seed,
+                         force=args.force, progress=not args.quiet,
+                         proxy_dirs=args.proxy_dir or ())
+    for note in report["notes"]:
+        print(f"ddsp-synth match: note: {note}", file=sys.stderr)
+    print(summary_line(report, args.output))
+    return 0
+
+
+def _add_match(sub) -> None:
+    from .gradients.methods import METHODS
+
+    p = _add(sub, "match", "estimate the settings of an effect chain from a dry and a processed "
+             "recording (writes preset.json, matched.wav, report.json and match.png)",
+             "ddsp-synth match dry.wav processed.wav --chain peak,compressor,distortion "
+             "--method autodiff -o matched/", _cmd_match)
+    p.add_argument("dry", help="the unprocessed recording")
+    p.add_argument("target", help="the processed recording (resampled and aligned to the dry "
+                                  "one within 50 ms when needed)")
+    p.add_argument("--chain", required=True,
+                   help="devices in order, comma-separated: gain, lowshelf, highshelf, peak, "
+                        "lowpass, highpass, compressor, distortion, a JSON device file or a "
+                        ".vst3 path; NAME:PARAM=VALUE fixes a parameter")
+    p.add_argument("--method", choices=list(METHODS), default="autodiff",
+                   help="how the gradient crosses the devices: autodiff (PyTorch twins), spsa "
+                        "(real devices, gradient estimates), proxy (neural proxies), hybrid "
+                        "(real devices forward, proxies backward), cma (CMA-ES, no gradient)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--steps", type=_number(int, 1, 1_000_000),
+                   help="iterations (default: per method, 300 to 3000; most runs stop earlier)")
+    p.add_argument("--max-seconds", type=_number(float, 0.1, SECONDS_MAX),
+                   help="optimisation time budget in s (default: 45)")
+    p.add_argument("--seed", type=_number(int, 0, 2**32 - 1), default=0,
+                   help="seed of the random starts, perturbations and CMA-ES")
+    p.add_argument("--proxy-dir", action="append",
+                   help="folder of trained proxies (DIR/DEVICE/proxy.json), searched before "
+                        "the shipped ones; may be repeated")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# ----------------------------------------------------------------------------- proxy
+def _cmd_proxy(args) -> int:
+    from .gradients.proxy import train_proxy
+
+    if args.steps is None and args.max_minutes is None:
+        args.max_minutes = 30.0
+    result = train_proxy(args.device, args.output, sample_rate=args.sample_rate,
+                         steps=args.steps, max_minutes=args.max_minutes, seed=args.seed,
+                         force=args.force, progress=not args.quiet, audio_paths=args.audio,
+                         n_workers=args.workers)
+    acc = result["accuracy"]
+    print(f"{args.output}: proxy of {result['device']}, {result['steps']} steps in "
+          f"{result['minutes']:.1f} min; held-out rel_spec {acc['rel_spec']:.3f}, median SNR "
+          f"{acc['snr_db_median']:.1f} dB (see {Path(args.output) / 'MODEL_CARD.md'})")
+    return 0
+
+
+def _add_proxy(sub) -> None:
+    p = sub.add_parser("proxy", help="neural proxies of effect devices (for match --method "
+                                     "proxy/hybrid)", formatter_class=_Formatter,
+                       description="Neural proxies of effect devices.")
+    p.error = _Parser.error.__get__(p)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = _add(actions, "train", "train a neural proxy of a device from its own input/output "
+             "pairs over random parameters, and report its accuracy on held-out ones",
+             "ddsp-synth proxy train compressor -o proxies/compressor --max-minutes 20",
+             _cmd_proxy)
+    t.prog = "ddsp-synth proxy train"
+    t.add_argument("device", help="a built-in device name, a JSON device file or a .vst3 path")
+    t.add_argument("-o", "--output", required=True,
+                   help="output folder (proxy.safetensors, proxy.json, MODEL_CARD.md); "
+                        "give DIR/DEVICE and pass --proxy-dir DIR to match")
+    t.add_argument("--steps", type=_number(int, 1, 10_000_000),
+                   help="training steps (default: train for --max-minutes)")
+    t.add_argument("--max-minutes", type=_number(float, 0.01, 10_000.0),
+                   help="training time budget in minutes (default: 30 unless --steps)")
+    t.add_argument("--sample-rate", type=_number(int, 8000, 192000), default=16000, help="Hz")
+    t.add_argument("--audio", nargs="+",
+                   help="training recordings (default: the shared data if present, else "
+                        "synthetic tones)")
+    t.add_argument("--workers", type=_number(int, 1, 64), default=1,
+                   help="worker processes running the device")
+    t.add_argument("--seed", type=_number(int, 0, 2**32 - 1), default=0, help="random seed")
+    t.add_argument("--force", action="store_true", help="overwrite an existing proxy")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 # ----------------------------------------------------------------------------- main
 def _read_json(path) -> dict:
     from .config import ConfigError, read_json_file
@@ -544,7 +661,7 @@ def _read_json(path) -> dict:
 
 
 COMMANDS = (_add_demo, _add_prepare, _add_train, _add_export, _add_eval, _add_transfer,
-            _add_render, _add_stream, _add_export_runtime)
+            _add_render, _add_stream, _add_export_runtime, _add_match, _add_proxy)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -557,9 +674,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, with unknown options reported by the command they were given to."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(argv)
     except SystemExit as exit_:  # --help, --version, or a usage error already printed
         return exit_.code if isinstance(exit_.code, int) else 2
     try:

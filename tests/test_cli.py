@@ -157,3 +157,85 @@ def test_export_runtime_cli(tmp_path, capsys):
     assert main(["export-runtime", "trumpet", "-o", str(out)]) == 2  # exists, no --force
     assert "exists" in capsys.readouterr().err
     assert main(["export-runtime", str(tmp_path / "nope"), "-o", str(tmp_path / "x.pt")]) == 2
+
+
+def _lowshelf_pair(tmp_path, gain_db=-9.0, cutoff_hz=400.0):
+    """A dry tone and the same through a low shelf (scipy RBJ design, the twin's algorithm)."""
+    from scipy.signal import lfilter
+
+    sr = 16000
+    rng = np.random.default_rng(0)  # a tone with a breath of noise: every band has energy
+    dry = (synth_tone(3.0, sr, 196.0) + 0.02 * rng.standard_normal(3 * sr)).astype(np.float32)
+    a_lin = 10 ** (gain_db / 40)
+    w0 = 2 * np.pi * cutoff_hz / sr
+    alpha = np.sin(w0) / 2 * np.sqrt(2.0)  # q = 1/sqrt(2)
+    c, k = np.cos(w0), 2 * np.sqrt(a_lin) * alpha
+    b = [a_lin * ((a_lin + 1) - (a_lin - 1) * c + k), 2 * a_lin * ((a_lin - 1) - (a_lin + 1) * c),
+         a_lin * ((a_lin + 1) - (a_lin - 1) * c - k)]
+    a = [(a_lin + 1) + (a_lin - 1) * c + k, -2 * ((a_lin - 1) + (a_lin + 1) * c),
+         (a_lin + 1) + (a_lin - 1) * c - k]
+    wet = lfilter(b, a, dry).astype(np.float32)
+    sf.write(tmp_path / "dry.wav", dry, sr, subtype="FLOAT")
+    sf.write(tmp_path / "wet.wav", wet, sr, subtype="FLOAT")
+    return tmp_path / "dry.wav", tmp_path / "wet.wav"
+
+
+def test_match_cli_recovers_a_shelf_and_refuses_to_overwrite(tmp_path, capsys):
+    dry, wet = _lowshelf_pair(tmp_path)
+    out = tmp_path / "m"
+    argv = ["match", str(dry), str(wet), "--chain", "lowshelf", "--method", "autodiff",
+            "-o", str(out), "--max-seconds", "40", "--quiet"]
+    assert main(argv) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(str(out)) and "rel_spec" in line
+    preset = json.loads((out / "preset.json").read_text())
+    (entry,) = preset["chain"]
+    assert entry["device"] == "lowshelf" and preset["method"] == "autodiff"
+    assert abs(entry["params"]["gain_db"] - (-9.0)) < 1.0
+    assert abs(np.log2(entry["params"]["cutoff_frequency_hz"] / 400.0)) < 0.25
+    report = json.loads((out / "report.json").read_text())
+    assert report["rel_spec"] < 0.1 and report["spectral_distance_after"] < \
+        report["spectral_distance_before"]
+    before = (out / "preset.json").read_bytes()
+    assert main(argv) == 2  # outputs exist: nothing overwritten without --force
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--force" in err
+    assert (out / "preset.json").read_bytes() == before
+
+
+def test_match_and_proxy_cli_bad_input_is_one_line(tmp_path, capsys):
+    dry, wet = _lowshelf_pair(tmp_path)
+    cases = [
+        (["match", str(dry), str(tmp_path / "missing.wav"), "--chain", "peak", "-o",
+          str(tmp_path / "o1")], "missing.wav"),
+        (["match", str(dry), str(wet), "--chain", "peak,wah", "-o", str(tmp_path / "o2")],
+         "unknown device 'wah'"),
+        (["match", str(dry), str(wet), "--chain", "peak:colour=3", "-o", str(tmp_path / "o3")],
+         "colour"),
+        (["proxy", "train", "wah", "-o", str(tmp_path / "p")], "unknown device 'wah'"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and needle in err and "Traceback" not in err, err
+        assert not (tmp_path / argv[-1]).exists()
+    for argv in (["match", str(dry), str(wet), "--chain", "peak", "--method", "magic", "-o",
+                  str(tmp_path / "o4")],
+                 ["match", str(dry), str(wet), "--chain", "peak", "--steps", "0", "-o",
+                  str(tmp_path / "o5")]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_proxy_train_cli_writes_a_self_describing_proxy(tmp_path, capsys):
+    out = tmp_path / "proxies" / "distortion"
+    assert main(["proxy", "train", "distortion", "-o", str(out), "--steps", "20",
+                 "--quiet"]) == 0
+    assert "held-out rel_spec" in capsys.readouterr().out
+    meta = json.loads((out / "proxy.json").read_text())
+    assert meta["device"] == "distortion" and meta["sample_rate"] == 16000
+    assert meta["training"]["steps"] == 20 and "rel_spec" in meta["accuracy"]
+    assert (out / "proxy.safetensors").stat().st_size > 1000
+    assert "distortion" in (out / "MODEL_CARD.md").read_text()
+    assert main(["proxy", "train", "distortion", "-o", str(out), "--steps", "2"]) == 2
+    assert "--force" in capsys.readouterr().err
