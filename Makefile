@@ -22,12 +22,13 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) app.py $(if $(PORT),--port $(PORT),)
 
-# A real browser for the UI test: Debian's Chromium (needs root, as on CI). Without it the
-# browser test skips and says why; every other test still runs.
+# System programs some tests use: Debian's Chromium (the browser test) and sox (the
+# command-line device test). Needs root, as on CI; without them those tests skip and say why.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
-		echo "warning: could not install chromium; the browser test will be skipped"; }
+	@command -v chromium >/dev/null 2>&1 && command -v sox >/dev/null 2>&1 || { \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		chromium sox >/dev/null) || \
+		echo "warning: could not install chromium and sox; the tests that need them will be skipped"; }
 
 test: setup browser
 	$(PY) -m pytest -q

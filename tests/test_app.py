@@ -187,7 +187,9 @@ def test_browser_upload_transfer_and_play(app_url, wav_path, tmp_path):
         page.get_by_role("option", name="testviolin").click()
         assert page.input_value("#instrument input[role=combobox]") == "testviolin"
         page.fill("#pitch_shift input[type=number]", "-12")
-        page.press("#pitch_shift input[type=number]", "Enter")
+        page.press("#pitch_shift input[type=number]", "Tab")  # commit the number (blur)
+        # the slider itself moved: the value is in the page's state before the click
+        pw.expect(page.locator("#pitch_shift input[type=range]")).to_have_value("-12")
         page.click("#run_btn")
         link = page.wait_for_selector("#audio_out a[data-testid=download-link][href*='file=']")
         pw.expect(page.locator("#audio_out #duration")).to_have_text("0:02")
