@@ -122,13 +122,11 @@ def _cmd_prepare(args) -> int:
         args.sample_rate, args.frame_rate, args.hop, args.pitch_model,
         example_seconds=args.example_seconds, example_hop_seconds=args.example_hop_seconds,
         val_seconds=args.val_seconds)
-    from tqdm import tqdm
-
-    def on_skip(path, reason):
-        tqdm.write(f"ddsp-synth prepare: skipping {path}: {reason}", file=sys.stderr)
-
     manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet,
-                       force=args.force, on_skip=on_skip)
+                       force=args.force)
+    # (when nothing is usable, the error line alone lists every file and why)
+    for item in manifest["skipped"]:
+        print(f"ddsp-synth prepare: skipped {item['path']}: {item['reason']}", file=sys.stderr)
     n_train, n_val = len(manifest["examples"]["train"]), len(manifest["examples"]["val"])
     print(f"prepared {len(manifest['files'])} file(s) into {args.output}: {n_train} training and "
           f"{n_val} validation examples of {args.example_seconds:g} s")

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -210,8 +209,8 @@ def prepare(inputs: list, data_dir: str | os.PathLike, config: PrepareConfig = P
     """Prepare recordings into ``data_dir``; returns the manifest.
 
     Unusable files (unreadable, empty, silent, too short) are skipped, reported to
-    ``on_skip(path, reason)`` (default: a UserWarning) and listed in the manifest
-    (``skipped``); if none is usable, AudioError is raised and nothing this call
+    ``on_skip(path, reason)`` if given and listed in the manifest (``skipped``); if none is
+    usable, AudioError is raised and nothing this call
     made is left behind. Files already prepared with the same feature settings are reused;
     a folder holding a dataset prepared with other settings is refused unless ``force``.
     """
@@ -253,10 +252,6 @@ def _check_settings(data_dir: Path, config: PrepareConfig, force: bool) -> None:
                          "choose another folder or pass --force to replace it")
 
 
-def _warn_skip(path: Path, reason: str) -> None:
-    warnings.warn(f"skipping {path}: {reason}", stacklevel=4)
-
-
 def _prepare(files: list[Path], data_dir: Path, config: PrepareConfig, show_progress: bool,
              total_s: float, on_skip=None) -> dict:
     from tqdm import tqdm
@@ -270,7 +265,8 @@ def _prepare(files: list[Path], data_dir: Path, config: PrepareConfig, show_prog
                 entries.append(prepare_file(p, data_dir, config, bar))
             except SkipFile as err:
                 skipped.append({"path": str(p), "reason": str(err)})
-                (on_skip or _warn_skip)(p, str(err))
+                if on_skip is not None:
+                    on_skip(p, str(err))
     if not entries:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped)
         raise AudioError(f"no usable audio in the inputs ({reasons})")

@@ -239,3 +239,17 @@ def test_proxy_train_cli_writes_a_self_describing_proxy(tmp_path, capsys):
     assert "distortion" in (out / "MODEL_CARD.md").read_text()
     assert main(["proxy", "train", "distortion", "-o", str(out), "--steps", "2"]) == 2
     assert "--force" in capsys.readouterr().err
+
+
+def test_prepare_cli_names_each_skipped_file_once(tmp_path, capsys):
+    src = tmp_path / "takes"
+    src.mkdir()
+    sf.write(src / "good.wav", synth_tone(6.0, 16000, 220.0), 16000)
+    (src / "broken.wav").write_bytes(b"not audio at all")
+    out = tmp_path / "data"
+    assert main(["prepare", str(src), "-o", str(out), "--val-seconds", "1",
+                 "--example-seconds", "1", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("ddsp-synth prepare: skipped ") and line.count("broken.wav") == 1
+    assert "prepared 1 file(s)" in captured.out
