@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -21,21 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import machine_line
+
 HERE = Path(__file__).resolve().parent
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 def melody_f0(n_frames: int, frame_rate: float):
@@ -151,7 +137,7 @@ def main() -> int:
         return 0
 
     results = {
-        "machine": machine(),
+        "machine": machine_line(),
         "synth_60s_1thread": run_child("synth", 1, args.repeats),
         "synth_60s_2threads": run_child("synth", 2, args.repeats),
         "synth_60s_random_f0_1thread": run_child("synth_random_f0", 1, args.repeats),

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+from machine import machine_info  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -44,21 +45,6 @@ BATCH = 8
 SECONDS = 4.0
 HOP = 160
 EQ = ["lowshelf", "peak", "peak", "peak", "peak", "highshelf"]
-
-
-def machine() -> dict:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-            "load_average": os.getloadavg()}
 
 
 def _time(fn, repeats: int) -> float:
@@ -279,7 +265,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.repeats, args.naive_seconds = 2, 0.05
     torch.set_num_threads(1)
-    result = {"machine": machine(), "settings": vars(args)}
+    result = {"machine": machine_info(), "settings": vars(args)}
     out = Path(args.out)
     if args.only and out.exists():
         # Keep the part that was not re-run (with the machine record it was measured on).

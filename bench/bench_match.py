@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -39,6 +38,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+from machine import machine_info  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -72,23 +73,6 @@ DRAWS = {
     "distortion": {"drive_db": (6, 30, "linear")},
 }
 DB_PARAMS = ("gain_db", "threshold_db", "drive_db")
-
-
-def machine() -> dict:
-    import torch
-
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-            "load_average_start": os.getloadavg()}
 
 
 def draw(rng, low, high, scale):
@@ -260,7 +244,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}")
     out = Path(args.out)
-    result = {"machine": machine(), "settings": vars(args), "runs": []}
+    result = {"machine": machine_info(), "settings": vars(args), "runs": []}
     if args.resume and out.exists():
         previous = json.loads(out.read_text())
         result["runs"] = previous.get("runs", [])

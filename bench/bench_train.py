@@ -25,7 +25,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data" / "train" / "violin.flac"
 sys.path.insert(0, str(HERE))
-from bench_core import machine  # noqa: E402
+from machine import machine_line as machine  # noqa: E402
 
 
 def source_audio(seconds: float) -> tuple[np.ndarray, int]:

@@ -29,7 +29,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "data" / "train"
 sys.path.insert(0, str(HERE))
-from bench_core import case_synth, machine  # noqa: E402
+from bench_core import case_synth  # noqa: E402
+from machine import machine_line as machine  # noqa: E402
 
 PEER = {  # acids-ircam/ddsp_pytorch defaults, same machine kind, 2 threads
     "train_step_b16_s": 3.15,

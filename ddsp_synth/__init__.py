@@ -8,10 +8,12 @@ The public API, loaded on first use (``import ddsp_synth`` itself is instant)::
     model, meta = ds.load_model("cello")                        # a shipped name or a folder
     ds.prepare(["my_takes/"], "data/mine")                      # recordings -> dataset
     ds.train("data/mine", "runs/mine", config=ds.TrainConfig(max_minutes=15))
+    ds.match_files("dry.wav", "wet.wav", "peak,compressor", "autodiff", "matched/")
 
 Modules, in the order data flows: ``core`` (DSP kernels) -> ``audio_io`` -> ``pitch`` ->
 ``features`` -> ``decoder`` -> ``processors`` -> ``model`` -> ``losses`` -> ``data`` ->
-``train`` / ``evaluate`` / ``transfer`` -> ``streaming`` -> ``cli``.
+``train`` / ``evaluate`` / ``transfer`` -> ``streaming`` -> ``cli``; effect devices in
+``effects``, how gradients cross them in ``gradients``, effect matching in ``match``.
 """
 
 import importlib
@@ -40,6 +42,9 @@ _API = {
     "evaluate_source": "evaluate",
     "LiveEngine": "streaming", "LiveOptions": "streaming", "StreamingSynth": "streaming",
     "SynthStep": "streaming", "export_runtime": "streaming",
+    "make_device": "effects.devices", "make_chain": "effects.devices",
+    "device_function": "gradients.methods", "train_proxy": "gradients.proxy",
+    "load_proxy": "gradients.proxy", "match_files": "match", "MatchConfig": "match",
 }
 __all__ = sorted(_API) + ["__version__"]
 

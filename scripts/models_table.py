@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from train_model import INSTRUMENTS, ROOT, recipe_totals
 
