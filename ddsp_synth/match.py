@@ -45,8 +45,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .audio_io import AudioError, atomic_write_bytes, load_audio, write_audio
+from .audio_io import (AudioError, atomic_write_bytes, check_output_folder, load_audio,
+                       write_audio)
 from .core import magnitude_spectrogram
+from .effects.blackbox import import_pedalboard, needs_pedalboard
 from .effects.devices import Device, make_chain
 from .effects.params import DeviceError, denormalise, normalise
 from .gradients.cma_search import CMAConfig, cma_minimize
@@ -176,15 +178,17 @@ def align(dry: np.ndarray, target: np.ndarray, sample_rate: int, max_offset_ms: 
           search_ms: float = 1000.0) -> int:
     """Lag (samples) such that ``target[n + lag]`` lines up with ``dry[n]``.
 
-    The normalised cross-correlation is searched over +-``search_ms``; its peak must lie
-    within +-``max_offset_ms``, else MatchError (a larger offset needs trimming by hand).
+    The magnitude of the cross-correlation (first minute of the dry file against the target)
+    is searched over +-``search_ms``; its peak must lie within +-``max_offset_ms``, else
+    MatchError (a larger offset needs trimming by hand).
     """
     n = min(len(dry), len(target), 60 * sample_rate)
-    a = dry[:n].astype(np.float64)
-    b = target[: n + int(search_ms * sample_rate / 1000)].astype(np.float64)
-    size = 1 << (len(a) + len(b)).bit_length()
-    xc = np.fft.irfft(np.conj(np.fft.rfft(a, size)) * np.fft.rfft(b, size), size)
     max_lag = int(search_ms * sample_rate / 1000)
+    a = dry[:n].astype(np.float64)
+    b = target[: n + max_lag].astype(np.float64)
+    # long enough that no lag in +-max_lag wraps around, even for a dry file under max_lag
+    size = 1 << (len(a) + len(b) + max_lag).bit_length()
+    xc = np.fft.irfft(np.conj(np.fft.rfft(a, size)) * np.fft.rfft(b, size), size)
     lags = np.arange(-max_lag, max_lag + 1)
     vals = np.abs(xc[lags % size])
     best = int(lags[np.argmax(vals)])
@@ -757,12 +761,23 @@ def match_files(dry_path, target_path, chain: str, method: str, out_dir,
             raise MatchError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
     out_dir = Path(out_dir)
     _check_outputs(out_dir, force)
+    check_output_folder(out_dir, inputs=[dry_path, target_path])  # writable, before any work
     inputs = load_inputs(dry_path, target_path, config)
     sr = inputs.sample_rate
     try:
         device = make_chain(chain, sr)
     except DeviceError as err:
         raise MatchError(str(err)) from None
+    render_by_twin = False  # matched.wav through the twins: pedalboard is not installed
+    if device.spec is not None and needs_pedalboard(device.spec):
+        try:
+            import_pedalboard()
+        except DeviceError as err:
+            if method in ("spsa", "hybrid", "cma") or device.twin is None:
+                raise MatchError(f"method '{method}' needs the real devices: {err}") from None
+            render_by_twin = True
+            inputs.notes.append("pedalboard is not installed: matched.wav was rendered by the "
+                                "PyTorch twins")
     if len(device.fixed) == len(device.params):
         raise MatchError("every parameter of the chain is fixed: nothing to estimate")
     n_steps = int(steps) if steps is not None else config.steps[method]
@@ -783,10 +798,10 @@ def match_files(dry_path, target_path, chain: str, method: str, out_dir,
             pool = device.pool(config.n_workers)
         problem = _Problem(device, x, loss, pool, seed, config, method)
         with torch.no_grad():
-            problem.best = float(loss(torch.from_numpy(x[None].astype(np.float32)))[0])
-            dry_loss = problem.best
+            dry_loss = float(loss(torch.from_numpy(x[None].astype(np.float32)))[0])
             problem.good_enough = config.good_enough * dry_loss
-        problem.best_u = problem.base.copy()
+        # the result is the best candidate evaluated (every method evaluates the defaults
+        # among its first), never an unevaluated point credited with the dry file's loss
         kinds = []
         bar = tqdm(total=n_steps, disable=not progress, desc=f"match {method}", unit="it",
                    leave=False)
@@ -801,16 +816,18 @@ def match_files(dry_path, target_path, chain: str, method: str, out_dir,
                                 seed=seed)
             kinds = fn.kinds
             stopped = _run_gradient(problem, fn, method, config, n_steps, deadline, bar)
-            if method == "hybrid":
-                problem.device_calls += fn.calls
+        if pool is not None:  # every real-device run of the optimisation, counted once
+            problem.device_calls = pool.calls
         bar.close()
         opt_seconds = time.monotonic() - t_opt
         best_u = problem.best_u
         natural = denormalise(device.params, best_u[None])[0]
         # matched.wav: the whole dry file through the real chain (its twin if it has none).
-        if device.spec is not None:
+        if device.spec is not None and not render_by_twin:
             if pool is None:
                 pool = device.pool(min(1, config.n_workers))
+            # one item as long as the whole file: a slow plugin gets time in proportion
+            pool.timeout_s = max(pool.timeout_s, 60.0 + 10.0 * len(inputs.dry) / sr)
             matched = pool.process(inputs.dry, natural)
         else:
             with torch.no_grad():
@@ -861,7 +878,7 @@ def match_files(dry_path, target_path, chain: str, method: str, out_dir,
                      "window_seconds": round((w1 - w0) / sr, 3),
                      "preroll_seconds": round((w0 - pre) / sr, 3)},
         "loss_dry": dry_loss,
-        "loss_final": problem.best,
+        "loss_final": problem.best if math.isfinite(problem.best) else None,
         "loss_per_step": [round(v, 6) for v in problem.history],
         "spectral_distance_before": d_before,
         "spectral_distance_after": d_after,
@@ -870,8 +887,7 @@ def match_files(dry_path, target_path, chain: str, method: str, out_dir,
         "notes": notes,
         "config": asdict(config),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2) + "\n"
+    text = json.dumps(result, indent=2) + "\n"  # (the atomic writer makes the folder)
     atomic_write_bytes(out_dir / "preset.json", lambda tmp: Path(tmp).write_text(text))
     write_audio(out_dir / "matched.wav", matched, sr, force=True)
     _plot(out_dir / "match.png", problem.history or [dry_loss], inputs.dry[seg],

@@ -268,7 +268,9 @@ def main() -> int:
         return 0
     suffix = f"_x{args.extra_seconds:g}" if args.extra_seconds else ""
     data, model = ROOT / "data" / args.name, ROOT / "models" / args.name
-    train_data, runs = ROOT / "data" / (args.name + suffix), ROOT / "runs" / (args.name + suffix)
+    stage = f"_{Path(args.config).stem}" if args.config else ""  # a new run per settings file
+    train_data = ROOT / "data" / (args.name + suffix)
+    runs = ROOT / "runs" / (args.name + suffix + stage)
     run(["prepare", str(source), "-o", str(data), "--quiet"])
     if args.extra_seconds:
         wav = render_extra(args.name, args.extra_seconds)

@@ -213,6 +213,8 @@ def test_match_and_proxy_cli_bad_input_is_one_line(tmp_path, capsys):
         (["match", str(dry), str(wet), "--chain", "peak:colour=3", "-o", str(tmp_path / "o3")],
          "colour"),
         (["proxy", "train", "wah", "-o", str(tmp_path / "p")], "unknown device 'wah'"),
+        # an output that cannot be written is refused before the training, not after it
+        (["proxy", "train", "distortion", "-o", str(dry / "p")], "not a folder"),
     ]
     for argv, needle in cases:
         assert main(argv) == 2, argv

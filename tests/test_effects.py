@@ -73,6 +73,26 @@ def test_param_normalise_round_trip_and_log_scale():
     torch.testing.assert_close(denormalise(params, normalise(params, t)), t)
 
 
+def test_param_gradients_are_finite_at_every_value():
+    """Log and linear columns side by side: a linear column with min 0 (drive_db) or a wide
+    span must not put NaN into the gradient through the other branch of the mixed formula."""
+    params = (Param("drive_db", "dB", 0.0, 40.0, 25.0), Param("f", "Hz", 20.0, 20000.0, 440.0),
+              Param("q", "", 0.1, 10.0, 0.7, "log"))
+    u = torch.tensor([[0.0, 0.0, 0.0], [0.5, 1.0, 0.5], [1.0, 1.5, 1.0]], requires_grad=True)
+    nat = denormalise(params, u)
+    nat.sum().backward()
+    assert torch.isfinite(u.grad).all()
+    v = torch.tensor([[0.0, 20.0, 0.1], [20.0, 20000.0, 1.0]], requires_grad=True)
+    normalise(params, v).sum().backward()
+    assert torch.isfinite(v.grad).all()
+    # per-frame distortion through its twin: finite gradients to drive_db
+    dist = make_device("distortion", SR)
+    x = torch.tensor(_noise(SR // 10))
+    drive = torch.full((1, 10, 1), 12.0, dtype=torch.float64, requires_grad=True)
+    dist.twin(x, drive, hop=SR // 100).pow(2).sum().backward()
+    assert torch.isfinite(drive.grad).all() and drive.grad.abs().sum() > 0
+
+
 def test_param_validation_and_dict_errors():
     with pytest.raises(DeviceError, match="log scale needs min > 0"):
         Param("x", "", 0.0, 1.0, 0.5, "log")

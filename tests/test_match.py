@@ -136,6 +136,53 @@ def test_alignment_finds_offset_and_refuses_large_ones():
 QUICK = MatchConfig(n_workers=1, search_points=4)
 
 
+def test_alignment_of_a_short_dry_file_does_not_wrap_around():
+    # a dry file shorter than the +-1 s search: negative lags must not alias circularly
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(SR // 4).astype(np.float32)
+    for lag in (-400, -40, 0, 300):
+        t = np.roll(np.concatenate([x, rng.standard_normal(SR).astype(np.float32) * 0.01]),
+                    lag)
+        assert align(x, t, SR, 50.0) == lag
+
+
+def test_a_filter_delay_is_not_reported_as_an_offset(tmp_path):
+    # a low-pass moves the correlation peak by a few samples: the report compares the matched
+    # output with the target at the offset left between them (none)
+    from scipy.signal import butter, sosfilt
+
+    rng = np.random.default_rng(4)
+    dry = (_dry(2.0) + 0.02 * rng.standard_normal(2 * SR)).astype(np.float32)
+    target = sosfilt(butter(2, 300, fs=SR, output="sos"), dry).astype(np.float32)
+    d, t = _write(tmp_path, dry, target)
+    report = match_files(d, t, "lowpass2", "autodiff", tmp_path / "o", progress=False,
+                         config=QUICK)
+    assert not any("aligned" in n for n in report["notes"]), report["notes"]
+    assert report["rel_spec"] < 0.05
+
+
+def test_without_pedalboard_autodiff_renders_by_twin_and_spsa_refuses(tmp_path, monkeypatch):
+    import ddsp_synth.match as match_mod
+    from ddsp_synth.effects.params import DeviceError
+
+    def missing():
+        raise DeviceError("pedalboard is not installed; it is the optional 'effects' extra")
+
+    monkeypatch.setattr(match_mod, "import_pedalboard", missing)
+    dry = _dry(2.0)
+    d, t = _write(tmp_path, dry, dry * 10 ** (-6 / 20))
+    report = match_files(d, t, "gain", "autodiff", tmp_path / "o", progress=False,
+                         config=QUICK)
+    assert any("rendered by the PyTorch twins" in n for n in report["notes"])
+    assert abs(report["chain"][0]["params"]["gain_db"] + 6.0) < 0.1
+    assert (tmp_path / "o" / "matched.wav").exists()
+    with pytest.raises(MatchError, match="method 'spsa' needs the real devices: pedalboard"):
+        match_files(d, t, "gain", "spsa", tmp_path / "o2", progress=False, config=QUICK)
+    assert not (tmp_path / "o2").exists()
+
+
+
+
 def test_resampled_shifted_and_longer_target_is_matched(tmp_path):
     pb = pytest.importorskip("pedalboard")
     dry = _dry(2.0)

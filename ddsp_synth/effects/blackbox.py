@@ -162,6 +162,21 @@ def check_picklable(spec) -> None:
 # --------------------------------------------------------------------------------------
 # Processors (built inside the worker)
 # --------------------------------------------------------------------------------------
+def needs_pedalboard(spec) -> bool:
+    """Whether building ``spec`` imports pedalboard (a built-in or a plugin, in a chain too)."""
+    if isinstance(spec, ChainSpec):
+        return any(needs_pedalboard(part) for part in spec.parts)
+    return isinstance(spec, (PedalboardSpec, PluginSpec))
+
+
+def call_timeout_s(spec) -> float:
+    """The longest one call of ``spec`` may take by its own declaration: the sum of its
+    commands' ``timeout_s`` (0 when nothing declares one)."""
+    if isinstance(spec, ChainSpec):
+        return sum(call_timeout_s(part) for part in spec.parts)
+    return float(spec.timeout_s) if isinstance(spec, CommandSpec) else 0.0
+
+
 class Processor:
     def __init__(self, spec, sample_rate: int):
         self.spec = spec

@@ -71,11 +71,14 @@ class Device:
         return bool(self.parts)
 
     def pool(self, n_workers: int = 2, timeout_s: float = 60.0):
-        """A :class:`~ddsp_synth.effects.pool.DevicePool` running the real device."""
+        """A :class:`~ddsp_synth.effects.pool.DevicePool` running the real device; a command
+        that declares a longer ``timeout_s`` than ``timeout_s`` gets its own plus 10 s, so
+        that the command's timeout, not the pool's, ends a slow call."""
         from .pool import DevicePool
 
         if self.spec is None:
             raise DeviceError(f"device '{self.name}' has no real (black-box) implementation")
+        timeout_s = max(timeout_s, blackbox.call_timeout_s(self.spec) + 10.0)
         return DevicePool(self.spec, self.sample_rate, n_workers, timeout_s)
 
 

@@ -141,7 +141,9 @@ def denormalise(params: tuple[Param, ...], values):
         # would make autograd allocate the whole tensor once per column in the backward pass.
         torch = sys.modules["torch"]
         lo, span, is_log = _columns(params, values)
-        log_v = lo * torch.exp(values * span)
+        # exp only of the log columns: exp(u * span) of a wide linear column overflows, and
+        # where() would then pass 0 * inf = NaN back as the gradient of the kept branch
+        log_v = lo * torch.exp(torch.where(is_log, values * span, torch.zeros_like(values)))
         return torch.where(is_log, log_v, lo + values * span)
     cols = [p.from_normalised(values[..., i]) for i, p in enumerate(params)]
     return _stack(cols, values)
@@ -161,7 +163,10 @@ def _columns(params, like):
 def torch_log_ratio(values, lo, span, is_log):
     """ln(values / lo) / span where the column is log-scaled (1 elsewhere, unused)."""
     torch = sys.modules["torch"]
-    safe = torch.where(is_log, values / lo, torch.ones_like(values))
+    # divide only the log columns (a linear column may have lo = 0: values / 0 would put
+    # NaN into the gradient through where()); their lo is positive by construction
+    lo_safe = torch.where(is_log, lo, torch.ones_like(lo))
+    safe = torch.where(is_log, values / lo_safe, torch.ones_like(values))
     return torch.log(safe.clamp_min(1e-30)) / span
 
 

@@ -205,18 +205,28 @@ class DevicePool:
                 self._workers[i] = _Worker(self.spec, self.sample_rate)
                 fresh.append(i)
         deadline = time.monotonic() + START_TIMEOUT_S
-        for i in fresh:
+        for n, i in enumerate(fresh):
             try:
                 kind, payload = self._workers[i].wait(deadline, self.name, "starting")
             except DeviceError:
                 self._workers[i] = None
+                self._drop(fresh[n + 1 :])
                 raise
             if kind != "ready":
                 self._workers[i].close()
                 self._workers[i] = None
+                # the other fresh workers' "ready" is still unread: stop them, so that a
+                # later call starts them again instead of reading it as a reply
+                self._drop(fresh[n + 1 :])
                 raise DeviceError(payload if self.name in payload
                                   else f"device '{self.name}' failed to start: {payload}")
             self.params = payload
+
+    def _drop(self, indices) -> None:
+        for i in indices:
+            if self._workers[i] is not None:
+                self._workers[i].kill()
+                self._workers[i] = None
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""

@@ -67,8 +67,9 @@ def cma_minimize(loss_fn: Callable[[np.ndarray], np.ndarray], u0: np.ndarray,
     x0 = best_u.copy()
     stop = False
     for run in range(config.restarts + 1):
-        opts = {"bounds": [0.0, 1.0], "seed": int(seed) * 1000 + run + 1, "verbose": -9,
-                "popsize": popsize}
+        # cma seeds numpy's generator with it: keep it in numpy's range (1 .. 2**32 - 1)
+        run_seed = (int(seed) * 1000 + run) % (2**32 - 1) + 1
+        opts = {"bounds": [0.0, 1.0], "seed": run_seed, "verbose": -9, "popsize": popsize}
         if max_evals is not None:
             opts["maxfevals"] = max(1, max_evals - evals)
         with warnings.catch_warnings():

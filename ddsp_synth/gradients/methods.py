@@ -63,11 +63,13 @@ def local_models(device: Device, proxies: dict[str, Proxy] | None = None,
             found = find_proxy(part.name, device.sample_rate, proxy_dirs)
             proxy = load_proxy(found) if found is not None else None
         if proxy is not None:
-            if len(proxy.params) != len(part.params) or any(
-                    a.name != b.name for a, b in zip(proxy.params, part.params)):
+            # the proxy reads normalised values: names, ranges and scales must all agree
+            def decl(params):
+                return [(p.name, p.min, p.max, p.scale) for p in params]
+
+            if decl(proxy.params) != decl(part.params):
                 raise DeviceError(f"proxy of '{part.name}' declares parameters "
-                                  f"{[p.name for p in proxy.params]}, the device "
-                                  f"{[p.name for p in part.params]}")
+                                  f"{decl(proxy.params)}, the device {decl(part.params)}")
             out.append(("proxy", proxy))
         elif part.twin is not None:
             other = _proxy_rates(part.name, proxy_dirs)
@@ -178,7 +180,8 @@ class _HybridFunction(torch.autograd.Function):
         g = grad_out
         for i in range(len(chunks) - 1, -1, -1):
             with torch.enable_grad():
-                x = torch.from_numpy(ctx.inputs[i]).to(grad_out.dtype).requires_grad_(True)
+                x = torch.from_numpy(ctx.inputs[i]).to(grad_out.device, grad_out.dtype)
+                x.requires_grad_(True)
                 u = chunks[i].clone().requires_grad_(True)
                 y = fn.models[i][1](x, u)
                 gx, gu = torch.autograd.grad(y, (x, u), g, allow_unused=True)

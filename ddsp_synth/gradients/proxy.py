@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio_io import atomic_write_bytes
+from ..audio_io import AudioError, atomic_write_bytes, check_output_folder
 from ..effects.params import Param, denormalise
 from .metrics import mr_log_distance
 
@@ -117,8 +117,11 @@ class _Block(nn.Module):
 class ProxyTCN(nn.Module):
     """``proxy(audio [batch, n_samples], params01 [batch, P]) -> [batch, n_samples]``.
 
-    Causal: output sample n depends on input samples ``n - receptive_field + 1 .. n``, and the
-    start is zero-padded, as a device reset before the call sees silence.
+    Causal when ``frame_hop == 1``: output sample n depends on input samples
+    ``n - receptive_field + 1 .. n``, and the start is zero-padded, as a device reset before
+    the call sees silence. With ``frame_hop > 1`` the gain of frame t (samples ``t*hop ..
+    (t+1)*hop - 1``) is interpolated between frame centres, so a sample may see up to about
+    1.5 hops ahead: the proxy can anticipate an attack by that much, the device cannot.
     """
 
     def __init__(self, n_params: int, config: ProxyConfig = ProxyConfig()):
@@ -209,7 +212,6 @@ def save_proxy(proxy: Proxy, out_dir: str | os.PathLike, force: bool = False) ->
         if (out_dir / name).exists() and not force:
             raise ProxyFileError(f"{out_dir / name} exists; pass --force to overwrite it")
     tensors = {k: v.detach().cpu().contiguous() for k, v in proxy.model.state_dict().items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / PROXY_WEIGHTS, lambda tmp: save_file(tensors, tmp))
     meta = dict(proxy.meta)
     meta.update({
@@ -545,6 +547,10 @@ def train_proxy(device_name_or_spec, out_dir: str | os.PathLike, sample_rate: in
     for name in (PROXY_WEIGHTS, PROXY_CONFIG):
         if (out_dir / name).exists() and not force:
             raise ProxyFileError(f"{out_dir / name} exists; pass --force to overwrite it")
+    try:  # writable, before the training
+        check_output_folder(out_dir)
+    except AudioError as err:
+        raise ProxyFileError(str(err)) from None
     device = device_name_or_spec if isinstance(device_name_or_spec, Device) \
         else make_device(device_name_or_spec, sample_rate)
     recipe = RECIPES.get(device.name, (ProxyConfig(), ProxyTrainConfig()))
@@ -559,13 +565,13 @@ def train_proxy(device_name_or_spec, out_dir: str | os.PathLike, sample_rate: in
     budget_s = None if max_minutes is None else 60.0 * max_minutes
     total = steps if steps is not None else 10**9
     losses = []
-    t0 = time.monotonic()
     bar = tqdm(total=steps, disable=not progress, desc=f"proxy {device.name}", unit="step")
     with device.pool(n_workers) as pool:
+        t0 = time.monotonic()  # the budget counts training, not the workers' start
         step = 0
         while step < total:
             elapsed = time.monotonic() - t0
-            if budget_s is not None and elapsed >= budget_s:
+            if budget_s is not None and elapsed >= budget_s and step > 0:
                 break
             frac = step / total if steps is not None else 0.0
             if budget_s is not None:
@@ -624,6 +630,8 @@ def train_proxy(device_name_or_spec, out_dir: str | os.PathLike, sample_rate: in
 def model_card(meta: dict) -> str:
     """A MODEL_CARD.md text from a proxy description (``proxy.json``)."""
     tr, acc, arch = meta.get("training", {}), meta.get("accuracy", {}), meta["architecture"]
+    final_loss = (f"{tr['final_loss']:.4f}" if isinstance(tr.get("final_loss"), (int, float))
+                  else "n/a")
     params = ", ".join(f"{p['name']} {p['min']:g}..{p['max']:g} {p['unit']}".rstrip()
                        + (" (log)" if p["scale"] == "log" else "") for p in meta["params"])
     data = tr.get("data")
@@ -653,7 +661,7 @@ def model_card(meta: dict) -> str:
         f"({tr.get('audio_seconds_seen')} s of audio), {tr.get('minutes')} min on CPU, "
         f"{tr.get('threads')} thread(s), seed {tr.get('seed')}; loss = multi-resolution STFT "
         f"+ {tr.get('config', {}).get('waveform_weight')} x waveform L1; final loss "
-        f"{tr.get('final_loss', float('nan')):.4f} |",
+        f"{final_loss} |",
         "",
         f"## Accuracy against the real device (held out: {tr.get('held_out')})",
         "",

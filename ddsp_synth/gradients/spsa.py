@@ -110,7 +110,9 @@ class SPSAFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, audio, params01, runner, config, rng):
         x = audio.detach().cpu().numpy().astype(np.float32)
-        u = params01.detach().cpu().numpy().astype(np.float64)
+        # the device only takes values in its declared ranges, and perturbations() keeps a
+        # point inside [0, 1]: values outside are read as the nearest bound
+        u = np.clip(params01.detach().cpu().numpy().astype(np.float64), 0.0, 1.0)
         y = runner(x, u)
         ctx.runner, ctx.config, ctx.rng = runner, config, rng
         ctx.x, ctx.u = x, u
