@@ -160,8 +160,21 @@ part, so these figures are kinder than the unseen ones above.
 - Pitches far outside the training range (see above) are extrapolated; auto-adjust shifts the
   input by octaves toward the training mean.
 - Short CPU training: sustained notes are close to the data, fast passages and note onsets
-  are smoother than the original.
+  are smoother than the original.{KNOWN_LIMITS.get(name, "")}
 """
+
+
+# What the unseen-performance evaluation found about one instrument (docs/quality.md).
+KNOWN_LIMITS = {
+    "cello": """
+- CREPE tiny, the default pitch tracker of `ddsp-synth eval`, reads this model's lowest notes
+  (E2 to F2, 82 to 88 Hz) an octave up in about 1.5 % of the frames, and those frames carry
+  most of the tiny f0 L1 above: every such outlier is an exact 2:1 reading at 82-88 Hz, CREPE
+  tiny gives the true pitch 0.01-0.34 of activation there against 0.86-0.88 on the recording,
+  the output's first two harmonics stand within 1 dB of the recording's, and CREPE full reads
+  the same output within 4-5 cents (mean). The output plays the right pitch; tiny's reading of
+  its lowest notes is what fails. See docs/quality.md.""",
+}
 
 
 def render_extra(name: str, seconds: float) -> Path:

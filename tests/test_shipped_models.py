@@ -25,7 +25,12 @@ def test_all_five_instruments_ship_with_cards():
         d = shipped[name]
         assert (d / "model.safetensors").stat().st_size < 10 * 1024 * 1024
         card = (d / "MODEL_CARD.md").read_text()
-        assert "Held-out evaluation" in card and "## Reproduce" in card
+        assert "## Reproduce" in card and "Held-out part of the training recording" in card
+        # unseen performances: three, and the card's mean is eval.json's
+        unseen = json.loads((d / "eval.json").read_text())["unseen"]
+        assert len(unseen["tiny"]) == 3 and "## Unseen performances" in card
+        assert f"**{unseen['mean']['f0_l1_cents']:.1f}**" in card
+        assert f"**{unseen['mean']['loudness_l1_db']:.2f}**" in card
         train_config = json.loads((d / "train_config.json").read_text())
         assert train_config["train"]["batch_size"] > 0
         # the recipe's last stage is the run that was exported, and the card shows every stage
