@@ -8,7 +8,10 @@ ddsp_synth's setting on this machine) / ``passive`` (what ``import ddsp_synth`` 
 goal: busy passive <= 2.5 x quiet passive, and quiet passive no slower than quiet spin.
 Prints a table and writes ``bench/results_contention.json``.
 
-    python bench/bench_contention.py [--cases loss,train,prepare,transfer,stream] [--repeats 3]
+    python bench/bench_contention.py [--cases loss,train,prepare,transfer,stream,app] [--repeats 3]
+
+``app`` is one request of the web demo (the handler the page calls: a 20 s clarinet clip
+played by the violin, with its plots), in a warm process as the server is.
 """
 
 from __future__ import annotations
@@ -59,6 +62,21 @@ for _ in range(4):
     times.append(time.perf_counter() - t)
 print(min(times[1:]))
 """,
+    "app": """
+import sys, tempfile, time
+from pathlib import Path
+sys.path.insert(0, ".")
+import app
+from ddsp_synth.model import available_models
+models, work = available_models(), Path(tempfile.mkdtemp())
+args = ("examples/clarinet_melody.flac", None, "violin", True, 0, 0, 40, 1, 1, 1)
+app.run_transfer(*args, models=models, max_seconds=60, workdir=work)  # warm: model, CREPE
+times = []
+for _ in range(2):
+    t = time.perf_counter(); app.run_transfer(*args, models=models, max_seconds=60, workdir=work)
+    times.append(time.perf_counter() - t)
+print(min(times))
+""",
 }
 CLI_CASES = {
     "prepare": ["prepare", str(EXAMPLE), "-o", "{tmp}/data", "--quiet"],
@@ -89,7 +107,7 @@ def run_case(case: str, wait_policy: str) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cases", default="loss,train,prepare,transfer,stream")
+    ap.add_argument("--cases", default="loss,train,prepare,transfer,stream,app")
     ap.add_argument("--repeats", type=int, default=3, help="runs per condition (median)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_contention.json"))
     args = ap.parse_args(argv)
