@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=4.0)
-    ap.add_argument("--steps", type=int, default=8, help="timed steps of each (after 2 warm-up)")
+    ap.add_argument("--steps", type=int, default=16, help="timed steps of each (after 2 warm-up)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_peer_step.json"))
     args = ap.parse_args(argv)

@@ -286,18 +286,19 @@ def harmonic_synthesis_blocks(f0_hz: torch.Tensor, amplitude: torch.Tensor,
     starts = list(range(0, n_blocks, chunk))
     k_max = n_below_b.amax(dim=2)  # [B, n_blocks]
     k_chunks = torch.stack([k_max[:, t0 : t0 + chunk].amax(dim=1) for t0 in starts], 1).tolist()
+    # unbind and split (not indexing) so that backward assembles the distribution's gradient
+    # in one stack / cat instead of a zero-filled full-size tensor per piece
     rows = []
-    for b in range(batch):
+    for b, (d_row, dn_row) in enumerate(zip(dist.unbind(0), dist_next.unbind(0))):
         parts = []
-        for t0, k in zip(starts, k_chunks[b]):
+        for t0, k, d, dn in zip(starts, k_chunks[b], d_row.split(chunk), dn_row.split(chunk)):
             t1 = min(n_blocks, t0 + chunk)
             if k == 0:
                 parts.append(amp_up.new_zeros((t1 - t0) * hop))
                 continue
             parts.append(harmonic_blocks(
                 phase[b, t0 * hop : t1 * hop].to(dtype).reshape(t1 - t0, hop),
-                n_below_b[b, t0:t1], dist[b, t0:t1, :k], dist_next[b, t0:t1, :k], w_amp,
-                crossing[b, t0:t1]).reshape(-1))
+                n_below_b[b, t0:t1], d[:, :k], dn[:, :k], w_amp, crossing[b, t0:t1]).reshape(-1))
         rows.append(torch.cat(parts) if len(parts) > 1 else parts[0])
     mixed = torch.stack(rows) if batch > 1 else rows[0][None]
     return mixed * amp_up, phase0
@@ -707,7 +708,8 @@ class _StftMagnitude(torch.autograd.Function):
     def forward(ctx, audio, n_fft, hop, window):
         frames = F.pad(audio, (n_fft // 2, n_fft // 2)).unfold(1, n_fft, hop)  # [B, T, n]
         spec = torch.fft.rfft(frames.transpose(1, 2) * window[:, None], dim=1)  # [B, F, T]
-        mag = spec.abs()
+        re_im = torch.view_as_real(spec)
+        mag = torch.hypot(re_im[..., 0], re_im[..., 1])  # = spec.abs(), about 2x faster
         ctx.save_for_backward(spec, mag, window)
         ctx.config = (n_fft, hop, audio.shape[1])
         return mag

@@ -102,47 +102,51 @@ class _GRUSequence(torch.autograd.Function):
         x_t = x.transpose(0, 1).reshape(n_frames * batch, n_in)
         gi = torch.addmm(b_ih, x_t, w_ih.t()).view(n_frames, batch, 3 * hidden)
         out = x.new_empty(n_frames, batch, hidden)
-        gates = x.new_empty(n_frames, batch, 3 * hidden)  # r, z, n
-        gh_n = x.new_empty(n_frames, batch, hidden)
+        rz_all = x.new_empty(n_frames, batch, 2 * hidden)  # r, z
+        n_all = x.new_empty(n_frames, batch, hidden)
+        gh = x.new_empty(n_frames, batch, 3 * hidden)  # h @ W_hh^T + b_hh
         h = h0
         w_hh_t = w_hh.t()
+        # each frame writes straight into the saved buffers: six kernels per frame
         for t in range(n_frames):
-            gh = torch.addmm(b_hh, h, w_hh_t)
-            rz = torch.sigmoid(gi[t, :, : 2 * hidden] + gh[:, : 2 * hidden])
-            r, z = rz[:, :hidden], rz[:, hidden:]
-            n = torch.tanh(torch.addcmul(gi[t, :, 2 * hidden :], r, gh[:, 2 * hidden :]))
-            h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
-            out[t] = h
-            gates[t, :, : 2 * hidden] = rz
-            gates[t, :, 2 * hidden :] = n
-            gh_n[t] = gh[:, 2 * hidden :]
-        ctx.save_for_backward(x_t, h0, w_ih, w_hh, out, gates, gh_n)
+            torch.addmm(b_hh, h, w_hh_t, out=gh[t])
+            rz = torch.sigmoid(gi[t, :, : 2 * hidden] + gh[t, :, : 2 * hidden], out=rz_all[t])
+            n = torch.tanh(torch.addcmul(gi[t, :, 2 * hidden :], rz[:, :hidden],
+                                         gh[t, :, 2 * hidden :]), out=n_all[t])
+            h = torch.lerp(n, h, rz[:, hidden:], out=out[t])  # (1 - z) * n + z * h
+        ctx.save_for_backward(x_t, h0, w_ih, w_hh, out, rz_all, n_all, gh[:, :, 2 * hidden :])
         ctx.shape = x.shape
-        return out.transpose(0, 1), h
+        return out.transpose(0, 1), h.clone()
 
     @staticmethod
     def backward(ctx, d_out, d_h_last):
-        x_t, h0, w_ih, w_hh, out, gates, gh_n = ctx.saved_tensors
+        x_t, h0, w_ih, w_hh, out, rz, n, gh_n = ctx.saved_tensors
         n_frames, batch, hidden = out.shape
         h_prev = torch.cat([h0[None], out[:-1]], dim=0)
-        d_gi = x_t.new_empty(n_frames, batch, 3 * hidden)
-        d_gh_n = x_t.new_empty(n_frames, batch, hidden)
+        r, z = rz[..., :hidden], rz[..., hidden:]
+        # Gradients of the gate pre-activations per unit of dh, for every frame at once:
+        # d(n_pre) = dh (1 - z)(1 - n^2), d(z_pre) = dh (h_prev - n) z (1 - z),
+        # d(r_pre) = d(n_pre) gh_n r (1 - r), and through W_hh the n part carries r.
+        dn_per_dh = (1.0 - z) * (1.0 - n * n)
+        g_hh = torch.cat([dn_per_dh * gh_n * r * (1.0 - r), (h_prev - n) * z * (1.0 - z),
+                          dn_per_dh * r], dim=2).view(n_frames, batch, 3, hidden)
+        z_c = z.contiguous()
+        dhs = x_t.new_empty(n_frames, batch, hidden)  # dL/dh_t, all paths
+        d_gh = x_t.new_empty(n_frames, batch, 3, hidden)
         d_out_t = None if d_out is None else d_out.transpose(0, 1)
         dh = d_h_last.clone() if d_h_last is not None else x_t.new_zeros(batch, hidden)
         for t in range(n_frames - 1, -1, -1):
             if d_out_t is not None:
-                dh = dh + d_out_t[t]
-            r, z = gates[t, :, :hidden], gates[t, :, hidden : 2 * hidden]
-            n = gates[t, :, 2 * hidden :]
-            dn_pre = dh * (1.0 - z) * (1.0 - n * n)
-            torch.mul(dh * (h_prev[t] - n), z * (1.0 - z), out=d_gi[t, :, hidden : 2 * hidden])
-            torch.mul(dn_pre * gh_n[t], r * (1.0 - r), out=d_gi[t, :, :hidden])
-            d_gi[t, :, 2 * hidden :] = dn_pre
-            torch.mul(dn_pre, r, out=d_gh_n[t])
-            d_gh_t = torch.cat([d_gi[t, :, : 2 * hidden], d_gh_n[t]], dim=1)
-            dh = torch.addmm(dh * z, d_gh_t, w_hh)
+                dh = torch.add(dh, d_out_t[t], out=dhs[t])
+            else:
+                dhs[t] = dh
+            torch.mul(g_hh[t], dh[:, None, :], out=d_gh[t])
+            dh = torch.addmm(dh * z_c[t], d_gh[t].view(batch, 3 * hidden), w_hh)
+        d_gh2 = d_gh.view(-1, 3 * hidden)
+        # the input-side gradient equals the recurrent one except the n part, without r
+        d_gi = d_gh.clone()
+        torch.mul(dhs, dn_per_dh, out=d_gi[:, :, 2])
         d_gi2 = d_gi.view(-1, 3 * hidden)
-        d_gh2 = torch.cat([d_gi[:, :, : 2 * hidden], d_gh_n], dim=2).view(-1, 3 * hidden)
         batch_, n_frames_, n_in = ctx.shape
         d_x = (d_gi2 @ w_ih).view(n_frames, batch, n_in).transpose(0, 1)
         d_w_ih = d_gi2.t() @ x_t
