@@ -41,26 +41,10 @@ def _checkpoints(run: Path) -> list[tuple[int, float, Path]]:
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--name", required=True)
-    ap.add_argument("--train", required=True, help="the instrument's recordings (3 minutes)")
-    ap.add_argument("--heldout", required=True, nargs="+", help="unseen performances")
-    ap.add_argument("--minutes", type=float, default=15.0)
-    ap.add_argument("--steps", type=int, help="a step budget instead of --minutes")
-    ap.add_argument("--marks", default="2,5,10,15", help="minutes (or, with --steps, steps) "
-                    "at which the curve is measured")
-    ap.add_argument("--init-from", default="none", help="auto, a shipped name, or none")
-    ap.add_argument("--checkpoint-every", type=int, default=50)
-    ap.add_argument("--work", default=str(ROOT / "runs" / "time_to_instrument"))
-    ap.add_argument("--config", help="train --config overrides (JSON file)")
-    ap.add_argument("--num-threads", type=int)
-    ap.add_argument("--out", help="JSON (default bench/results_time_to_instrument_NAME.json)")
-    args = ap.parse_args(argv)
-    tag = f"{args.name}-{args.init_from}" + (f"-{Path(args.config).stem}" if args.config else "")
-    work = Path(args.work) / tag
+def _prepare_and_train(args, work: Path, data: Path, run: Path, overrides: dict):
+    """Fresh work folder, ``prepare`` and ``train`` with every checkpoint kept; returns the
+    seconds each took."""
     shutil.rmtree(work, ignore_errors=True)
-    data, run = work / "data", work / "run"
     t0 = time.perf_counter()
     assert cli(["prepare", args.train, "-o", str(data), "--quiet"]) == 0
     prepare_s = time.perf_counter() - t0
@@ -78,7 +62,6 @@ def main(argv=None) -> int:
         train_argv += ["--num-threads", str(args.num_threads)]
     # keep every checkpoint: the curve needs them
     keep = work / "keep.json"
-    overrides = json.loads(Path(args.config).read_text()) if args.config else {}
     overrides.setdefault("train", {})["keep_checkpoints"] = 1000
     keep.write_text(json.dumps(overrides))
     if args.config:
@@ -88,6 +71,37 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     assert cli(train_argv) == 0
     train_wall_s = time.perf_counter() - t0
+    return prepare_s, train_wall_s
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--train", required=True, help="the instrument's recordings (3 minutes)")
+    ap.add_argument("--heldout", required=True, nargs="+", help="unseen performances")
+    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--steps", type=int, help="a step budget instead of --minutes")
+    ap.add_argument("--marks", default="2,5,10,15", help="minutes (or, with --steps, steps) "
+                    "at which the curve is measured")
+    ap.add_argument("--init-from", default="none", help="auto, a shipped name, or none")
+    ap.add_argument("--checkpoint-every", type=int, default=50)
+    ap.add_argument("--work", default=str(ROOT / "runs" / "time_to_instrument"))
+    ap.add_argument("--config", help="train --config overrides (JSON file)")
+    ap.add_argument("--num-threads", type=int)
+    ap.add_argument("--out", help="JSON (default bench/results_time_to_instrument_NAME.json)")
+    ap.add_argument("--evaluate-only", action="store_true",
+                    help="measure the curve of the run already in --work (interrupted while "
+                         "evaluating); prepare and training times are then not reported")
+    args = ap.parse_args(argv)
+    tag = f"{args.name}-{args.init_from}" + (f"-{Path(args.config).stem}" if args.config else "")
+    work = Path(args.work) / tag
+    data, run = work / "data", work / "run"
+    overrides = json.loads(Path(args.config).read_text()) if args.config else {}
+    prepare_s = train_wall_s = None
+    if not args.evaluate_only:
+        prepare_s, train_wall_s = _prepare_and_train(args, work, data, run, overrides)
+    elif not (run / "checkpoints").is_dir():
+        raise SystemExit(f"--evaluate-only: no run in {work}")
     checkpoints = _checkpoints(run)
     marks = [float(m) for m in args.marks.split(",")]
     rows = []
