@@ -38,7 +38,7 @@ def test_reverb_processor_direct_path_and_gradients(param):
     rev = Reverb(16000, 1600, parameterization=param)
     ir = rev.impulse_response()
     assert ir.shape == (1, 1600)
-    assert float(ir[0, 0]) == 1.0  # direct path
+    assert ir[0, 0].item() == 1.0  # direct path
     x = torch.randn(2, 4000)
     torch.testing.assert_close(rev.get_signal({}, None, x, amount=0.0)[0], x)
     out, (tail,) = rev.get_signal({}, None, x)
