@@ -115,6 +115,7 @@ class _SpectralL1(torch.autograd.Function):
         return value
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         sign, log_p = ctx.saved_tensors
         w_lin, w_log = ctx.weights
