@@ -10,8 +10,9 @@ Prints a table and writes ``bench/results_contention.json``.
 
     python bench/bench_contention.py [--cases loss,train,prepare,transfer,stream,app] [--repeats 3]
 
-``app`` is one request of the web demo (the handler the page calls: a 20 s clarinet clip
-played by the violin, with its plots), in a warm process as the server is.
+``app`` is a repeated request of the web demo (the handler the page calls: a 20 s clarinet clip
+played by the violin, with its plots), in a warm process as the server is: the clip's pitch and
+loudness come from the feature cache after the first request, so it times synthesis and plots.
 """
 
 from __future__ import annotations

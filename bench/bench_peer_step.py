@@ -13,7 +13,7 @@ loudness term, backward, gradient clipping, Adam). The two alternate, step by st
 change in machine speed hits both; the table gives medians and their ratio. Writes
 ``bench/results_peer_step.json``.
 
-    python bench/bench_peer_step.py [--peer-dir ../ddsp_pytorch] [--threads 2] [--steps 8]
+    python bench/bench_peer_step.py [--peer-dir ../ddsp_pytorch] [--threads 2] [--steps 16]
 """
 
 from __future__ import annotations

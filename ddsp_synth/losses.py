@@ -77,16 +77,8 @@ def multi_resolution_stft_loss(
         # The target usually needs no gradient: keeping it out of the graph halves backward.
         with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
             mag_t = core.magnitude_spectrogram(target, n_fft, hop)
-        if mag_t.requires_grad:  # both sides learn (rare): plain autograd
-            if config.linear_weight:
-                total = total + config.linear_weight * (mag_p - mag_t).abs().mean()
-            if config.log_weight:
-                total = total + config.log_weight * (
-                    torch.log(mag_p + config.log_eps) - torch.log(mag_t + config.log_eps)
-                ).abs().mean()
-        else:
-            total = total + _SpectralL1.apply(mag_p, mag_t, config.linear_weight,
-                                              config.log_weight, config.log_eps)
+        total = total + _SpectralL1.apply(mag_p, mag_t, config.linear_weight,
+                                          config.log_weight, config.log_eps)
     return total
 
 
@@ -94,34 +86,40 @@ class _SpectralL1(torch.autograd.Function):
     """``w_lin * mean|S_p - S_t| + w_log * mean|log(S_p + eps) - log(S_t + eps)|`` of two
     magnitude spectrograms, with a one-pass backward.
 
-    The log is increasing, so both terms share ``sign(S_p - S_t)`` and the gradient with
-    respect to ``S_p`` is ``sign(S_p - S_t) * (w_lin + w_log / (S_p + eps)) / N`` (0 where
-    they are equal, as ``abs``' subgradient). Autograd through the two terms would run about
-    ten elementwise passes over the spectrogram in backward; this runs three. The target gets
-    no gradient (the training loss keeps it out of the graph).
+    The log is increasing, so both terms share ``s = sign(S_p - S_t)``: the gradient is
+    ``s * (w_lin + w_log / (S_p + eps)) / N`` for ``S_p`` and ``-s * (w_lin + w_log / (S_t +
+    eps)) / N`` for ``S_t`` (0 where they are equal, as ``abs``' subgradient). Autograd
+    through the two terms would run about ten elementwise passes over the spectrogram in
+    backward; this runs three per side that needs a gradient (the training loss keeps the
+    target out of the graph).
     """
 
     @staticmethod
     def forward(ctx, mag_p, mag_t, w_lin: float, w_log: float, eps: float):
         diff = mag_p - mag_t
-        log_p = torch.log(mag_p + eps)
+        log_p, log_t = torch.log(mag_p + eps), torch.log(mag_t + eps)
         value = mag_p.new_zeros(())
         if w_lin:
             value = value + w_lin * diff.abs().mean()
         if w_log:
-            value = value + w_log * (log_p - torch.log(mag_t + eps)).abs().mean()
-        ctx.save_for_backward(diff.sign_(), log_p)
+            value = value + w_log * (log_p - log_t).abs().mean()
+        ctx.save_for_backward(diff.sign_(), log_p, log_t if mag_t.requires_grad else None)
         ctx.weights = (w_lin, w_log)
         return value
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        sign, log_p = ctx.saved_tensors
+        sign, log_p, log_t = ctx.saved_tensors
         w_lin, w_log = ctx.weights
-        # 1 / (S_p + eps) = exp(-log(S_p + eps)), from the saved log
-        per_bin = torch.exp(-log_p).mul_(w_log).add_(w_lin) if w_log else sign.new_full((), w_lin)
-        return sign * per_bin * (grad / sign.numel()), None, None, None, None
+        scale = grad / sign.numel()
+
+        def side(log_mag):  # w_lin + w_log / (S + eps), from the saved log
+            return torch.exp(-log_mag).mul_(w_log).add_(w_lin) if w_log else w_lin
+
+        d_p = sign * side(log_p) * scale if ctx.needs_input_grad[0] else None
+        d_t = sign * side(log_t) * -scale if ctx.needs_input_grad[1] else None
+        return d_p, d_t, None, None, None
 
 
 class MultiResolutionSTFTLoss(nn.Module):
