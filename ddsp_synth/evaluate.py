@@ -220,3 +220,68 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
                          f"{LOUDNESS_FLOOR_DB:g} dB: is it silent or unpitched?)")
     metrics["examples"] = len(names)
     return metrics, list(zip(names, outputs)) if keep_outputs else []
+
+
+# --------------------------------------------------------------------------------------
+# Pitch against the MIDI that made a performance
+# --------------------------------------------------------------------------------------
+# Note edges left out of MIDI-truth measures: the attack (a tracker needs a window of the new
+# note) and the last moments before the note-off (the release has already begun).
+TRUTH_SKIP_ONSET_S = 0.05
+TRUTH_SKIP_OFFSET_S = 0.03
+# Pitch bands of the MIDI-truth tables (Hz): [lo, hi).
+TRUTH_BANDS = {"all": (0.0, np.inf), "below_100": (0.0, 100.0), "100_400": (100.0, 400.0),
+               "above_400": (400.0, np.inf)}
+# Reading at these multiples of the true pitch (within 50 cents) counts as a harmonic error.
+TRUTH_RATIOS = {"x2": 2.0, "x3": 3.0, "half": 0.5}
+
+
+def midi_truth(audio_path: str | Path, n_frames: int,
+               frame_rate_hz: float = 100.0) -> tuple[np.ndarray, np.ndarray] | None:
+    """The generator's reference pitch of a render, and the frames to score.
+
+    Reads the sidecars ``STEM.f0.csv`` (``time_s,f0_hz,voiced``: MIDI pitch + bend) and
+    ``STEM.notes.csv`` (``start_s,end_s,midi_pitch,...``) beside ``audio_path``.
+
+    Returns:
+        f0_true_hz: [n_frames] (0 outside notes), and keep: [n_frames] bool, frames inside a
+        note with its first 50 ms and last 30 ms left out; None when there are no sidecars.
+    """
+    stem = Path(audio_path).with_suffix("")
+    f0_csv, notes_csv = Path(f"{stem}.f0.csv"), Path(f"{stem}.notes.csv")
+    if not (f0_csv.exists() and notes_csv.exists()):
+        return None
+    ref = np.loadtxt(f0_csv, delimiter=",", skiprows=1, ndmin=2)
+    notes = np.loadtxt(notes_csv, delimiter=",", skiprows=1, usecols=(0, 1), ndmin=2)
+    t = np.arange(n_frames) / frame_rate_hz
+    idx = np.round(t / np.median(np.diff(ref[:, 0]))).astype(np.int64)
+    inside = idx < len(ref)
+    f0_true = np.where(inside, ref[np.minimum(idx, len(ref) - 1), 1], 0.0)
+    keep = np.zeros(n_frames, bool)
+    for start, end in notes:
+        keep |= (t >= start + TRUTH_SKIP_ONSET_S) & (t <= end - TRUTH_SKIP_OFFSET_S)
+    return f0_true, keep & (f0_true > 0)
+
+
+def truth_metrics(f0_hz: np.ndarray, f0_true_hz: np.ndarray, keep: np.ndarray) -> dict:
+    """Pitch against MIDI truth, per band of the true pitch.
+
+    Returns:
+        ``{band: {"frames", "off_50c" (share > 50 cents off), "x2", "x3", "half" (shares at
+        those multiples of the true pitch), "median_cents"}}`` for the bands of
+        :data:`TRUTH_BANDS` that hold frames (shares in [0, 1]).
+    """
+    true = np.asarray(f0_true_hz, np.float64)[keep]
+    err = 1200.0 * np.log2(np.maximum(np.asarray(f0_hz, np.float64)[keep], 1e-3) / true)
+    out = {}
+    for band, (lo, hi) in TRUTH_BANDS.items():
+        sel = (true >= lo) & (true < hi)
+        if not sel.any():
+            continue
+        e = err[sel]
+        row = {"frames": int(sel.sum()), "off_50c": float(np.mean(np.abs(e) > OUTLIER_CENTS))}
+        for name, ratio in TRUTH_RATIOS.items():
+            row[name] = float(np.mean(np.abs(e - 1200.0 * np.log2(ratio)) < OUTLIER_CENTS))
+        row["median_cents"] = float(np.median(np.abs(e)))
+        out[band] = row
+    return out

@@ -24,7 +24,7 @@ from . import core
 from .audio_io import PCM16_SCALE, atomic_write_bytes, cache_dir
 from .config import ConfigError, check_fields
 from .core import cents_to_hz, hz_to_cents
-from .pitch import CREPE_SAMPLE_RATE, crepe_activations, decode_f0
+from .pitch import CREPE_SAMPLE_RATE, analysis_frames, crepe_activations, decode_f0
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,9 @@ def compute_f0(audio: np.ndarray, config: FeatureConfig,
                valid_frames: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """f0 and confidence on the shared frame grid.
 
-    CREPE runs at 16 kHz on its own grid (hop ``round(hop * 16000 / sample_rate)``); when that
-    grid differs from the model's, f0 (in cents) and confidence are interpolated onto it.
+    CREPE runs at 16 kHz on its own grid (hop ``round(hop * 16000 / sample_rate)``), decoded
+    with the harmonic check on the same windows (:func:`ddsp_synth.pitch.decode_f0`); when
+    that grid differs from the model's, f0 (in cents) and confidence are interpolated onto it.
 
     Args:
         audio: [n_samples] float audio at ``config.sample_rate``.
@@ -104,7 +105,9 @@ def compute_f0(audio: np.ndarray, config: FeatureConfig,
     # CREPE frames spanning the valid model frames (one extra either side for interpolation).
     c_lo = max(0, int(np.floor(t_model[lo] * CREPE_SAMPLE_RATE / hop_16k)) - 1)
     c_hi = min(len(act), int(np.ceil(t_model[hi - 1] * CREPE_SAMPLE_RATE / hop_16k)) + 2)
-    f0_c, conf_c = decode_f0(act[c_lo:c_hi], config.f0_min_hz, config.f0_max_hz)
+    f0_c, conf_c = decode_f0(
+        act[c_lo:c_hi], config.f0_min_hz, config.f0_max_hz,
+        lambda i, j: analysis_frames(audio_16k, hop_16k, c_lo + i, c_lo + j))
     cents = np.interp(t_model, t_crepe[c_lo:c_hi], hz_to_cents(f0_c))
     conf = np.interp(t_model, t_crepe[c_lo:c_hi], conf_c)
     return cents_to_hz(cents).astype(np.float32), conf.astype(np.float32)
@@ -169,7 +172,8 @@ def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: 
     return out
 
 
-FEATURE_CACHE_VERSION = 1
+# 2: the Viterbi jump and the harmonic check (issue 23) changed every f0.
+FEATURE_CACHE_VERSION = 2
 
 
 def analyse(audio: np.ndarray, feature_config: FeatureConfig, progress=None,

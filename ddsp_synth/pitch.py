@@ -1,11 +1,19 @@
-"""Pitch: CREPE (through onnxruntime) and deterministic Viterbi decoding of its activations.
+"""Pitch: CREPE (through onnxruntime), deterministic Viterbi decoding of its activations and
+the harmonic check.
 
 torchcrepe's own decoders add random triangular dither of up to +-20 cents to every frame
 (``torchcrepe.convert.dither``), so two runs on the same audio differ. Here the Viterbi bin
-path (banded transitions, no randomness) is refined by the probability-weighted average of
-the cents of the bins around it, which is deterministic and smooth. The same transition
-prior and refinement serve offline decoding (:func:`decode_f0`) and the online filter of
-the streaming front end (:func:`viterbi_advance` frame by frame, no backtracking).
+path (no randomness) is refined by the probability-weighted average of the cents of the bins
+around it, which is deterministic and smooth. Its transition prior allows small moves (at
+most 11 bins of 20 cents per frame, triangular, as torchcrepe) and, with a small probability,
+a jump anywhere: with the band alone a path that sat on a harmonic of one note could not
+leave it for the next note (an octave is 60 bins) and stayed on the wrong harmonic. The
+harmonic check (:mod:`ddsp_synth.harmonic_check`) then asks of every frame whether the
+tracked pitch is a harmonic of a lower fundamental (CREPE tiny reads the lowest cello notes
+at three times their frequency) and divides it where it is. The same prior, refinement and
+check serve offline decoding (:func:`decode_f0`) and the online filter of the streaming
+front end (:func:`viterbi_advance` and :func:`ddsp_synth.harmonic_check.divisor_advance`
+frame by frame, no backtracking).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import harmonic_check
 from .core import cents_to_hz, hz_to_cents
 
 CREPE_SAMPLE_RATE = 16000
@@ -25,6 +34,9 @@ CREPE_CENTS_PER_BIN = 20.0
 CREPE_CENTS_OFFSET = 1997.3794084376191  # cents of bin 0 (re 10 Hz)
 # Viterbi transitions allowed between bins at most this far apart per frame (as torchcrepe).
 VITERBI_MAX_JUMP = 11
+# Log probability of jumping from a bin to any one bin, near or far (a new note); the band
+# keeps the rest of the mass. exp(-8) x 360 bins: 12 % of the mass, about one frame in eight.
+VITERBI_JUMP_LOG_PROB = -8.0
 # Bins either side of the path bin averaged to refine it (as torchcrepe's weighted argmax).
 REFINE_HALF_WIDTH = 4
 # CREPE confidence at or above which a frame counts as voiced (statistics, metrics, auto-adjust)
@@ -176,13 +188,16 @@ def log_observations(activations: np.ndarray, min_bin: int = 0,
 
 
 def viterbi_transitions(n_bins: int = CREPE_BINS) -> tuple[np.ndarray, np.ndarray]:
-    """Banded triangular transition prior (|jump| <= 11 bins).
+    """Transition prior: a triangular band (|jump| <= 11 bins) plus a jump anywhere.
+
+    Every bin may follow every bin with probability ``exp(VITERBI_JUMP_LOG_PROB)``; the band
+    shares the rest of the mass (triangular weights normalised over the reachable bins), so
+    rows of the full matrix sum to one.
 
     Returns:
-        offsets: [2J+1] bin jumps.
+        offsets: [2J+1] bin jumps within the band.
         trans_to: [2J+1, n_bins], ``trans_to[o, j]`` = log probability of arriving at bin
-            ``j`` from bin ``j - offsets[o]``; rows of the transition matrix sum to one over
-            the reachable bins (edge rows have fewer).
+            ``j`` from bin ``j - offsets[o]`` (band and jump mass together).
     """
     offsets = np.arange(-VITERBI_MAX_JUMP, VITERBI_MAX_JUMP + 1)
     weight = (VITERBI_MAX_JUMP + 1 - np.abs(offsets)).astype(np.float64)
@@ -190,14 +205,16 @@ def viterbi_transitions(n_bins: int = CREPE_BINS) -> tuple[np.ndarray, np.ndarra
     for o, w in zip(offsets, weight):
         lo, hi = max(0, -o), min(n_bins, n_bins - o)
         reach[lo:hi] += w
-    log_trans = np.log(weight)[:, None] - np.log(reach)[None, :]  # [offsets, from-bin]
+    jump = np.exp(VITERBI_JUMP_LOG_PROB)
+    band = weight[:, None] / reach[None, :] * (1.0 - n_bins * jump)  # [offsets, from-bin]
+    log_trans = np.log(band + jump)
     src = np.clip(np.arange(n_bins)[None, :] - offsets[:, None], 0, n_bins - 1)
     return offsets, np.take_along_axis(log_trans, src, axis=1)
 
 
 def viterbi_advance(score: np.ndarray, log_obs_t: np.ndarray, offsets: np.ndarray,
                     trans_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One Viterbi step: (new score [n_bins], back-pointer offsets [n_bins])."""
+    """One Viterbi step: (new score [n_bins], back-pointers: the source bin [n_bins])."""
     n_bins = len(score)
     j = VITERBI_MAX_JUMP
     padded = np.full(n_bins + 2 * j, -np.inf)
@@ -205,10 +222,16 @@ def viterbi_advance(score: np.ndarray, log_obs_t: np.ndarray, offsets: np.ndarra
     # cand[o, b] = score of arriving at bin b from bin b - offsets[o].
     cand = np.stack([padded[j - o : j - o + n_bins] for o in offsets]) + trans_to
     best = np.argmax(cand, axis=0)
-    new = cand[best, np.arange(n_bins)] + log_obs_t
+    arrive = cand[best, np.arange(n_bins)]
+    source = np.arange(n_bins) - offsets[best]
+    top = int(np.argmax(score))
+    jump = score[top] + VITERBI_JUMP_LOG_PROB  # from the best bin to anywhere
+    far = jump > arrive
+    new = np.where(far, jump, arrive) + log_obs_t
+    source = np.where(far, top, source)
     if not np.isfinite(new).any():  # all bins excluded: restart from the observation
         new = log_obs_t.copy()
-    return new, offsets[best]
+    return new, source
 
 
 def bin_range(f0_min_hz: float, f0_max_hz: float) -> tuple[int, int]:
@@ -241,7 +264,7 @@ def refine_cents(activations: np.ndarray, path: np.ndarray, min_bin: int,
 
 
 def viterbi_bins(activations: np.ndarray, min_bin: int = 0, max_bin: int = CREPE_BINS) -> np.ndarray:
-    """Most likely bin path under a triangular transition prior (|jump| <= 11 bins).
+    """Most likely bin path under the transition prior of :func:`viterbi_transitions`.
 
     Args:
         activations: [n_frames, 360] non-negative activations.
@@ -254,22 +277,64 @@ def viterbi_bins(activations: np.ndarray, min_bin: int = 0, max_bin: int = CREPE
     log_obs = log_observations(activations, min_bin, max_bin)
     offsets, trans_to = viterbi_transitions(n_bins)
     score = log_obs[0].copy()
-    back = np.zeros((n_frames, n_bins), dtype=np.int8)
+    back = np.zeros((n_frames, n_bins), dtype=np.int16)
     for t in range(1, n_frames):
         score, back[t] = viterbi_advance(score, log_obs[t], offsets, trans_to)
+        score -= np.max(score[np.isfinite(score)])  # bounded, as the online filter
     path = np.empty(n_frames, dtype=np.int64)
     path[-1] = int(np.argmax(score))
     for t in range(n_frames - 1, 0, -1):
-        path[t - 1] = path[t] - back[t, path[t]]
+        path[t - 1] = back[t, path[t]]
     return path
 
 
-def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7,
-              f0_max_hz: float = 2006.0) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic f0 from CREPE activations.
+def analysis_frames(audio_16k: np.ndarray, hop_16k: int, first: int, stop: int) -> np.ndarray:
+    """The 1024-sample windows CREPE analyses for frames ``first .. stop - 1`` (centred on
+    sample ``t * hop``, zeros beyond the ends), un-normalised: [stop - first, 1024] float64."""
+    x = np.pad(np.asarray(audio_16k, np.float64), (CREPE_WINDOW // 2, CREPE_WINDOW // 2))
+    idx = (np.arange(first, stop) * hop_16k)[:, None] + np.arange(CREPE_WINDOW)[None, :]
+    return np.where(idx < len(x), x[np.minimum(idx, len(x) - 1)], 0.0)
+
+
+# Frames per pass of the harmonic check (bounds its FFT buffers to ~40 MB).
+CHECK_CHUNK_FRAMES = 1024
+
+
+def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
+                      f0_min_hz: float) -> np.ndarray:
+    """Divisor per frame from the harmonic check (offline: the divisor path is decoded).
+
+    Args:
+        frames_fn: ``(first, stop) -> [stop - first, 1024]`` analysis windows.
+        activations: [n_frames, 360]; f0_hz: [n_frames] the decoded pitch.
+        f0_min_hz: no divisor takes the pitch below this (nor below the check's 40 Hz).
+
+    Returns:
+        [n_frames] int divisors (1 = the pitch stands).
+    """
+    n = len(f0_hz)
+    emissions = np.empty((n, len(harmonic_check.DIVISORS)))
+    min_hz = max(f0_min_hz, harmonic_check.CHECK_MIN_HZ)
+    for i in range(0, n, CHECK_CHUNK_FRAMES):
+        j = min(n, i + CHECK_CHUNK_FRAMES)
+        feats = harmonic_check.check_features(frames_fn(i, j), activations[i:j], f0_hz[i:j])
+        emissions[i:j] = harmonic_check.divisor_emissions(feats, f0_hz[i:j], min_hz)
+    return harmonic_check.divisor_path(emissions)
+
+
+def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float = 2006.0,
+              frames_fn=None) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic f0 from CREPE activations, with the harmonic check.
 
     The Viterbi path picks a bin per frame; the f0 is the activation-weighted mean of the
-    cents of the bins within +-4 of it. Confidence is the activation at the path bin.
+    cents of the bins within +-4 of it. With ``frames_fn`` (the analysed audio), the
+    harmonic check then divides the pitch of frames where it is a harmonic of a lower
+    fundamental. Confidence is the activation at the path bin.
+
+    Args:
+        activations: [n_frames, 360].
+        frames_fn: ``(first, stop) -> [stop - first, 1024]`` the windows behind
+            ``activations`` (:func:`analysis_frames`); None decodes the activations alone.
 
     Returns:
         f0_hz: [n_frames] float32.
@@ -278,6 +343,8 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7,
     min_bin, max_bin = bin_range(f0_min_hz, f0_max_hz)
     path = viterbi_bins(activations, min_bin, max_bin)
     n_frames = len(path)
-    cents = refine_cents(activations, path, min_bin, max_bin)
+    f0_hz = cents_to_hz(refine_cents(activations, path, min_bin, max_bin))
+    if frames_fn is not None:
+        f0_hz = f0_hz / harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz)
     confidence = activations[np.arange(n_frames), path]
-    return cents_to_hz(cents).astype(np.float32), confidence.astype(np.float32)
+    return f0_hz.astype(np.float32), confidence.astype(np.float32)
