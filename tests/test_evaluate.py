@@ -39,3 +39,26 @@ def test_evaluate_source_dataset_and_audio_files(exported, tiny_dataset, tmp_pat
     assert files["examples"] == 1 and outs[0][0] == "a"
     assert abs(len(outs[0][1]) - 1.5 * 16000) <= 160  # whole file, at the model's rate
     assert np.isfinite(files["f0_l1_cents"]) and files["voiced_frames"] > 50
+
+
+def test_midi_truth_leaves_note_edges_out_and_truth_metrics_count_harmonic_errors(tmp_path):
+    from ddsp_synth.evaluate import midi_truth, truth_metrics
+
+    t = np.arange(300) / 100
+    f0 = np.where((t >= 0.5) & (t < 2.5), 80.0, 0.0)
+    np.savetxt(tmp_path / "x.f0.csv", np.c_[t, f0, f0 > 0], delimiter=",",
+               header="time_s,f0_hz,voiced", comments="")
+    (tmp_path / "x.notes.csv").write_text("start_s,end_s,midi_pitch,velocity,segment\n"
+                                          "0.5,2.5,40,100,scale\n")
+    assert midi_truth(tmp_path / "y.flac", 300) is None  # no sidecars
+    f0_true, keep = midi_truth(tmp_path / "x.flac", 300)
+    assert np.array_equal(np.nonzero(keep)[0], np.arange(55, 248))  # +50 ms, -30 ms
+    est = np.full(300, 80.0)
+    est[60:80] = 240.0  # 20 frames read at 3x
+    est[100:110] = 160.0  # 10 frames at 2x
+    est[120:125] = 81.0  # 22 cents: not off
+    m = truth_metrics(est, f0_true, keep)
+    n = keep.sum()
+    assert set(m) == {"all", "below_100"} and m["all"]["frames"] == n
+    assert m["all"]["x3"] == 20 / n and m["all"]["x2"] == 10 / n and m["all"]["off_50c"] == 30 / n
+    assert m["all"]["half"] == 0.0 and m["all"]["median_cents"] == 0.0
