@@ -2,9 +2,11 @@
 
 Frame ``t`` (centred on sample ``t * hop``, as on the offline grid) is emitted as soon as
 sample ``t * hop + window / 2 - 1`` has arrived: half a CREPE window (512 samples = 32 ms at
-16 kHz) of look-ahead. Loudness equals the offline frame exactly; f0 uses the same CREPE model
-and bin refinement as :mod:`ddsp_synth.pitch`, decoded by an online Viterbi filter (the
-best-scoring current bin under the same transition prior, no backtracking).
+16 kHz) of look-ahead. Loudness equals the offline frame exactly; f0 uses the same CREPE model,
+bin refinement and harmonic check as :mod:`ddsp_synth.pitch`, decoded by online Viterbi
+filters (the best-scoring current bin, then the best-scoring current divisor, under the same
+transition priors, no backtracking). The harmonic check reads the same window, so it adds no
+latency.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from .. import core
 from ..core import cents_to_hz
 from ..features import FeatureConfig
+from .. import harmonic_check
 from ..pitch import (CREPE_SAMPLE_RATE, CREPE_WINDOW, bin_range, crepe_runner, log_observations,
                      normalise_frames, refine_cents, viterbi_advance, viterbi_transitions)
 
@@ -36,8 +39,8 @@ class StreamingFeatures:
     Frame ``t`` (centred on sample ``t * hop``, like the offline grid) is emitted as soon as
     sample ``t * hop + window / 2 - 1`` has arrived: a look-ahead of ``latency_samples``.
     Loudness equals the offline :func:`ddsp_synth.features.compute_loudness` frame for
-    frame; f0 uses the same CREPE model and bin refinement, decoded by an online Viterbi
-    filter (best current end state, no backtracking), so it cannot use the future.
+    frame; f0 uses the same CREPE model, bin refinement and harmonic check, decoded by online
+    Viterbi filters (best current end state, no backtracking), so it cannot use the future.
 
     Only models at 16 kHz (CREPE's rate) are supported here; others raise ValueError.
     """
@@ -55,6 +58,7 @@ class StreamingFeatures:
         self.latency_samples = self.half
         self.min_bin, self.max_bin = bin_range(config.f0_min_hz, config.f0_max_hz)
         self.offsets, self.trans_to = viterbi_transitions()
+        self.check_min_hz = max(config.f0_min_hz, harmonic_check.CHECK_MIN_HZ)
         self._crepe = crepe_runner(self.crepe_model, threads=1)  # one core, as live
         self.reset()
 
@@ -63,6 +67,7 @@ class StreamingFeatures:
         self.next_frame = 0
         self.consumed = 0  # samples dropped from the front of the buffer
         self.score = None
+        self.divisor_score = None
         self.total_in = 0
 
     @torch.inference_mode()
@@ -80,7 +85,16 @@ class StreamingFeatures:
             self.score -= np.max(self.score[np.isfinite(self.score)])  # keep it bounded
         b = int(np.argmax(self.score))
         cents = refine_cents(act[None], np.array([b]), self.min_bin, self.max_bin)[0]
-        return Frame(float(cents_to_hz(cents)), float(act[b]), loud)
+        return Frame(float(cents_to_hz(cents)) / self._divisor(window, act, cents_to_hz(cents)),
+                     float(act[b]), loud)
+
+    def _divisor(self, window: np.ndarray, act: np.ndarray, f0_hz: float) -> int:
+        """The harmonic check's divisor for this frame (online divisor filter)."""
+        f0 = np.array([f0_hz])
+        feats = harmonic_check.check_features(window[None], act[None], f0)
+        emission = harmonic_check.divisor_emissions(feats, f0, self.check_min_hz)[0]
+        self.divisor_score, _ = harmonic_check.divisor_advance(self.divisor_score, emission)
+        return int(harmonic_check.DIVISORS[int(np.argmax(self.divisor_score))])
 
     def push(self, audio: np.ndarray) -> list[Frame]:
         """Append samples; return the frames that became complete (oldest first)."""
