@@ -9,6 +9,10 @@ Definitions (also used for validation during training and for the model cards):
   the input's f0, mean absolute difference in cents over frames where the input is voiced
   with confidence >= 0.85; ``f0_outlier_ratio``: share of those frames off by > 50 cents.
 * ``rtf``: synthesis wall time / audio duration (features excluded).
+* ``midi_truth`` (audio files rendered with MIDI sidecars, ``STEM.f0.csv`` and
+  ``STEM.notes.csv``): the input's and the output's f0 (the model's tracker) against the MIDI
+  that made the performance, per band of the true pitch (:func:`truth_metrics`, pooled over
+  files): the input's figure is the measurement floor of the output's.
 """
 
 from __future__ import annotations
@@ -107,7 +111,7 @@ SEGMENT_SECONDS = 10.0
 
 
 def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
-                   seed: int = 0) -> tuple[tuple, np.ndarray]:
+                   seed: int = 0) -> tuple[tuple, np.ndarray, dict]:
     """Resynthesize one recording of any length in bounded memory and measure it.
 
     Features are analysed block by block, the model renders chunk by chunk with its state
@@ -116,7 +120,8 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
 
     Returns:
         (pitch errors, loudness errors, spectral losses, synthesis s, audio s) for
-        :func:`summarize`, and the output [n_samples].
+        :func:`summarize`, the output [n_samples], and the f0 of input and output
+        ``{"input": [n_frames], "output": [n_frames]}``.
     """
     from .features import features_in_blocks
     from .transfer import TransferOptions, render
@@ -142,7 +147,8 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
     spectral = [float(np.average(spectral, weights=weights))] if spectral else []
     return (pitch_errors_cents(measured["f0_hz"], feats["f0_hz"], feats["confidence"]),
             loudness_errors_db(measured["loudness_db"], feats["loudness_db"]),
-            spectral, synth_s, len(audio) / cfg.synth.sample_rate), out
+            spectral, synth_s, len(audio) / cfg.synth.sample_rate), out, \
+        {"input": feats["f0_hz"], "output": measured["f0_hz"]}
 
 
 def audio_as_batch(audio: np.ndarray, model, features: dict) -> dict:
@@ -201,20 +207,25 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
             metrics = evaluate_batches(model, batches, pitch_model=pitch_model,
                                        outputs=outputs if keep_outputs else None)
         else:
-            parts = []
+            parts, truth = [], {"input": [], "output": []}
             for path in files:
                 audio = load_audio(path, sr)
                 try:  # nothing to measure in silence: say so before any analysis
                     check_input_signal(audio)
                 except ValueError as err:
                     raise AudioError(f"{path}: {err}; nothing to measure") from None
-                part, out = evaluate_audio(model, audio, pitch_model)
+                part, out, f0s = evaluate_audio(model, audio, pitch_model)
                 parts.append(part)
+                ref = midi_truth(path, len(f0s["input"]), model.config.features.frame_rate_hz)
+                for side in truth if ref is not None else ():
+                    truth[side].append(truth_metrics(f0s[side], *ref))
                 if keep_outputs:
                     outputs.append(out)
             metrics = summarize(*(np.concatenate([p[i] for p in parts]) for i in (0, 1)),
                                 [s for p in parts for s in p[2]], sum(p[3] for p in parts),
                                 sum(p[4] for p in parts))
+            if truth["input"]:
+                metrics["midi_truth"] = {side: pool_truth(rows) for side, rows in truth.items()}
     if not metrics["voiced_frames"] or not np.isfinite(metrics["loudness_l1_db"]):
         raise AudioError(f"{source}: nothing to measure (no voiced frames above "
                          f"{LOUDNESS_FLOOR_DB:g} dB: is it silent or unpitched?)")
@@ -284,4 +295,17 @@ def truth_metrics(f0_hz: np.ndarray, f0_true_hz: np.ndarray, keep: np.ndarray) -
             row[name] = float(np.mean(np.abs(e - 1200.0 * np.log2(ratio)) < OUTLIER_CENTS))
         row["median_cents"] = float(np.median(np.abs(e)))
         out[band] = row
+    return out
+
+
+def pool_truth(rows: list[dict]) -> dict:
+    """:func:`truth_metrics` of several files pooled per band (shares weighted by frames;
+    the median is the frames-weighted mean of the files' medians)."""
+    out = {}
+    for band in TRUTH_BANDS:
+        parts = [r[band] for r in rows if band in r]
+        n = sum(p["frames"] for p in parts)
+        if n:
+            out[band] = {"frames": n, **{k: sum(p[k] * p["frames"] for p in parts) / n
+                                         for k in ("off_50c", *TRUTH_RATIOS, "median_cents")}}
     return out
