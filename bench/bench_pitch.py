@@ -39,6 +39,7 @@ from machine import machine_info  # noqa: E402
 from pitch_data import BENCH_SET, BENCH_VOICE_SEEDS, ROOT, render, synth_voice  # noqa: E402
 from pitch_trackers import HOP, decode_new, decode_old, streamed  # noqa: E402
 
+from ddsp_synth.core import n_frames_for  # noqa: E402
 from ddsp_synth.evaluate import TRUTH_BANDS, midi_truth, truth_metrics  # noqa: E402
 from ddsp_synth.pitch import crepe_activations, decode_f0  # noqa: E402
 
@@ -138,7 +139,9 @@ def main() -> int:
     for wav in files:
         audio, _ = sf.read(wav, dtype="float32")
         f0s, secs = track_file(audio, args.full and wav.stem in FULL_SET, not args.no_stream)
-        f0_true, keep = midi_truth(wav, len(next(iter(f0s.values()))))
+        n_frames = n_frames_for(len(audio), HOP)  # the frame grid (CREPE gives one more)
+        f0s = {t: f0[:n_frames] for t, f0 in f0s.items()}
+        f0_true, keep = midi_truth(wav, n_frames)
         per_file[wav.stem] = {t: truth_metrics(f0, f0_true, keep) for t, f0 in f0s.items()}
         instrument = wav.stem.rsplit("_", 1)[0]
         for t in f0s:

@@ -149,3 +149,17 @@ def test_cello_training_file_lowest_notes_against_midi_truth():
     m = truth_metrics(f0, f0_true[2700 : 2700 + len(f0)], keep[2700 : 2700 + len(f0)])["all"]
     assert m["frames"] > 500
     assert m["x3"] + m["x2"] < 0.01 and m["off_50c"] < 0.05, m
+
+
+def test_compiled_viterbi_equals_the_step_by_step_filter(monkeypatch):
+    """The numba forward pass and the loop over viterbi_advance (the online filter's step,
+    and the path without numba) give the same path."""
+    from ddsp_synth import pitch
+
+    rng = np.random.default_rng(1)
+    act = rng.uniform(0, 1, (200, 360)) ** 6
+    act[:80, 150:160] += 0.4
+    act[80:, 90:96] += 0.4  # a note change larger than the band
+    compiled = viterbi_bins(act, 20, 300)
+    monkeypatch.setattr(pitch, "_VITERBI_KERNEL", False)
+    np.testing.assert_array_equal(viterbi_bins(act, 20, 300), compiled)
