@@ -283,32 +283,35 @@ def truth_of(audio_path: Path, output, analysed_f0=None) -> dict:
     f0_in = compute_f0(load_audio(audio_path, 16000), FeatureConfig())[0] \
         if analysed_f0 is None else analysed_f0
     f0_out = compute_f0(output, FeatureConfig())[0]
+    f0_in = np.pad(f0_in, (0, max(0, len(f0_out) - len(f0_in))), mode="edge")[: len(f0_out)]
     ref = midi_truth(audio_path, len(f0_out))
-    return {"input": truth_metrics(f0_in[: len(f0_out)], *ref),
+    return {"input": truth_metrics(f0_in, *ref),
             "output": truth_metrics(f0_out, *ref)}
 
 
 def stream_truth(model: Path, files: list[Path]) -> dict:
-    """`ddsp-synth stream`'s engine on every file in 10 ms blocks: its output (aligned) against
-    the MIDI; ``input`` is what the engine's own front end heard."""
+    """The live engine of `ddsp-synth stream` (ONNX step) on every file in 10 ms blocks: its
+    output against the MIDI, and ``input``: what its own front end heard."""
     from ddsp_synth.audio_io import load_audio
-    from ddsp_synth.features import FeatureConfig
     from ddsp_synth.model import load_model
-    from ddsp_synth.streaming import StreamingFeatures
-    from ddsp_synth.streaming.live import stream_audio
+    from ddsp_synth.streaming import LiveEngine
+    from ddsp_synth.streaming.live import LiveOptions, live_frame
 
     m, _ = load_model(model)
     rows = []
     for f in files:
         audio = load_audio(f, 16000)
-        out, report = stream_audio(m, audio, 160)
-        # The blocks before the look-ahead fills return nothing, so in samples the output
-        # lags the input by the synthesis hop only (the look-ahead delays it in time).
-        delay = int(round(report["latency_ms"]["synthesis"] * 16))  # 16 samples per ms
-        aligned = np.pad(out[delay:], (0, delay))
-        live = StreamingFeatures(FeatureConfig())
-        heard = np.array([fr.f0_hz for fr in live.push(audio) + live.finish()], np.float32)
-        rows.append(truth_of(f, aligned, heard))
+        live, options = LiveEngine(m), LiveOptions()
+        heard, out = [], []
+        for start in range(0, len(audio), 160):  # LiveEngine.process, keeping the frames
+            frames = live.features.push(audio[start : start + 160])
+            heard += [fr.f0_hz for fr in frames]
+            out += [live.synth.process_frame(*live_frame(fr, options)) for fr in frames]
+        # In samples the output lags the input by the synthesis hop only (the blocks before
+        # the look-ahead fills return nothing; the look-ahead delays it in time).
+        y = np.concatenate(out)[live.synth.latency_samples :]
+        y = np.pad(y, (0, max(0, len(audio) - len(y))))[: len(audio)]
+        rows.append(truth_of(f, y, np.array(heard, np.float32)))
     return pool(rows)
 
 
