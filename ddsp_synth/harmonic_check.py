@@ -91,19 +91,19 @@ def min_near_lag(d: np.ndarray, lag: np.ndarray) -> np.ndarray:
     """Minimum of each frame's difference function within +-3 % of ``lag``.
 
     Args:
-        d: [n_frames, max_lag]; lag: [n_frames] float samples.
+        d: [n_frames, max_lag]; lag: [n_frames, K] float samples (K lags per frame).
 
     Returns:
-        [n_frames]; +inf where the window falls outside the computed lags.
+        [n_frames, K]; +inf where the window falls outside the computed lags.
     """
-    n, max_lag = d.shape
+    max_lag = d.shape[1]
     lo = np.floor(lag * (1.0 - LAG_TOLERANCE)).astype(np.int64)
     hi = np.ceil(lag * (1.0 + LAG_TOLERANCE)).astype(np.int64)
     width = int(np.max(hi - lo, initial=0)) + 1
-    idx = lo[:, None] + np.arange(width)[None, :]
-    valid = (idx <= hi[:, None]) & (idx >= 1) & (idx < max_lag)
-    vals = d[np.arange(n)[:, None], np.clip(idx, 0, max_lag - 1)]
-    return np.where(valid, vals, np.inf).min(axis=1)
+    idx = lo[..., None] + np.arange(width)
+    valid = (idx <= hi[..., None]) & (idx >= 1) & (idx < max_lag)
+    vals = np.take_along_axis(d, np.clip(idx, 0, max_lag - 1).reshape(len(d), -1), axis=1)
+    return np.where(valid, vals.reshape(idx.shape), np.inf).min(axis=-1)
 
 
 def _log_bin_edges() -> tuple[np.ndarray, np.ndarray]:
@@ -129,69 +129,79 @@ def log_spectrum_db(frames: np.ndarray) -> np.ndarray:
     Returns:
         [n_frames, 540] float32 dB (relative: only differences are used).
     """
-    window = np.hanning(frames.shape[1])
-    mag = np.abs(np.fft.rfft(frames * window, SPECTRUM_N_FFT, axis=1))
-    db = (20.0 * np.log10(mag + 1e-9)).astype(np.float32)
-    out = db[:, _CENTRE_BINS]
+    window = np.hanning(frames.shape[1]).astype(np.float32)
+    mag = np.abs(np.fft.rfft(np.asarray(frames, np.float32) * window, SPECTRUM_N_FFT, axis=1))
+    out = mag[:, _CENTRE_BINS]
     lo, hi = _EDGE_BINS[:-1], _EDGE_BINS[1:]
     wide = np.nonzero(hi > lo)[0]  # bins wider than one FFT bin: the largest inside
     if len(wide):
-        pooled = np.maximum.reduceat(db, lo[wide], axis=1)
+        pooled = np.maximum.reduceat(mag, lo[wide], axis=1)
         out[:, wide] = np.maximum(out[:, wide], pooled)
+    out = 20.0 * np.log10(out + 1e-9)  # after pooling: the logarithm keeps the order
     return out
 
 
-def _window_reduce(spec: np.ndarray, centre: np.ndarray, reduce) -> np.ndarray:
-    """``reduce`` (np.max / np.min) of ``spec`` over log bins ``centre +- 2``, per frame."""
-    idx = centre[:, None] + np.arange(-PEAK_HALF_BINS, PEAK_HALF_BINS + 1)[None, :]
-    idx = np.clip(idx, 0, spec.shape[1] - 1)
-    return reduce(spec[np.arange(len(spec))[:, None], idx], axis=1)
+def _partials() -> tuple[np.ndarray, np.ndarray]:
+    """The partials of :func:`spectral_features` as a [K - 1, M] grid: row ``k - 2`` holds
+    the ratios ``m / k`` with ``m < 2 k`` not divisible by ``k`` (in order of ``m``), padded
+    with NaN to the longest row. Returns the ratios and their divisors k, both [K - 1, M]."""
+    rows = [[m / k for m in range(1, 2 * k) if m % k] for k in DIVISORS[1:]]
+    width = max(len(r) for r in rows)
+    ratio = np.array([r + [np.nan] * (width - len(r)) for r in rows])
+    return ratio, np.broadcast_to(DIVISORS[1:, None], ratio.shape).astype(np.float64)
 
 
-def _log_bin(f_hz: np.ndarray) -> np.ndarray:
-    return np.round(1200.0 * np.log2(np.maximum(f_hz, 1e-3) / LOG_BIN_LO_HZ)
-                    / LOG_BIN_CENTS).astype(np.int64)
+_PARTIAL_RATIO, _PARTIAL_K = _partials()
 
 
-def spectral_features(spec_db: np.ndarray, f0_hz: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _window_reduce(spec: np.ndarray, f_hz: np.ndarray, reduce) -> np.ndarray:
+    """``reduce`` (np.max / np.min) of ``spec`` over the log bins within +-2 of each
+    frequency: spec [n, bins], f_hz [n, ...] -> [n, ...]."""
+    centre = np.round(1200.0 * np.log2(np.maximum(np.nan_to_num(f_hz, nan=1.0), 1e-3)
+                                       / LOG_BIN_LO_HZ) / LOG_BIN_CENTS)
+    centre = np.minimum(centre.astype(np.int64), N_LOG_BINS - 1)
+    idx = np.clip(centre[..., None] + np.arange(-PEAK_HALF_BINS, PEAK_HALF_BINS + 1),
+                  0, spec.shape[1] - 1)
+    vals = np.take_along_axis(spec, idx.reshape(len(spec), -1), axis=1).reshape(idx.shape)
+    return reduce(vals, axis=-1)
+
+
+def spectral_features(spec_db: np.ndarray, f0_hz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Prominence and level of the partials of ``f0 / k`` that are not harmonics of ``f0``.
 
-    For the partials ``m f0 / k`` with ``m < 2 k`` not divisible by ``k``: peak (max within
-    +-40 cents) minus the floor (the mean of the minima half a partial below and above). The
-    most prominent one is kept, with its peak relative to the peak at ``f0``.
+    For every divisor k and the partials ``m f0 / k`` with ``m < 2 k`` not divisible by
+    ``k``: peak (max within +-40 cents) minus the floor (the mean of the minima half a
+    partial below and above). The most prominent partial of each divisor is kept (the
+    lowest on a tie), with its peak relative to the peak at ``f0``.
 
     Args:
         spec_db: [n_frames, 540] from :func:`log_spectrum_db`; f0_hz: [n_frames].
 
     Returns:
-        prominence_db, level_db: [n_frames] each.
+        prominence_db, level_db: [n_frames, len(DIVISORS) - 1] each (k = 2..8).
     """
-    top = N_LOG_BINS - 1
-    base = _window_reduce(spec_db, np.minimum(_log_bin(f0_hz), top), np.max)
-    best = np.full(len(f0_hz), -99.0)
-    level = np.full(len(f0_hz), -99.0)
-    for m in range(1, 2 * k):
-        if m % k == 0:
-            continue
-        peak = _window_reduce(spec_db, np.minimum(_log_bin(m * f0_hz / k), top), np.max)
-        below = _window_reduce(spec_db, np.minimum(_log_bin((m - 0.5) * f0_hz / k), top), np.min)
-        above = _window_reduce(spec_db, np.minimum(_log_bin((m + 0.5) * f0_hz / k), top), np.min)
-        prominence = peak - 0.5 * (below + above)
-        better = prominence > best
-        best = np.where(better, prominence, best)
-        level = np.where(better, peak - base, level)
-    return best, level
+    f = np.asarray(f0_hz, np.float64)[:, None, None]
+    base = _window_reduce(spec_db, f[:, 0], np.max)  # [n, 1]
+    peak = _window_reduce(spec_db, f * _PARTIAL_RATIO, np.max)
+    below = _window_reduce(spec_db, f * (_PARTIAL_RATIO - 0.5 / _PARTIAL_K), np.min)
+    above = _window_reduce(spec_db, f * (_PARTIAL_RATIO + 0.5 / _PARTIAL_K), np.min)
+    prominence = np.where(np.isnan(_PARTIAL_RATIO), -np.inf, peak - 0.5 * (below + above))
+    best = np.argmax(prominence, axis=-1)[..., None]
+    return (np.take_along_axis(prominence, best, axis=-1)[..., 0],
+            np.take_along_axis(peak, best, axis=-1)[..., 0] - base)
 
 
 def _activation_near(activations: np.ndarray, f_hz: np.ndarray) -> np.ndarray:
-    """CREPE's largest activation within +-2 bins (40 cents) of ``f_hz``: [n_frames]."""
+    """CREPE's largest activation within +-2 bins (40 cents) of each frequency:
+    activations [n, 360], f_hz [n, K] -> [n, K]."""
     from .pitch import CREPE_BINS, CREPE_CENTS_OFFSET, CREPE_CENTS_PER_BIN
 
     centre = np.round((hz_to_cents(f_hz) - CREPE_CENTS_OFFSET) / CREPE_CENTS_PER_BIN)
-    idx = centre.astype(np.int64)[:, None] + np.arange(-2, 3)[None, :]
+    idx = centre.astype(np.int64)[..., None] + np.arange(-2, 3)
     inside = (idx >= 0) & (idx < CREPE_BINS)
-    vals = activations[np.arange(len(f_hz))[:, None], np.clip(idx, 0, CREPE_BINS - 1)]
-    return np.where(inside, vals, 0.0).max(axis=1)
+    vals = np.take_along_axis(activations, np.clip(idx, 0, CREPE_BINS - 1).reshape(
+        len(f_hz), -1), axis=1).reshape(idx.shape)
+    return np.where(inside, vals, 0.0).max(axis=-1)
 
 
 def check_features(frames: np.ndarray, activations: np.ndarray,
@@ -209,20 +219,16 @@ def check_features(frames: np.ndarray, activations: np.ndarray,
     frames = np.asarray(frames, np.float64)
     f0_hz = np.maximum(np.asarray(f0_hz, np.float64), 1.0)
     max_lag = int(np.ceil(CHECK_SAMPLE_RATE / CHECK_MIN_HZ * (1 + LAG_TOLERANCE))) + 2
-    d = difference_function(frames, max_lag)
-    spec = log_spectrum_db(frames)
-    period = CHECK_SAMPLE_RATE / f0_hz
-    d_1 = min_near_lag(d, period)
-    a_1 = _activation_near(activations, f0_hz)
+    prominence, level = spectral_features(log_spectrum_db(frames), f0_hz)
+    d = min_near_lag(difference_function(frames, max_lag),
+                     CHECK_SAMPLE_RATE / f0_hz[:, None] * DIVISORS[None, :])
+    a = _activation_near(activations, f0_hz[:, None] / DIVISORS[None, :])
+    d = np.minimum(d, 9.0)
     out = np.zeros((len(f0_hz), len(DIVISORS), 4))
-    for j, k in enumerate(DIVISORS[1:], start=1):
-        d_k = min_near_lag(d, k * period)
-        a_k = _activation_near(activations, f0_hz / k)
-        prominence, level = spectral_features(spec, f0_hz, int(k))
-        out[:, j, 0] = np.log((a_k + ACT_FLOOR) / (a_1 + ACT_FLOOR))
-        out[:, j, 1] = np.log((np.minimum(d_1, 9.0) + DIFF_FLOOR) / (np.minimum(d_k, 9.0) + DIFF_FLOOR))
-        out[:, j, 2] = np.clip(prominence, -20.0, 60.0) / 10.0
-        out[:, j, 3] = np.clip(level, -60.0, 10.0) / 10.0
+    out[:, 1:, 0] = np.log((a[:, 1:] + ACT_FLOOR) / (a[:, :1] + ACT_FLOOR))
+    out[:, 1:, 1] = np.log((d[:, :1] + DIFF_FLOOR) / (d[:, 1:] + DIFF_FLOOR))
+    out[:, 1:, 2] = np.clip(prominence, -20.0, 60.0) / 10.0
+    out[:, 1:, 3] = np.clip(level, -60.0, 10.0) / 10.0
     return out
 
 
