@@ -51,8 +51,10 @@ N_LOG_BINS = 540
 # Half-width (in log bins, 40 cents) of the window where a partial's peak is looked for.
 PEAK_HALF_BINS = 2
 # Logistic regression over the four features (see the module docstring) and its intercept,
-# fitted by bench/fit_harmonic_check.py; DIVISOR_BIAS is added to the log-odds: a divisor
-# needs a little less than even odds per frame because the path also weighs its neighbours.
+# fitted by bench/fit_harmonic_check.py. DIVISOR_BIAS (nats) is added to its log-odds: a frame
+# counts as evidence for f / k from odds of about 1:7 on, since the divisor path weighs every
+# frame's neighbours too. It and DIVISOR_SWITCH were chosen on the fit set (bias 1-3, switch
+# 1-15 tried), never on the benchmark.
 CHECK_WEIGHTS = np.array([1.74, 1.959, 0.906, 0.323])
 CHECK_INTERCEPT = -0.102
 DIVISOR_BIAS = 2.0
