@@ -3,6 +3,7 @@
     python bench/bench_pitch.py                  # renders data/pitch_bench/ (seeds 8000..8099)
     python bench/bench_pitch.py --full           # also CREPE full on the lowest and highest sets
     python bench/bench_pitch.py --no-stream      # skip the streaming front end (the slowest case)
+    python bench/bench_pitch.py --only cello_8013 bassoon_8014 --out results_pitch_stream.json
 
 The set (:mod:`pitch_data`): a 60 s performance of each of the generator's 12 instruments
 (seeds 8000..8011), two more of the cello and of the bassoon (their lowest notes, 8012..8015),
@@ -131,10 +132,14 @@ def main() -> int:
     ap.add_argument("--full", action="store_true", help="also CREPE full on " + ", ".join(FULL_SET))
     ap.add_argument("--no-stream", action="store_true", help="skip the streaming front end")
     ap.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads")
+    ap.add_argument("--only", nargs="+", metavar="NAME_SEED",
+                    help="these renders only (e.g. cello_8013 bassoon_8014)")
+    ap.add_argument("--out", default="results_pitch.json", help="file name in bench/")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     files = [render(name, seed, FOLDER) for name, seed in BENCH_SET]
     files += [synth_voice(seed, FOLDER) for seed in BENCH_VOICE_SEEDS]
+    files = [f for f in files if not args.only or f.stem in args.only]
     per_file, rows, seconds, audio_s = {}, {}, {}, {}
     for wav in files:
         audio, _ = sf.read(wav, dtype="float32")
@@ -158,7 +163,7 @@ def main() -> int:
               "scored_frames": "inside notes, first 50 ms and last 30 ms left out",
               "shares": "per_instrument: percent of scored frames; per_file: fractions", "per_instrument": per_instrument,
               "per_file": per_file, "seconds_per_minute": speed, "singing_scale": scale}
-    (HERE / "results_pitch.json").write_text(json.dumps(result, indent=1))
+    (HERE / args.out).write_text(json.dumps(result, indent=1))
     return 0
 
 
