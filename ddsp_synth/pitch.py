@@ -359,13 +359,16 @@ CHECK_CHUNK_FRAMES = 1024
 
 
 def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
-                      f0_min_hz: float) -> np.ndarray:
+                      f0_min_hz: float, confidence: np.ndarray | None = None) -> np.ndarray:
     """Divisor per frame from the harmonic check (offline: the divisor path is decoded).
 
     Args:
         frames_fn: ``(first, stop) -> [stop - first, 1024]`` analysis windows.
         activations: [n_frames, 360]; f0_hz: [n_frames] the decoded pitch.
         f0_min_hz: no divisor takes the pitch below this (nor below the check's 40 Hz).
+        confidence: [n_frames] the activation at the decoded bin (None: 1), which with the
+            frames since the last note change weighs each frame's evidence
+            (:func:`ddsp_synth.harmonic_check.evidence_weight`).
 
     Returns:
         [n_frames] int divisors (1 = the pitch stands).
@@ -373,10 +376,13 @@ def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
     n = len(f0_hz)
     emissions = np.empty((n, len(harmonic_check.DIVISORS)))
     min_hz = max(f0_min_hz, harmonic_check.CHECK_MIN_HZ)
+    weight = harmonic_check.evidence_weight(harmonic_check.frames_since_change(f0_hz),
+                                            np.ones(n) if confidence is None else confidence)
     for i in range(0, n, CHECK_CHUNK_FRAMES):
         j = min(n, i + CHECK_CHUNK_FRAMES)
         feats = harmonic_check.check_features(frames_fn(i, j), activations[i:j], f0_hz[i:j])
-        emissions[i:j] = harmonic_check.divisor_emissions(feats, f0_hz[i:j], min_hz)
+        emissions[i:j] = harmonic_check.divisor_emissions(feats, f0_hz[i:j], min_hz,
+                                                          weight[i:j])
     return harmonic_check.divisor_path(emissions)
 
 
@@ -402,7 +408,8 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float
     path = viterbi_bins(activations, min_bin, max_bin)
     n_frames = len(path)
     f0_hz = cents_to_hz(refine_cents(activations, path, min_bin, max_bin))
-    if frames_fn is not None:
-        f0_hz = f0_hz / harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz)
     confidence = activations[np.arange(n_frames), path]
+    if frames_fn is not None:
+        f0_hz = f0_hz / harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz,
+                                          confidence)
     return f0_hz.astype(np.float32), confidence.astype(np.float32)

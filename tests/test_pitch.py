@@ -110,6 +110,57 @@ def test_clean_high_tones_stand(f0_hz):
         assert np.median(np.abs(err)) < 20 and np.all(np.abs(err) < 50)
 
 
+# Harmonic levels (dB) of a bright bowed string: every harmonic present, slowly falling.
+BOWED_DB = [0.0, -3.0, -6.0, -10.0, -12.0, -15.0, -18.0, -20.0, -24.0, -28.0]
+
+
+def legato(f1_hz, f2_hz, seconds=0.6, release_s=0.15):
+    """``f1`` for ``seconds``, then ``f2`` while ``f1`` dies away (60 dB in ``release_s``),
+    as a slurred note change with a ringing string: (audio, first frame of the new note)."""
+    a = harmonic_tone(f1_hz, BOWED_DB, seconds=2 * seconds, seed=1)
+    n = int(seconds * 16000)
+    a[n:] *= np.exp(-np.arange(len(a) - n) / 16000 / (release_s / 6.9))
+    a[n:] += harmonic_tone(f2_hz, BOWED_DB, seconds=seconds, seed=2)
+    return a, n // 160
+
+
+@pytest.mark.parametrize("f1_hz, f2_hz", [(554.4, 370.0), (880.0, 587.3), (1318.5, 880.0)])
+def test_legato_note_changes_are_not_read_at_half_pitch(f1_hz, f2_hz):
+    """Two notes a fifth apart are both harmonics of the octave below the second; while the
+    first still rings, the check read the new note's first frames at half its pitch (the
+    violin's legato and the models' outputs of it). From 50 ms into the note (the scoring's
+    note edge) no frame may be at half, offline or streaming."""
+    y, start = legato(f1_hz, f2_hz)
+    for f0 in (compute_f0(y, FeatureConfig())[0], streamed_f0(y)):
+        err = 1200 * np.log2(f0[start + 5 : start + 55] / f2_hz)
+        assert not np.any(np.abs(err + 1200) < 100), np.round(err[:10])
+        assert np.median(np.abs(err)) < 20
+
+
+@pytest.mark.parametrize("f0_hz", [440.0, 660.0, 990.0])
+def test_high_notes_with_a_strong_second_harmonic_stay_put(f0_hz):
+    """A note whose second harmonic is 6 dB over its fundamental (the models' outputs of
+    high violin, flute and alto sax notes often are) is not halved."""
+    y = harmonic_tone(f0_hz, [-6.0, 0.0, -8.0, -12.0, -16.0, -20.0])
+    for f0 in (compute_f0(y, FeatureConfig())[0], streamed_f0(y)):
+        err = cents_error(f0, f0_hz)
+        assert np.median(np.abs(err)) < 20 and np.all(np.abs(err) < 50)
+
+
+def test_frames_since_change_counts_from_each_note_change():
+    hz = np.array([200.0] * 4 + [300.0] * 12 + [301.0] * 3)
+    n = harmonic_check.frames_since_change(hz)
+    assert list(n[:4]) == [harmonic_check.ONSET_FRAMES] * 4  # the first frame counts as settled
+    assert list(n[4:13]) == list(range(9)) and n[-1] == harmonic_check.ONSET_FRAMES
+    # streaming, frame by frame, with the previous frame's state: the same counts
+    state, online = None, []
+    for f in hz:
+        c = int(harmonic_check.frames_since_change(np.array([f]), state)[0])
+        state = (f, c)
+        online.append(c)
+    assert online == list(n)
+
+
 def test_divisor_path_ignores_a_flicker_and_follows_sustained_evidence():
     k = len(harmonic_check.DIVISORS)
     emissions = np.zeros((40, k)) - 5.0

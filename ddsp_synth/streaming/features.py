@@ -68,6 +68,7 @@ class StreamingFeatures:
         self.consumed = 0  # samples dropped from the front of the buffer
         self.score = None
         self.divisor_score = None
+        self.last_f0 = None  # (tracked pitch before the check, frames since it changed)
         self.total_in = 0
 
     @torch.inference_mode()
@@ -85,14 +86,19 @@ class StreamingFeatures:
             self.score -= np.max(self.score[np.isfinite(self.score)])  # keep it bounded
         b = int(np.argmax(self.score))
         cents = refine_cents(act[None], np.array([b]), self.min_bin, self.max_bin)[0]
-        return Frame(float(cents_to_hz(cents)) / self._divisor(window, act, cents_to_hz(cents)),
-                     float(act[b]), loud)
+        f0_hz = float(cents_to_hz(cents))
+        return Frame(f0_hz / self._divisor(window, act, f0_hz, float(act[b])), float(act[b]),
+                     loud)
 
-    def _divisor(self, window: np.ndarray, act: np.ndarray, f0_hz: float) -> int:
+    def _divisor(self, window: np.ndarray, act: np.ndarray, f0_hz: float,
+                 confidence: float) -> int:
         """The harmonic check's divisor for this frame (online divisor filter)."""
         f0 = np.array([f0_hz])
+        since = harmonic_check.frames_since_change(f0, self.last_f0)
+        self.last_f0 = (f0_hz, int(since[0]))
+        weight = harmonic_check.evidence_weight(since, np.array([confidence]))
         feats = harmonic_check.check_features(window[None], act[None], f0)
-        emission = harmonic_check.divisor_emissions(feats, f0, self.check_min_hz)[0]
+        emission = harmonic_check.divisor_emissions(feats, f0, self.check_min_hz, weight)[0]
         self.divisor_score, _ = harmonic_check.divisor_advance(self.divisor_score, emission)
         return int(harmonic_check.DIVISORS[int(np.argmax(self.divisor_score))])
 
