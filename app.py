@@ -27,7 +27,11 @@ import soundfile as sf  # noqa: E402
 
 from ddsp_synth.audio_io import AudioError, limit_peak, load_audio, write_audio  # noqa: E402
 from ddsp_synth.midi import MidiError, MidiOptions, is_midi_file, midi_to_curves  # noqa: E402
-from ddsp_synth.model import ModelFileError, available_models, load_model  # noqa: E402
+from ddsp_synth.errors import UserError  # noqa: E402
+from ddsp_synth.model import (ModelFileError, available_models, load_model,  # noqa: E402
+                              read_model_config)
+from ddsp_synth.stages.chain import unique_labels  # noqa: E402
+from ddsp_synth.stages.registry import stage_kind  # noqa: E402
 from ddsp_synth.plots import curves_figure, piano_roll_figure, spectrograms_figure  # noqa: E402
 from ddsp_synth.transfer import NoPitchError, TransferOptions, render, transfer_audio  # noqa: E402
 
@@ -100,15 +104,30 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
     except NoPitchError:
         _fail(f"No pitch found in {name}: try a monophonic, pitched recording (one voice or "
               "instrument).")
-    except (ValueError, ModelFileError) as err:
+    except UserError as err:
         _fail(f"Cannot transfer {name}: {err}.")
     return out, audio, info, None, info.get("warning")
 
 
+def chain_stages(models: dict) -> list[tuple[str, str]]:
+    """(label, kind) of every stage of the models' chains, in chain order, each once: the
+    live amounts the page offers."""
+    seen: dict[str, str] = {}
+    for path in models.values():
+        try:
+            names = read_model_config(path)["model"].get("synth", {}).get("processors")
+        except ModelFileError:
+            continue  # offered anyway; choosing it says what is wrong
+        for name, label in zip(names or (), unique_labels(list(names or ()))):
+            seen.setdefault(label, stage_kind(name))
+    return list(seen.items())
+
+
 def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, loudness_shift,
-                 quiet_db, harmonic_gain, noise_gain, reverb_mix, *, models: dict,
-                 max_seconds: float, workdir: Path):
-    """Gradio handler: (output wav path, curves figure, spectrograms, piano roll, summary)."""
+                 quiet_db, *amounts, models: dict, stages: list, max_seconds: float,
+                 workdir: Path):
+    """Gradio handler: (output wav path, curves figure, spectrograms, piano roll, summary).
+    ``amounts``: one per entry of ``stages`` (the model's own stages are used)."""
     if not audio_path and not midi_path:
         _fail("Upload or record some audio, or choose a MIDI file, first.")
     if instrument not in models:
@@ -118,11 +137,12 @@ def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, lo
     except ModelFileError as err:
         _fail(f"Could not load the {instrument} model: {err}")
     sr = model.config.synth.sample_rate
+    own = set(model.synth.labels)
     options = TransferOptions(auto_adjust=bool(auto_adjust),
                               pitch_shift_semitones=float(pitch_shift),
                               loudness_shift_db=float(loudness_shift), quiet_db=float(quiet_db),
-                              harmonic_gain=float(harmonic_gain), noise_gain=float(noise_gain),
-                              reverb_mix=float(reverb_mix))
+                              amounts={label: float(a) for (label, _), a in zip(stages, amounts)
+                                       if label in own})
     out, audio, info, notes, note = _render_input(audio_path, midi_path, model, meta, options,
                                                   loudness_shift, max_seconds)
     out = limit_peak(out)
@@ -160,10 +180,12 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                          "--models-dir was given")
     names = list(models)
     default = "violin" if "violin" in models else names[0]
+    stages = chain_stages(models)
     workdir = Path(tempfile.mkdtemp(prefix="ddsp_synth_app_"))
 
     def handler(*args):
-        return run_transfer(*args, models=models, max_seconds=max_seconds, workdir=workdir)
+        return run_transfer(*args, models=models, stages=stages, max_seconds=max_seconds,
+                            workdir=workdir)
 
     # Gradio's own upload/output cache: files older than 30 min go, checked every 10 min.
     with gr.Blocks(title="ddsp_synth timbre transfer", delete_cache=(600, 1800)) as demo:
@@ -189,12 +211,11 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                                          label="Quiet threshold (dB below the loud level: "
                                                "quieter frames are muted by auto-adjust)",
                                          elem_id="quiet_db"))
-                harm = _quiet(gr.Slider(0, 2, value=1, step=0.05, label="Harmonic gain",
-                                        elem_id="harmonic_gain"))
-                noise = _quiet(gr.Slider(0, 2, value=1, step=0.05, label="Noise gain",
-                                         elem_id="noise_gain"))
-                reverb = _quiet(gr.Slider(0, 2, value=1, step=0.05, label="Reverb amount",
-                                          elem_id="reverb_mix"))
+                amount_sliders = [
+                    _quiet(gr.Slider(0, 2, value=1, step=0.05, elem_id=f"amount_{label}",
+                                     label=f"{label}: " + ("gain" if kind == "source" else
+                                                           "wet/dry mix (0 = dry)")))
+                    for label, kind in stages]
                 run = gr.Button("Transfer", variant="primary", elem_id="run_btn")
             with gr.Column():
                 audio_out = gr.Audio(type="filepath", label="Output", elem_id="audio_out",
@@ -203,7 +224,7 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                 curves = gr.Plot(label="Pitch and loudness", elem_id="curves_plot")
                 roll = gr.Plot(label="Piano roll (MIDI input)", elem_id="roll_plot")
                 specs = gr.Plot(label="Spectrograms", elem_id="spec_plot")
-        inputs = [audio_in, midi_in, instrument, auto, pitch, loud, quiet, harm, noise, reverb]
+        inputs = [audio_in, midi_in, instrument, auto, pitch, loud, quiet, *amount_sliders]
         # Examples fill the input only: the chosen instrument stays.
         gr.Examples([[str(p)] for p in EXAMPLES if p.exists()], [audio_in],
                     label="Examples (MIT-licensed clips)")

@@ -3,7 +3,7 @@
 As in DDSP's solo-instrument model: f0 (as MIDI / 127) and loudness (standardised with the
 dataset's statistics) each through an MLP, concatenated, a GRU, the GRU output concatenated
 with the two MLP outputs again, an MLP, and a linear head with one output per raw control of
-the signal chain (:attr:`ddsp_synth.processors.ProcessorChain.n_raw`; the chain splits them).
+the signal chain (:attr:`ddsp_synth.stages.chain.Chain.n_raw`; the chain splits them).
 """
 
 from __future__ import annotations

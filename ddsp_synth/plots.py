@@ -14,7 +14,9 @@ matplotlib.use("Agg")
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import core
+from .dsp.spectral import magnitude_spectrogram
+from .dsp import units
+from .dsp.units import midi_to_hz
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 NATURAL_PITCH_CLASSES = (0, 2, 4, 5, 7, 9, 11)
@@ -43,7 +45,7 @@ def note_name(midi: float) -> str:
 def hz_to_midi(f_hz):
     """Hz -> fractional MIDI pitch (elementwise; non-positive -> NaN)."""
     f = np.asarray(f_hz, np.float64)
-    return np.where(f > 0, core.hz_to_midi(f), np.nan)
+    return np.where(f > 0, units.hz_to_midi(f), np.nan)
 
 
 def note_ticks(lo_midi: float, hi_midi: float) -> list[int]:
@@ -66,7 +68,7 @@ def _legend_above(ax, ncol: int = 3) -> None:
 
 def _label_pitch_axis(ax, lo_midi: float, hi_midi: float, in_hz: bool) -> None:
     ticks = note_ticks(lo_midi, hi_midi)
-    ax.set_yticks(core.midi_to_hz(ticks) if in_hz else ticks, [note_name(m) for m in ticks])
+    ax.set_yticks(midi_to_hz(ticks) if in_hz else ticks, [note_name(m) for m in ticks])
     ax.minorticks_off()
     ax.set_ylabel("pitch")
 
@@ -94,7 +96,7 @@ def curves_figure(frame_rate_hz: float, input_features: dict, adjusted: dict) ->
         lo, hi = float(shown.min()) - 1.0, float(shown.max()) + 1.0
     else:
         lo, hi = 48.0, 84.0
-    ax_f0.set_ylim(core.midi_to_hz(lo), core.midi_to_hz(hi))
+    ax_f0.set_ylim(midi_to_hz(lo), midi_to_hz(hi))
     _label_pitch_axis(ax_f0, lo, hi, in_hz=True)
     ax_f0.grid(True, axis="y", alpha=0.3)
     _legend_above(ax_f0)
@@ -110,7 +112,7 @@ def _spectrogram_db(y: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        mag = core.magnitude_spectrogram(torch.as_tensor(np.asarray(y, np.float32))[None],
+        mag = magnitude_spectrogram(torch.as_tensor(np.asarray(y, np.float32))[None],
                                          SPEC_N_FFT, SPEC_HOP)[0].numpy()
     return 20.0 * np.log10(mag + SPEC_FLOOR)
 

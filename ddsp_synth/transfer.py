@@ -9,7 +9,7 @@ long files run in bounded memory and the joins are inaudible.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,9 @@ import torch
 
 from .audio_io import check_input_signal
 from .config import check_fields
-from .core import hz_to_midi
+from .dsp.units import hz_to_midi
+from .errors import InputError
+from .stages.chain import check_amounts
 from .features import analyse
 from .pitch import PITCHED_CONFIDENCE, VOICED_CONFIDENCE
 
@@ -33,8 +35,9 @@ class TransferOptions:
         loudness_shift_db: added after auto-adjust.
         quiet_db: with auto-adjust, frames more than this many dB below the input's loud
             level (95th percentile), and unpitched frames (CREPE confidence < 0.5), are muted.
-        harmonic_gain, noise_gain: linear gains of the two sources.
-        reverb_mix: scales the learned reverb tail (0 = dry, 1 = as trained).
+        amounts: {stage label: live amount} of the model's chain (1 = as trained): a
+            source's linear gain (``harmonic``, ``noise``), an effect's wet/dry mix
+            (``reverb``: 0 = dry).
         chunk_seconds: synthesis chunk length; memory scales with it, not with the file.
         seed: seed of the noise generator.
     """
@@ -43,22 +46,16 @@ class TransferOptions:
     pitch_shift_semitones: float = 0.0
     loudness_shift_db: float = 0.0
     quiet_db: float = 40.0
-    harmonic_gain: float = 1.0
-    noise_gain: float = 1.0
-    reverb_mix: float = 1.0
+    amounts: dict = field(default_factory=dict)
     chunk_seconds: float = 10.0
     seed: int = 0
 
     def __post_init__(self):
         check_fields(self, ranges={
             "pitch_shift_semitones": (-48.0, 48.0), "loudness_shift_db": (-60.0, 60.0),
-            "quiet_db": (0.0, 200.0), "harmonic_gain": (0.0, 10.0), "noise_gain": (0.0, 10.0),
-            "reverb_mix": (0.0, 10.0), "chunk_seconds": (0.05, 3600.0), "seed": (0, 2**63 - 1)})
-
-    def amounts(self) -> dict:
-        """The live amount of each stage of the default chain."""
-        return {"harmonic": self.harmonic_gain, "noise": self.noise_gain,
-                "reverb": self.reverb_mix}
+            "quiet_db": (0.0, 200.0), "chunk_seconds": (0.05, 3600.0),
+            "seed": (0, 2**63 - 1)})
+        check_amounts(self.amounts)
 
 
 def check_auto_adjust_stats(meta: dict) -> None:
@@ -74,7 +71,7 @@ def check_auto_adjust_stats(meta: dict) -> None:
     check_stats(stats, keys, ", which auto-adjust needs; use --no-auto-adjust")
 
 
-class NoPitchError(ValueError):
+class NoPitchError(InputError):
     """The input has no voiced frame to transfer."""
 
 
@@ -129,23 +126,26 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
 class ChunkedRenderer:
     """Renders f0/loudness frames chunk by chunk with all state carried across chunks: the
     decoder's GRU state and the chain's (the pending last frame, oscillator phase, noise and
-    reverb tails). Output equals one whole-signal render up to float rounding."""
+    reverb tails, effect memories). Output equals one whole-signal render up to float
+    rounding."""
 
     def __init__(self, model, options: TransferOptions = TransferOptions()):
         self.model = model
-        self.amounts = options.amounts()
+        self.amounts = check_amounts(options.amounts, model.synth.labels)
         self.gen = torch.Generator().manual_seed(options.seed)
         self.gru_state = None
-        self.chain_state = None
+        self.chain_state = model.synth.initial_state(1)
 
     @torch.no_grad()
     def process(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
                 final: bool = False) -> torch.Tensor:
-        """Controls for [1, n, 1] frames -> the audio that is complete so far [1, m]; with
+        """Parameters for [1, n, 1] frames -> the audio that is complete so far [1, m]; with
         ``final`` the signal ends with these frames (the last one is held)."""
-        controls, self.gru_state = self.model.controls(f0_hz, loudness_db, state=self.gru_state)
-        audio, self.chain_state = self.model.synth.get_signal(
-            controls, self.chain_state, final=final, amounts=self.amounts, generator=self.gen)
+        params, self.gru_state = self.model.controls(f0_hz, loudness_db, state=self.gru_state)
+        audio, self.chain_state = self.model.synth(None, params, self.chain_state, final=final,
+                                                   amounts=self.amounts, generator=self.gen)
+        if final:
+            self.model.synth.end_state(self.chain_state)
         return audio
 
 
@@ -153,7 +153,7 @@ def render(model, f0_hz: np.ndarray, loudness_db: np.ndarray,
            options: TransferOptions = TransferOptions(), progress=None) -> np.ndarray:
     """Synthesize [n_frames] f0/loudness in chunks: [n_frames * hop] float32."""
     if model.encoder is not None:
-        raise ValueError("models with a z encoder need the input audio; use the model directly")
+        raise InputError("models with a z encoder need the input audio; use the model directly")
     hop = model.config.synth.hop
     chunk = max(2, int(options.chunk_seconds * model.config.synth.frame_rate_hz))
     renderer = ChunkedRenderer(model, options)
@@ -181,7 +181,7 @@ def transfer_features(model, features: dict, options: TransferOptions = Transfer
         audio [n_frames * hop] float32, and the adjusted curves and adjustment info.
     """
     if not np.any(np.asarray(features["loudness_db"]) > -100.0):
-        raise ValueError("the input is silent")
+        raise InputError("the input is silent")
     adjusted = adjust_features(features["f0_hz"], features["loudness_db"],
                                features["confidence"], stats or {}, options)
     audio = render(model, adjusted["f0_hz"], adjusted["loudness_db"], options, progress)
@@ -261,7 +261,7 @@ def transfer(audio, model="violin", sample_rate: int | None = None,
         samples = load_audio(audio, sr)
     else:
         if sample_rate is None:
-            raise ValueError("give the sample_rate of the audio samples")
+            raise InputError("give the sample_rate of the audio samples")
         samples = np.asarray(audio, np.float32)
         if samples.ndim == 2:
             samples = samples.mean(axis=1)

@@ -50,6 +50,7 @@ def wav_path(tmp_path_factory):
 
 def _predict(client, audio=None, midi=None, instrument="testviolin", auto=True, pitch=0.0,
              loud=0.0, quiet=40.0, harm=1.0, noise=1.0, reverb=1.0):
+    """The page's amounts follow its models' chains: harmonic, noise, reverb here."""
     from gradio_client import handle_file
 
     return client.predict(handle_file(str(audio)) if audio else None,

@@ -3,7 +3,7 @@
 import librosa
 import numpy as np
 
-from ddsp_synth.core import hz_to_cents
+from ddsp_synth.dsp.units import hz_to_cents
 from ddsp_synth.pitch import decode_f0, viterbi_bins
 
 

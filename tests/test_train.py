@@ -18,11 +18,11 @@ from safetensors.torch import load_file
 from ddsp_synth import losses as losses_mod
 from ddsp_synth.decoder import DecoderConfig
 from ddsp_synth.model import ModelConfig
-from ddsp_synth.processors import SynthConfig
+from ddsp_synth.stages.synth import SynthConfig
 from ddsp_synth.train import TrainConfig, TrainingError, list_checkpoints, train
 
 # the module (``ddsp_synth.train`` as an attribute is the function)
-train_mod = importlib.import_module("ddsp_synth.train")
+train_mod = importlib.import_module("ddsp_synth.train.checkpoints")
 
 SMALL = ModelConfig(synth=SynthConfig(reverb_s=0.25), decoder=DecoderConfig(hidden=48, mlp_layers=2))
 FAST = dict(batch_size=4, val_every=0, audio_every=0, log_every=1, checkpoint_every=4,

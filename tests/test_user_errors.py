@@ -618,7 +618,8 @@ BAD = [
           (STREAM, "--engine", "tensorrt", "invalid choice"),
           (T, "--pitch-shift", "1e6", "from -48"), (T, "--pitch-shift", "nan", "finite"),
           (T, "--loudness-shift", "-inf", "finite"), (T, "--quiet-db", "-5", "from 0"),
-          (T, "--harmonic-gain", "-1", "from 0"), (T, "--reverb-mix", "1e9", "from 0"),
+          (T, "--amount", "harmonic=-1", "from 0"), (T, "--amount", "reverb=1e9", "from 0"),
+          (T, "--amount", "reverb", "STAGE=AMOUNT"), (T, "--amount", "=0.5", "STAGE=AMOUNT"),
           (T, "--sample-rate", "0", "from 8000"), (T, "--sample-rate", "1e9", "whole number"),
           (T, "--format", "mp3", "invalid choice"), (T, "--pitch-model", "huge", "invalid choice"),
           (RENDER, "--transpose", "100", "from -48"), (RENDER, "--tempo-scale", "0", "from 0.1"),
@@ -1024,7 +1025,7 @@ class WorkBeforeCheck(Exception):
 _WORK = ("ddsp_synth.features.crepe_activations", "ddsp_synth.pitch.crepe_activations",
          "ddsp_synth.pitch.crepe_runner", "ddsp_synth.streaming.features.crepe_runner",
          "ddsp_synth.transfer.ChunkedRenderer", "ddsp_synth.demo.render_demo",
-         "ddsp_synth.streaming.export_runtime", "ddsp_synth.train.train_step")
+         "ddsp_synth.streaming.export_runtime", "ddsp_synth.train.loop.train_step")
 
 
 def _forbid_work(monkeypatch) -> None:

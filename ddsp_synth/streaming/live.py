@@ -62,9 +62,9 @@ class LiveEngine:
     """
 
     def __init__(self, model, options: LiveOptions = LiveOptions(), engine: str = "onnx",
-                 crepe_model: str | None = None, seed: int = 0):
+                 crepe_model: str | None = None, seed: int = 0, amounts: dict | None = None):
         self.features = StreamingFeatures(model.config.features, crepe_model)
-        self.synth = StreamingSynth(model, seed=seed, engine=engine)
+        self.synth = StreamingSynth(model, amounts, seed=seed, engine=engine)
         self.options = options
         self.sample_rate = self.synth.sample_rate
         self.latency_samples = self.features.latency_samples + self.synth.latency_samples
@@ -97,11 +97,10 @@ class MidiLiveEngine:
     """
 
     def __init__(self, model, meta: dict, options=None, transpose_semitones: float = 0.0,
-                 engine: str = "onnx", seed: int = 0, harmonic_gain: float = 1.0,
-                 noise_gain: float = 1.0, reverb_mix: float = 1.0):
+                 engine: str = "onnx", seed: int = 0, amounts: dict | None = None):
         from ..midi import MidiOptions, MidiPerformer
 
-        self.synth = StreamingSynth(model, harmonic_gain, noise_gain, reverb_mix, seed, engine)
+        self.synth = StreamingSynth(model, amounts, seed, engine)
         self.performer = MidiPerformer(meta.get("dataset_stats"),
                                        model.config.synth.frame_rate_hz,
                                        options or MidiOptions(), transpose_semitones)
@@ -122,7 +121,7 @@ class MidiLiveEngine:
 
 def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOptions = LiveOptions(),
                  engine: str = "torch", crepe_model: str | None = None, seed: int = 0,
-                 progress=None) -> tuple[np.ndarray, dict]:
+                 progress=None, amounts: dict | None = None) -> tuple[np.ndarray, dict]:
     """Simulate live use: feed ``audio`` to a :class:`LiveEngine` in blocks, as a sound card
     would, and time each block.
 
@@ -134,7 +133,7 @@ def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOpti
         the block length and the algorithmic latency of each stage in ms.
     """
     audio = check_input_signal(audio)
-    live = LiveEngine(model, options, engine, crepe_model, seed)
+    live = LiveEngine(model, options, engine, crepe_model, seed, amounts)
     features, synth = live.features, live.synth
     sr = live.sample_rate
     out = []

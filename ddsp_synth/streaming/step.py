@@ -4,7 +4,7 @@
 16 kHz), written as a pure function of its inputs and an explicit state: no FFT, no random
 numbers (the host supplies the noise) and no Python control flow on data, so the same module
 is what :func:`export_runtime` writes as TorchScript or ONNX for a C++ or plugin host. The
-chain's stages run their one-hop variants (:meth:`ddsp_synth.processors.Processor.make_step`),
+chain's stages run their one-hop variants (:meth:`ddsp_synth.stages.base.Stage.make_step`),
 which share the offline kernels or sit beside their offline twins with parity tests.
 
 Alignment and latency: offline synthesis interpolates block ``t`` between control frames
@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from ..errors import InputError
+from ..stages.chain import check_amounts
 
 #: the state of the default chain (harmonic, noise, reverb), in order; a model's own list is
 #: ``SynthStep.state_names``.
@@ -60,14 +63,14 @@ class SynthStep(nn.Module):
     def __init__(self, model):
         super().__init__()
         if model.encoder is not None:
-            raise ValueError("streaming needs a model without a z encoder")
+            raise InputError("streaming needs a model without a z encoder")
         self.model = model
         self.chain = model.synth.make_step()
         self.hop = model.config.synth.hop
         self.sample_rate = float(model.config.synth.sample_rate)
         self.hidden = model.config.decoder.hidden
-        self.n_controls = sum(self.chain.control_sizes.values())
-        self.n_stages = len(self.chain.names)
+        self.n_controls = sum(self.chain.sizes)
+        self.n_stages = len(self.chain.labels)
         self.state_names = ("gru_state", "prev_controls", *self.chain.state_names, "valid")
         self.input_names = ["f0_hz", "loudness_db", "noise", "gains", *self.state_names]
         self.output_names = ["audio", *[f"new_{n}" for n in self.state_names]]
@@ -79,10 +82,10 @@ class SynthStep(nn.Module):
 
     def decode(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
                gru_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, 1] f0 and loudness -> (flat controls [B, C], new GRU state)."""
-        controls, gru_state = self.model.controls(f0_hz[:, :, None], loudness_db[:, :, None],
-                                                  state=gru_state)
-        return self.model.synth.flatten_controls(controls)[:, 0], gru_state
+        """[B, 1] f0 and loudness -> (the chain's parameters [B, C], new GRU state)."""
+        params, gru_state = self.model.controls(f0_hz[:, :, None], loudness_db[:, :, None],
+                                                state=gru_state)
+        return params[:, 0], gru_state
 
     def render_block(self, prev: torch.Tensor, new: torch.Tensor, noise: torch.Tensor,
                      gains: torch.Tensor, chain_state: tuple, valid: torch.Tensor):
@@ -111,19 +114,23 @@ class StreamingSynth:
 
     ENGINES = ("torch", "torchscript", "onnx")
 
-    def __init__(self, model, harmonic_gain: float = 1.0, noise_gain: float = 1.0,
-                 reverb_mix: float = 1.0, seed: int = 0, engine: str = "torch"):
+    def __init__(self, model, amounts: dict | None = None, seed: int = 0,
+                 engine: str = "torch"):
         """``engine``: run the step eagerly (``torch``), traced (``torchscript``) or with
-        onnxruntime (``onnx``, one intra-op thread); all three give the same audio. The gains
-        are the default chain's stage amounts (other stages play as trained)."""
+        onnxruntime (``onnx``, one intra-op thread); all three give the same audio.
+        ``amounts``: {stage label: live amount} of the model's chain (others play as
+        trained)."""
         if engine not in self.ENGINES:
             raise ValueError(f"engine must be one of {', '.join(self.ENGINES)}, got {engine!r}")
         self.step = SynthStep(model).eval()
+        if engine != "torch" and not self.step.chain.exportable:
+            raise InputError("this model's chain has stages that only run in Python (effect "
+                             "twins or real devices): use engine 'torch'")
         self.hop = self.step.hop
         self.sample_rate = int(self.step.sample_rate)
         self.latency_samples = self.hop
-        named = {"harmonic": harmonic_gain, "noise": noise_gain, "reverb": reverb_mix}
-        self.gains = torch.tensor([[named.get(n, 1.0) for n in self.step.chain.names]],
+        named = check_amounts(amounts or {}, self.step.chain.labels)
+        self.gains = torch.tensor([[named.get(n, 1.0) for n in self.step.chain.labels]],
                                   dtype=torch.float32)
         self.generator = torch.Generator().manual_seed(seed)
         self.engine = engine
@@ -209,6 +216,9 @@ def export_runtime(model, path: str | os.PathLike, fmt: str) -> Path:
     from ..audio_io import atomic_write_bytes
 
     step = SynthStep(model).eval()
+    if not step.chain.exportable:
+        raise InputError("this model's chain has stages that only run in Python (effect twins "
+                         "or real devices): it cannot be exported")
     args = example_inputs(step)
     path = Path(path)
     if fmt == "torchscript":

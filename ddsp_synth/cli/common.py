@@ -1,0 +1,104 @@
+"""What every command shares: the help format, one-line usage errors, bounded numbers,
+``--amount NAME=VALUE``, settings files, and the list of models for the help texts."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+SECONDS_MAX = 24 * 3600.0  # no single input or output longer than a day
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows every real default and keeps the examples' line breaks."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        hidden = action.default is None or action.default is False
+        if not hidden and action.default != argparse.SUPPRESS and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line that says where the help is, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def number(kind, low=None, high=None):
+    """An argparse type: a finite number of ``kind`` within [low, high]."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}"
+                                             f"number, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = (f"from {low:g} to {high:g}" if low is not None and high is not None
+                    else f"at least {low:g}" if low is not None else f"at most {high:g}")
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_command(sub, name: str, help_text: str, example: str, func) -> argparse.ArgumentParser:
+    """A subcommand with its description, an example in its help and one-line errors."""
+    p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:]
+                       + ".", epilog=f"example:\n  {example}", formatter_class=Formatter)
+    p.error = Parser.error.__get__(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def amount(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` -> (name, value): a stage's live amount."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected STAGE=AMOUNT (e.g. reverb=0.3), got {text!r}")
+    return name.strip(), number(float, 0.0, 10.0)(value)
+
+
+def add_amounts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--amount", type=amount, action="append", metavar="STAGE=AMOUNT",
+                   help="live amount of a stage of the model's chain, by name: a source's "
+                        "linear gain (harmonic=0.8, noise=0.5) or an effect's wet/dry mix "
+                        "(reverb=0.3: 0 = dry, 1 = as trained); may be repeated")
+
+
+def amounts_of(args) -> dict:
+    """The ``--amount`` options as {stage: amount} (a repeated stage: the last wins)."""
+    return dict(args.amount or [])
+
+
+def read_json(path) -> dict:
+    """A settings file: a JSON object, bounded and checked."""
+    from ..config import ConfigError, read_json_file
+
+    obj = read_json_file(path, 1 << 20, "settings file")
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: expected a JSON object like "
+                          '{"model": {...}, "train": {...}}')
+    return obj
+
+
+def installed_models() -> str:
+    """The ``--model`` help: the shipped models, and the user's own in the models folder."""
+    from ..model import available_models, shipped_models
+
+    shipped = shipped_models()
+    own = [n for n in available_models() if n not in shipped]
+    text = f"shipped model name ({', '.join(shipped) or 'none installed'}) or a model folder"
+    return text + (f"; your models in the models folder: {', '.join(own)}" if own else "")
+
+
+def chain_help() -> str:
+    from ..stages.registry import EFFECT_NAMES
+
+    return (f"devices in order, comma-separated: {', '.join(EFFECT_NAMES)}, a JSON device file "
+            "or a .vst3 path; NAME:PARAM=VALUE fixes a parameter, NAME@METHOD sets that "
+            "device's gradient method")
