@@ -35,6 +35,9 @@ class TransferOptions:
         loudness_shift_db: added after auto-adjust.
         quiet_db: with auto-adjust, frames more than this many dB below the input's loud
             level (95th percentile), and unpitched frames (CREPE confidence < 0.5), are muted.
+        bridge_ms: an unpitched stretch at most this long between pitched frames (a legato
+            note change, a bow or breath change: pitch confidence dips while the sound goes
+            on) is not muted; its pitch is bridged from the frames around it.
         amounts: {stage label: live amount} of the model's chain (1 = as trained): a
             source's linear gain (``harmonic``, ``noise``), an effect's wet/dry mix
             (``reverb``: 0 = dry).
@@ -46,6 +49,7 @@ class TransferOptions:
     pitch_shift_semitones: float = 0.0
     loudness_shift_db: float = 0.0
     quiet_db: float = 40.0
+    bridge_ms: float = 80.0
     amounts: dict = field(default_factory=dict)
     chunk_seconds: float = 10.0
     seed: int = 0
@@ -53,7 +57,7 @@ class TransferOptions:
     def __post_init__(self):
         check_fields(self, ranges={
             "pitch_shift_semitones": (-48.0, 48.0), "loudness_shift_db": (-60.0, 60.0),
-            "quiet_db": (0.0, 200.0), "chunk_seconds": (0.05, 3600.0),
+            "quiet_db": (0.0, 200.0), "bridge_ms": (0.0, 1000.0), "chunk_seconds": (0.05, 3600.0),
             "seed": (0, 2**63 - 1)})
         check_amounts(self.amounts)
 
@@ -75,52 +79,100 @@ class NoPitchError(InputError):
     """The input has no voiced frame to transfer."""
 
 
+def interior_runs(mask: np.ndarray, max_len: int) -> np.ndarray:
+    """The runs of True in ``mask`` at most ``max_len`` long with False on both sides."""
+    out = np.zeros_like(mask)
+    i, n = 0, len(mask)
+    while i < n:
+        if not mask[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and mask[j]:
+            j += 1
+        if i > 0 and j < n and j - i <= max_len:
+            out[i:j] = True
+        i = j
+    return out
+
+
+def bridge_pitch(f0_hz: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """``f0_hz`` with the frames of ``gaps`` interpolated in log frequency from the frames
+    around them (a note change glides instead of following the tracker's guesses)."""
+    if not gaps.any():
+        return f0_hz
+    keep = ~gaps & (f0_hz > 0)
+    idx = np.arange(len(f0_hz))
+    out = f0_hz.copy()
+    out[gaps] = np.exp(np.interp(idx[gaps], idx[keep], np.log(f0_hz[keep])))
+    return out
+
+
+def _auto_octave(f0_hz, voiced, stats, manual_semitones: float) -> int:
+    """Whole octaves that bring the input, shifted by hand, to the model's mean pitch: a
+    manual shift that already lands in the instrument's range gets none on top."""
+    mean_midi = float(np.mean(hz_to_midi(f0_hz[voiced]))) + manual_semitones
+    return int(np.round((stats["pitch_midi_mean"] - mean_midi) / 12.0))
+
+
+def _mapped_loudness(loud, voiced, stats) -> np.ndarray:
+    """Quantile transform of the input's loudness onto the model's, fitted on the voiced
+    frames and applied to every frame (quieter than any voiced frame: the distance kept)."""
+    target_q = np.asarray(stats.get("loudness_db_voiced_quantiles")
+                          or stats["loudness_db_quantiles"])
+    src_q = np.percentile(loud[voiced], np.linspace(0, 100, len(target_q)))
+    src_q = np.maximum.accumulate(src_q + np.arange(len(src_q)) * 1e-9)
+    mapped = np.interp(loud, src_q, target_q)
+    below = loud < src_q[0]
+    mapped[below] = target_q[0] - (src_q[0] - loud[below])
+    return mapped
+
+
 def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.ndarray,
-                    stats: dict, options: TransferOptions) -> dict:
+                    stats: dict, options: TransferOptions, frame_rate_hz: float = 100.0) -> dict:
     """Auto-adjust and shift the input's curves for a model.
 
     Args:
         f0_hz, loudness_db, confidence: [n_frames] input features.
         stats: the model's dataset statistics.
+        frame_rate_hz: frames per second of the curves.
 
     Returns:
-        dict with ``f0_hz`` and ``loudness_db`` [n_frames] float32 for the model, and the
-        ``octave_shift`` applied, ``voiced_fraction``, ``muted_fraction``.
+        dict with ``f0_hz`` and ``loudness_db`` [n_frames] float32 for the model; the
+        ``octave_shift`` auto-adjust chose and the ``pitch_shift_semitones`` applied in all
+        (octaves and the manual shift); ``voiced_fraction``, ``muted_fraction`` and
+        ``bridged_fraction`` (unpitched frames kept sounding between pitched ones).
     """
     f0_hz = np.asarray(f0_hz, np.float64)
     loud = np.asarray(loudness_db, np.float64)
-    voiced = np.asarray(confidence) >= VOICED_CONFIDENCE
+    confidence = np.asarray(confidence)
+    voiced = confidence >= VOICED_CONFIDENCE
     if not voiced.any():
-        voiced = np.asarray(confidence) >= PITCHED_CONFIDENCE
+        voiced = confidence >= PITCHED_CONFIDENCE
     if not voiced.any():
         raise NoPitchError("no pitch found: no frame is voiced (CREPE confidence < 0.5 "
                            "everywhere); is the input monophonic and pitched?")
-    octave_shift = 0
-    muted = np.zeros(len(loud), bool)
+    pitched = confidence >= PITCHED_CONFIDENCE
+    bridged = interior_runs(~pitched, int(options.bridge_ms * frame_rate_hz / 1000.0))
+    f0_hz = bridge_pitch(f0_hz, bridged)
+    octave_shift, muted = 0, np.zeros(len(loud), bool)
     if options.auto_adjust:
         check_auto_adjust_stats({"dataset_stats": stats})
-        diff = stats["pitch_midi_mean"] - float(np.mean(hz_to_midi(f0_hz[voiced])))
-        octave_shift = int(np.round(diff / 12.0))
-        f0_hz = f0_hz * 2.0 ** octave_shift
-        target_q = np.asarray(stats.get("loudness_db_voiced_quantiles")
-                              or stats["loudness_db_quantiles"])
-        # Quantile transform fitted on the voiced frames, applied to every frame.
-        src_q = np.percentile(loud[voiced], np.linspace(0, 100, len(target_q)))
-        src_q = np.maximum.accumulate(src_q + np.arange(len(src_q)) * 1e-9)
-        loud_mapped = np.interp(loud, src_q, target_q)
-        below = loud < src_q[0]  # quieter than any voiced frame: keep the distance below
-        loud_mapped[below] = target_q[0] - (src_q[0] - loud[below])
-        # Quiet frames, and unpitched ones (breaths, consonants: CREPE confidence < 0.5),
-        # would make the instrument play noise bursts between notes: mute them.
-        muted = ((loud < np.percentile(loud, 95) - options.quiet_db)
-                 | (np.asarray(confidence) < PITCHED_CONFIDENCE))
+        octave_shift = _auto_octave(f0_hz, voiced, stats, options.pitch_shift_semitones)
+        # Quiet frames, and unpitched ones (breaths, consonants: CREPE confidence < 0.5)
+        # longer than a note change, would make the instrument play noise bursts between
+        # notes: mute them.
+        muted = ((loud < np.percentile(loud, 95) - options.quiet_db) | (~pitched & ~bridged))
         silence_db = float(np.min(stats["loudness_db_quantiles"])) - 20.0
-        loud = np.where(muted, np.minimum(loud_mapped, silence_db), loud_mapped)
-    f0_hz = f0_hz * 2.0 ** (options.pitch_shift_semitones / 12.0)
+        loud = np.where(muted, np.minimum(_mapped_loudness(loud, voiced, stats), silence_db),
+                        _mapped_loudness(loud, voiced, stats))
+    shift = 12.0 * octave_shift + options.pitch_shift_semitones
+    f0_hz = f0_hz * 2.0 ** (shift / 12.0)
     loud = loud + options.loudness_shift_db
     return {"f0_hz": f0_hz.astype(np.float32), "loudness_db": loud.astype(np.float32),
-            "octave_shift": octave_shift, "voiced_fraction": float(voiced.mean()),
-            "muted_fraction": float(muted.mean())}
+            "octave_shift": octave_shift, "pitch_shift_semitones": shift,
+            "voiced_fraction": float(voiced.mean()), "muted_fraction": float(muted.mean()),
+            "bridged_fraction": float(bridged.mean())}
 
 
 class ChunkedRenderer:
@@ -183,7 +235,8 @@ def transfer_features(model, features: dict, options: TransferOptions = Transfer
     if not np.any(np.asarray(features["loudness_db"]) > -100.0):
         raise InputError("the input is silent")
     adjusted = adjust_features(features["f0_hz"], features["loudness_db"],
-                               features["confidence"], stats or {}, options)
+                               features["confidence"], stats or {}, options,
+                               model.config.synth.frame_rate_hz)
     audio = render(model, adjusted["f0_hz"], adjusted["loudness_db"], options, progress)
     return audio, adjusted
 
@@ -210,12 +263,35 @@ def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOption
     features = analyse(audio, fc, progress, cache=cache)
     out, adjusted = transfer_features(model, features, options, meta.get("dataset_stats"))
     out = out[: len(audio)]
-    return out, {"input": features, "adjusted": adjusted,
-                 "warning": silence_warning(out, adjusted, options)}
+    warning = silence_warning(out, adjusted, options) or melody_warning(adjusted)
+    return out, {"input": features, "adjusted": adjusted, "warning": warning}
 
 
 # An output whose peak is this far below full scale is reported as (almost) silent.
 SILENT_OUTPUT_DB = -50.0
+# Below this share of clearly pitched frames the input is not one melody (speech, a band).
+MIN_MELODIC_FRACTION = 0.35
+
+
+def melody_warning(adjusted: dict) -> str | None:
+    """A note when little of the input has a clear pitch, else None."""
+    voiced = adjusted["voiced_fraction"]
+    if voiced >= MIN_MELODIC_FRACTION:
+        return None
+    return (f"only {voiced:.0%} of the input has a clear pitch: speech, or several voices or "
+            "instruments at once? ddsp_synth follows one melody, so the result will not sound "
+            "musical")
+
+
+def shift_summary(adjusted: dict, options: TransferOptions) -> str:
+    """What was done to the pitch, for people: the total and where it came from."""
+    parts = []
+    if options.auto_adjust:
+        parts.append(f"octave shift {adjusted['octave_shift']:+d} by auto-adjust")
+    if options.pitch_shift_semitones:
+        parts.append(f"{options.pitch_shift_semitones:+g} asked")
+    how = f" ({', '.join(parts)})" if parts else ""
+    return f"pitch shift {adjusted['pitch_shift_semitones']:+g} semitones{how}"
 
 
 def silence_warning(out: np.ndarray, adjusted: dict, options: TransferOptions) -> str | None:

@@ -7,7 +7,9 @@ import math
 import sys
 from pathlib import Path
 
+from ..audio_io import AudioError
 from .common import add_command, number, read_json
+
 
 # ----------------------------------------------------------------------------- demo
 def _cmd_demo(args) -> int:
@@ -112,7 +114,26 @@ def _cmd_train(args) -> int:
               f"checkpoint {summary['checkpoint']}")
     if summary["val"]:
         print("validation: " + json.dumps({k: round(v, 4) for k, v in summary["val"].items()}))
+    line = before_after(summary)
+    if line:
+        print(line)
     return 0
+
+
+def before_after(summary: dict) -> str | None:
+    """Validation at the start -> at the end, and the best checkpoint (what export writes)."""
+    first, last, best = summary.get("val_first"), summary.get("val"), summary.get("best")
+    if not (first and last and best):
+        return None
+
+    def show(v):
+        return (f"spectral loss {v['spectral_loss']:.3f}, f0 {v['f0_l1_cents']:.1f} cents, "
+                f"loudness {v['loudness_l1_db']:.2f} dB")
+
+    text = f"before -> after: {show(first)} -> {show(last)}; best at step {best['step']}"
+    if best["step"] == 0:
+        text += " (the starting point: this run did not improve on it; export keeps it)"
+    return text + " (export writes the best)"
 
 
 def _add_train(sub) -> None:
@@ -152,30 +173,39 @@ def _cmd_export(args) -> int:
     from ..train import export_run
 
     check_output_folder(args.output, inputs=[args.run_dir])
-    model, state = export_run(args.run_dir, args.output, force=args.force)
-    print(f"exported step {state['step']} of {args.run_dir} to {args.output} "
+    model, state = export_run(args.run_dir, args.output, force=args.force,
+                              which="last" if args.last else "best")
+    what = "the best validated weights, step" if state.get("val") else "step"
+    print(f"exported {what} {state['step']} of {args.run_dir} to {args.output} "
           f"({model.n_parameters():,} parameters)")
     return 0
 
 
 def _add_export(sub) -> None:
-    p = add_command(sub, "export", "write a run's latest checkpoint as a model folder",
+    p = add_command(sub, "export", "write a run's best validated weights (or its newest "
+                    "checkpoint) as a model folder",
              "ddsp-synth export runs/cello -o models/my_cello", _cmd_export)
     p.add_argument("run_dir", help="a folder made by 'ddsp-synth train'")
     p.add_argument("-o", "--output", required=True, help="model folder")
+    p.add_argument("--last", action="store_true",
+                   help="export the newest checkpoint instead of the best validated weights")
     p.add_argument("--force", action="store_true", help="overwrite an existing model")
 
 
 # ----------------------------------------------------------------------------- eval
 def _cmd_eval(args) -> int:
-    from ..audio_io import atomic_write_text, check_output_folder, check_writable, write_audio
+    import soundfile as sf
+
+    from ..audio_io import check_output_folder, write_result_folder
     from ..evaluate import evaluate_source
     from ..model import load_model, resolve_model
 
-    model, _ = load_model(resolve_model(args.model))
-    if args.out:
-        check_output_folder(args.out, inputs=[args.data, args.model])
-        check_writable(Path(args.out) / "metrics.json", args.force)
+    model_dir = resolve_model(args.model)
+    model, _ = load_model(model_dir)
+    if args.out:  # a folder of results: new, or an earlier result replaced with --force
+        check_output_folder(args.out, inputs=[args.data, model_dir])
+        if Path(args.out).is_dir() and any(Path(args.out).iterdir()) and not args.force:
+            raise AudioError(f"{args.out} holds an earlier result; pass --force to replace it")
     metrics, outputs = evaluate_source(model, args.data, args.split, args.max_examples,
                                        args.pitch_model, keep_outputs=bool(args.out))
     metrics.update({"model": str(args.model), "data": str(args.data),
@@ -185,10 +215,12 @@ def _cmd_eval(args) -> int:
                        for k, v in metrics.items()}, indent=2)
     print(text)
     if args.out:
-        out = Path(args.out)
-        for name, y in outputs:
-            write_audio(out / f"{name}.wav", y, model.config.synth.sample_rate, force=args.force)
-        atomic_write_text(out / "metrics.json", text + "\n")
+        sr = model.config.synth.sample_rate
+        writers = {f"{name}.wav": (lambda p, y=y: sf.write(p, y.clip(-1, 1), sr,
+                                                           subtype="PCM_16"))
+                   for name, y in outputs}
+        writers["metrics.json"] = lambda p: Path(p).write_text(text + "\n")
+        write_result_folder(args.out, writers)
     return 0
 
 

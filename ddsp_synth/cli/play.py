@@ -11,11 +11,27 @@ from ..audio_io import AudioError
 from ..errors import InputError, UserError
 from .common import add_amounts, add_command, amounts_of, installed_models, number
 
-# ----------------------------------------------------------------------------- transfer
-def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:
-    """Pair every input file with its output path (a folder in gives a folder out)."""
-    from ..audio_io import find_audio_files
+# a progress bar over seconds of audio, shown with one decimal
+TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
 
+
+# ----------------------------------------------------------------------------- transfer
+def _refuse_midi(inputs) -> None:
+    """A MIDI file given to transfer: say which command plays it."""
+    from ..midi import is_midi_file
+
+    for item in inputs:
+        if Path(item).is_file() and is_midi_file(item):
+            raise AudioError(f"{item}: is a MIDI file; play it with 'ddsp-synth render {item} "
+                             "--model NAME -o OUT.wav'")
+
+
+def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:
+    """Pair every input file with its output path (a folder in gives a folder out, never
+    inside an input folder: a second run would take the first one's outputs as inputs)."""
+    from ..audio_io import check_output_folder, find_audio_files
+
+    _refuse_midi(inputs)
     single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
     if single and not output.is_dir() and output.suffix:
         if output.suffix.lower() not in (".wav", ".flac"):
@@ -23,6 +39,7 @@ def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[
                              "end in .wav or .flac (or be a folder)")
         pairs = [(Path(inputs[0]), output)]
     else:
+        check_output_folder(output, inputs=[i for i in inputs if Path(i).is_dir()])
         pairs = []
         for item in inputs:
             item = Path(item)
@@ -38,7 +55,8 @@ def _cmd_transfer(args) -> int:
 
     from ..audio_io import check_writable, limit_peak, load_audio, resample_audio, write_audio
     from ..model import load_model, resolve_model
-    from ..transfer import TransferOptions, check_auto_adjust_stats, transfer_audio
+    from ..transfer import (TransferOptions, check_auto_adjust_stats, shift_summary,
+                            transfer_audio)
 
     model, meta = load_model(resolve_model(args.model))
     sr = model.config.synth.sample_rate
@@ -50,22 +68,24 @@ def _cmd_transfer(args) -> int:
         loudness_shift_db=0.0 if resynth else args.loudness_shift,
         quiet_db=args.quiet_db, amounts=amounts_of(args), seed=args.seed)
     pairs = _transfer_outputs(args.inputs, Path(args.output), "." + args.format)
-    for src, dst in pairs:
-        check_writable(dst, args.force, inputs=[src])
+    for src, dst in pairs:  # (nothing written into the model's own folder either)
+        check_writable(dst, args.force, inputs=[src, resolve_model(args.model)])
     if options.auto_adjust:
         check_auto_adjust_stats(meta)
     failures = 0
     for src, dst in tqdm(pairs, desc=args.command, unit="file", disable=args.quiet or len(pairs) < 2):
         try:
             audio = load_audio(src, sr)
-            with tqdm(total=round(len(audio) / sr, 1), unit="s audio", leave=False,
-                      disable=args.quiet, desc=src.name) as bar:
+            # the analysis advances by whole frames: the total is theirs, not the samples'
+            seconds = -(-len(audio) // model.config.synth.hop) / model.config.synth.frame_rate_hz
+            with tqdm(total=seconds, unit="s audio", leave=False, disable=args.quiet,
+                      desc=src.name, bar_format=TIME_BAR) as bar:
                 out, info = transfer_audio(model, meta, audio, options, bar,
                                            cache=not args.no_cache, pitch_model=args.pitch_model)
             write_audio(dst, limit_peak(resample_audio(out, sr, out_sr)), out_sr,
                         force=args.force)
             adj = info["adjusted"]
-            print(f"{src} -> {dst} (octave shift {adj['octave_shift']:+d}, voiced "
+            print(f"{src} -> {dst} ({shift_summary(adj, options)}; voiced "
                   f"{adj['voiced_fraction']:.0%})")
             if info.get("warning"):
                 print(f"ddsp-synth {args.command}: warning: {dst}: {info['warning']}",
@@ -123,8 +143,9 @@ def _cmd_render(args) -> int:
     from ..model import load_model, resolve_model
     from ..transfer import TransferOptions, render
 
-    out_path = check_audio_output(args.output, args.force, inputs=[args.input])
-    model, meta = load_model(resolve_model(args.model))
+    model_dir = resolve_model(args.model)
+    out_path = check_audio_output(args.output, args.force, inputs=[args.input, model_dir])
+    model, meta = load_model(model_dir)
     sr = model.config.synth.sample_rate
     try:
         curves = midi_to_curves(args.input, meta.get("dataset_stats"),
@@ -182,12 +203,13 @@ def _cmd_stream(args) -> int:
     from ..streaming import LiveOptions, stream_audio
 
     torch.set_num_threads(args.threads)
-    check_audio_output(args.output, args.force, inputs=[args.input])
+    model_dir = resolve_model(args.model)  # no output may be a file of the model
+    check_audio_output(args.output, args.force, inputs=[args.input, model_dir])
     if args.report:
         if Path(args.report).resolve() == Path(args.output).resolve():
             raise AudioError(f"{args.report}: the same file as -o; give the report another name")
-        check_writable(Path(args.report), args.force, inputs=[args.input])
-    model, _ = load_model(resolve_model(args.model))
+        check_writable(Path(args.report), args.force, inputs=[args.input, model_dir])
+    model, _ = load_model(model_dir)
     sr = model.config.synth.sample_rate
     audio = load_audio(args.input, sr)
     block = int(round(args.block_ms * sr / 1000))
@@ -249,8 +271,9 @@ def _cmd_export_runtime(args) -> int:
     from ..streaming import export_runtime
 
     suffixes = (".onnx",) if args.format == "onnx" else (".pt", ".ts")
-    check_writable(Path(args.output), args.force, inputs=[args.model], suffixes=suffixes)
-    model, _ = load_model(resolve_model(args.model))
+    model_dir = resolve_model(args.model)
+    check_writable(Path(args.output), args.force, inputs=[model_dir], suffixes=suffixes)
+    model, _ = load_model(model_dir)
     export_runtime(model, args.output, args.format)
     print(f"wrote the streaming step of {args.model} as {args.format} to {args.output}")
     return 0

@@ -111,8 +111,35 @@ def read_run(run_file: Path) -> dict:
     return meta
 
 
-def load_run_model(run_dir: str | os.PathLike) -> tuple[DDSPModel, dict, dict]:
-    """The newest checkpoint of a run as a model, with the run's metadata and state."""
+BEST = "best"  # checkpoints/best: the weights that validated best, and when
+
+
+def save_best(run_dir: Path, model: DDSPModel, state: dict) -> Path:
+    """Keep ``model`` as the run's best validated weights (written aside, renamed into
+    place: an interruption leaves the previous best)."""
+    from safetensors.torch import save_file
+
+    ckdir = run_dir / "checkpoints"
+    final, tmp = ckdir / BEST, ckdir / f"{BEST}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+              str(tmp / "model.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({"format_version": CHECKPOINT_FORMAT_VERSION,
+                                                **state}, indent=2))
+    old = ckdir / f"{BEST}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_run_model(run_dir: str | os.PathLike, which: str = BEST
+                   ) -> tuple[DDSPModel, dict, dict]:
+    """A run's best validated weights (``which="best"``, when the run has them) or its newest
+    checkpoint (``"last"``) as a model, with the run's metadata and that checkpoint's state."""
     run_dir = Path(run_dir)
     run_file = run_dir / "run.json"
     if not run_file.exists():
@@ -121,22 +148,27 @@ def load_run_model(run_dir: str | os.PathLike) -> tuple[DDSPModel, dict, dict]:
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise TrainingError(f"{run_dir}: no complete checkpoint")
+    best = run_dir / "checkpoints" / BEST
+    path = best if which == BEST and (best / "state.json").exists() else checkpoints[-1]
     model = with_stats(ModelConfig.from_dict(run_meta["model"]), run_meta["dataset_stats"])
-    state = load_checkpoint(checkpoints[-1], model, None)
+    state = load_checkpoint(path, model, None)
     model.eval()
     return model, run_meta, state
 
 
 def export_run(run_dir: str | os.PathLike, model_dir: str | os.PathLike,
-               force: bool = False) -> tuple[DDSPModel, dict]:
-    """Write the newest checkpoint of a run as a self-describing model folder (weights,
-    settings, dataset statistics and a training summary). Returns (model, checkpoint state)."""
+               force: bool = False, which: str = BEST) -> tuple[DDSPModel, dict]:
+    """Write a run's best validated weights (or, with ``which="last"``, its newest
+    checkpoint) as a self-describing model folder (weights, settings, dataset statistics and
+    a training summary). Returns (model, checkpoint state)."""
     from ..model import save_model
 
-    model, run_meta, state = load_run_model(run_dir)
+    model, run_meta, state = load_run_model(run_dir, which)
     training = {"steps": state["step"], "wall_s": state["wall_s"],
                 "train_config": run_meta["train"], "data_dir": run_meta["data_dir"],
                 "loss_history": summarize_history(state.get("history", []))}
+    if state.get("val") is not None:  # the best weights: how they validated
+        training["validation"] = state["val"]
     save_model(model, model_dir, run_meta["dataset_stats"], training, force=force)
     return model, state
 

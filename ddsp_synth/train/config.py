@@ -66,6 +66,10 @@ class TrainConfig:
             choices={"precision": ("fp32", "bf16")})
 
 
-def lr_factor(step: int, config: TrainConfig) -> float:
-    warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+def lr_factor(step: int, config: TrainConfig, warmup_steps: int | None = None) -> float:
+    """The learning rate's factor at ``step``: a linear warm-up over ``warmup_steps``
+    (default: the configured ones; a run with a time budget shortens it to its share of the
+    budget), then a smooth exponential decay."""
+    warmup_steps = config.warmup_steps if warmup_steps is None else warmup_steps
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
     return warm * config.lr_decay ** (step / config.lr_decay_steps)

@@ -74,7 +74,8 @@ def _log_step(run: _Run, loss: float, grad_norm: float, step_s: float) -> None:
 
 
 def validate(run: _Run) -> dict | None:
-    """The eval metrics on the first ``val_examples`` validation examples (rank 0)."""
+    """The eval metrics on the first ``val_examples`` validation examples (rank 0), logged;
+    the weights are kept as the run's best when their spectral loss is the lowest so far."""
     if not len(run.val_set):
         return None
     cfg = run.config
@@ -83,21 +84,33 @@ def validate(run: _Run) -> dict | None:
     batches = [collate(items[i : i + cfg.batch_size]) for i in range(0, n, cfg.batch_size)]
     metrics = evaluate_batches(run.model, batches, seed=cfg.seed)
     metrics.pop("rtf", None)
+    run.last_val, run.last_val_step = metrics, run.step
     _log(run, {"step": run.step, "val": metrics})
     if run.writer:
         for k, v in metrics.items():
             run.writer.add_scalar(f"val/{k}", v, run.step)
+    score = metrics["spectral_loss"]
+    if math.isfinite(score) and (run.best is None or score < run.best["val"]["spectral_loss"]):
+        run.best = {"step": run.step, "val": metrics}
+        checkpoints.save_best(run.run_dir, run.model, {"step": run.step, "wall_s": run.wall_s,
+                                                       "val": metrics})
     return metrics
 
 
 # validation examples whose target and resynthesis go to TensorBoard
 AUDIO_EXAMPLES = 2
+# with a time budget, at least this many validations along the way (besides the first)
+VALIDATIONS_PER_BUDGET = 5
+# with a time budget, the warm-up takes at most this share of it
+WARMUP_SHARE = 0.05
 
 
 def _log_audio(run: _Run) -> None:
     """The first validation examples and their resynthesis, side by side in TensorBoard."""
     sr = run.model_config.synth.sample_rate
     items = [run.val_set[i] for i in range(min(AUDIO_EXAMPLES, len(run.val_set)))]
+    if not items or run.writer is None:
+        return
     batch = collate(items)
     with torch.no_grad():
         run.model.eval()
@@ -113,9 +126,10 @@ def _log_audio(run: _Run) -> None:
 def _checkpoint(run: _Run) -> Path | None:
     if not run.main_proc:
         return None
-    return checkpoints.save_checkpoint(run.run_dir, run.model, run.optimizer, run.step,
-                           {"wall_s": run.wall_s, "history": run.history[-2000:]},
-                           run.config.keep_checkpoints)
+    extra = {"wall_s": run.wall_s, "history": run.history[-2000:],
+             "warmup_steps": run.warmup[0], "first_val": run.first_val, "best": run.best}
+    return checkpoints.save_checkpoint(run.run_dir, run.model, run.optimizer, run.step, extra,
+                                       run.config.keep_checkpoints)
 
 
 def _batches(run: _Run):
@@ -130,6 +144,104 @@ def _batches(run: _Run):
             yield collate([run.train_set[i] for i in order[b * bs : (b + 1) * bs]])
 
 
+class _Schedule:
+    """When a run validates, logs audio, checkpoints and stops. With a time budget: a bar
+    over the budget's seconds (its ETA is the budget's end), a warm-up scaled to the steps
+    the budget holds, and validations spread over it; else a bar over the steps."""
+
+    def __init__(self, run: _Run, show: bool):
+        from tqdm import tqdm
+
+        cfg = run.config
+        self.run, self.t0 = run, time.perf_counter()
+        self.budget_s = 60.0 * cfg.max_minutes if cfg.max_minutes else None
+        self.last_val_t = self.t0
+        self.step_times: list[float] = []
+        show = show and run.main_proc
+        if self.budget_s:
+            self.bar = tqdm(total=round(self.budget_s), disable=not show, desc="train",
+                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<"
+                                       "{remaining}{postfix}]")
+        else:
+            self.bar = tqdm(total=cfg.steps, initial=run.step, disable=not show, desc="train",
+                            unit="step")
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def stepped(self, dt: float, loss: float) -> None:
+        self.step_times.append(dt)
+        self.bar.set_postfix(step=self.run.step, loss=f"{loss:.3f}", steps_s=f"{1.0 / dt:.2f}")
+        if self.budget_s:
+            self.bar.update(min(self.elapsed(), self.budget_s) - self.bar.n)
+        else:
+            self.bar.update(1)
+        if self.budget_s and len(self.step_times) == 3 and self.run.step <= 3:
+            # a fresh run's warm-up: at most its share of the steps the budget holds
+            expected = self.budget_s / (sum(self.step_times) / 3)
+            self.run.warmup[0] = min(self.run.config.warmup_steps,
+                                     max(1, int(WARMUP_SHARE * expected)))
+
+    def validate_now(self) -> bool:
+        """Every ``val_every`` steps, and with a budget at least every fifth of it
+        (``val_every = 0``: never)."""
+        cfg, run = self.run.config, self.run
+        if not cfg.val_every:
+            return False
+        by_time = bool(self.budget_s) and (time.perf_counter() - self.last_val_t
+                                           >= self.budget_s / VALIDATIONS_PER_BUDGET)
+        if run.step % cfg.val_every == 0 or by_time:
+            self.last_val_t = time.perf_counter()
+            return True
+        return False
+
+    def out_of_time(self) -> bool:
+        return bool(self.budget_s) and self.elapsed() > self.budget_s
+
+
+def _run_steps(run: _Run, stop: _StopFlag, schedule: _Schedule) -> None:
+    """Steps until the step count, the budget or a signal ends the run."""
+    cfg, bad_steps = run.config, 0
+    batches = _batches(run)
+    while run.step < cfg.steps:
+        t0 = time.perf_counter()
+        loss, grad_norm, taken, stop_now = train_step(run, next(batches), stop)
+        if not taken:
+            bad_steps += 1
+            _log(run, {"step": run.step, "event": "non-finite loss or gradient, step skipped",
+                       "loss": loss})
+            if bad_steps >= cfg.max_bad_steps:
+                path = _checkpoint(run)
+                raise TrainingError(
+                    f"loss or gradients were NaN/inf for {bad_steps} steps in a row at "
+                    f"step {run.step}; weights were kept finite and saved to {path}")
+            if stop_now:
+                return
+            continue
+        bad_steps = 0
+        run.step += 1
+        dt = time.perf_counter() - t0
+        run.wall_s += dt
+        if run.step % cfg.log_every == 0 or run.step == 1:
+            _log_step(run, loss, grad_norm, dt)
+        schedule.stepped(dt, loss)
+        _periodic(run, schedule)
+        if stop_now or schedule.out_of_time():
+            return
+
+
+def _periodic(run: _Run, schedule: _Schedule) -> None:
+    cfg = run.config
+    if not run.main_proc:
+        return
+    if schedule.validate_now():
+        validate(run)
+    if cfg.audio_every and run.step % cfg.audio_every == 0:
+        _log_audio(run)
+    if run.step % cfg.checkpoint_every == 0:
+        _checkpoint(run)
+
+
 def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
           model_config: ModelConfig | None = None, config: TrainConfig = TrainConfig(),
           resume: bool = False, show_progress: bool = True, force: bool = False,
@@ -140,12 +252,16 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     gloo otherwise), wraps the model in DistributedDataParallel and shards the data with a
     DistributedSampler; rank 0 logs, validates and checkpoints.
 
+    A fresh run validates its starting point first (for ``init_from``: the model it starts
+    from), then along the way and at the end, and keeps the weights that validated best
+    (``checkpoints/best``; ``export`` writes those). Audio goes to TensorBoard at the start,
+    every ``audio_every`` steps and at the end.
+
     ``init_from`` starts a new run from an exported model's weights and settings (fine-tuning
     or continuing a shipped model; the optimiser starts afresh); ``"auto"`` picks the shipped
     model that already plays the data best (:func:`closest_shipped_model`).
     """
     from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
 
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     world, rank, _ = _dist_info()
@@ -158,61 +274,34 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     run = _build(data_dir, run_dir, model_config, config, init_model, resume)
     if run.main_proc:
         run.writer = SummaryWriter(str(run_dir / "tb"))
-
-    bad_steps = 0
-    summary_val = None
     start_step = run.step
-    t_start = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=run.step,
-               disable=not (show_progress and run.main_proc), desc="train", unit="step")
+    if run.main_proc and not resume:
+        if config.val_every:
+            run.first_val = validate(run)
+        _log_audio(run)
+    schedule = _Schedule(run, show_progress)
     run.model.train()
-    batches = _batches(run)
     with _StopFlag() as stop:
-        while run.step < config.steps:
-            t0 = time.perf_counter()
-            loss, grad_norm, taken, stop_now = train_step(run, next(batches), stop)
-            if not taken:
-                bad_steps += 1
-                _log(run, {"step": run.step, "event": "non-finite loss or gradient, step skipped",
-                           "loss": loss})
-                if bad_steps >= config.max_bad_steps:
-                    path = _checkpoint(run)
-                    raise TrainingError(
-                        f"loss or gradients were NaN/inf for {bad_steps} steps in a row at "
-                        f"step {run.step}; weights were kept finite and saved to {path}")
-                if stop_now:
-                    break
-                continue
-            bad_steps = 0
-            run.step += 1
-            dt = time.perf_counter() - t0
-            run.wall_s += dt
-            if run.step % config.log_every == 0 or run.step == 1:
-                _log_step(run, loss, grad_norm, dt)
-            bar.set_postfix(loss=f"{loss:.3f}", steps_s=f"{1.0 / dt:.2f}")
-            bar.update(1)
-            if run.main_proc and config.val_every and run.step % config.val_every == 0:
-                summary_val = validate(run)
-            if (run.main_proc and config.audio_every and run.step % config.audio_every == 0
-                    and len(run.val_set)):
-                _log_audio(run)
-            if run.main_proc and run.step % config.checkpoint_every == 0:
-                _checkpoint(run)
-            out_of_time = (config.max_minutes and
-                           time.perf_counter() - t_start > 60 * config.max_minutes)
-            if stop_now or out_of_time:
-                break
-    bar.close()
+        _run_steps(run, stop, schedule)
+    schedule.bar.close()
+    return _finish(run, start_step, stop)
+
+
+def _finish(run: _Run, start_step: int, stop: _StopFlag) -> dict:
+    """The last validation, audio and checkpoint; the summary."""
+    if run.main_proc and run.config.val_every and run.last_val_step != run.step:
+        validate(run)
+    if run.main_proc:
+        _log_audio(run)
     path = _checkpoint(run)
-    if run.main_proc and (summary_val is None or run.step % max(1, config.val_every)):
-        summary_val = validate(run)
     if run.writer:
         run.writer.close()
     if run.distributed:
         dist.barrier()
     return {"step": run.step, "steps_this_run": run.step - start_step, "wall_s": run.wall_s,
             "checkpoint": str(path) if path else None, "interrupted": stop.signum != 0,
-            "signal": stop.signum, "val": summary_val,
+            "signal": stop.signum, "val": run.last_val, "val_first": run.first_val,
+            "best": run.best, "warmup_steps": run.warmup[0],
             "final_loss": run.history[-1][2] if run.history else None}
 
 

@@ -75,6 +75,11 @@ class _Run:
     step: int = 0
     wall_s: float = 0.0
     history: list = field(default_factory=list)
+    warmup: list = field(default_factory=lambda: [0])  # [steps]: read by the schedule
+    first_val: dict | None = None  # the validation before any step (the starting model's)
+    best: dict | None = None  # {"step", "val"} of the best validated checkpoint
+    last_val: dict | None = None
+    last_val_step: int = -1
 
     @property
     def distributed(self) -> bool:
@@ -197,18 +202,18 @@ def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: Tra
     if init_model is not None:  # weights only: the loudness normalisation stays this data's
         copy_weights(init_model, model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    step, wall_s, history = 0, 0.0, []
+    step, wall_s, state = 0, 0.0, {}
     if resume:
         done = checkpoints.list_checkpoints(run_dir)
         if not done:
             raise TrainingError(f"{run_dir}: no complete checkpoint to resume from")
         state = checkpoints.load_checkpoint(done[-1], model, optimizer)
         step, wall_s = state["step"], state["wall_s"]
-        history = state.get("history", [])
         if world > 1:  # each rank continues its own noise stream
             torch.manual_seed(config.seed + rank + 1_000_003 * step)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config),
-                                                  last_epoch=step - 1 if resume else -1)
+    warmup = [int(state.get("warmup_steps", config.warmup_steps))]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, config, warmup[0]), last_epoch=step - 1 if resume else -1)
     if config.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
     model.decoder_bf16 = config.precision == "bf16"
@@ -222,4 +227,5 @@ def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: Tra
                                                   shuffle=True, seed=config.seed, drop_last=True)
     return _Run(run_dir, model_config, config, model, net, optimizer, scheduler, train_set,
                 val_set, sampler, device, world, rank == 0, step=step, wall_s=wall_s,
-                history=history)
+                history=state.get("history", []), warmup=warmup,
+                first_val=state.get("first_val"), best=state.get("best"))
