@@ -11,7 +11,9 @@ The port defaults to ``$GRADIO_SERVER_PORT`` or 7860 (``make demo PORT=7861``).
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -20,6 +22,10 @@ from functools import lru_cache
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+_port_env = os.environ.get("GRADIO_SERVER_PORT")
+if _port_env is not None and not (_port_env.isdigit() and 1 <= int(_port_env) <= 65535):
+    # Gradio reads it when imported, and fails with a traceback
+    sys.exit(f"app.py: error: GRADIO_SERVER_PORT={_port_env!r} is not a port (1 to 65535)")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README, "Busy machines"
 
 import gradio as gr  # noqa: E402
@@ -87,11 +93,7 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
         text = curves["info"]["message"]
         return out, None, {"input": adjusted, "adjusted": adjusted}, curves["notes"], text
     name = Path(audio_path).name
-    try:
-        info = sf.info(audio_path)  # the header only: refuse long inputs before decoding
-        seconds = info.frames / info.samplerate
-    except Exception:
-        seconds = None  # unreadable: load_audio says why
+    seconds = _header_seconds(audio_path)  # refuse long inputs before decoding
     if seconds is not None and seconds > max_seconds:
         _fail(f"{name} is {seconds:.0f} s long; this demo takes at most {max_seconds:g} s. "
               "Trim it, or use the ddsp-synth command line.")
@@ -99,6 +101,9 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
         audio = load_audio(audio_path, sr)
     except AudioError as err:
         _fail(f"Could not read {name}: {str(err).removeprefix(f'{audio_path}: ')}.")
+    if len(audio) > max_seconds * sr + sr:  # a header that did not tell its length
+        _fail(f"{name} is {len(audio) / sr:.0f} s long; this demo takes at most "
+              f"{max_seconds:g} s. Trim it, or use the ddsp-synth command line.")
     try:
         out, info = transfer_audio(model, meta, audio, options)
     except NoPitchError:
@@ -123,13 +128,30 @@ def chain_stages(models: dict) -> list[tuple[str, str]]:
     return list(seen.items())
 
 
+# A header that claims more than this is not telling the length (a streamed FLAC says 2^59
+# frames): the length is then taken from the decoded audio.
+MAX_CREDIBLE_SECONDS = 7 * 24 * 3600
+
+
+def _header_seconds(path) -> float | None:
+    """The length a file's header states, or None when it does not know or cannot be read."""
+    try:
+        info = sf.info(path)
+        seconds = info.frames / info.samplerate
+    except Exception:  # unreadable: load_audio says why
+        return None
+    return seconds if 0 < seconds <= MAX_CREDIBLE_SECONDS else None
+
+
 def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, loudness_shift,
                  quiet_db, *amounts, models: dict, stages: list, max_seconds: float,
                  workdir: Path):
     """Gradio handler: (output wav path, curves figure, spectrograms, piano roll, summary).
     ``amounts``: one per entry of ``stages`` (the model's own stages are used)."""
-    if not audio_path and not midi_path:
-        _fail("Upload or record some audio, or choose a MIDI file, first.")
+    if not audio_path and not midi_path:  # a note, not an error on every output
+        gr.Warning("Upload or record some audio, or choose a MIDI file, first.")
+        return (gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+                "Upload or record some audio, or choose a MIDI file, first.")
     if instrument not in models:
         _fail(f"Unknown instrument {instrument!r}.")
     try:
@@ -182,6 +204,7 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
     default = "violin" if "violin" in models else names[0]
     stages = chain_stages(models)
     workdir = Path(tempfile.mkdtemp(prefix="ddsp_synth_app_"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)  # its outputs go with it
 
     def handler(*args):
         return run_transfer(*args, models=models, stages=stages, max_seconds=max_seconds,
@@ -230,19 +253,28 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                     label="Examples (MIT-licensed clips)")
         gr.Examples([[str(p)] for p in MIDI_EXAMPLES if p.exists()], [midi_in],
                     label="MIDI example (Ode to Joy)")
+        # one input at a time: choosing one clears the other, so it is clear which one plays
+        midi_in.upload(lambda: None, None, audio_in, api_name=False)
+        audio_in.upload(lambda: None, None, midi_in, api_name=False)
+        audio_in.stop_recording(lambda: None, None, midi_in, api_name=False)
         run.click(handler, inputs, [audio_out, curves, specs, roll, info], api_name="transfer")
     demo.queue(default_concurrency_limit=1, max_size=16)
     return demo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="ddsp_synth web demo")
+    from ddsp_synth.cli.common import Parser, number
+
+    parser = Parser(prog="app.py", description="ddsp_synth web demo")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+    parser.add_argument("--port", type=number(int, 1, 65535),
+                        default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
                         help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--models-dir", help="also offer every model folder in this folder")
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="longest input accepted")
-    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted")
+    parser.add_argument("--max-seconds", type=number(float, 1.0, 3600.0), default=60.0,
+                        help="longest input accepted (s)")
+    parser.add_argument("--max-upload-mb", type=number(float, 0.1, 10_000.0), default=20.0,
+                        help="largest upload accepted (MB)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public link")
     return parser.parse_args(argv)
 

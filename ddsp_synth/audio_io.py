@@ -233,8 +233,9 @@ def check_output_folder(path: str | os.PathLike, inputs=()) -> Path:
         raise AudioError(f"{path}: is a file, not a folder")
     source = _is_within(path, inputs)
     if source is not None:
-        raise AudioError(f"{path}: is an input of this command ({source}); choose another "
-                         "output folder")
+        what = ("is an input of this command" if source.resolve() == path.resolve() else
+                f"lies inside an input of this command ({source})")
+        raise AudioError(f"{path}: {what}; choose another output folder")
     _probe_folder(path, path)
     return path
 

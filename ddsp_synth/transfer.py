@@ -325,7 +325,8 @@ def transfer(audio, model="violin", sample_rate: int | None = None,
         the output [n_samples] float32 (scaled down only if it would clip) and its sample
         rate (the model's).
     """
-    from .audio_io import limit_peak, load_audio, resample_audio
+    from .audio_io import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, limit_peak, load_audio,
+                           resample_audio)
     from .model import load_model
 
     if isinstance(model, (str, Path)):
@@ -336,11 +337,15 @@ def transfer(audio, model="violin", sample_rate: int | None = None,
     if isinstance(audio, (str, Path)):
         samples = load_audio(audio, sr)
     else:
-        if sample_rate is None:
-            raise InputError("give the sample_rate of the audio samples")
+        whole = isinstance(sample_rate, (int, np.integer)) or (
+            isinstance(sample_rate, float) and sample_rate.is_integer())
+        if isinstance(sample_rate, bool) or not whole \
+                or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+            raise InputError(f"sample_rate must be a whole number of Hz from {MIN_SAMPLE_RATE} "
+                             f"to {MAX_SAMPLE_RATE}, got {sample_rate!r}")
         samples = np.asarray(audio, np.float32)
         if samples.ndim == 2:
             samples = samples.mean(axis=1)
-        samples = resample_audio(samples, sample_rate, sr)
+        samples = resample_audio(samples, int(sample_rate), sr)
     out, _ = transfer_audio(model, meta, samples, options, cache=cache, pitch_model=pitch_model)
     return limit_peak(out), sr

@@ -109,13 +109,36 @@ def test_api_friendly_errors_without_tracebacks(app_url, tmp_path, capfd):
     for kwargs, message in (({"audio": long}, "long.wav is 6 s long; this demo takes at most 5 s"),
                             ({"audio": silent}, "silent"),
                             ({"audio": broken}, "Could not read broken.wav: unreadable audio"),
-                            ({"midi": fake_midi}, "Cannot play fake.mid: not a MIDI file"),
-                            ({}, "Upload or record some audio")):
+                            ({"midi": fake_midi}, "Cannot play fake.mid: not a MIDI file")):
         with pytest.raises(Exception, match=message) as err:
             _predict(client, **kwargs)
         assert str(tmp_path) not in str(err.value)  # the upload's temporary path is not shown
+    # a click with no input is a note in the summary, not an error on every output
+    *_, info = _predict(client)
+    assert "Upload or record some audio" in info
     printed = capfd.readouterr()
     assert "Traceback" not in printed.err + printed.out
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["--port", "70000"], {}, "--port: must be from 1 to 65535, got 70000"),
+    (["--max-seconds", "nan"], {}, "--max-seconds: "),
+    ([], {"GRADIO_SERVER_PORT": "http"}, "GRADIO_SERVER_PORT='http' is not a port"),
+])
+def test_bad_app_arguments_are_one_line_before_serving(argv, env, message):
+    """(Each start imports Gradio: a few cases only; the number checks are the CLI's own.)"""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "app.py"), *argv], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env}, cwd=repo)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 if not env else proc.returncode == 1, proc.stderr
+    assert lines and message in lines[-1] and "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) <= 2  # argparse: usage line + error line
 
 
 def test_upload_over_the_size_limit_is_refused(app_url, tmp_path):

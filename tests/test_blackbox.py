@@ -8,8 +8,11 @@ them (a torch import costs a worker seconds on a busy machine).
 
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,6 +182,55 @@ def test_sox_command_device(tmp_path):
     with _pool(str(path)) as pool:
         y = pool.process(x, np.array([[-6.0]]))
     np.testing.assert_allclose(y, x * 10 ** (-6 / 20), atol=2e-4)
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "devices"
+CALF_COMPRESSOR = "http://calf.sourceforge.net/plugins/MonoCompressor"
+
+
+def _run_directly(tmp_path, x, argv_fn):
+    """The command run by hand on ``x`` (float WAV in, WAV out): the reference."""
+    import soundfile as sf
+
+    sf.write(tmp_path / "in.wav", x, SR, subtype="FLOAT")
+    subprocess.run(argv_fn(str(tmp_path / "in.wav"), str(tmp_path / "out.wav")), check=True,
+                   capture_output=True)
+    return sf.read(tmp_path / "out.wav", dtype="float32")[0]
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed")
+def test_example_sox_device_equals_sox_run_by_hand(tmp_path):
+    x = (_noise(16000, seed=19)[0] * 0.5).astype(np.float32)
+    with _pool(str(EXAMPLES / "sox_overdrive.json")) as pool:
+        y = pool.process(x, np.array([18.0, 35.0]))
+    ref = _run_directly(tmp_path, x, lambda i, o: ["sox", i, "-e", "floating-point", o,
+                                                   "overdrive", "18.00", "35.0"])
+    np.testing.assert_allclose(y, ref[: len(x)], atol=1e-6)
+    assert np.abs(y - x).max() > 0.1  # it distorts
+
+
+def _has_lv2_plugin(uri: str) -> bool:
+    if shutil.which("lv2file") is None:
+        return False
+    listing = subprocess.run(["lv2file", "--list"], capture_output=True, text=True).stdout
+    return uri in listing.split()
+
+
+@pytest.mark.skipif(not _has_lv2_plugin(CALF_COMPRESSOR),
+                    reason="lv2file or the Calf LV2 plugins not installed (make system)")
+def test_example_lv2_device_equals_lv2file_run_by_hand(tmp_path):
+    """An LV2 plugin (Calf's mono compressor) as a black box through lv2file."""
+    x = (_noise(16000, seed=20)[0] * 0.5).astype(np.float32)
+    with _pool(str(EXAMPLES / "calf_compressor.json")) as pool:
+        y = pool.process(x, np.array([0.05, 6.0, 5.0, 100.0]))
+    ref = _run_directly(tmp_path, x, lambda i, o: [
+        "lv2file", "-i", i, "-o", o, "-p", "threshold:0.050000", "-p", "ratio:6.0000", "-p",
+        "attack:5.000", "-p", "release:100.00", "-p", "makeup:1", CALF_COMPRESSOR])
+    np.testing.assert_allclose(y, ref[: len(x)], atol=1e-6)
+    loud, quiet = slice(12000, 16000), slice(5000, 7000)  # _noise: a quiet stretch at 1/4-1/2
+    gain_loud = np.std(y[loud]) / np.std(x[loud])
+    gain_quiet = np.std(y[quiet]) / np.std(x[quiet])
+    assert gain_loud < 0.5 * gain_quiet  # it compresses: loud parts turned down more
 
 
 def test_missing_pedalboard_names_the_extra(monkeypatch):

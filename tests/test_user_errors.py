@@ -108,6 +108,7 @@ def _make_inputs(d: Path) -> None:
     sf.write(d / "one_sample.wav", tone[:1], SR)
     sf.write(d / "noise.wav", 0.3 * np.random.default_rng(1).standard_normal(2 * SR), SR)
     sf.write(d / "tone.wav", tone, SR)
+    sf.write(d / "tone_gain.wav", 0.5 * tone, SR)
     sf.write(d / "ch8.wav", np.tile(synth_tone(1.5, 44100, 220.0)[:, None], (1, 8)), 44100)
     sf.write(d / "sr8k.wav", synth_tone(1.5, 8000, 220.0), 8000)
     sf.write(d / "sr96k.wav", synth_tone(1.5, 96000, 220.0), 96000)
@@ -450,6 +451,7 @@ RESUME = "train {data} -o {tmp}/run --quiet --resume --steps 30"
 STREAM = "stream {in}/tone.wav --model {model} -o {tmp}/out.wav --quiet"
 RENDER = "render {in}/ode.mid --model {model} -o {tmp}/out.wav --quiet"
 EXPORT = "export {tmp}/run -o {tmp}/m2"
+MATCH = "match {in}/tone.wav {in}/tone_gain.wav --chain gain -o {tmp}/res --quiet --steps 3"
 
 BAD = [
     # ------------------------------------------------------------------ audio inputs
@@ -865,6 +867,63 @@ BAD = [
                         ("fifo.mid", "not a regular file"), ("no_such.mid", "no such file"),
                         ("folder.wav", "is a folder")]],
     Bad("render-track-99", RENDER + " --track 99", "no track 99", path="{in}/ode.mid"),
+    # ------------------------------------------------------------------ issue 22: hard edges
+    *[Bad(f"match-{name}", argv, expect, setup=setup, path=path)
+      for name, argv, expect, setup, path in [
+          ("dry-fifo", MATCH.replace("{in}/tone.wav {in}/tone", "{tmp}/f.wav {in}/tone"),
+           "not a regular file", a_fifo("f.wav"), "{tmp}/f.wav"),
+          ("target-fifo", MATCH.replace("{in}/tone_gain.wav", "{tmp}/f.wav"),
+           "not a regular file", a_fifo("f.wav"), "{tmp}/f.wav"),
+          ("out-is-the-input", MATCH.replace("{tmp}/res", "{in}/tone.wav"), "not a folder",
+           None, "{in}/tone.wav"),
+          ("out-holds-other-files", MATCH, "holds other files", a_dir("res", ["keep.txt"]),
+           "{tmp}/res"),
+          ("out-holds-the-input", MATCH.replace("{in}/tone.wav {in}/tone",
+                                                "{tmp}/res/in.wav {in}/tone"),
+           "holds an input", chain(a_dir("res"), lambda t, w: shutil.copy(
+               w.inputs / "tone.wav", t / "res" / "in.wav")), None),
+          ("out-existing-result", MATCH, "exists; pass --force",
+           a_dir("res", ["preset.json"]), "{tmp}/res/preset.json"),
+          ("unknown-device", MATCH.replace("--chain gain", "--chain flanger"),
+           "unknown device", None, None),
+          ("unknown-parameter", MATCH.replace("--chain gain", "--chain gain:wet=1"),
+           "no parameter", None, None),
+          ("unknown-method", MATCH.replace("--chain gain", "--chain gain@magic"),
+           "method", None, None),
+          ("device-json-deep", MATCH.replace("--chain gain", "--chain {tmp}/dev.json"),
+           "damaged JSON|too deep", a_file("dev.json", "[" * 100000), "{tmp}/dev.json"),
+          ("device-json-no-kind", MATCH.replace("--chain gain", "--chain {tmp}/dev.json"),
+           "dev.json", a_file("dev.json", "{}"), "{tmp}/dev.json"),
+          ("dry-one-sample", MATCH.replace("{in}/tone.wav {in}/tone", "{in}/one_sample.wav "
+                                           "{in}/tone"), "too short", None,
+           "{in}/one_sample.wav"),
+          ("dry-silent", MATCH.replace("{in}/tone.wav {in}/tone", "{in}/silence.wav "
+                                       "{in}/tone"), "silent", None, "{in}/silence.wav"),
+          ("target-nan", MATCH.replace("{in}/tone_gain.wav", "{in}/nan.wav"),
+           "NaN or infinite", None, "{in}/nan.wav"),
+          ("steps-zero", MATCH + " --steps 0", "steps", None, None)]],
+    Bad("proxy-train-fixed-parameter", "proxy train compressor:ratio=4 -o {tmp}/p --steps 2 "
+        "--quiet", "fixe"),
+    Bad("proxy-train-existing-card", "proxy train gain -o {tmp}/p --steps 2 --quiet",
+        "exists; pass --force", setup=a_dir("p", ["MODEL_CARD.md"])),
+    Bad("proxy-train-unknown-device", "proxy train flanger -o {tmp}/p --steps 2 --quiet",
+        "unknown device"),
+    Bad("stream-report-into-model", STREAM.replace("{model}", "{tmp}/m")
+        + " --report {tmp}/m/r.json", "model|input", setup=copy_shipped("tiny"),
+        path="{tmp}/m/r.json"),
+    Bad("transfer-folder-out-inside-it", "transfer {tmp}/ind --model {model} -o {tmp}/ind/out "
+        "--quiet", "inside|input", setup=chain(a_dir("ind"), lambda t, w: shutil.copy(
+            w.inputs / "tone.wav", t / "ind" / "a.wav"))),
+    Bad("transfer-into-model-folder", TM.replace("{tmp}/out.wav", "{tmp}/m/out.wav"),
+        "model|input", setup=copy_shipped("tiny"), path="{tmp}/m/out.wav"),
+    Bad("eval-out-inside-model", "eval {tmp}/m {in}/tone.wav --out {tmp}/m/res", "model|input",
+        setup=copy_shipped("tiny")),
+    Bad("export-runtime-into-model", "export-runtime {tmp}/m -o {tmp}/m/x.onnx", "model|input",
+        setup=copy_shipped("tiny"), path="{tmp}/m/x.onnx"),
+    *[Bad(f"{cmd}-unknown-amount-stage", argv + " --amount flanger=0.5",
+          "no stage 'flanger'") for cmd, argv in [("transfer", T), ("render", RENDER),
+                                                   ("stream", STREAM)]],
+    Bad("transfer-amount-not-a-number", T + " --amount reverb=loud", "number|float"),
     Bad("render-midi-1gb", "render {tmp}/big.mid --model {model} -o {tmp}/o.wav --quiet",
         "too large", setup=lambda t, w: _replace(t / "big.mid", None, "sparse"),
         path="{tmp}/big.mid"),
@@ -1025,7 +1084,8 @@ class WorkBeforeCheck(Exception):
 _WORK = ("ddsp_synth.features.crepe_activations", "ddsp_synth.pitch.crepe_activations",
          "ddsp_synth.pitch.crepe_runner", "ddsp_synth.streaming.features.crepe_runner",
          "ddsp_synth.transfer.ChunkedRenderer", "ddsp_synth.demo.render_demo",
-         "ddsp_synth.streaming.export_runtime", "ddsp_synth.train.loop.train_step")
+         "ddsp_synth.streaming.export_runtime", "ddsp_synth.train.loop.train_step",
+         "ddsp_synth.match.run._optimise", "ddsp_synth.gradients.proxy.train._fit")
 
 
 def _forbid_work(monkeypatch) -> None:
@@ -1041,7 +1101,7 @@ def _forbid_work(monkeypatch) -> None:
 
 
 _COMMANDS = {"demo", "prepare", "train", "export", "eval", "transfer", "resynth", "render",
-             "stream", "export-runtime"}
+             "stream", "export-runtime", "match", "proxy"}
 
 
 # ----------------------------------------------------------------------------- odd but valid

@@ -99,7 +99,8 @@ def load_device_file(path: str | os.PathLike):
             plugin_path = str(path.parent / plugin_path)
         return PluginSpec(name, plugin_path, data.get("plugin_name"), params)
     if "command" not in data:
-        raise DeviceError(f"{path}: a command device needs 'command'")
+        raise DeviceError(f"{path}: a device file needs 'command' (a command-line effect) or "
+                          "'path' (a plugin); see the README, section Effects")
     if not params:
         raise DeviceError(f"{path}: a command device needs at least one parameter in 'params'")
     timeout = data.get("timeout_s", 30.0)

@@ -1,6 +1,6 @@
 """Worker processes that run a black-box device, batch items in parallel.
 
-Each worker (a fresh ``python -m ddsp_synth.blackbox.pool`` process with one torch/BLAS
+Each worker (a fresh ``python -m ddsp_synth.blackbox.worker`` process with one torch/BLAS
 thread, talking over a socket pair) builds its own instance of the device from a picklable
 spec. An independent item runs on an instance reset just before it; the calls of one
 *stream* (chunked rendering, live playing) run on an instance of their own, kept by the same

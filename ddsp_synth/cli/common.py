@@ -70,9 +70,19 @@ def add_amounts(p: argparse.ArgumentParser) -> None:
                         "(reverb=0.3: 0 = dry, 1 = as trained); may be repeated")
 
 
-def amounts_of(args) -> dict:
-    """The ``--amount`` options as {stage: amount} (a repeated stage: the last wins)."""
-    return dict(args.amount or [])
+def amounts_of(args, model=None) -> dict:
+    """The ``--amount`` options as {stage: amount} (a repeated stage: the last wins); given
+    the model, a stage its chain lacks is refused at once (before any analysis)."""
+    from ..errors import InputError
+    from ..stages.chain import check_amounts
+
+    amounts = dict(args.amount or [])
+    if model is None:
+        return amounts
+    try:
+        return check_amounts(amounts, model.synth.labels)
+    except InputError as err:
+        raise InputError(f"--amount: {err}") from None
 
 
 def read_json(path) -> dict:

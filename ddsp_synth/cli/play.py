@@ -66,7 +66,7 @@ def _cmd_transfer(args) -> int:
         auto_adjust=not (resynth or args.no_auto_adjust),
         pitch_shift_semitones=0.0 if resynth else args.pitch_shift,
         loudness_shift_db=0.0 if resynth else args.loudness_shift,
-        quiet_db=args.quiet_db, amounts=amounts_of(args), seed=args.seed)
+        quiet_db=args.quiet_db, amounts=amounts_of(args, model), seed=args.seed)
     pairs = _transfer_outputs(args.inputs, Path(args.output), "." + args.format)
     for src, dst in pairs:  # (nothing written into the model's own folder either)
         check_writable(dst, args.force, inputs=[src, resolve_model(args.model)])
@@ -146,6 +146,7 @@ def _cmd_render(args) -> int:
     model_dir = resolve_model(args.model)
     out_path = check_audio_output(args.output, args.force, inputs=[args.input, model_dir])
     model, meta = load_model(model_dir)
+    amounts = amounts_of(args, model)
     sr = model.config.synth.sample_rate
     try:
         curves = midi_to_curves(args.input, meta.get("dataset_stats"),
@@ -156,7 +157,7 @@ def _cmd_render(args) -> int:
                                 tempo_scale=args.tempo_scale)
     except MidiError as err:
         raise MidiError(f"{args.input}: {err}") from None
-    options = TransferOptions(amounts=amounts_of(args), seed=args.seed)
+    options = TransferOptions(amounts=amounts, seed=args.seed)
     seconds = len(curves["f0_hz"]) / model.config.synth.frame_rate_hz
     with tqdm(total=round(seconds, 1), unit="s audio", disable=args.quiet, desc="render") as bar:
         audio = render(model, curves["f0_hz"], curves["loudness_db"], options, bar)
@@ -210,6 +211,7 @@ def _cmd_stream(args) -> int:
             raise AudioError(f"{args.report}: the same file as -o; give the report another name")
         check_writable(Path(args.report), args.force, inputs=[args.input, model_dir])
     model, _ = load_model(model_dir)
+    amounts = amounts_of(args, model)
     sr = model.config.synth.sample_rate
     audio = load_audio(args.input, sr)
     block = int(round(args.block_ms * sr / 1000))
@@ -222,7 +224,7 @@ def _cmd_stream(args) -> int:
         try:
             out, report = stream_audio(model, audio, block, options, engine=args.engine,
                                        crepe_model=args.pitch_model, progress=bar,
-                                       amounts=amounts_of(args))
+                                       amounts=amounts)
         except InputError as err:
             raise AudioError(f"{args.input}: {err}") from None
     write_audio(args.output, limit_peak(out), sr, force=args.force)
@@ -273,9 +275,11 @@ def _cmd_export_runtime(args) -> int:
     suffixes = (".onnx",) if args.format == "onnx" else (".pt", ".ts")
     model_dir = resolve_model(args.model)
     check_writable(Path(args.output), args.force, inputs=[model_dir], suffixes=suffixes)
+    check_writable(Path(args.output + ".json"), args.force, inputs=[model_dir])  # its contract
     model, _ = load_model(model_dir)
     export_runtime(model, args.output, args.format)
-    print(f"wrote the streaming step of {args.model} as {args.format} to {args.output}")
+    print(f"wrote the streaming step of {args.model} as {args.format} to {args.output} (its "
+          f"contract: {args.output}.json, docs/runtime.md)")
     return 0
 
 

@@ -100,11 +100,12 @@ def align_pair(dry: np.ndarray, target: np.ndarray, sample_rate: int,
                config: MatchConfig = MatchConfig(), names=("dry", "target"),
                notes: list | None = None) -> MatchInputs:
     """Check two signals at one rate and align them (see the module docstring)."""
-    dry, target = check_signal(dry, names[0]), check_signal(target, names[1])
     min_samples = int(config.min_seconds * sample_rate)
-    if len(dry) < min_samples:
-        raise AudioError(f"{names[0]}: {len(dry) / sample_rate:.3f} s is shorter than the "
-                         f"{config.min_seconds:g} s match needs")
+    for audio, name in zip((dry, target), names):  # length first: one sample is "constant"
+        if 0 < np.size(audio) < min_samples:
+            raise AudioError(f"{name}: {np.size(audio)} samples ({np.size(audio) / sample_rate:.3f}"
+                             f" s) is too short; a match needs at least {config.min_seconds:g} s")
+    dry, target = check_signal(dry, names[0]), check_signal(target, names[1])
     notes = list(notes or [])
     lag = align(dry, target, sample_rate, config.max_offset_ms)
     if lag:

@@ -206,35 +206,87 @@ def _trace(step: SynthStep):
         return torch.jit.trace(step, example_inputs(step), check_trace=False)
 
 
-def export_runtime(model, path: str | os.PathLike, fmt: str) -> Path:
-    """Write the streaming step of ``model`` as TorchScript (``.pt``) or ONNX (``.onnx``).
+STEP_FORMAT = "ddsp_synth.step"
+STEP_FORMAT_VERSION = 1
+_INPUT_MEANINGS = {
+    "f0_hz": "the new frame's fundamental in Hz (the input's pitch, e.g. CREPE)",
+    "loudness_db": "the new frame's A-weighted loudness in dB re a full-scale 1 kHz sine "
+                   "(Hann window of loudness_n_fft samples centred on the frame)",
+    "noise": "white noise in [-1, 1) for this block (the host draws it)",
+    "gains": "live amount of each stage, in the order of 'stages' (1 = as trained)",
+}
 
-    The file takes and returns ``SynthStep.input_names`` / ``output_names`` (for the
-    default chain :data:`INPUT_NAMES` / :data:`OUTPUT_NAMES`); a host keeps the returned
-    state and passes it to the next call. Written atomically.
+
+def step_contract(step: SynthStep, meta: dict | None = None) -> dict:
+    """What a host in another language needs to run the exported step: rates, latency, every
+    input and output with its shape and meaning, the state layout (pass each ``new_X`` back
+    as ``X``; zeros are a fresh stream), the stages' order, the features the step expects and
+    the model's dataset statistics (for a host's own auto-adjust)."""
+    example = example_inputs(step)
+    fc = step.model.config.features
+    tensors = [{"name": n, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
+                "meaning": _INPUT_MEANINGS.get(n, "state (see 'state')")}
+               for n, t in zip(step.input_names, example)]
+    return {
+        "format": STEP_FORMAT, "format_version": STEP_FORMAT_VERSION,
+        "sample_rate": int(step.sample_rate), "hop": step.hop,
+        "frame_rate_hz": step.sample_rate / step.hop, "latency_samples": step.hop,
+        "inputs": tensors,
+        "outputs": [{"name": "audio", "shape": [1, step.hop], "dtype": "float32",
+                     "meaning": "the block of the previous frame (zeros at the first call)"}]
+        + [{"name": f"new_{t['name']}", "shape": t["shape"], "dtype": t["dtype"]}
+           for t in tensors if t["name"] in step.state_names],
+        "state": [t["name"] for t in tensors if t["name"] in step.state_names],
+        "stages": list(step.chain.labels),
+        "features": {"sample_rate": fc.sample_rate, "hop": fc.hop, "crepe_model": fc.crepe_model,
+                     "loudness_n_fft": fc.loudness_n_fft},
+        "dataset_stats": (meta or {}).get("dataset_stats", {}),
+    }
+
+
+def export_runtime(model, path: str | os.PathLike, fmt: str) -> Path:
+    """Write the streaming step of ``model`` as TorchScript (``.pt``) or ONNX (``.onnx``), its
+    contract (:func:`step_contract`) inside the file (ONNX metadata ``ddsp_synth``, a
+    TorchScript extra file ``ddsp_synth.json``) and beside it (``PATH.json``).
+
+    The file takes and returns ``SynthStep.input_names`` / ``output_names``; a host keeps the
+    returned state and passes it to the next call. Written atomically.
     """
-    from ..audio_io import atomic_write_bytes
+    import json
+
+    from ..audio_io import atomic_write_bytes, atomic_write_text
 
     step = SynthStep(model).eval()
     if not step.chain.exportable:
         raise InputError("this model's chain has stages that only run in Python (effect twins "
                          "or real devices): it cannot be exported")
+    contract = json.dumps(step_contract(step, getattr(model, "meta", None)), indent=2)
     args = example_inputs(step)
     path = Path(path)
     if fmt == "torchscript":
         traced = _trace(step)
-        atomic_write_bytes(path, lambda tmp: torch.jit.save(traced, tmp))
+        atomic_write_bytes(path, lambda tmp: torch.jit.save(
+            traced, tmp, _extra_files={"ddsp_synth.json": contract}))
     elif fmt == "onnx":
-        def write(tmp):
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(step, args, tmp, input_names=step.input_names,
-                                  output_names=step.output_names, opset_version=18,
-                                  dynamo=False)
-        atomic_write_bytes(path, write)
+        atomic_write_bytes(path, lambda tmp: _write_onnx(step, args, tmp, contract))
     else:
         raise ValueError(f"format must be 'torchscript' or 'onnx', got {fmt!r}")
+    atomic_write_text(Path(str(path) + ".json"), contract + "\n")
     return path
+
+
+def _write_onnx(step: SynthStep, args, path: str, contract: str) -> None:
+    import onnx
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(step, args, path, input_names=step.input_names,
+                          output_names=step.output_names, opset_version=18, dynamo=False)
+    graph = onnx.load(path)
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = "ddsp_synth", contract
+    graph.doc_string = "ddsp_synth streaming step: see the 'ddsp_synth' metadata (JSON)"
+    onnx.save(graph, path)
 
 
 def _onnx_runner(model):
