@@ -101,7 +101,7 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
         audio = load_audio(audio_path, sr)
     except AudioError as err:
         _fail(f"Could not read {name}: {str(err).removeprefix(f'{audio_path}: ')}.")
-    if len(audio) > max_seconds * sr + sr:  # a header that did not tell its length
+    if len(audio) > (max_seconds + 0.01) * sr:  # a header that did not tell its length
         _fail(f"{name} is {len(audio) / sr:.0f} s long; this demo takes at most "
               f"{max_seconds:g} s. Trim it, or use the ddsp-synth command line.")
     try:

@@ -50,6 +50,17 @@ def find_audio_files(inputs: list[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def check_sample_rate(value, what: str = "sample_rate") -> int:
+    """``value`` as an int number of Hz in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]; InputError (one
+    line) for anything else (bools, fractions, NaN, 1e9...)."""
+    whole = isinstance(value, (int, np.integer)) or (
+        isinstance(value, (float, np.floating)) and float(value).is_integer())
+    if isinstance(value, bool) or not whole or not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
+        raise InputError(f"{what} must be a whole number of Hz from {MIN_SAMPLE_RATE} to "
+                         f"{MAX_SAMPLE_RATE}, got {value!r:.40}")
+    return int(value)
+
+
 def check_regular_file(path: str | os.PathLike) -> Path:
     """``path`` if it is a regular file, else a one-line AudioError: a missing path, a
     folder, a pipe or a device is refused before anything opens it (reading a FIFO would
@@ -92,7 +103,7 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
         block = max(1, int(block_seconds * f.samplerate))
         got_any = False
         try:
-            for data in f.blocks(blocksize=block, dtype="float32", always_2d=True):
+            for data in _blocks(f, path, block):
                 mono = data.mean(axis=1)
                 if not np.all(np.isfinite(mono)):
                     raise SkipFile("audio contains NaN or infinite samples")
@@ -114,6 +125,36 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
                 yield tail
         if not got_any:
             raise SkipFile("empty file (no samples)")
+
+
+# A header stating more frames than this does not know the length (a FLAC written to a
+# pipe states 2^63 - 1)
+UNKNOWN_LENGTH_FRAMES = 2**50
+
+
+def _blocks(f: sf.SoundFile, path: Path, block: int):
+    """[frames, channels] float32 blocks of an open file. A file whose header does not state
+    its length cannot be read to its end in whole blocks (libsndfile fails on the last,
+    short block): it is read until that error, then reopened at the last good frame with
+    halved blocks, down to one frame (so at most the final frame may be lost)."""
+    if f.frames < UNKNOWN_LENGTH_FRAMES:
+        yield from f.blocks(blocksize=block, dtype="float32", always_2d=True)
+        return
+    done = 0
+    while block >= 1:
+        try:
+            data = f.read(block, dtype="float32", always_2d=True)
+        except sf.LibsndfileError:
+            f.close()
+            f = sf.SoundFile(str(path))
+            f.seek(done)
+            block //= 2
+            continue
+        if len(data) == 0:
+            break
+        done += len(data)
+        yield data
+    f.close()
 
 
 def _unreadable(err: Exception) -> str:
@@ -233,7 +274,7 @@ def check_output_folder(path: str | os.PathLike, inputs=()) -> Path:
         raise AudioError(f"{path}: is a file, not a folder")
     source = _is_within(path, inputs)
     if source is not None:
-        what = ("is an input of this command" if source.resolve() == path.resolve() else
+        what = ("is the input itself" if source.resolve() == path.resolve() else
                 f"lies inside an input of this command ({source})")
         raise AudioError(f"{path}: {what}; choose another output folder")
     _probe_folder(path, path)

@@ -21,6 +21,7 @@ from .dsp.units import hz_to_midi
 from .errors import InputError
 from .stages.chain import check_amounts
 from .features import analyse
+from .melodic import harmonic_share, melody_warning
 from .pitch import PITCHED_CONFIDENCE, VOICED_CONFIDENCE
 
 
@@ -263,26 +264,16 @@ def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOption
     features = analyse(audio, fc, progress, cache=cache)
     out, adjusted = transfer_features(model, features, options, meta.get("dataset_stats"))
     out = out[: len(audio)]
-    warning = silence_warning(out, adjusted, options) or melody_warning(adjusted)
+    adjusted["harmonic_share"] = harmonic_share(audio, features["f0_hz"],
+                                                features["confidence"], features["loudness_db"],
+                                                fc.sample_rate, fc.hop)
+    warning = (silence_warning(out, adjusted, options)
+               or melody_warning(adjusted["harmonic_share"]))
     return out, {"input": features, "adjusted": adjusted, "warning": warning}
 
 
 # An output whose peak is this far below full scale is reported as (almost) silent.
 SILENT_OUTPUT_DB = -50.0
-# Below this share of clearly pitched frames the input is not one melody (speech, a band).
-MIN_MELODIC_FRACTION = 0.35
-
-
-def melody_warning(adjusted: dict) -> str | None:
-    """A note when little of the input has a clear pitch, else None."""
-    voiced = adjusted["voiced_fraction"]
-    if voiced >= MIN_MELODIC_FRACTION:
-        return None
-    return (f"only {voiced:.0%} of the input has a clear pitch: speech, or several voices or "
-            "instruments at once? ddsp_synth follows one melody, so the result will not sound "
-            "musical")
-
-
 def shift_summary(adjusted: dict, options: TransferOptions) -> str:
     """What was done to the pitch, for people: the total and where it came from."""
     parts = []
@@ -325,24 +316,21 @@ def transfer(audio, model="violin", sample_rate: int | None = None,
         the output [n_samples] float32 (scaled down only if it would clip) and its sample
         rate (the model's).
     """
-    from .audio_io import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, limit_peak, load_audio,
-                           resample_audio)
-    from .model import load_model
+    from .audio_io import check_sample_rate, limit_peak, load_audio, resample_audio
+    from .model import DDSPModel, load_model
 
     if isinstance(model, (str, Path)):
         model, meta = load_model(model)
+    elif not isinstance(model, DDSPModel):
+        raise InputError(f"model must be a shipped model's name, a model folder or a loaded "
+                         f"model, got {type(model).__name__}")
     else:
         meta = getattr(model, "meta", {})
     sr = model.config.synth.sample_rate
     if isinstance(audio, (str, Path)):
         samples = load_audio(audio, sr)
     else:
-        whole = isinstance(sample_rate, (int, np.integer)) or (
-            isinstance(sample_rate, float) and sample_rate.is_integer())
-        if isinstance(sample_rate, bool) or not whole \
-                or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-            raise InputError(f"sample_rate must be a whole number of Hz from {MIN_SAMPLE_RATE} "
-                             f"to {MAX_SAMPLE_RATE}, got {sample_rate!r}")
+        sample_rate = check_sample_rate(sample_rate)
         samples = np.asarray(audio, np.float32)
         if samples.ndim == 2:
             samples = samples.mean(axis=1)

@@ -235,3 +235,39 @@ def test_browser_upload_transfer_and_play(app_url, wav_path, tmp_path):
         assert page.input_value("#instrument input[role=combobox]") == "testviolin"
         browser.close()
     assert not errors, errors
+
+
+def test_a_file_whose_header_does_not_know_its_length_is_measured(exported, tmp_path):
+    """A FLAC written to a pipe states 2^63 frames: the app says the decoded length, not
+    "576460752303424 s long", and still refuses it over the limit."""
+    import subprocess
+
+    import app
+    from ddsp_synth.model import load_model
+    from ddsp_synth.transfer import TransferOptions
+
+    if shutil.which("sox") is None:
+        pytest.skip("sox not installed (make browser)")
+    path = tmp_path / "streamed.flac"
+    with open(path, "wb") as f:  # through a pipe: sox cannot go back to write the length
+        sox = subprocess.Popen(["sox", "-n", "-r", "16000", "-c", "1", "-t", "flac", "-",
+                                "synth", "6", "sine", "300"], stdout=subprocess.PIPE)
+        shutil.copyfileobj(sox.stdout, f)
+        assert sox.wait() == 0
+    assert sf.info(path).frames > 10**15 and app._header_seconds(path) is None
+    model, meta = load_model(exported)
+    with pytest.raises(gr.Error, match=r"streamed.flac is 6 s long; this demo takes at most 5 s"):
+        app._render_input(str(path), None, model, meta, TransferOptions(), 0.0, 5.0)
+
+
+def test_bad_numbers_in_the_app_arguments_are_refused_in_one_line(capsys):
+    import app
+
+    for argv, message in ((["--port", "-1"], "--port: must be from 1 to 65535"),
+                          (["--max-upload-mb", "-1"], "--max-upload-mb: must be from"),
+                          (["--max-seconds", "inf"], "--max-seconds: ")):
+        with pytest.raises(SystemExit) as err:
+            app.parse_args(argv)
+        assert err.value.code == 2
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert message in lines[-1] and len(lines) <= 2, lines

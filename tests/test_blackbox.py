@@ -422,3 +422,15 @@ def test_a_command_that_prints_gigabytes_is_not_kept_in_memory(tmp_path):
     with DevicePool(load_device_file(device), SR, n_workers=1) as pool:
         with pytest.raises(DeviceError, match="exited with 2: last words"):
             pool.process(np.zeros(100, np.float32), np.array([0.0]))
+
+
+def test_a_plugin_load_error_keeps_its_reasons_on_one_line():
+    from ddsp_synth.blackbox.processors import plugin_error
+
+    err = ValueError("Unable to load plugin /x/fx.vst3: unsupported plugin format or load "
+                     "failure. Errors were:\n  Wrong architecture (aarch64)\n\n  libfoo.so: "
+                     "cannot open shared object file\n")
+    text = plugin_error(err)
+    assert "\n" not in text and "Errors were: Wrong architecture (aarch64)" in text
+    assert text.endswith("libfoo.so: cannot open shared object file")
+    assert plugin_error(ValueError("")) == "ValueError"

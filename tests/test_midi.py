@@ -2,6 +2,7 @@
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
@@ -553,3 +554,66 @@ def test_rendered_shared_violin_excerpt_follows_reference_f0():
     cents, n = _measure_cents(audio, model, hz_to_midi(np.where(ref_f0 > 0, ref_f0, 1.0)), mask)
     assert n > 0.5 * mask.sum() and mask.sum() > 300
     assert np.median(np.abs(cents)) < 20.0
+
+
+# --------------------------------------------------------------------------------------
+# Bounded before parsing: millions of events are refused without building them
+# --------------------------------------------------------------------------------------
+def _vlq(n: int) -> bytes:
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def _smf(*tracks: bytes, tpb: int = 480) -> bytes:
+    import struct
+
+    head = b"MThd" + struct.pack(">IHHH", 6, 1, len(tracks), tpb)
+    return head + b"".join(b"MTrk" + struct.pack(">I", len(t)) + t for t in tracks)
+
+
+def _running_status_notes(n_pairs: int) -> bytes:
+    """One note-on, then note-on/off pairs in running status (3 bytes per event)."""
+    return (b"\x00\x90\x3c\x40" + (b"\x01\x3c\x00" + b"\x01\x3c\x40") * n_pairs
+            + b"\x00\xff\x2f\x00")
+
+
+def test_event_count_before_parsing_equals_mido(tmp_path):
+    import glob
+
+    import mido
+
+    from ddsp_synth.midi.files import count_events
+
+    busy = (b"\x00\xff\x03\x05Lead!"                            # meta: track name
+            b"\x00\xf0\x05\x7e\x7f\x09\x01\xf7"                  # sysex
+            b"\x00\xc0\x28" b"\x00\xd0\x40" b"\x05\x50"           # program, aftertouch (+running)
+            b"\x00\xb0\x07\x64" b"\x00\x0a\x40"                  # CC, running CC
+            b"\x00\xe0\x00\x50" + _vlq(200) + b"\x90\x3e\x50"    # bend, long delta
+            + _vlq(20000) + b"\x80\x3e\x00" b"\x00\xff\x2f\x00")
+    files = [_smf(_running_status_notes(500)), _smf(busy, _running_status_notes(3)), _smf(busy)]
+    for path in [*glob.glob(str(SHARED_DATA / "train" / "*.mid")),
+                 str(Path(__file__).resolve().parents[1] / "examples" / "ode_to_joy.mid")]:
+        files.append(Path(path).read_bytes())
+    for i, data in enumerate(files):
+        (tmp_path / f"{i}.mid").write_bytes(data)
+        expected = sum(len(t) for t in mido.MidiFile(tmp_path / f"{i}.mid", clip=True).tracks)
+        assert count_events(data) == expected, i
+
+
+def test_millions_of_events_are_refused_before_mido_reads_them(tmp_path, monkeypatch):
+    import mido
+
+    from ddsp_synth.midi import read_midi
+
+    path = tmp_path / "flood.mid"  # 15 MB: under the byte cap, 5 million notes
+    path.write_bytes(_smf(_running_status_notes(2_500_000)))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("mido parsed the whole file before the count refused it")
+    monkeypatch.setattr(mido, "MidiFile", refuse)
+    with pytest.raises(MidiError, match=r"5,000,002 events is not a melody"):
+        read_midi(path)

@@ -94,3 +94,43 @@ def test_transfer_audio_pitch_follows_input(exported):
     voiced = info["input"]["confidence"] >= 0.85
     err = 1200 * np.log2(f0_out[voiced] / (233.0 * 2 ** (2 / 12)))
     assert voiced.sum() > 100 and np.median(np.abs(err)) < 30
+
+
+def _share(y, sr=16000):
+    from ddsp_synth.features import compute_loudness
+    from ddsp_synth.melodic import harmonic_share
+
+    fc = FeatureConfig()
+    f0, conf = compute_f0(y, fc)
+    return harmonic_share(y, f0, conf, compute_loudness(y, fc), sr, fc.hop)
+
+
+def test_one_melody_passes_and_a_chord_gets_a_note(exported):
+    from ddsp_synth.melodic import MIN_HARMONIC_SHARE
+    from ddsp_synth.transfer import transfer_audio
+
+    model, meta = load_model(exported)
+    solo = synth_tone(3.0, 16000, 220.0)
+    chord = sum(synth_tone(3.0, 16000, f, seed=i) for i, f in enumerate((220.0, 277.2, 329.6)))
+    assert _share(solo) > 0.95 and _share(chord / 3) < 0.5
+    _, info = transfer_audio(model, meta, solo, TransferOptions(), cache=False)
+    assert info["warning"] is None and info["adjusted"]["harmonic_share"] > MIN_HARMONIC_SHARE
+    _, info = transfer_audio(model, meta, chord / 3, TransferOptions(auto_adjust=False),
+                             cache=False)
+    assert "will not sound musical" in info["warning"]
+
+
+def test_real_solos_pass_and_a_mix_of_them_does_not():
+    from conftest import SHARED_DATA
+
+    from ddsp_synth.audio_io import load_audio
+    from ddsp_synth.melodic import MIN_HARMONIC_SHARE
+
+    names = ("violin", "flute", "cello")
+    paths = [SHARED_DATA / "train" / f"{n}.flac" for n in names]
+    if not all(p.exists() for p in paths):
+        pytest.skip("the shared data is absent")
+    clips = [load_audio(p, 16000)[30 * 16000 : 40 * 16000] for p in paths]
+    for name, clip in zip(names, clips):
+        assert _share(clip) > MIN_HARMONIC_SHARE + 0.05, name
+    assert _share(sum(clips) / 3) < MIN_HARMONIC_SHARE - 0.05

@@ -465,7 +465,7 @@ BAD = [
           ("near_silence.wav", "silent"), ("one_sample.wav", "no pitch"),
           ("noise.wav", "no pitch"), ("fifo.wav", "not a regular file"),
           ("devzero.wav", "not a regular file"), ("dangling.wav", "no such file"),
-          ("no_such.wav", "no such file"), ("ode.mid", "unreadable audio"),
+          ("no_such.wav", "no such file"), ("ode.mid", "is a MIDI file.*ddsp-synth render"),
           ("huge.wav", "above full scale"), ("sr1hz.wav", "sample rate")]],
     Bad("transfer-folder-without-audio", "transfer {in}/folder.wav --model {model} -o {tmp}/o "
         "--quiet", "no audio files", path="{in}/folder.wav"),
@@ -564,7 +564,7 @@ BAD = [
         setup=readonly(), path="{tmp}/ro/ev"),
     Bad("eval-out-is-a-file", "eval {model} {in}/tone.wav --out {tmp}/afile",
         "is a file, not a folder", setup=a_file(), path="{tmp}/afile"),
-    Bad("eval-out-existing", "eval {model} {in}/tone.wav --out {tmp}/ev", "exists; pass --force",
+    Bad("eval-out-existing", "eval {model} {in}/tone.wav --out {tmp}/ev", "pass --force",
         setup=chain(a_dir("ev"), lambda t, w: (t / "ev" / "metrics.json").write_text("{}"))),
     Bad("transfer-out-equals-input", "transfer {tmp}/in.wav --model {model} -o {tmp}/in.wav "
         "--quiet", "input itself", setup=input_copy("tone.wav", "in.wav"), path="{tmp}/in.wav"),
@@ -653,7 +653,7 @@ BAD = [
       for name, content, kind, expect in [
           ("empty", "", "file", "damaged JSON"), ("truncated", '{"model": ', "file",
                                                   "damaged JSON"),
-          ("list", "[]", "file", "format version"), ("binary", b"\xff\xfe\x00", "file",
+          ("list", "[]", "file", "not a ddsp_synth model"), ("binary", b"\xff\xfe\x00", "file",
                                                      "damaged JSON"),
           ("deeply-nested", None, "deep", "nested too deeply"),
           ("1gb-sparse", None, "sparse", "too large"),

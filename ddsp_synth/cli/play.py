@@ -22,8 +22,8 @@ def _refuse_midi(inputs) -> None:
 
     for item in inputs:
         if Path(item).is_file() and is_midi_file(item):
-            raise AudioError(f"{item}: is a MIDI file; play it with 'ddsp-synth render {item} "
-                             "--model NAME -o OUT.wav'")
+            raise AudioError(f"{item}: is a MIDI file; play it with 'ddsp-synth render' "
+                             "(the same file, --model NAME -o OUT.wav)")
 
 
 def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:

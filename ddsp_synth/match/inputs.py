@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio_io import AudioError, check_regular_file, load_audio
+from ..audio_io import AudioError, check_regular_file, check_sample_rate, load_audio
 from .config import SILENCE_PEAK, MatchConfig, MatchError
 
 
@@ -100,9 +100,10 @@ def align_pair(dry: np.ndarray, target: np.ndarray, sample_rate: int,
                config: MatchConfig = MatchConfig(), names=("dry", "target"),
                notes: list | None = None) -> MatchInputs:
     """Check two signals at one rate and align them (see the module docstring)."""
+    sample_rate = check_sample_rate(sample_rate)
     min_samples = int(config.min_seconds * sample_rate)
     for audio, name in zip((dry, target), names):  # length first: one sample is "constant"
-        if 0 < np.size(audio) < min_samples:
+        if np.ndim(audio) == 1 and 0 < np.size(audio) < min_samples:
             raise AudioError(f"{name}: {np.size(audio)} samples ({np.size(audio) / sample_rate:.3f}"
                              f" s) is too short; a match needs at least {config.min_seconds:g} s")
     dry, target = check_signal(dry, names[0]), check_signal(target, names[1])

@@ -104,8 +104,74 @@ def _source_bytes(source) -> bytes:
     return _read_bytes(source)
 
 
+def _count_events_kernel(buf) -> int:
+    """Events in the track chunks of a Standard MIDI File ``buf`` (uint8 array), walked as
+    mido would (delta times, running status, meta and sysex lengths) without building them.
+    Compiled by numba: 15 MB in milliseconds, where parsing them into messages takes minutes
+    and gigabytes. A malformed track stops its count (mido then says why)."""
+    n = len(buf)
+    pos = 8 + ((buf[4] << 24) | (buf[5] << 16) | (buf[6] << 8) | buf[7]) if n >= 8 else n
+    total = 0
+    while pos + 8 <= n:
+        length = (int(buf[pos + 4]) << 24) | (int(buf[pos + 5]) << 16) | (int(buf[pos + 6]) << 8) \
+            | int(buf[pos + 7])
+        start, end = pos + 8, min(pos + 8 + length, n)
+        if buf[pos] == 77 and buf[pos + 1] == 84 and buf[pos + 2] == 114 and buf[pos + 3] == 107:
+            p, status = start, 0
+            while p < end:
+                while p < end and buf[p] & 0x80:  # delta time (variable length)
+                    p += 1
+                p += 1
+                if p >= end:
+                    break
+                b = int(buf[p])
+                if b >= 0x80:
+                    p += 1
+                    if b == 0xFF or b == 0xF0 or b == 0xF7:  # meta / sysex: a length, then data
+                        if b == 0xFF:
+                            p += 1
+                        size = 0
+                        while p < end and buf[p] & 0x80:
+                            size = (size << 7) | (int(buf[p]) & 0x7F)
+                            p += 1
+                        if p < end:
+                            size = (size << 7) | int(buf[p])
+                        p += 1 + size
+                        total += 1
+                        continue
+                    status = b
+                elif status == 0:
+                    break  # data without a status: damaged
+                kind = status & 0xF0
+                p += 1 if kind == 0xC0 or kind == 0xD0 else (0 if status >= 0xF0 else 2)
+                total += 1
+        pos = start + length
+    return total
+
+
+_count_events_compiled = None
+
+
+def count_events(data: bytes) -> int:
+    """The number of events a MIDI file holds, before any parsing (see the kernel)."""
+    global _count_events_compiled
+    if _count_events_compiled is None:
+        try:
+            import numba
+
+            _count_events_compiled = numba.njit(cache=True, nogil=True)(_count_events_kernel)
+        except Exception:  # numba missing or broken: the same walk in Python (slower)
+            _count_events_compiled = _count_events_kernel
+    return int(_count_events_compiled(np.frombuffer(data, np.uint8)))
+
+
 def _parse(data: bytes):
     import mido
+
+    n_events = count_events(data)  # before mido builds millions of messages
+    if n_events > MAX_MIDI_EVENTS:
+        raise MidiError(f"{n_events:,} events is not a melody to play (at most "
+                        f"{MAX_MIDI_EVENTS:,})")
 
     try:
         mid = mido.MidiFile(file=io.BytesIO(data), clip=True)

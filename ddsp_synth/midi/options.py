@@ -22,7 +22,7 @@ MUTE_BELOW_QUANTILES_DB = 20.0  # as transfer.adjust_features mutes
 MAX_MIDI_FILE_BYTES = 16 * 2**20  # real MIDI files are kilobytes; this bounds parse time
 # A played part is a melody: more events or notes than these is not a part to play (and
 # would hold a server's queue for minutes); they bound memory and time whatever the bytes.
-MAX_MIDI_EVENTS = 2_000_000
+MAX_MIDI_EVENTS = 200_000  # the largest orchestral scores hold about 10^5
 MAX_PART_NOTES = 100_000
 TRANSPOSE_LIMIT_SEMITONES = 48.0
 TEMPO_SCALE_RANGE = (0.1, 10.0)

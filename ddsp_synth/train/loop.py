@@ -109,14 +109,17 @@ def _log_audio(run: _Run) -> None:
     """The first validation examples and their resynthesis, side by side in TensorBoard."""
     sr = run.model_config.synth.sample_rate
     items = [run.val_set[i] for i in range(min(AUDIO_EXAMPLES, len(run.val_set)))]
-    if not items or run.writer is None:
+    if not items or run.writer is None or run.last_audio_step == run.step:
         return
+    run.last_audio_step = run.step
     batch = collate(items)
     with torch.no_grad():
         run.model.eval()
+        # its own noise: the training's random stream (saved in checkpoints) is untouched
         y = run.model(batch["f0_hz"][..., None].to(run.device),
                       batch["loudness_db"][..., None].to(run.device),
-                      audio=batch["audio"].to(run.device)).cpu()
+                      audio=batch["audio"].to(run.device),
+                      generator=torch.Generator(run.device).manual_seed(run.config.seed)).cpu()
         run.model.train()
     for i in range(len(items)):
         run.writer.add_audio(f"val/{i}/target", batch["audio"][i], run.step, sample_rate=sr)

@@ -80,6 +80,7 @@ class _Run:
     best: dict | None = None  # {"step", "val"} of the best validated checkpoint
     last_val: dict | None = None
     last_val_step: int = -1
+    last_audio_step: int = -1
 
     @property
     def distributed(self) -> bool:
