@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .audio_io import AudioError
+from .soundcard.command import add_live_parser
 
 DESCRIPTION = """\
 Play any melody with a trained instrument. ddsp_synth listens to a monophonic recording
@@ -659,7 +660,7 @@ def _read_json(path) -> dict:
 
 
 COMMANDS = (_add_demo, _add_prepare, _add_train, _add_export, _add_eval, _add_transfer,
-            _add_render, _add_stream, _add_export_runtime, _add_match, _add_proxy)
+            _add_render, _add_stream, add_live_parser, _add_export_runtime, _add_match, _add_proxy)
 
 
 def build_parser() -> argparse.ArgumentParser:
