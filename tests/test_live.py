@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
@@ -274,34 +273,11 @@ def probe(jack_server):
     lb.close()
 
 
-class Live:
-    """``ddsp-synth live ...`` in a subprocess on the test server; stdout lines in a queue."""
+def Live(server, *argv):
+    """``ddsp-synth live ARGV`` in a subprocess on the test server."""
+    from ddsp_synth.soundcard.loopback import LiveProcess
 
-    def __init__(self, server, *argv):
-        self.proc = subprocess.Popen([sys.executable, "-m", "ddsp_synth", "live", *argv],
-                                     env={**CHILD_ENV, **server.env}, cwd=REPO, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def header(self, timeout_s: float = 120.0) -> str:
-        """The line printed once it plays."""
-        line = self.lines.get(timeout=timeout_s)
-        assert line is not None and line.startswith("playing"), (line, self.proc.stderr.read())
-        return line
-
-    def finish(self, timeout_s: float = 60.0) -> tuple[int, str, str]:
-        err = self.proc.stderr.read()
-        self.proc.wait(timeout=timeout_s)
-        out = []
-        while (line := self.lines.get(timeout=5)) is not None:
-            out.append(line)
-        return self.proc.returncode, "".join(out), err
+    return LiveProcess(server, *argv, env=CHILD_ENV, cwd=REPO)
 
 
 def test_audio_in_through_jack_follows_the_pitch_and_reports_the_latency_it_has(
@@ -343,7 +319,10 @@ def test_audio_in_through_jack_follows_the_pitch_and_reports_the_latency_it_has(
 
     sent, sr = sf.read(record, dtype="float32")
     assert sr == RATE
-    np.testing.assert_array_equal(sent[: n - 512], heard[: n - 512])
+    same = np.ones(n - 512, bool)
+    for t_s, k in rep["skipped_at"]:  # cycles JACK ran without us: not ours to compare
+        same[round(t_s * RATE) : round(t_s * RATE) + k] = False
+    np.testing.assert_array_equal(sent[: n - 512][same], heard[: n - 512][same])
 
 
 MIDI_NOTES = (60, 64, 67, 72, 62)  # C4 E4 G4 C5 D4: inside the trumpet's range

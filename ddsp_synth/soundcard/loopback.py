@@ -10,9 +10,12 @@ system clock).
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -143,8 +146,9 @@ class Loopback:
             self.rec_start = f0
         i = f0 - self.rec_start
         n = max(0, min(frames, len(self.rec) - i))
-        self.rec[i : i + n] = self.rec_in.get_array()[:n]
-        self.rec_end = i + n
+        if n:
+            self.rec[i : i + n] = self.rec_in.get_array()[:n]
+            self.rec_end = i + n
 
     def start(self) -> None:
         self.player.activate()
@@ -190,3 +194,43 @@ class Loopback:
                 c.close()
             except Exception:  # the server may already be gone at the end of a test
                 pass
+
+
+class LiveProcess:
+    """``python -m ddsp_synth live ARGV`` in a subprocess, a client of ``server``: stdout
+    read line by line on a thread, so :meth:`header` can wait for playing to begin.
+
+    Args:
+        server: the :class:`DummyJackServer` it plays on.
+        argv: the command's options.
+        env: extra environment (e.g. ``PYTHONPATH``).
+    """
+
+    def __init__(self, server: DummyJackServer, *argv: str, env: dict | None = None,
+                 cwd: str | os.PathLike | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "ddsp_synth", "live", *argv],
+                                     env={**server.env, **(env or {})}, cwd=cwd, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def header(self, timeout_s: float = 120.0) -> str:
+        """The line printed once it plays; RuntimeError (with stderr) if it ended instead."""
+        line = self.lines.get(timeout=timeout_s)
+        if line is None or not line.startswith("playing"):
+            raise RuntimeError(f"live did not start: {line!r} {self.proc.stderr.read()}")
+        return line
+
+    def finish(self, timeout_s: float = 60.0) -> tuple[int, str, str]:
+        """Wait for the end: (exit code, stdout after the header, stderr)."""
+        err = self.proc.stderr.read()
+        self.proc.wait(timeout=timeout_s)
+        out = []
+        while (line := self.lines.get(timeout=5)) is not None:
+            out.append(line)
+        return self.proc.returncode, "".join(out), err

@@ -20,8 +20,10 @@ ENVELOPE_FLOOR_DB = -60.0
 def lag_by_reference(recording: np.ndarray, reference: np.ndarray, lags: range,
                      span: slice) -> tuple[int, float]:
     """The lag (samples) in ``lags`` at which ``recording[span]`` best matches
-    ``reference[span - lag]``, and that normalised correlation (1 = identical shape)."""
+    ``reference[span - lag]`` (silence past its end, lags at most ``span.start``), and that
+    normalised correlation (1 = identical shape)."""
     a = np.asarray(recording[span], np.float64)
+    reference = np.pad(reference, (0, max(0, span.stop - min(lags) - len(reference))))
     best = (lags.start, -np.inf)
     for lag in lags:
         b = np.asarray(reference[span.start - lag : span.stop - lag], np.float64)

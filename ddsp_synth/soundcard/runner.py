@@ -190,6 +190,7 @@ class LiveRunner:
         self.late_at: list[int] = []  # card sample of the first late blocks (diagnostics)
         self.skipped_blocks = 0  # cycles the card ran without calling us (its xruns)
         self.skipped_samples = 0
+        self.skipped_at: list[tuple[int, int]] = []  # (card sample, length) of the first
         self.callback_us = np.zeros(1 << 16, np.float32)  # the latest callbacks' durations
         self.n_callbacks = 0
         self._wake = threading.Lock()  # locked while the worker has nothing to do
@@ -253,6 +254,8 @@ class LiveRunner:
         self.n_clock += n
         self.skipped_blocks += 1
         self.skipped_samples += n
+        if len(self.skipped_at) < MAX_LATE_KEPT:
+            self.skipped_at.append((self.n_clock - n, n))
 
     def post_midi(self, data: bytes) -> None:
         """A MIDI message from another thread (e.g. rtmidi's): stamped at the next block."""

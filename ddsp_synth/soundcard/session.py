@@ -174,6 +174,7 @@ class Session:
             "late_samples": r.late_samples,
             "late_block_times_s": [n / r.rate for n in r.late_at],
             "skipped_blocks": r.skipped_blocks, "skipped_samples": r.skipped_samples,
+            "skipped_at": [[n / r.rate, k] for n, k in r.skipped_at],
             "late_per_minute": r.late_blocks / (seconds / 60) if seconds > 0 else 0.0,
             "xruns": self.backend.xruns, "margin_blocks": r.margin_blocks,
             "worker_realtime": r.worker_realtime,
