@@ -22,13 +22,16 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) app.py $(if $(PORT),--port $(PORT),)
 
-# System programs some tests use: Debian's Chromium (the browser test) and sox (the
-# command-line device test). Needs root, as on CI; without them those tests skip and say why.
+# System programs some tests use: Debian's Chromium (the browser test), sox (the
+# command-line device test), jackd2 and libportaudio2 (the live tests: a JACK server with its
+# dummy backend stands in for a sound card). Needs root, as on CI; without them those tests
+# skip and say why.
 browser:
-	@command -v chromium >/dev/null 2>&1 && command -v sox >/dev/null 2>&1 || { \
+	@command -v chromium >/dev/null 2>&1 && command -v sox >/dev/null 2>&1 && \
+		command -v jackd >/dev/null 2>&1 && ldconfig -p | grep -q libportaudio.so.2 || { \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		chromium sox >/dev/null) || \
-		echo "warning: could not install chromium and sox; the tests that need them will be skipped"; }
+		chromium sox jackd2 libportaudio2 >/dev/null) || \
+		echo "warning: could not install chromium, sox, jackd2 and libportaudio2; the tests that need them will be skipped"; }
 
 test: setup browser
 	$(PY) -m pytest -q

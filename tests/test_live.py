@@ -230,7 +230,7 @@ def test_no_sound_card_is_one_line(monkeypatch, capsys):
 def test_unknown_device_is_one_line_listing_the_devices(monkeypatch, capsys):
     pytest.importorskip("sounddevice")
     monkeypatch.setattr(backends, "portaudio_devices", lambda: FAKE_DEVICES)
-    monkeypatch.setattr(backends, "_device_label", lambda d: d["name"])
+    monkeypatch.setattr(backends, "device_label", lambda d: d["name"])
     code = main(["live", "--model", "violin", "--backend", "portaudio", "--input", "Focusrite"])
     _one_line(capsys, code, "no input device matches 'Focusrite' (input devices: 0: USB Mic")
     code = main(["live", "--model", "violin", "--backend", "portaudio", "--output", "5"])

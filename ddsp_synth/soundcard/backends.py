@@ -15,9 +15,6 @@ import numpy as np
 
 from .runner import LiveError
 
-# A program that only wants to know whether JACK runs must not start a server as a side
-# effect (libjack otherwise may, and so may PortAudio's JACK host API).
-os.environ.setdefault("JACK_NO_START_SERVER", "1")
 CLIENT_NAME = "ddsp-synth"
 
 
@@ -65,6 +62,8 @@ def pick(items: list[str], spec: str | None, what: str) -> int:
 def jack_module():
     """The ``jack`` module with libjack's messages kept off the terminal, or None where
     JACK-Client or libjack is missing."""
+    # Looking for a server must not start one (libjack may, and PortAudio's JACK host API)
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")
     try:
         import jack
     except (ImportError, OSError):
@@ -239,19 +238,30 @@ class JackBackend:
 
 
 # ------------------------------------------------------------------------------- PortAudio
-def portaudio_devices() -> list[dict]:
-    """sounddevice's device list (PortAudio initialised quietly); [] without devices."""
+def sounddevice_module():
+    """``sounddevice``, PortAudio initialised quietly; LiveError where it cannot load."""
     jack_module()  # route libjack's messages away before PortAudio's JACK host API loads
-    with quiet_stderr():
-        import sounddevice as sd
+    try:
+        with quiet_stderr():
+            import sounddevice
+    except ImportError:
+        raise LiveError("the PortAudio backend needs sounddevice (pip install sounddevice)") \
+            from None
+    except OSError:
+        raise LiveError("the PortAudio library is missing (Debian: apt-get install "
+                        "libportaudio2)") from None
+    return sounddevice
 
+
+def portaudio_devices() -> list[dict]:
+    """PortAudio's devices as sounddevice lists them; [] without a sound card."""
+    sd = sounddevice_module()
+    with quiet_stderr():
         return [dict(d) for d in sd.query_devices()]
 
 
-def _device_label(d: dict) -> str:
-    import sounddevice as sd
-
-    return f"{d['name']} ({sd.query_hostapis(d['hostapi'])['name']})"
+def device_label(d: dict) -> str:
+    return f"{d['name']} ({sounddevice_module().query_hostapis(d['hostapi'])['name']})"
 
 
 class PortAudioBackend:
@@ -269,8 +279,7 @@ class PortAudioBackend:
 
     def __init__(self, audio_in: bool, input: str | None, output: str | None,
                  rate: int | None, block: int):
-        import sounddevice as sd
-
+        sd = sounddevice_module()
         devices = portaudio_devices()
         if not devices:
             raise LiveError("no sound card: PortAudio finds no audio device (start a JACK "
@@ -295,7 +304,7 @@ class PortAudioBackend:
         usable = [i for i, d in enumerate(devices) if d[key] > 0]
         if not usable:
             raise LiveError(f"no sound card with an {direction}: PortAudio's devices are "
-                            + "; ".join(_device_label(d) for d in devices))
+                            + "; ".join(device_label(d) for d in devices))
         if spec is None:
             default = self.sd.default.device[0 if direction == "input" else 1]
             return default if default in usable else usable[0]
@@ -304,7 +313,7 @@ class PortAudioBackend:
             if i in usable:
                 return i
             raise LiveError(f"there is no {direction} device number {i} (devices with an "
-                            f"{direction}: " + "; ".join(f"{j}: {_device_label(devices[j])}"
+                            f"{direction}: " + "; ".join(f"{j}: {device_label(devices[j])}"
                                                          for j in usable) + ")")
         return usable[pick([devices[i]["name"] for i in usable], spec, f"{direction} device")]
 
@@ -319,7 +328,7 @@ class PortAudioBackend:
                     check(device=dev, channels=channels, dtype="float32", samplerate=self.rate)
             except sd.PortAudioError as err:
                 d = devices[dev]
-                raise LiveError(f"{_device_label(d)} refuses {self.rate} Hz ({err}); its "
+                raise LiveError(f"{device_label(d)} refuses {self.rate} Hz ({err}); its "
                                 f"default is {d['default_samplerate']:g} Hz") from None
 
     def start(self, runner) -> None:
@@ -362,8 +371,8 @@ class PortAudioBackend:
 
     def describe(self) -> str:
         devices = portaudio_devices()
-        out = _device_label(devices[self.out_dev])
-        return out if self.in_dev is None else f"{_device_label(devices[self.in_dev])} -> {out}"
+        out = device_label(devices[self.out_dev])
+        return out if self.in_dev is None else f"{device_label(devices[self.in_dev])} -> {out}"
 
     def close(self) -> None:
         self._closing = True

@@ -34,11 +34,14 @@ def list_devices(backend: str | None) -> str:
     elif backend == "jack":
         lines.append("JACK: no server is running")
     if backend in (None, "portaudio"):
-        devices = backends.portaudio_devices()
         lines.append("PortAudio devices (--input/--output with --backend portaudio):")
-        lines += [f"  {i}: {backends._device_label(d)}, {d['max_input_channels']} in, "
-                  f"{d['max_output_channels']} out, default {d['default_samplerate']:g} Hz"
-                  for i, d in enumerate(devices)] or ["  none (no sound card)"]
+        try:
+            devices = backends.portaudio_devices()
+            lines += [f"  {i}: {backends.device_label(d)}, {d['max_input_channels']} in, "
+                      f"{d['max_output_channels']} out, default {d['default_samplerate']:g} Hz"
+                      for i, d in enumerate(devices)] or ["  none (no sound card)"]
+        except LiveError as err:
+            lines.append(f"  {err}")
     try:
         ports = midi_in.list_inputs()
     except ImportError:
