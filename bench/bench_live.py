@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from machine import machine_info, machine_line  # noqa: E402
 
 from ddsp_synth.soundcard.loopback import DummyJackServer, LiveProcess, Loopback  # noqa: E402
-from ddsp_synth.soundcard.measure import lag_by_reference  # noqa: E402
+from ddsp_synth.soundcard.measure import lag_by_reference, without_late_blocks  # noqa: E402
 from ddsp_synth.soundcard.status import onset_after  # noqa: E402
 
 RATE = 48000
@@ -70,7 +70,8 @@ def note_events(seconds: float, seed: int = 0) -> list[tuple[int, bytes]]:
 
 def run_live(server, probe, argv, seconds, audio=None, events=()):
     """One performance: returns (report, recording on the engine's clock, play offset)."""
-    report = Path(tempfile.mkdtemp()) / "live.json"
+    tmp = Path(tempfile.mkdtemp())
+    report = tmp / "live.json"
     live = LiveProcess(server, *argv, "--seconds", f"{seconds:g}", "--output", "probe-rec:in",
                        "--report", str(report), "--quiet", env=ENV, cwd=ROOT)
     live.header()
@@ -87,13 +88,16 @@ def case_audio(server, probe, seconds, measure_s):
     from ddsp_synth.model import load_model
     from ddsp_synth.soundcard.paths import AudioPath
 
+    import soundfile as sf
+
     x = melody(seconds - 1.0)
+    got = Path(tempfile.mkdtemp()) / "in.wav"
     rep, rec, offset = run_live(server, probe, ["--model", "violin", "--backend", "jack",
-                                                "--input", "probe-play:out"], seconds, audio=x)
+                                                "--input", "probe-play:out", "--record-input",
+                                                str(got)], seconds, audio=x)
     n = min(len(rec), int((measure_s + 1.0) * RATE))
-    inp = np.zeros(n, np.float32)
-    m = min(len(x), n - offset)
-    inp[offset : offset + m] = x[:m]
+    inp = sf.read(got, dtype="float32")[0][:n]  # what the engine got (a late player's cycle
+    rec = without_late_blocks(rec, rep)  # hands on its last buffer); minus our late blocks
     reference = AudioPath(load_model("violin")[0], RATE).process(inp)
     prefill = round(rep["latency_ms"]["prefill"] * RATE / 1000)
     lags = []  # per second: a late or dropped block spoils its own second, not the others

@@ -67,6 +67,7 @@ def cmd_live(args) -> int:
         model=args.model, midi=args.midi, backend=args.backend, seconds=args.seconds,
         input=args.input, output=[o for o in args.output.split(",") if o] if args.output else None,
         block=args.block, rate=args.rate, connect=args.connect, record=args.record,
+        record_input=args.record_input,
         report=args.report, margin_ms=args.margin_ms, pitch_shift=args.pitch_shift,
         loudness_shift=args.loudness_shift, gate_db=args.gate_db, transpose=args.transpose,
         quiet=args.quiet, force=args.force)
@@ -106,6 +107,8 @@ def add_live_parser(sub) -> argparse.ArgumentParser:
                         "playback ports, MIDI inputs) where --input/--output do not say")
     p.add_argument("--record", metavar="OUT.wav",
                    help="also record what is sent to the sound card (.wav float, or .flac)")
+    p.add_argument("--record-input", metavar="IN.wav",
+                   help="audio in: also record what the sound card gave (.wav float, or .flac)")
     p.add_argument("--report", metavar="OUT.json",
                    help="write the summary's figures (latency, late blocks, timings) as JSON")
     p.add_argument("--margin-ms", type=_number(float, 0.0, 1000.0),
@@ -119,7 +122,7 @@ def add_live_parser(sub) -> argparse.ArgumentParser:
                    help="audio in: mute input quieter than this (dB)")
     p.add_argument("--transpose", type=_number(float, -48.0, 48.0), default=0.0,
                    help="MIDI in: semitones added to every note")
-    p.add_argument("--force", action="store_true", help="overwrite existing --record/--report")
+    p.add_argument("--force", action="store_true", help="overwrite existing --record, --record-input, --report")
     p.add_argument("--quiet", action="store_true", help="no status line")
     return p
 

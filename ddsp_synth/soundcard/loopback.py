@@ -118,6 +118,7 @@ class Loopback:
         self.midi_out = self.player.midi_outports.register("midi_out")
         self.rec_in = self.recorder.inports.register("in")
         self.rec = np.zeros(int(max_seconds * self.rate), np.float32)
+        self.played = np.zeros_like(self.rec)  # what the player's port carried, same frames
         self.rec_start: int | None = None
         self.rec_end = 0  # frames recorded (from rec_start)
         self.audio = np.zeros(0, np.float32)
@@ -134,6 +135,8 @@ class Loopback:
         lo, hi = max(f0, self.audio_start), min(f0 + frames, self.audio_start + len(self.audio))
         if hi > lo:
             buf[lo - f0 : hi - f0] = self.audio[lo - self.audio_start : hi - self.audio_start]
+        if self.rec_start is not None and 0 <= f0 - self.rec_start <= len(self.played) - frames:
+            self.played[f0 - self.rec_start : f0 - self.rec_start + frames] = buf
         self.midi_out.clear_buffer()
         while self._next_event < len(self.events) and self.events[self._next_event][0] < f0 + frames:
             frame, data = self.events[self._next_event]
@@ -176,15 +179,17 @@ class Loopback:
             self.audio = np.asarray(audio, np.float32)
         return start
 
-    def recording(self, first_frame: int, n: int) -> np.ndarray:
-        """``n`` recorded samples from JACK frame ``first_frame`` (zeros where not recorded)."""
+    def recording(self, first_frame: int, n: int, played: bool = False) -> np.ndarray:
+        """``n`` recorded samples from JACK frame ``first_frame`` (zeros where not recorded);
+        ``played``: what the player sent instead (zeros in the cycles JACK dropped it)."""
         out = np.zeros(n, np.float32)
         if self.rec_start is None:
             return out
+        src = self.played if played else self.rec
         lo = max(first_frame, self.rec_start)
         hi = min(first_frame + n, self.rec_start + self.rec_end)
         if hi > lo:
-            out[lo - first_frame : hi - first_frame] = self.rec[lo - self.rec_start : hi - self.rec_start]
+            out[lo - first_frame : hi - first_frame] = src[lo - self.rec_start : hi - self.rec_start]
         return out
 
     def close(self) -> None:

@@ -5,7 +5,8 @@
   dropped, doubled or shifted);
 * :func:`lag_by_envelope`: the delay between the input's and the output's level envelopes
   (independent of the engine's own rendering: the instrument follows the input's loudness);
-* :func:`pitch_error_cents`: the output's pitch against the input's, frame by frame.
+* :func:`pitch_error_cents`: the output's pitch against the input's, frame by frame;
+* :func:`without_late_blocks`: the recording without the blocks the engine reported late.
 """
 
 from __future__ import annotations
@@ -21,16 +22,21 @@ def lag_by_reference(recording: np.ndarray, reference: np.ndarray, lags: range,
                      span: slice) -> tuple[int, float]:
     """The lag (samples) in ``lags`` at which ``recording[span]`` best matches
     ``reference[span - lag]`` (silence past its end, lags at most ``span.start``), and that
-    normalised correlation (1 = identical shape)."""
+    normalised correlation (1 = identical shape). All lags at once, by FFT."""
+    from scipy.signal import fftconvolve
+
     a = np.asarray(recording[span], np.float64)
-    reference = np.pad(reference, (0, max(0, span.stop - min(lags) - len(reference))))
-    best = (lags.start, -np.inf)
-    for lag in lags:
-        b = np.asarray(reference[span.start - lag : span.stop - lag], np.float64)
-        c = float(a @ b / np.sqrt((a @ a) * (b @ b) + 1e-30))
-        if c > best[1]:
-            best = (lag, c)
-    return best
+    lo, hi = min(lags), max(lags)
+    reference = np.pad(np.asarray(reference, np.float64),
+                       (0, max(0, span.stop - lo - len(reference))))
+    b = reference[span.start - hi : span.stop - lo]  # every shifted window of the reference
+    dots = fftconvolve(b, a[::-1], mode="valid")[::-1]  # dots[k]: lag lo + k
+    energy = np.concatenate([[0.0], np.cumsum(b * b)])
+    n = len(a)
+    norms = energy[np.arange(hi - lo, -1, -1) + n] - energy[np.arange(hi - lo, -1, -1)]
+    corr = dots / np.sqrt((a @ a) * norms + 1e-30)
+    k = int(np.argmax(corr))
+    return lo + k, float(corr[k])
 
 
 def envelope_db(x: np.ndarray, rate: int) -> np.ndarray:
@@ -66,3 +72,13 @@ def pitch_error_cents(x: np.ndarray, y: np.ndarray, rate: int, lag_samples: int,
     f0y, cy = compute_f0(resample_audio(y, rate, cfg.sample_rate), cfg)
     both = (cx >= min_confidence) & (cy >= min_confidence)
     return 1200 * np.log2(f0y[both] / f0x[both])
+
+
+def without_late_blocks(recording: np.ndarray, report: dict) -> np.ndarray:
+    """The recording with the late blocks (silence we played) set aside as zeros, so they
+    weigh nothing in a comparison."""
+    y = np.array(recording, np.float32)
+    rate, block = report["sample_rate"], report["block_samples"]
+    for t_s in report["late_block_times_s"]:
+        y[round(t_s * rate) : round(t_s * rate) + block] = 0.0
+    return y

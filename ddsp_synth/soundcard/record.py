@@ -1,6 +1,7 @@
-"""``--record``: what was sent to the sound card, written to a file while playing.
+"""``--record`` / ``--record-input``: what was sent to the sound card, or what it gave, written
+to a file while playing.
 
-A thread copies the runner's ring of card output into the file every 50 ms (the callback
+A thread copies one of the runner's rings into the file every 50 ms (the callback
 never touches the disk). The file is written under a temporary name and renamed when
 playing stops, so an interrupted session leaves no partial file. WAV is 32-bit float (the
 samples exactly as the card got them), FLAC 24-bit.
@@ -62,8 +63,9 @@ class Recorder:
             self.error = err
 
     def stop(self) -> None:
-        """Write what is left and close the file."""
+        """Write what is left and close the file (nothing if it never started)."""
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:
+            self._thread.join()
         if self.error is not None:
             raise self.error

@@ -44,6 +44,7 @@ class LiveSettings:
     rate: int | None = None
     connect: bool = False
     record: str | None = None
+    record_input: str | None = None
     report: str | None = None
     margin_ms: float | None = None  # None: from the warm-up
     pitch_shift: float = 0.0
@@ -108,9 +109,10 @@ def open_midi(s: LiveSettings, backend):
 class Session:
     """A performance in progress; :func:`run_live` drives it."""
 
-    def __init__(self, s: LiveSettings, backend, path, runner, midi_input, recorder):
+    def __init__(self, s: LiveSettings, backend, path, runner, midi_input):
         self.s, self.backend, self.path, self.runner = s, backend, path, runner
-        self.midi_input, self.recorder = midi_input, recorder
+        self.midi_input = midi_input
+        self.recorders: list = []
         self.compute = Timings()
         self.callbacks = Timings()
         self.notes = NoteLatency(runner.rate, self._first_port_sample)
@@ -158,8 +160,9 @@ class Session:
             err = self.runner.error
             return str(err) if isinstance(err, LiveError) else \
                 f"the model's worker failed: {type(err).__name__}: {err}"
-        if self.recorder is not None and self.recorder.error is not None:
-            return f"recording stopped: {self.recorder.error}"
+        for rec in self.recorders:
+            if rec.error is not None:
+                return f"recording stopped: {rec.error}"
         return self.backend.problem
 
     def report(self) -> dict:
@@ -188,7 +191,7 @@ class Session:
             "latency_samples": r.prefill + round(self.path.delay_s * r.rate),
             "compute_per_hop": self.compute.summary(), "callback": self.callbacks.summary(),
             "first_frame": self.backend.first_frame, "connections": self.connections,
-            "record": s.record,
+            "record": s.record, "record_input": s.record_input,
         }
         if self.path.kind == "midi":
             rep["note_on_to_sound"] = self.notes.summary()
@@ -232,70 +235,87 @@ def _play(session: Session, stop: threading.Event, err_stream) -> str | None:
     return None
 
 
+def _check_devices(s: LiveSettings, backend):
+    """Every device named, checked before the model loads: (the rtmidi input or None, the
+    JACK connections to make)."""
+    midi_input = open_midi(s, backend) if s.midi is not None else None
+    links = []
+    if isinstance(backend, backends.JackBackend):
+        midi_port = s.midi if s.midi and midi_input is None and s.midi != "virtual" else None
+        links = backend.plan(s.input, s.output or [], s.connect, midi_port)
+    return midi_input, links
+
+
+def _perform(session: Session, links, out, err) -> str | None:
+    """Warm up, start the card, play; everything stopped again on the way out. Returns the
+    problem that ended the performance, or None."""
+    from .record import Recorder
+
+    s, backend, runner = session.s, session.backend, session.runner
+    if s.record:
+        session.recorders.append(Recorder(s.record, runner.sent, runner.rate))
+    if s.record_input and runner.inp is not None:
+        session.recorders.append(Recorder(s.record_input, runner.inp, runner.rate))
+    stop = threading.Event()
+    main_realtime = False
+    old_handler = _sigint_to_flag(stop)
+    try:
+        runner.start(s.margin_ms)
+        session.compute.add(runner.warmup_ms)
+        gc.freeze()  # the model and libraries: never traversed again
+        gc.disable()  # collections run between ticks of the main thread (see _play)
+        backend.start(runner)
+        for rec in session.recorders:
+            rec.start()
+        if isinstance(backend, backends.JackBackend):
+            session.connections = backend.connect(links)
+        session.device_latency = backend.device_latency_s()
+        _print_header(session, out)
+        main_realtime = set_realtime(HELPER_PRIORITY)
+        return _play(session, stop, err)
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        if main_realtime:
+            set_realtime(None)
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+        backend.close()
+        runner.stop()
+        for rec in session.recorders:
+            rec.stop()
+
+
 def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
     """Play until ``s.seconds`` pass, Ctrl-C or a problem; print the summary; return the
     report. A problem (MIDI port gone, server stopped) raises LiveError after the summary."""
-    from ..audio_io import atomic_write_text, check_audio_output, check_writable
-    from .record import Recorder
+    import json
 
-    if s.record:
-        check_audio_output(s.record, s.force)
+    from ..audio_io import atomic_write_text, check_audio_output, check_writable
+
+    for out_path in (s.record, s.record_input):
+        if out_path:
+            check_audio_output(out_path, s.force)
+    if s.record and s.record_input and Path(s.record).resolve() == Path(s.record_input).resolve():
+        raise LiveError("--record and --record-input name the same file")
     if s.report:
         check_writable(Path(s.report), s.force, suffixes=(".json",))
-    audio_in = s.midi is None
-    backend = open_backend(s, audio_in)
-    midi_input = recorder = None
+    backend = open_backend(s, audio_in=s.midi is None)
+    midi_input = None
     try:
-        # every device named is checked before the model loads
-        links = []
-        if s.midi is not None:
-            midi_input = open_midi(s, backend)
-        if isinstance(backend, backends.JackBackend):
-            midi_port = s.midi if s.midi and midi_input is None and s.midi != "virtual" else None
-            links = backend.plan(s.input, s.output or [], s.connect, midi_port)
+        midi_input, links = _check_devices(s, backend)
         path = build_path(s, backend.rate)
         runner = LiveRunner(path, backend.rate, backend.block)
         if midi_input is not None:
             midi_input.post = runner.post_midi
-        if s.record:
-            recorder = Recorder(s.record, runner.sent, backend.rate)
-        session = Session(s, backend, path, runner, midi_input, recorder)
-        stop = threading.Event()
-        main_realtime = False
-        old_handler = _sigint_to_flag(stop)
-        try:
-            runner.start(s.margin_ms)
-            session.compute.add(runner.warmup_ms)
-            gc.freeze()  # the model and libraries: never traversed again
-            gc.disable()  # collections run between ticks of the main thread (see _play)
-            backend.start(runner)
-            if recorder is not None:
-                recorder.start()
-            if isinstance(backend, backends.JackBackend):
-                session.connections = backend.connect(links)
-            session.device_latency = backend.device_latency_s()
-            _print_header(session, out)
-            main_realtime = set_realtime(HELPER_PRIORITY)
-            problem = _play(session, stop, err)
-        finally:
-            gc.enable()
-            gc.unfreeze()
-            if main_realtime:
-                set_realtime(None)
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
-            backend.close()
-            runner.stop()
-            if recorder is not None:
-                recorder.stop()
+        session = Session(s, backend, path, runner, midi_input)
+        problem = _perform(session, links, out, err)
         session._collect()
         if not s.quiet and err.isatty():
             err.write("\n")
         rep = session.report()
         print(summary_text(rep), file=out)
         if s.report:
-            import json
-
             atomic_write_text(s.report, json.dumps(_finite(rep), indent=2) + "\n")
         if problem is not None:
             raise LiveError(problem)

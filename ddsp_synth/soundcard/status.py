@@ -191,6 +191,7 @@ def summary_text(r: dict) -> str:
                      f"(min {a['min']:.1f}, max {a['max']:.1f}) with the instrument's attack; "
                      f"to the note's first sample median {f['median']:.1f} ms (min "
                      f"{f['min']:.1f}, max {f['max']:.1f})")
-    if r.get("record"):
-        lines.append(f"recorded {r['record']}")
+    recorded = [p for p in (r.get("record"), r.get("record_input")) if p]
+    if recorded:
+        lines.append(f"recorded {' and '.join(recorded)}")
     return "\n".join(lines)
