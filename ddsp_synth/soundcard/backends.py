@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from .runner import LiveError
+from .runner import HELPER_PRIORITY, LiveError, set_realtime
 
 CLIENT_NAME = "ddsp-synth"
 
@@ -128,20 +128,27 @@ class JackBackend:
         self.midiport = None if audio_in else client.midi_inports.register("midi_in")
         self.outport = client.outports.register("out")
         self.first_frame: int | None = None  # JACK's frame time of the first block played
-        self.dropped = 0  # cycles JACK ran without calling us: the card's xruns, as we see them
+        self.xruns = 0  # as the server reports them (any client's, or its own timing)
         self.problem: str | None = None  # set by JACK's notification thread
         self.watched: list[str] = []  # ports whose disappearance ends the performance
-        # No xrun or port callbacks: JACK calls them on an ordinary-priority thread, and one
-        # preempted while it holds the interpreter lock would stall the real-time threads.
-        # Dropped cycles are seen on the clock, vanished ports by problem().
+        # No port callbacks (vanished ports: check() polls), and the notification thread is
+        # raised to real-time priority at its first call: it takes the interpreter lock the
+        # card's callback needs, and must not be preempted by a busy neighbour holding it.
+        self._notified = False
+        client.set_xrun_callback(self._xrun)
         client.set_shutdown_callback(self._shutdown)
         client.set_blocksize_callback(self._blocksize)
 
-    @property
-    def xruns(self) -> int:
-        return self.dropped
+    # notification thread
+    def _realtime_once(self) -> None:
+        if not self._notified:
+            self._notified = True
+            set_realtime(HELPER_PRIORITY)
 
-    # notification thread (rare events)
+    def _xrun(self, delayed_usecs: float) -> None:
+        self._realtime_once()
+        self.xruns += 1
+
     def _shutdown(self, status, reason: str) -> None:
         self.problem = f"the JACK server stopped ({reason or 'no reason given'})"
 
@@ -166,13 +173,8 @@ class JackBackend:
         inport, outport, midiport, client = self.inport, self.outport, self.midiport, self.client
 
         def process(frames: int) -> None:
-            now = client.last_frame_time
             if self.first_frame is None:
-                self.first_frame = now
-            gap = now - self.first_frame - runner.n_clock
-            if gap > 0:  # JACK skipped our client for a cycle: stay on its clock
-                runner.skip(gap)
-                self.dropped += 1
+                self.first_frame = client.last_frame_time
             x = inport.get_array() if inport is not None else None
             events = ([(t, bytes(data)) for t, data in midiport.incoming_midi_events()]
                       if midiport is not None else ())

@@ -6,7 +6,8 @@
 * :func:`lag_by_envelope`: the delay between the input's and the output's level envelopes
   (independent of the engine's own rendering: the instrument follows the input's loudness);
 * :func:`pitch_error_cents`: the output's pitch against the input's, frame by frame;
-* :func:`without_late_blocks`: the recording without the blocks the engine reported late.
+* :func:`without_late_blocks`: the recording without the blocks the engine reported late;
+* :func:`offset_by_equality`: one client's clock on another's, from samples both saw.
 """
 
 from __future__ import annotations
@@ -82,3 +83,20 @@ def without_late_blocks(recording: np.ndarray, report: dict) -> np.ndarray:
     for t_s in report["late_block_times_s"]:
         y[round(t_s * rate) : round(t_s * rate) + block] = 0.0
     return y
+
+
+def offset_by_equality(a: np.ndarray, b: np.ndarray, guess: int, search: int) -> tuple[int, float]:
+    """Where ``b`` sits in ``a``: the offset ``d`` within ``guess +- search`` at which the
+    most samples ``a[d + k] == b[k]`` among the nonzero samples of ``b``, and that share.
+
+    The same samples seen by two clients (what the engine sent and what the next client
+    recorded) map one clock onto the other, to the sample, whatever the clocks reported.
+    """
+    k = np.flatnonzero(b)
+    best = (guess, 0.0)
+    for d in range(guess - search, guess + search + 1):
+        inside = k[(k + d >= 0) & (k + d < len(a))]
+        share = float(np.mean(a[inside + d] == b[inside])) if len(inside) else 0.0
+        if share > best[1]:
+            best = (d, share)
+    return best

@@ -188,9 +188,6 @@ class LiveRunner:
         self.late_blocks = 0
         self.late_samples = 0
         self.late_at: list[int] = []  # card sample of the first late blocks (diagnostics)
-        self.skipped_blocks = 0  # cycles the card ran without calling us (its xruns)
-        self.skipped_samples = 0
-        self.skipped_at: list[tuple[int, int]] = []  # (card sample, length) of the first
         self.callback_us = np.zeros(1 << 16, np.float32)  # the latest callbacks' durations
         self.n_callbacks = 0
         self._wake = threading.Lock()  # locked while the worker has nothing to do
@@ -244,18 +241,6 @@ class LiveRunner:
         self._t_prev = t0
         self.callback_us[self.n_callbacks & 0xFFFF] = 1e6 * (time.perf_counter() - t0)
         self.n_callbacks += 1
-
-    def skip(self, n: int) -> None:
-        """The card went ``n`` samples without calling us (a cycle it dropped, counted apart
-        from our late blocks): keep the clock on the card's, with silence in and out."""
-        if self.audio_in:
-            self.inp.write(np.zeros(n, np.float32))
-        self.sent.write(np.zeros(n, np.float32))
-        self.n_clock += n
-        self.skipped_blocks += 1
-        self.skipped_samples += n
-        if len(self.skipped_at) < MAX_LATE_KEPT:
-            self.skipped_at.append((self.n_clock - n, n))
 
     def post_midi(self, data: bytes) -> None:
         """A MIDI message from another thread (e.g. rtmidi's): stamped at the next block."""

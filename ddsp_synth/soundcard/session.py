@@ -176,8 +176,7 @@ class Session:
             "seconds": seconds, "blocks": r.n_callbacks, "late_blocks": r.late_blocks,
             "late_samples": r.late_samples,
             "late_block_times_s": [n / r.rate for n in r.late_at],
-            "skipped_blocks": r.skipped_blocks, "skipped_samples": r.skipped_samples,
-            "skipped_at": [[n / r.rate, k] for n, k in r.skipped_at],
+
             "late_per_minute": r.late_blocks / (seconds / 60) if seconds > 0 else 0.0,
             "xruns": self.backend.xruns, "margin_blocks": r.margin_blocks,
             "worker_realtime": r.worker_realtime,
@@ -213,7 +212,8 @@ def _play(session: Session, stop: threading.Event, err_stream) -> str | None:
     deadline = None if s.seconds is None else s.seconds * r.rate
     backstop = None if s.seconds is None else time.monotonic() + 2 * s.seconds + 10
     while not stop.is_set():
-        time.sleep(TICK_S)
+        left_s = TICK_S if deadline is None else (deadline - r.n_clock) / r.rate
+        time.sleep(min(TICK_S, max(left_s, 0.002)))  # ends within a few ms of --seconds
         gc.collect(1)  # the young objects only: a full collection could stall the card
         session._collect()
         problem = session.problem()

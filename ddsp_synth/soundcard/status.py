@@ -174,8 +174,7 @@ def summary_text(r: dict) -> str:
     lines = [f"played {r['seconds']:.1f} s on {r['backend']} at {r['sample_rate']} Hz, "
              f"blocks of {r['block_samples']} samples ({r['block_ms']:.2f} ms): "
              f"{r['blocks']} blocks, {r['late_blocks']} late ({r['late_per_minute']:.1f} per "
-             f"minute); the card reported {r['xruns']} xruns and dropped "
-             f"{r['skipped_blocks']} of our blocks",
+             f"minute), {r['xruns']} xruns reported by the card",
              f"latency input -> output {lat['engine']:.1f} ms at the ports "
              f"({lat['round_trip']:.1f} ms with the card's buffers); "
              f"margin {r['margin_blocks']} block(s) for the model's worker"
