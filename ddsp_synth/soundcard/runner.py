@@ -2,10 +2,11 @@
 between them. It knows nothing of JACK or PortAudio (see :mod:`.backends`).
 
 Where the model runs: in a worker thread, not in the callback. One hop of the audio path
-(CREPE tiny on a 64 ms window plus one ONNX synthesis step, 10 ms of sound) costs about 3 ms on
-one core of the project's 2-core machine when it is quiet, and several times that when the
-core is shared; a block at 48 kHz lasts 1.3, 2.7 or 5.3 ms (64, 128, 256 samples), and a JACK
-callback that overruns its block stalls every client of the server (a DAW included). So the
+(CREPE tiny on a 64 ms window plus one ONNX synthesis step, 10 ms of sound) costs 3 ms back to
+back and 4 to 5 ms paced as live (median; 99th percentile 5 to 8 ms, slowest 10 to 30 ms when
+the machine is shared) on the project's 2-core machine; a block at 48 kHz lasts 1.3, 2.7 or
+5.3 ms (64, 128, 256 samples), and a JACK callback that overruns its block stalls every client
+of the server (a DAW included). So the
 callback only copies: input into a ring buffer, output out of another, by absolute sample
 index, no waiting, and one wake-up for the worker (releasing a lock the worker sleeps on:
 it neither blocks nor gives up the interpreter lock). The worker reads the input ring, runs
@@ -29,7 +30,6 @@ import os
 import sys
 import threading
 import time
-from math import gcd
 
 import numpy as np
 
@@ -44,13 +44,13 @@ RING_SAMPLES = 1 << 18
 MAX_WORKER_LAG_S = 4.0
 #: SCHED_FIFO priorities, below the card's callback thread (JACK's is 10 and up): the model's
 #: worker, then every other thread that takes the interpreter lock while playing (status,
-#: recording). A thread of ours that a busy neighbour could preempt while it holds the lock
-#: would stall the callback and the worker with it.
+#: recording, MIDI, JACK's notifications). A thread of ours that a busy neighbour could
+#: preempt while it holds the lock would stall the callback and the worker with it.
 WORKER_PRIORITY = 2
-MAX_LATE_KEPT = 1000
+HELPER_PRIORITY = 1
 MARGIN_FACTOR, WAKE_MS = 1.25, 0.5  # see margin_blocks_for
 WAKE_TIMEOUT_S = 0.1  # the worker looks at the stop flag at least this often
-HELPER_PRIORITY = 1
+MAX_LATE_KEPT = 1000  # late blocks whose time the report lists
 
 
 class LiveError(AudioError):
@@ -143,7 +143,7 @@ def sync_prefill(n_out, block_samples: int, device_rate: int) -> int:
     is a whole number of hops and resampler phases), so one second plus ``lcm(block, rate)``
     covers every case.
     """
-    period = block_samples * device_rate // gcd(block_samples, device_rate)
+    period = block_samples * device_rate // math.gcd(block_samples, device_rate)
     n_blocks = min(-(-(device_rate + period) // block_samples), 500_000)
     worst = 0
     for c in range(1, n_blocks + 1):
