@@ -124,6 +124,7 @@ def case_audio(server, probe, seconds, measure_s):
     return rep, {"latency_reported_ms": rep["latency_ms"]["engine"],
                  "latency_measured_ms": float(measured),
                  "seconds_at_reported_latency": int(sum(lag == prefill for lag in lags)),
+                 "seconds_matched": len(lags),
                  "seconds_measured": len(range(offset + RATE // 2, n - RATE, RATE)), **clocks}
 
 
