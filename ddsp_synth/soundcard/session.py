@@ -296,6 +296,8 @@ def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
     for out_path in (s.record, s.record_input):
         if out_path:
             check_audio_output(out_path, s.force)
+    if s.record_input and s.midi is not None:
+        raise LiveError("--record-input records the audio input: there is none with --midi")
     if s.record and s.record_input and Path(s.record).resolve() == Path(s.record_input).resolve():
         raise LiveError("--record and --record-input name the same file")
     if s.report:
