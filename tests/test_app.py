@@ -247,7 +247,7 @@ def test_a_file_whose_header_does_not_know_its_length_is_measured(exported, tmp_
     from ddsp_synth.transfer import TransferOptions
 
     if shutil.which("sox") is None:
-        pytest.skip("sox not installed (make browser)")
+        pytest.skip("sox not installed (make system)")
     path = tmp_path / "streamed.flac"
     with open(path, "wb") as f:  # through a pipe: sox cannot go back to write the length
         sox = subprocess.Popen(["sox", "-n", "-r", "16000", "-c", "1", "-t", "flac", "-",

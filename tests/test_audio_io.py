@@ -71,7 +71,7 @@ def test_a_flac_written_to_a_pipe_is_read_to_its_end(tmp_path):
     import subprocess
 
     if shutil.which("sox") is None:
-        pytest.skip("sox not installed (make browser)")
+        pytest.skip("sox not installed (make system)")
     path, ref = tmp_path / "streamed.flac", tmp_path / "ref.wav"
     with open(path, "wb") as f:
         sox = subprocess.Popen(["sox", "-n", "-r", "16000", "-c", "2", "-t", "flac", "-",

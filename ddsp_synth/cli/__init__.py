@@ -16,6 +16,7 @@ import sys
 from .. import __version__
 from ..errors import UserError
 from . import effects, models, play
+from ..soundcard.command import add_live_parser
 from .common import Formatter, Parser
 
 DESCRIPTION = """\
@@ -31,7 +32,7 @@ examples:
   ddsp-synth prepare my_recordings/ -o data/mine && ddsp-synth train data/mine -o runs/mine
   ddsp-synth COMMAND --help        (every command's options, defaults and an example)
 """
-COMMANDS = models.COMMANDS + play.COMMANDS + effects.COMMANDS
+COMMANDS = models.COMMANDS + play.COMMANDS + (add_live_parser,) + effects.COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,8 +58,11 @@ class LiveEngine:
     ``process(block)`` returns the audio completed by that block (one hop per new frame:
     exactly ``len(block)`` samples when blocks are whole hops) and records the time spent in
     features and synthesis. Output lags input by ``latency_samples`` (feature look-ahead +
-    one hop), plus whatever block buffering the host adds.
+    one hop), plus whatever block buffering the host adds. ``last_frame`` is the newest
+    analysed frame (None before the first), for a host's display.
     """
+
+    last_frame: Frame | None = None
 
     def __init__(self, model, options: LiveOptions = LiveOptions(), engine: str = "onnx",
                  crepe_model: str | None = None, seed: int = 0, amounts: dict | None = None):
@@ -78,6 +81,7 @@ class LiveEngine:
     def process(self, block: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         frames = self.features.push(block)
+        self.last_frame = frames[-1] if frames else self.last_frame
         t1 = time.perf_counter()
         out = [self.synth.process_frame(*live_frame(fr, self.options)) for fr in frames]
         t2 = time.perf_counter()
