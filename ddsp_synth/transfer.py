@@ -22,6 +22,7 @@ from .errors import InputError
 from .stages.chain import check_amounts
 from .features import analyse
 from .melodic import harmonic_share, melody_warning
+from .rack import Preset, Rack, check_preset
 from .pitch import PITCHED_CONFIDENCE, VOICED_CONFIDENCE
 
 
@@ -44,6 +45,9 @@ class TransferOptions:
             (``reverb``: 0 = dry).
         chunk_seconds: synthesis chunk length; memory scales with it, not with the file.
         seed: seed of the noise generator.
+        effects: the effects rack after the instrument: a :class:`~ddsp_synth.rack.Preset`
+            or a preset dict (``{"chain": [{"device", "params"}]}``, as ``match`` writes),
+            played by the PyTorch twins; None: no rack.
     """
 
     auto_adjust: bool = True
@@ -54,6 +58,7 @@ class TransferOptions:
     amounts: dict = field(default_factory=dict)
     chunk_seconds: float = 10.0
     seed: int = 0
+    effects: object = None
 
     def __post_init__(self):
         check_fields(self, ranges={
@@ -61,6 +66,13 @@ class TransferOptions:
             "quiet_db": (0.0, 200.0), "bridge_ms": (0.0, 1000.0), "chunk_seconds": (0.05, 3600.0),
             "seed": (0, 2**63 - 1)})
         check_amounts(self.amounts)
+        if self.effects is not None and not isinstance(self.effects, Preset):
+            if not isinstance(self.effects, dict):
+                raise InputError(f"effects must be a preset (a dict or a rack.Preset), got "
+                                 f"{type(self.effects).__name__}")
+            object.__setattr__(self, "effects", check_preset(self.effects))
+        if self.effects is not None:
+            self.effects.check_twins()
 
 
 def check_auto_adjust_stats(meta: dict) -> None:
@@ -188,6 +200,9 @@ class ChunkedRenderer:
         self.gen = torch.Generator().manual_seed(options.seed)
         self.gru_state = None
         self.chain_state = model.synth.initial_state(1)
+        self.rack = None  # the effects rack, its state carried from chunk to chunk
+        if options.effects is not None and not options.effects.empty:
+            self.rack = Rack(options.effects, model.config.synth.sample_rate).stream()
 
     @torch.no_grad()
     def process(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
@@ -199,6 +214,8 @@ class ChunkedRenderer:
                                                    amounts=self.amounts, generator=self.gen)
         if final:
             self.model.synth.end_state(self.chain_state)
+        if self.rack is not None:
+            audio = torch.from_numpy(self.rack.process(audio[0].numpy()))[None]
         return audio
 
 

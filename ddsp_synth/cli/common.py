@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import math
 
 SECONDS_MAX = 24 * 3600.0  # no single input or output longer than a day
@@ -70,6 +71,28 @@ def add_amounts(p: argparse.ArgumentParser) -> None:
                         "(reverb=0.3: 0 = dry, 1 = as trained); may be repeated")
 
 
+def add_effects(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--effects", metavar="PRESET.json",
+                   help="an effects rack after the instrument: a preset (the preset.json that "
+                        "match, control apply and style write, or one saved by the app), "
+                        "played by the PyTorch twins of its devices")
+
+
+def effects_of(args):
+    """The ``--effects`` preset, read and checked (before any analysis), or None."""
+    from ..rack import read_preset
+
+    if not getattr(args, "effects", None):
+        return None
+    from ..rack import PresetError
+
+    preset = read_preset(args.effects)
+    try:
+        return preset.check_twins()
+    except PresetError as err:
+        raise PresetError(f"{args.effects}: {err}") from None
+
+
 def amounts_of(args, model=None) -> dict:
     """The ``--amount`` options as {stage: amount} (a repeated stage: the last wins); given
     the model, a stage its chain lacks is refused at once (before any analysis)."""
@@ -112,3 +135,26 @@ def chain_help() -> str:
     return (f"devices in order, comma-separated: {', '.join(EFFECT_NAMES)}, a JSON device file "
             "or a .vst3 path; NAME:PARAM=VALUE fixes a parameter, NAME@METHOD sets that "
             "device's gradient method")
+
+
+def output_pairs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:
+    """Pair every input file with its output path (a folder in gives a folder out, never
+    inside an input folder: a second run would take the first one's outputs as inputs)."""
+    from ..audio_io import AudioError, check_output_folder, find_audio_files
+
+    single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    if single and not output.is_dir() and output.suffix:
+        if output.suffix.lower() not in (".wav", ".flac"):
+            raise AudioError(f"{output}: cannot write {output.suffix} files; the output must "
+                             "end in .wav or .flac (or be a folder)")
+        pairs = [(Path(inputs[0]), output)]
+    else:
+        check_output_folder(output, inputs=[i for i in inputs if Path(i).is_dir()])
+        pairs = []
+        for item in inputs:
+            item = Path(item)
+            for f in find_audio_files([item]):
+                rel = (f.relative_to(item).with_suffix(ext) if item.is_dir()
+                       else Path(f.stem + ext))
+                pairs.append((f, output / rel))
+    return pairs

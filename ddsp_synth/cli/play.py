@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..audio_io import AudioError
 from ..errors import InputError, UserError
-from .common import add_amounts, add_command, amounts_of, installed_models, number
+from .common import (add_amounts, add_command, add_effects, amounts_of, effects_of,
+                     installed_models, number, output_pairs)
 
 # a progress bar over seconds of audio, shown with one decimal
 TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
@@ -24,30 +25,6 @@ def _refuse_midi(inputs) -> None:
         if Path(item).is_file() and is_midi_file(item):
             raise AudioError(f"{item}: is a MIDI file; play it with 'ddsp-synth render' "
                              "(the same file, --model NAME -o OUT.wav)")
-
-
-def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:
-    """Pair every input file with its output path (a folder in gives a folder out, never
-    inside an input folder: a second run would take the first one's outputs as inputs)."""
-    from ..audio_io import check_output_folder, find_audio_files
-
-    _refuse_midi(inputs)
-    single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    if single and not output.is_dir() and output.suffix:
-        if output.suffix.lower() not in (".wav", ".flac"):
-            raise AudioError(f"{output}: cannot write {output.suffix} files; the output must "
-                             "end in .wav or .flac (or be a folder)")
-        pairs = [(Path(inputs[0]), output)]
-    else:
-        check_output_folder(output, inputs=[i for i in inputs if Path(i).is_dir()])
-        pairs = []
-        for item in inputs:
-            item = Path(item)
-            for f in find_audio_files([item]):
-                rel = (f.relative_to(item).with_suffix(ext) if item.is_dir()
-                       else Path(f.stem + ext))
-                pairs.append((f, output / rel))
-    return pairs
 
 
 def _cmd_transfer(args) -> int:
@@ -66,8 +43,10 @@ def _cmd_transfer(args) -> int:
         auto_adjust=not (resynth or args.no_auto_adjust),
         pitch_shift_semitones=0.0 if resynth else args.pitch_shift,
         loudness_shift_db=0.0 if resynth else args.loudness_shift,
-        quiet_db=args.quiet_db, amounts=amounts_of(args, model), seed=args.seed)
-    pairs = _transfer_outputs(args.inputs, Path(args.output), "." + args.format)
+        quiet_db=args.quiet_db, amounts=amounts_of(args, model), seed=args.seed,
+        effects=effects_of(args))
+    _refuse_midi(args.inputs)
+    pairs = output_pairs(args.inputs, Path(args.output), "." + args.format)
     for src, dst in pairs:  # (nothing written into the model's own folder either)
         check_writable(dst, args.force, inputs=[src, resolve_model(args.model)])
     if options.auto_adjust:
@@ -123,6 +102,7 @@ def _add_transfer(sub) -> None:
         p.add_argument("--quiet-db", type=number(float, 0.0, 200.0), default=40.0,
                        help="auto-adjust mutes frames this many dB below the input's loud level")
         add_amounts(p)
+        add_effects(p)
         p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0,
                        help="seed of the noise generator")
         p.add_argument("--pitch-model", choices=["tiny", "full"],
@@ -157,7 +137,7 @@ def _cmd_render(args) -> int:
                                 tempo_scale=args.tempo_scale)
     except MidiError as err:
         raise MidiError(f"{args.input}: {err}") from None
-    options = TransferOptions(amounts=amounts, seed=args.seed)
+    options = TransferOptions(amounts=amounts, seed=args.seed, effects=effects_of(args))
     seconds = len(curves["f0_hz"]) / model.config.synth.frame_rate_hz
     with tqdm(total=round(seconds, 1), unit="s audio", disable=args.quiet, desc="render") as bar:
         audio = render(model, curves["f0_hz"], curves["loudness_db"], options, bar)
@@ -186,6 +166,7 @@ def _add_render(sub) -> None:
     p.add_argument("--sample-rate", type=number(int, 8000, 192000),
                    help="output rate in Hz (default: the model's)")
     add_amounts(p)
+    add_effects(p)
     p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0,
                    help="seed of the noise generator")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
