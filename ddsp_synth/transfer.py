@@ -109,6 +109,62 @@ def interior_runs(mask: np.ndarray, max_len: int) -> np.ndarray:
     return out
 
 
+# A frame below PITCHED_CONFIDENCE still counts as pitched inside a steady run: CREPE's
+# estimate moves less than STEADY_CENTS from frame to frame for at least STEADY_MS with a
+# confidence of at least STEADY_MIN_CONFIDENCE (reeds and brass in their lowest register read
+# 0.2-0.45 while their pitch holds still; breath and noise jump about).
+STEADY_MIN_CONFIDENCE = 0.15
+STEADY_CENTS = 25.0
+STEADY_MS = 60.0
+# The last frames of an unpitched stretch before a note (its attack, before CREPE is sure)
+# sound at the note's pitch: at most this long.
+ONSET_MS = 40.0
+
+
+def steady_runs(f0_hz: np.ndarray, confidence: np.ndarray, min_frames: int) -> np.ndarray:
+    """[n] bool: frames in runs of at least ``min_frames`` whose pitch moves less than
+    STEADY_CENTS per frame, each with confidence >= STEADY_MIN_CONFIDENCE."""
+    f0 = np.maximum(np.asarray(f0_hz, np.float64), 1e-3)
+    cents = 1200.0 * np.abs(np.diff(np.log2(f0)))
+    ok = np.asarray(confidence) >= STEADY_MIN_CONFIDENCE
+    link = np.zeros(len(f0), bool)  # frame t continues frame t - 1
+    link[1:] = (cents < STEADY_CENTS) & ok[1:] & ok[:-1]
+    out = np.zeros(len(f0), bool)
+    t = 0
+    while t < len(f0):
+        u = t + 1
+        while u < len(f0) and link[u]:
+            u += 1
+        if u - t >= min_frames and ok[t]:
+            out[t:u] = True
+        t = u
+    return out
+
+
+def onset_frames(pitched: np.ndarray, max_len: int) -> np.ndarray:
+    """[n] bool: the last ``max_len`` unpitched frames before each pitched run."""
+    out = np.zeros_like(pitched)
+    starts = np.where(pitched[1:] & ~pitched[:-1])[0] + 1
+    for start in starts:
+        t = start
+        while t > 0 and not pitched[t - 1] and start - t < max_len:
+            t -= 1
+        out[t:start] = True
+    return out
+
+
+def onset_pitch(f0_hz: np.ndarray, onsets: np.ndarray, pitched: np.ndarray) -> np.ndarray:
+    """``f0_hz`` with each onset frame at the pitch of the note it leads into."""
+    if not onsets.any():
+        return f0_hz
+    out = f0_hz.copy()
+    nxt = np.where(pitched, np.arange(len(f0_hz)), len(f0_hz))
+    nxt = np.minimum.accumulate(nxt[::-1])[::-1]  # the first pitched frame at or after t
+    idx = np.where(onsets & (nxt < len(f0_hz)))[0]
+    out[idx] = f0_hz[nxt[idx]]
+    return out
+
+
 def bridge_pitch(f0_hz: np.ndarray, gaps: np.ndarray) -> np.ndarray:
     """``f0_hz`` with the frames of ``gaps`` interpolated in log frequency from the frames
     around them (a note change glides instead of following the tracker's guesses)."""
@@ -165,9 +221,13 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
     if not voiced.any():
         raise NoPitchError("no pitch found: no frame is voiced (CREPE confidence < 0.5 "
                            "everywhere); is the input monophonic and pitched?")
-    pitched = confidence >= PITCHED_CONFIDENCE
+    pitched = (confidence >= PITCHED_CONFIDENCE) | steady_runs(
+        f0_hz, confidence, max(2, int(round(STEADY_MS * frame_rate_hz / 1000.0))))
+    onsets = onset_frames(pitched, int(round(ONSET_MS * frame_rate_hz / 1000.0)))
+    f0_hz = onset_pitch(f0_hz, onsets, pitched)
     bridged = interior_runs(~pitched, int(options.bridge_ms * frame_rate_hz / 1000.0))
-    f0_hz = bridge_pitch(f0_hz, bridged)
+    f0_hz = bridge_pitch(f0_hz, bridged & ~onsets)
+    bridged |= onsets
     octave_shift, muted = 0, np.zeros(len(loud), bool)
     if options.auto_adjust:
         check_auto_adjust_stats({"dataset_stats": stats})

@@ -48,14 +48,27 @@ def wav_path(tmp_path_factory):
     return str(p)
 
 
+def _rack_values(rack: dict | None, bypass: bool = False) -> list:
+    """The rack panel's values: bypass, then per device of the layout its switch and knobs
+    (``rack``: {device: {knob: value}}; devices left out are off)."""
+    from ddsp_synth.rack import RACK_LAYOUT
+
+    values = [bypass]
+    for device, neutral in RACK_LAYOUT:
+        knobs = (rack or {}).get(device)
+        values += [knobs is not None, *[{**neutral, **(knobs or {})}[k] for k in neutral]]
+    return values
+
+
 def _predict(client, audio=None, midi=None, instrument="testviolin", auto=True, pitch=0.0,
-             loud=0.0, quiet=40.0, harm=1.0, noise=1.0, reverb=1.0):
+             loud=0.0, quiet=40.0, harm=1.0, noise=1.0, reverb=1.0, rack=None, bypass=False):
     """The page's amounts follow its models' chains: harmonic, noise, reverb here."""
     from gradio_client import handle_file
 
     return client.predict(handle_file(str(audio)) if audio else None,
                           handle_file(str(midi)) if midi else None, instrument, auto, pitch,
-                          loud, quiet, harm, noise, reverb, api_name="/transfer")
+                          loud, quiet, harm, noise, reverb, *_rack_values(rack, bypass),
+                          api_name="/transfer")
 
 
 def test_api_transfer(app_url, wav_path):
@@ -70,6 +83,20 @@ def test_api_transfer(app_url, wav_path):
     assert roll is None  # the piano roll is for MIDI input
     # the pitch shift reached the model: the output plays an octave up (600 Hz)
     assert abs(1200 * np.log2(median_pitch_hz(y) / 600.0)) < 30
+
+
+def test_api_rack_plays_after_the_instrument_and_bypass_compares(app_url, wav_path):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    dry, *_ = _predict(client, wav_path, auto=False)
+    quieter = {"gain": {"gain_db": -12.0}}
+    wet, *_, info = _predict(client, wav_path, auto=False, rack=quieter)
+    bypassed, *_ = _predict(client, wav_path, auto=False, rack=quieter, bypass=True)
+    y_dry, y_wet, y_byp = (sf.read(p)[0] for p in (dry, wet, bypassed))
+    assert "rack: gain gain_db=-12 dB" in info
+    np.testing.assert_allclose(y_wet, y_dry * 10 ** (-12 / 20), atol=2e-4)  # 16-bit files
+    np.testing.assert_array_equal(y_byp, y_dry)
 
 
 def test_api_midi_input_plays_the_notes_with_a_piano_roll(app_url, tmp_path):
@@ -271,3 +298,25 @@ def test_bad_numbers_in_the_app_arguments_are_refused_in_one_line(capsys):
         assert err.value.code == 2
         lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert message in lines[-1] and len(lines) <= 2, lines
+
+
+def test_rack_panel_loads_and_saves_presets(tmp_path):
+    import json
+
+    from ddsp_synth.rack import PresetError, check_preset
+    from ddsp_synth.ui.rack_panel import RackPanel
+
+    with gr.Blocks():
+        panel = RackPanel()
+    preset = check_preset({"chain": [
+        {"device": "peak", "params": {"cutoff_frequency_hz": 2500, "gain_db": -4, "q": 2}},
+        {"device": "compressor", "params": {"threshold_db": -20, "ratio": 3}},
+        {"device": "gain", "params": {"gain_db": 2}}]})
+    values = panel.values_of(preset)
+    assert len(values) == len(panel.inputs)
+    assert panel.preset(values) == preset
+    assert panel.preset([True, *values[1:]]) is None  # bypassed
+    saved = panel.save_file(tmp_path, *values)
+    assert check_preset(json.loads(open(saved).read())) == preset
+    with pytest.raises(PresetError, match="not this rack's layout"):
+        panel.values_of(check_preset({"chain": [{"device": "gain"}, {"device": "peak"}]}))
