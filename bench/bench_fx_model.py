@@ -11,7 +11,9 @@ and of its worker processes.
 
     python bench/bench_fx_model.py [--steps 6] [--methods plain autodiff spsa hybrid proxy]
 
-Prints a Markdown table and writes ``bench/results_fx_model.json``.
+Prints a Markdown table and writes ``bench/results_fx_model.json`` (atomically); when
+``bench/results_fx_experiment.json`` is there (``bench/fx_experiment.py``: the five ways trained
+for the same budget, held-out figures), its table too, and it goes into the JSON.
 """
 
 from __future__ import annotations
@@ -149,6 +151,27 @@ def _worker_peak_mb(model) -> float:
     return peak
 
 
+def experiment_summary(path: Path) -> list[dict] | None:
+    """The effect-stage experiment (``bench/fx_experiment.py``: same budget and seed, five
+    ways, held-out figures): printed as a table and returned, or None when not run."""
+    if not path.exists():
+        return None
+    exp = json.loads(path.read_text())
+    print(f"\nexperiment ({path.name}): {exp['minutes']:g} min each, seed {exp['seed']}, "
+          f"from {Path(exp['init']).name}; held-out {len(exp['heldout_files'])} performances\n")
+    print("| method | steps | steps/s | f0 L1 (cents) | loudness L1 (dB) | spectral loss |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for r in exp["results"]:
+        h = r["heldout"]
+        print(f"| {r['method']} | {r['steps']} | {r['steps_per_s']:.2f} | "
+              f"{h['f0_l1_cents']:.1f} | {h['loudness_l1_db']:.2f} | {h['spectral_loss']:.3f} |")
+        rows.append({"method": r["method"], "steps": r["steps"],
+                     "steps_per_s": r["steps_per_s"], **h,
+                     "settings_vs_truth": r.get("settings_vs_truth")})
+    return rows
+
+
 def run_case(method: str, steps: int) -> dict:
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from bench_fx_model import case; "
             "print(json.dumps(case(sys.argv[2], int(sys.argv[3]))))")
@@ -163,6 +186,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per method")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--out", default=str(HERE / "results_fx_model.json"))
+    parser.add_argument("--experiment", default=str(HERE / "results_fx_experiment.json"),
+                        help="the experiment's results (bench/fx_experiment.py), summarised "
+                             "here when present")
     args = parser.parse_args()
     load_before = os.getloadavg()
     results = []
@@ -180,11 +206,16 @@ def main() -> int:
         print(f"| {r['method']} | {r['step_s']:.2f} s | {r['steps_per_s']:.2f} | "
               f"{r['worker_cpu_s_per_step']:.2f} s | {r['device_runs_per_step']:.1f} | "
               f"{r['peak_rss_mb']:.0f} MB / {r['worker_peak_rss_mb']:.0f} MB |")
-    Path(args.out).write_text(json.dumps({
+    experiment = experiment_summary(Path(args.experiment))
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")  # atomic: a half-written file is never left
+    tmp.write_text(json.dumps({
         "benchmark": "training steps/s and peak memory of an instrument model with effects",
         "machine": machine_info(), "load_average_before": load_before,
-        "steps_per_method": args.steps, "batch": "8 x 4 s, 16 kHz", "results": results},
+        "steps_per_method": args.steps, "batch": "8 x 4 s, 16 kHz", "results": results,
+        "experiment": experiment},
         indent=2) + "\n")
+    os.replace(tmp, out)
     return 0
 
 

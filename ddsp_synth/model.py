@@ -280,8 +280,9 @@ def models_dir() -> Path:
 
 
 # The instruments that ship with ddsp_synth (other folders in the models folder are the
-# user's own exports).
-SHIPPED_MODELS = ("violin", "flute", "trumpet", "altosax", "cello")
+# user's own exports; tenorsax_amp: a tenor sax heard through an effect chain, its effect
+# stages learned with it, issue 20).
+SHIPPED_MODELS = ("violin", "flute", "trumpet", "altosax", "cello", "tenorsax_amp")
 
 
 def shipped_models() -> list[str]:

@@ -352,3 +352,22 @@ def describe_chain(model) -> list[dict]:
                         "device": d["device"], "label": d["label"], "source": d["source"],
                         "params": d["params"]})
     return out
+
+
+def chain_markdown(chain: list[dict]) -> str:
+    """A model card's table of its chain (:func:`describe_chain`'s entries): every stage in
+    order, with each effect device's gradient method and settings (natural units)."""
+    rows = ["| # | stage | device | gradient | settings from | settings |",
+            "|---|---|---|---|---|---|"]
+    for i, e in enumerate(chain, 1):
+        if "device" not in e:  # the synthesizer's own stages
+            rows.append(f"| {i} | {e['stage']} | synthesizer ({e['kind']}) | autodiff | "
+                        "decoder, per frame / learned | |")
+            continue
+        params = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                           for k, v in e["params"].items())
+        source = {"frame": "decoder, per frame", "once": "learned once",
+                  "fixed": "fixed"}[e["source"]]
+        rows.append(f"| {i} | {e['stage']} | {e['device']} | {e['method']} | {source} | "
+                    f"{params} |")
+    return "\n".join(rows) + "\n"

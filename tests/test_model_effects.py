@@ -16,7 +16,7 @@ from ddsp_synth.config import ConfigError
 from ddsp_synth.decoder import DecoderConfig
 from ddsp_synth.errors import UserError
 from ddsp_synth.model import DDSPModel, ModelConfig, load_model, save_model
-from ddsp_synth.model_effects import EffectsConfig, switch_method
+from ddsp_synth.model_effects import EffectsConfig, chain_markdown, switch_method
 from ddsp_synth.stages.params import DeviceError
 from ddsp_synth.stages.synth import SynthConfig
 from ddsp_synth.stages.twins import Compressor
@@ -178,6 +178,12 @@ def test_model_file_round_trip_holds_the_chain(method, tmp_path):
     expected = float(Compressor(16000).params[0].from_normalised(
         torch.sigmoid(model.effects.once["compressor"][0]).double()))
     assert comp["params"]["threshold_db"] == pytest.approx(expected, abs=1e-4)
+    # the card's table lists the chain in order, each device with its method and settings
+    table = chain_markdown(chain).splitlines()
+    assert len(table) == 2 + len(chain)
+    assert table[5].startswith(f"| 4 | {comp['stage']} | compressor | {method} | learned once |")
+    assert f"threshold_db {comp['params']['threshold_db']:g}" in table[5]
+    assert "drive_db per frame" in table[6] and "q 0.707" in table[7]
 
 
 def test_switch_method_keeps_weights_and_renders_what_the_real_device_renders():

@@ -23,7 +23,8 @@ DESCRIPTION = """\
 Play any melody with a trained instrument. ddsp_synth listens to a monophonic recording
 (singing, whistling, one instrument) through its pitch and loudness and resynthesizes it
 with an instrument learned from a few minutes of recordings: violin, flute, trumpet, alto
-sax and cello ship with it, and you can train your own. It also estimates and drives effect
+sax, cello and a tenor sax through a small amp (tenorsax_amp, its effect stages learned with
+it) ship with it, and you can train your own. It also estimates and drives effect
 chains (EQ, compressor, distortion, your plugins).
 """
 EPILOG = """\
