@@ -112,7 +112,7 @@ def main() -> int:
 
     cfg_file = Path(args.runs) / f"{method}.json"
     command = (f"python bench/fx_experiment.py --minutes {exp['minutes']:g} --methods "
-               f"{method} --init models/{Path(exp['init']).name}")
+               f"{method} --init models/{Path(exp['init']).name} --force")
     train_config = {"model": model.config.to_dict(),
                     "train": json.loads(cfg_file.read_text())["train"],
                     "recipe": [{"run": f"fx_experiment/{method}", "command": command,
