@@ -125,3 +125,13 @@ def test_fx_keeps_rate_channels_and_length_and_equals_pedalboard(tmp_path, capsy
     assert main(["fx", str(tmp_path / "p.json"), str(tmp_path / "in.wav"), "-o",
                  str(tmp_path / "out.wav"), "--quiet"]) == 2  # exists: needs --force
     assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_the_example_presets_load_and_play_through_the_twins():
+    from pathlib import Path
+
+    presets = sorted((Path(__file__).resolve().parents[1] / "examples" / "presets").glob("*.json"))
+    assert presets
+    for path in presets:
+        y = Rack(read_preset(path), SR).process(_signal(1.0))
+        assert np.all(np.isfinite(y)) and np.abs(y).max() > 0.01, path.name
