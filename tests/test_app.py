@@ -232,11 +232,12 @@ def test_browser_upload_transfer_and_play(app_url, wav_path, tmp_path):
         page.wait_for_selector("#run_btn")
         page.set_input_files("#audio_in input[type=file]", wav_path)
         page.wait_for_selector("#audio_in a[data-testid=download-link][href*='file=']")
-        # the test model (auto-adjust keeps this tone's octave for it; the shipped violin,
-        # the default choice, would move it up one)
+        # the test model, auto-adjust off: the -12 slider alone sets the output's octave
+        # (auto-adjust chooses its octave after the manual shift and would undo it)
         page.click("#instrument input[role=combobox]")
         page.get_by_role("option", name="testviolin").click()
         assert page.input_value("#instrument input[role=combobox]") == "testviolin"
+        page.uncheck("#auto_adjust input[type=checkbox]")
         page.fill("#pitch_shift input[type=number]", "-12")
         page.press("#pitch_shift input[type=number]", "Tab")  # commit the number (blur)
         # the slider itself moved: the value is in the page's state before the click
