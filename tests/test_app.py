@@ -321,3 +321,53 @@ def test_rack_panel_loads_and_saves_presets(tmp_path):
     assert check_preset(json.loads(open(saved).read())) == preset
     with pytest.raises(PresetError, match="not this rack's layout"):
         panel.values_of(check_preset({"chain": [{"device": "gain"}, {"device": "peak"}]}))
+
+
+def test_rack_panel_tone_match_sets_the_knobs(tmp_path):
+    """The tone match on a real recording: the knobs show the estimate, and the rack they
+    make brings the output's spectrum and loudness close to the reference's."""
+    from pathlib import Path
+
+    from ddsp_synth.errors import InputError
+    from ddsp_synth.rack import Rack
+    from ddsp_synth.tone import bands_for_rates, integrated_loudness, ltas_db, shape_error_db
+    from ddsp_synth.ui.rack_panel import RackPanel
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+    if not (shared / "flute.flac").exists():
+        pytest.skip("the shared recordings are not here")
+    dry, sr = sf.read(shared / "flute.flac", dtype="float32")
+    ref, ref_sr = sf.read(shared / "trumpet.flac", dtype="float32")
+    dry, ref = dry[-6 * sr:], 0.3 * ref[-6 * ref_sr:]
+    ref_path = tmp_path / "reference.flac"
+    sf.write(ref_path, ref, ref_sr)
+    with gr.Blocks():
+        panel = RackPanel()
+    values, text = panel.tone_values(dry, sr, str(ref_path), 100, ["eq", "dynamics",
+                                                                   "loudness"])
+    assert len(values) == len(panel.inputs) and values[0] is False  # not bypassed
+    preset = panel.preset(values)
+    assert preset.names == ("lowshelf", "peak", "highshelf", "compressor", "gain")
+    assert "tone match (100 %" in text and "gain gain_db=" in text
+    matched = Rack(preset, sr).process(dry)
+    bands = bands_for_rates(sr, ref_sr)
+
+    def errors(y):
+        y64, r64 = np.asarray(y, np.float64)[None], np.asarray(ref, np.float64)[None]
+        return (shape_error_db(ltas_db(y64, sr, bands), ltas_db(r64, ref_sr, bands)),
+                integrated_loudness(y64, sr) - integrated_loudness(r64, ref_sr))
+
+    (ltas0, loud0), (ltas1, loud1) = errors(dry), errors(matched)
+    assert ltas1 < 0.6 * ltas0 and abs(loud1) < 0.5 < abs(loud0)
+    # only the loudness, at half the amount: the EQ and compressor stay neutral
+    values, _ = panel.tone_values(dry, sr, str(ref_path), 50, ["loudness"])
+    half = panel.preset(values)
+    assert half.names == ("lowshelf", "peak", "highshelf", "compressor", "gain")
+    assert [v[1] for v in half.values[:3]] == [0.0, 0.0, 0.0] and half.values[3][1] == 1.0
+    assert abs(errors(Rack(half, sr).process(dry))[1] - loud0 / 2) < 0.5
+    with pytest.raises(InputError, match="choose at least one"):
+        panel.tone_values(dry, sr, str(ref_path), 100, [])
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(3 * sr, np.float32), sr)
+    with pytest.raises(InputError, match="the reference is silent"):
+        panel.tone_values(dry, sr, str(silent), 100, ["eq"])
