@@ -48,6 +48,11 @@ class EqFitConfig:
         shelf_q_range, peak_q_range: the q values the fit may use (inside the declared
             0.1 to 10): a shelf above q 1 rings into a bump and a dip, a peak beyond q 8 is
             narrower than any 1/3-octave band can ask for.
+        quiet_db, quiet_weight: see :func:`band_weights`.
+        level_free_db, level_weight: the EQ may change the output's overall level by this
+            much freely; beyond it each dB costs ``level_weight * excess^2`` (dB^2, as the
+            band error): the output gain, which stops at +-24 dB, must still be able to make
+            the loudness right.
     """
 
     gain_penalty: float = 0.5
@@ -61,6 +66,8 @@ class EqFitConfig:
     peak_q_range: tuple[float, float] = (0.3, 8.0)
     quiet_db: tuple[float, float] = (-40.0, -60.0)
     quiet_weight: float = 0.1
+    level_free_db: float = 12.0
+    level_weight: float = 1.0
 
 
 def _grouped_bins(spectrum: Spectrum, bands: np.ndarray, group_octaves: float):
@@ -118,6 +125,7 @@ class EqModel:
         self.trig = (torch.cos(w), torch.cos(2 * w), torch.sin(w), torch.sin(2 * w))
         self.floor = float(spectrum.power.sum()) * 1e-12
         self.centres_hz = bands[:, 1]
+        self.level_free_db, self.level_weight = config.level_free_db, config.level_weight
 
     @property
     def params(self):
@@ -161,11 +169,14 @@ class EqModel:
 def _objective(model: EqModel, natural, target_db, weights, penalty: float, gain=None):
     """[...] mean weighted squared shape error (dB^2) + penalty on the gains (``gain``: the
     EQ's ``|H|^2`` when already known)."""
+    gain = model.power_gain(natural) if gain is None else gain
     diff = model.band_db(natural, gain) - target_db
     diff = diff - (diff * weights).sum(-1, keepdim=True) / weights.sum()
     error = (diff.square() * weights).sum(-1) / weights.sum()
     gains = natural[..., 1] / 24.0
-    return error + penalty * gains.square().sum(-1)
+    level = 10.0 * torch.log10((model.power * gain).sum(-1) / model.power.sum())
+    excess = torch.relu(level.abs() - model.level_free_db)
+    return error + penalty * gains.square().sum(-1) + model.level_weight * excess.square()
 
 
 def _grid_candidates(model: EqModel, index: int, residual_db: torch.Tensor,
