@@ -371,3 +371,39 @@ def test_rack_panel_tone_match_sets_the_knobs(tmp_path):
     sf.write(silent, np.zeros(3 * sr, np.float32), sr)
     with pytest.raises(InputError, match="the reference is silent"):
         panel.tone_values(dry, sr, str(silent), 100, ["eq"])
+
+
+def test_the_apps_tone_match_button_plays_the_input_dry_and_sets_the_rack():
+    """The handler behind *Set the rack from the reference*: a MIDI input played by a shipped
+    model, matched to the clarinet example; the rack's knobs come back set."""
+    from pathlib import Path
+
+    import app
+    from ddsp_synth.model import available_models
+    from ddsp_synth.ui.rack_panel import RackPanel
+
+    models = available_models()
+    if "violin" not in models:
+        pytest.skip("the shipped violin model is not installed")
+    models = {"violin": models["violin"]}
+    stages = app.chain_stages(models)
+    with gr.Blocks():
+        panel = RackPanel()
+    repo = Path(app.__file__).resolve().parent
+    out = app.run_tone_match(None, str(repo / "examples" / "ode_to_joy.mid"), "violin", True,
+                             0.0, 0.0, 40.0, *[1.0] * len(stages),
+                             str(repo / "examples" / "clarinet_melody.flac"), 100,
+                             ["eq", "dynamics", "loudness"], models=models, stages=stages,
+                             max_seconds=60.0, rack=panel)
+    values, text = out[:-1], out[-1]
+    assert len(values) == len(panel.inputs) and values[0] is False
+    preset = panel.preset(values)
+    assert preset.names == ("lowshelf", "peak", "highshelf", "compressor", "gain")
+    assert any(v[1] != 0 for v in preset.values[:3])  # the EQ moved
+    assert text.startswith("tone match (100 %, eq, dynamics, loudness): lowshelf ")
+    # no reference: a note, nothing changed
+    skipped = app.run_tone_match(None, str(repo / "examples" / "ode_to_joy.mid"), "violin",
+                                 True, 0.0, 0.0, 40.0, *[1.0] * len(stages), None, 100, ["eq"],
+                                 models=models, stages=stages, max_seconds=60.0, rack=panel)
+    assert len(skipped) == len(panel.inputs) + 1
+    assert all(type(v) is type(gr.skip()) for v in skipped)
