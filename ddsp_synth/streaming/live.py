@@ -90,6 +90,17 @@ class LiveEngine:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+def f0_columns(synth: StreamingSynth) -> list[int]:
+    """Where the synthesizer's control frame holds an oscillator's f0 (Hz): the columns of
+    its chain's ``*.f0_hz`` parameters (column 0 for the default chain)."""
+    cols, at = [], 0
+    for param in synth.step.model.synth.params:
+        if param.name.rsplit(".", 1)[-1] == "f0_hz":
+            cols.extend(range(at, at + param.size))
+        at += param.size
+    return cols
+
+
 class MidiLiveEngine:
     """MIDI events in, instrument out, one hop per frame: the synthesis-only live path.
 
@@ -98,29 +109,76 @@ class MidiLiveEngine:
     frame. A host calls :meth:`process` once per hop with the MIDI messages (mido) that
     arrived during it; the block returned is the previous frame's (``latency_samples`` = one
     hop, 10 ms at 16 kHz: no feature look-ahead on this path).
+
+    When a note starts sounding (``onset_hops``: calls from the one that gets the note-on
+    to the one whose block carries its first sound):
+
+    * by default (1) the performer plays as files are rendered: the note's frame is silent
+      at the note's pitch and the attack starts on the next one, so the output equals the
+      offline MIDI rendering one hop later;
+    * with ``attack_on_note_frame`` (0: what ``ddsp-synth live`` uses) the note's own frame
+      carries the attack's first step (see :class:`~ddsp_synth.midi.MidiPerformer`), so the
+      block returned by the call that got the note-on starts the note, 10 ms sooner. That
+      block is interpolated from the frame before, silent but still at the last note's
+      pitch: f0 would slide from there to the note's during the block. The synthesizer has
+      not rendered that frame yet, so when a note starts from silence its f0 is set to the
+      note's (in the step's ``prev_controls``; ``n_retuned`` counts these) and the note
+      starts at its pitch. The frame's other controls stay as decoded (silent); nothing is
+      computed twice.
     """
 
     def __init__(self, model, meta: dict, options=None, transpose_semitones: float = 0.0,
-                 engine: str = "onnx", seed: int = 0, amounts: dict | None = None):
+                 engine: str = "onnx", seed: int = 0, amounts: dict | None = None,
+                 attack_on_note_frame: bool = False):
         from ..midi import MidiOptions, MidiPerformer
 
         self.synth = StreamingSynth(model, amounts, seed, engine)
+        self.seed = seed
         self.performer = MidiPerformer(meta.get("dataset_stats"),
                                        model.config.synth.frame_rate_hz,
-                                       options or MidiOptions(), transpose_semitones)
+                                       options or MidiOptions(), transpose_semitones,
+                                       attack_on_note_frame=attack_on_note_frame)
         self.sample_rate = self.synth.sample_rate
         self.hop = self.synth.hop
         self.latency_samples = self.synth.latency_samples
+        self.attack_on_note_frame = bool(attack_on_note_frame)
+        self.onset_hops = 0 if self.attack_on_note_frame else 1
+        self._f0_cols = f0_columns(self.synth)
+        self._prev_index = self.synth.step.state_names.index("prev_controls")
+        self.reset()
 
     def reset(self) -> None:
+        """A fresh performance: silence, controllers at their defaults, the noise from the
+        seed again (the same messages give the same samples)."""
         self.performer.reset()
         self.synth.reset()
+        self.synth.generator.manual_seed(self.seed)
+        self.n_retuned = 0
+        self._last: tuple[float, float] | None = None  # the frame given last: f0, loudness
+
+    def _retune_last_frame(self, f0_hz: float, loudness_db: float) -> None:
+        """A note starting from silence: the silent frame before it, whose block this frame
+        renders, takes the note's f0 (``attack_on_note_frame`` only)."""
+        if not self.attack_on_note_frame or self._last is None:
+            return
+        last_f0, last_db = self._last
+        if not (last_db <= self.performer.silence_db < loudness_db and last_f0 != f0_hz):
+            return
+        state = list(self.synth.state)
+        prev = state[self._prev_index].clone()
+        prev[:, self._f0_cols] = f0_hz
+        state[self._prev_index] = prev
+        self.synth.state = tuple(state)
+        self.n_retuned += 1
 
     def process(self, messages=(), noise: np.ndarray | None = None) -> np.ndarray:
         """Apply this hop's MIDI messages, then render: [hop] float32."""
         for message in messages:
             self.performer.send(message)
-        return self.synth.process_frame(*self.performer.next_frame(), noise)
+        f0_hz, loudness_db = self.performer.next_frame()
+        self._retune_last_frame(f0_hz, loudness_db)
+        self._last = (f0_hz, loudness_db)
+        return self.synth.process_frame(f0_hz, loudness_db, noise)
 
 
 def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOptions = LiveOptions(),
