@@ -56,14 +56,15 @@ class AudioPath:
         model: a loaded model (16 kHz: the streaming pitch tracker's rate).
         device_rate: the sound card's sample rate in Hz.
         options: :class:`~ddsp_synth.streaming.LiveOptions` (pitch shift, gate...).
+        effects: a rack preset played after the instrument by its twins (None: no rack).
     """
 
     kind = "audio"
 
-    def __init__(self, model, device_rate: int, options=None):
+    def __init__(self, model, device_rate: int, options=None, effects=None):
         from ..streaming import LiveEngine, LiveOptions
 
-        self.engine = LiveEngine(model, options or LiveOptions())
+        self.engine = LiveEngine(model, options or LiveOptions(), effects=effects)
         self.model_rate = self.engine.sample_rate
         self.hop = self.engine.synth.hop
         self.lookahead = self.engine.features.latency_samples
@@ -142,14 +143,15 @@ class MidiPath:
 
     kind = "midi"
 
-    def __init__(self, model, meta: dict, device_rate: int, transpose_semitones: float = 0.0):
+    def __init__(self, model, meta: dict, device_rate: int, transpose_semitones: float = 0.0,
+                 effects=None):
         import mido
 
         from ..streaming import MidiLiveEngine
 
         self._parse = mido.Message.from_bytes
         self.engine = MidiLiveEngine(model, meta, transpose_semitones=transpose_semitones,
-                                     attack_on_note_frame=True)
+                                     attack_on_note_frame=True, effects=effects)
         self.model_rate = self.engine.sample_rate
         self.hop = self.engine.hop
         self.up = StreamResampler(self.model_rate, device_rate)

@@ -65,11 +65,13 @@ class LiveEngine:
     last_frame: Frame | None = None
 
     def __init__(self, model, options: LiveOptions = LiveOptions(), engine: str = "onnx",
-                 crepe_model: str | None = None, seed: int = 0, amounts: dict | None = None):
+                 crepe_model: str | None = None, seed: int = 0, amounts: dict | None = None,
+                 effects=None):
         self.features = StreamingFeatures(model.config.features, crepe_model)
         self.synth = StreamingSynth(model, amounts, seed=seed, engine=engine)
         self.options = options
         self.sample_rate = self.synth.sample_rate
+        self.rack = RackAfter(effects, self.sample_rate)
         self.latency_samples = self.features.latency_samples + self.synth.latency_samples
         self.times_features: list[float] = []
         self.times_synthesis: list[float] = []
@@ -77,6 +79,7 @@ class LiveEngine:
     def reset(self) -> None:
         self.features.reset()
         self.synth.reset()
+        self.rack.reset()
 
     def process(self, block: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
@@ -84,10 +87,40 @@ class LiveEngine:
         self.last_frame = frames[-1] if frames else self.last_frame
         t1 = time.perf_counter()
         out = [self.synth.process_frame(*live_frame(fr, self.options)) for fr in frames]
+        y = self.rack.process(np.concatenate(out) if out else np.zeros(0, np.float32))
         t2 = time.perf_counter()
         self.times_features.append(t1 - t0)
         self.times_synthesis.append(t2 - t1)
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        return y
+
+
+class RackAfter:
+    """The effects rack after the instrument in a stream: its twins, each device's state
+    carried from block to block, so the stream equals the rack on the whole output. ``None``
+    or an empty preset passes blocks through untouched.
+
+    Args:
+        effects: a :class:`~ddsp_synth.rack.Preset` (or preset dict) or None.
+        sample_rate: Hz of the instrument's output.
+    """
+
+    def __init__(self, effects, sample_rate: int):
+        self._stream = None
+        if effects is not None:
+            from ..rack import Rack
+
+            rack = Rack(effects, sample_rate, engine="twins")
+            self._stream = rack.stream() if rack.chain is not None else None
+        self.active = self._stream is not None
+
+    def reset(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = self._stream.rack.stream()
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """[n] float32 -> [n] float32."""
+        return block if self._stream is None else self._stream.process(block)
 
 
 def f0_columns(synth: StreamingSynth) -> list[int]:
@@ -129,10 +162,11 @@ class MidiLiveEngine:
 
     def __init__(self, model, meta: dict, options=None, transpose_semitones: float = 0.0,
                  engine: str = "onnx", seed: int = 0, amounts: dict | None = None,
-                 attack_on_note_frame: bool = False):
+                 attack_on_note_frame: bool = False, effects=None):
         from ..midi import MidiOptions, MidiPerformer
 
         self.synth = StreamingSynth(model, amounts, seed, engine)
+        self.rack = RackAfter(effects, self.synth.sample_rate)
         self.seed = seed
         self.performer = MidiPerformer(meta.get("dataset_stats"),
                                        model.config.synth.frame_rate_hz,
@@ -152,6 +186,7 @@ class MidiLiveEngine:
         seed again (the same messages give the same samples)."""
         self.performer.reset()
         self.synth.reset()
+        self.rack.reset()
         self.synth.generator.manual_seed(self.seed)
         self.n_retuned = 0
         self._last: tuple[float, float] | None = None  # the frame given last: f0, loudness
@@ -178,16 +213,18 @@ class MidiLiveEngine:
         f0_hz, loudness_db = self.performer.next_frame()
         self._retune_last_frame(f0_hz, loudness_db)
         self._last = (f0_hz, loudness_db)
-        return self.synth.process_frame(f0_hz, loudness_db, noise)
+        return self.rack.process(self.synth.process_frame(f0_hz, loudness_db, noise))
 
 
 def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOptions = LiveOptions(),
                  engine: str = "torch", crepe_model: str | None = None, seed: int = 0,
-                 progress=None, amounts: dict | None = None) -> tuple[np.ndarray, dict]:
+                 progress=None, amounts: dict | None = None,
+                 effects=None) -> tuple[np.ndarray, dict]:
     """Simulate live use: feed ``audio`` to a :class:`LiveEngine` in blocks, as a sound card
     would, and time each block.
 
-    ``progress`` (e.g. tqdm) is advanced by one per block.
+    ``progress`` (e.g. tqdm) is advanced by one per block. ``effects`` (a rack preset) runs
+    after the instrument by its twins, its time counted in the synthesis column.
 
     Returns:
         output audio [len(audio)] (delayed by the total algorithmic latency, as live), and a
@@ -195,7 +232,7 @@ def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOpti
         the block length and the algorithmic latency of each stage in ms.
     """
     audio = check_input_signal(audio)
-    live = LiveEngine(model, options, engine, crepe_model, seed, amounts)
+    live = LiveEngine(model, options, engine, crepe_model, seed, amounts, effects)
     features, synth = live.features, live.synth
     sr = live.sample_rate
     out = []
@@ -216,6 +253,7 @@ def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOpti
 
     report = {
         "engine": engine,
+        "effects": live.rack.active,
         "pitch_model": features.crepe_model,
         "blocks": len(total),
         "block_ms": block_ms,
