@@ -212,6 +212,7 @@ def _cmd_stream(args) -> int:
     torch.set_num_threads(args.threads)
     model_dir = resolve_model(args.model)  # no output may be a file of the model
     check_audio_output(args.output, args.force, inputs=[args.input, model_dir])
+    effects = effects_of(args)
     if args.report:
         if Path(args.report).resolve() == Path(args.output).resolve():
             raise AudioError(f"{args.report}: the same file as -o; give the report another name")
@@ -230,7 +231,7 @@ def _cmd_stream(args) -> int:
         try:
             out, report = stream_audio(model, audio, block, options, engine=args.engine,
                                        crepe_model=args.pitch_model, progress=bar,
-                                       amounts=amounts)
+                                       amounts=amounts, effects=effects)
         except InputError as err:
             raise AudioError(f"{args.input}: {err}") from None
     write_audio(args.output, limit_peak(out), sr, force=args.force)
@@ -267,6 +268,7 @@ def _add_stream(sub) -> None:
     p.add_argument("--threads", type=number(int, 1, 64), default=1,
                    help="torch threads (live use: 1)")
     add_amounts(p)
+    add_effects(p)
     p.add_argument("--report", help="also write the timing report as JSON here")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
