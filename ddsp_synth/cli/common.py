@@ -121,7 +121,7 @@ def add_tone(p: argparse.ArgumentParser) -> None:
                    help="how far to move toward the reference: 0 = no change, 100 = the full "
                         "match (EQ gains and the loudness change scale with it, the ratio "
                         "geometrically)")
-    g.add_argument("--tone-aspects", type=tone_aspects, default=("eq", "dynamics", "loudness"),
+    g.add_argument("--tone-aspects", type=tone_aspects, default="eq,dynamics,loudness",
                    metavar="LIST",
                    help="which to match, comma-separated: eq, dynamics, loudness (the others "
                         "stay neutral)")
