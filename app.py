@@ -194,6 +194,37 @@ def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, lo
             spectrograms_figure(audio, out, sr), roll, text)
 
 
+def run_tone_match(audio_path, midi_path, instrument, auto_adjust, pitch_shift, loudness_shift,
+                   quiet_db, *rest, models: dict, stages: list, max_seconds: float, rack):
+    """Gradio handler of the rack's tone match: the input played dry (the same settings as
+    Transfer, no rack), the rack estimated from it and the reference. ``rest``: the stage
+    amounts, then the reference, the amount (%) and the aspects. Returns the rack panel's
+    new values and the summary line."""
+    amounts, (reference, amount, aspects) = rest[: len(stages)], rest[len(stages):]
+    if not audio_path and not midi_path:
+        gr.Warning("Upload or record some audio, or choose a MIDI file, first: the tone is "
+                   "matched on what the instrument plays.")
+        return [gr.skip()] * (len(rack.inputs) + 1)
+    if not reference:
+        gr.Warning("Upload a reference recording first.")
+        return [gr.skip()] * (len(rack.inputs) + 1)
+    if instrument not in models:
+        _fail(f"Unknown instrument {instrument!r}.")
+    try:
+        model, meta = _model(str(models[instrument]))
+    except ModelFileError as err:
+        _fail(f"Could not load the {instrument} model: {err}")
+    own = set(model.synth.labels)
+    options = TransferOptions(auto_adjust=bool(auto_adjust),
+                              pitch_shift_semitones=float(pitch_shift),
+                              loudness_shift_db=float(loudness_shift), quiet_db=float(quiet_db),
+                              amounts={label: float(a) for (label, _), a in zip(stages, amounts)
+                                       if label in own})
+    dry, *_ = _render_input(audio_path, midi_path, model, meta, options, loudness_shift,
+                            max_seconds)
+    return rack.match_file(dry, model.config.synth.sample_rate, reference, amount, aspects)
+
+
 def _prune(workdir: Path, keep: int = KEEP_OUTPUTS) -> None:
     """Delete all but the newest ``keep`` rendered files (the folder does not grow)."""
     files = sorted(workdir.glob("*.wav"), key=lambda p: p.stat().st_mtime)
@@ -217,6 +248,10 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
     def handler(*args):
         return run_transfer(*args, models=models, stages=stages, max_seconds=max_seconds,
                             workdir=workdir, rack=panel)
+
+    def tone_handler(*args):
+        return run_tone_match(*args, models=models, stages=stages, max_seconds=max_seconds,
+                              rack=panel)
 
     # Gradio's own upload/output cache: files older than 30 min go, checked every 10 min.
     with gr.Blocks(title="ddsp_synth timbre transfer", delete_cache=(600, 1800)) as demo:
@@ -273,6 +308,8 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
         panel.save.click(lambda *v: panel.save_file(workdir, *v), panel.inputs, panel.save,
                          api_name=False)
         run.click(handler, inputs, [audio_out, curves, specs, roll, info], api_name="transfer")
+        panel.tone_button.click(tone_handler, [*inputs[: -len(panel.inputs)], *panel.tone_inputs],
+                                [*panel.inputs, info], api_name=False)
     demo.queue(default_concurrency_limit=1, max_size=16)
     return demo
 

@@ -184,12 +184,22 @@ def _auto_octave(f0_hz, voiced, stats, manual_semitones: float) -> int:
     return int(np.round((stats["pitch_midi_mean"] - mean_midi) / 12.0))
 
 
+# The quietest share of voiced frames (note ends, decays) is left out of the loudness map:
+# below it an input keeps its distance in dB. Mapping those tails onto each other turned a
+# soft but ordinary input note into the model's faintest decays (30-40 dB down).
+LOUDNESS_MAP_TAIL = 0.05
+
+
 def _mapped_loudness(loud, voiced, stats) -> np.ndarray:
     """Quantile transform of the input's loudness onto the model's, fitted on the voiced
-    frames and applied to every frame (quieter than any voiced frame: the distance kept)."""
+    frames above their quietest ``LOUDNESS_MAP_TAIL`` and applied to every frame (quieter
+    frames: their distance below the fitted range kept)."""
     target_q = np.asarray(stats.get("loudness_db_voiced_quantiles")
                           or stats["loudness_db_quantiles"])
-    src_q = np.percentile(loud[voiced], np.linspace(0, 100, len(target_q)))
+    levels = np.linspace(0, 100, len(target_q))
+    first = int(np.searchsorted(levels, 100 * LOUDNESS_MAP_TAIL))
+    target_q, levels = target_q[first:], levels[first:]
+    src_q = np.percentile(loud[voiced], levels)
     src_q = np.maximum.accumulate(src_q + np.arange(len(src_q)) * 1e-9)
     mapped = np.interp(loud, src_q, target_q)
     below = loud < src_q[0]

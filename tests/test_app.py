@@ -232,11 +232,12 @@ def test_browser_upload_transfer_and_play(app_url, wav_path, tmp_path):
         page.wait_for_selector("#run_btn")
         page.set_input_files("#audio_in input[type=file]", wav_path)
         page.wait_for_selector("#audio_in a[data-testid=download-link][href*='file=']")
-        # the test model (auto-adjust keeps this tone's octave for it; the shipped violin,
-        # the default choice, would move it up one)
+        # the test model, auto-adjust off: the -12 slider alone sets the output's octave
+        # (auto-adjust chooses its octave after the manual shift and would undo it)
         page.click("#instrument input[role=combobox]")
         page.get_by_role("option", name="testviolin").click()
         assert page.input_value("#instrument input[role=combobox]") == "testviolin"
+        page.uncheck("#auto_adjust input[type=checkbox]")
         page.fill("#pitch_shift input[type=number]", "-12")
         page.press("#pitch_shift input[type=number]", "Tab")  # commit the number (blur)
         # the slider itself moved: the value is in the page's state before the click
@@ -320,3 +321,89 @@ def test_rack_panel_loads_and_saves_presets(tmp_path):
     assert check_preset(json.loads(open(saved).read())) == preset
     with pytest.raises(PresetError, match="not this rack's layout"):
         panel.values_of(check_preset({"chain": [{"device": "gain"}, {"device": "peak"}]}))
+
+
+def test_rack_panel_tone_match_sets_the_knobs(tmp_path):
+    """The tone match on a real recording: the knobs show the estimate, and the rack they
+    make brings the output's spectrum and loudness close to the reference's."""
+    from pathlib import Path
+
+    from ddsp_synth.errors import InputError
+    from ddsp_synth.rack import Rack
+    from ddsp_synth.tone import bands_for_rates, integrated_loudness, ltas_db, shape_error_db
+    from ddsp_synth.ui.rack_panel import RackPanel
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+    if not (shared / "flute.flac").exists():
+        pytest.skip("the shared recordings are not here")
+    dry, sr = sf.read(shared / "flute.flac", dtype="float32")
+    ref, ref_sr = sf.read(shared / "trumpet.flac", dtype="float32")
+    dry, ref = dry[-6 * sr:], 0.3 * ref[-6 * ref_sr:]
+    ref_path = tmp_path / "reference.flac"
+    sf.write(ref_path, ref, ref_sr)
+    with gr.Blocks():
+        panel = RackPanel()
+    values, text = panel.tone_values(dry, sr, str(ref_path), 100, ["eq", "dynamics",
+                                                                   "loudness"])
+    assert len(values) == len(panel.inputs) and values[0] is False  # not bypassed
+    preset = panel.preset(values)
+    assert preset.names == ("lowshelf", "peak", "highshelf", "compressor", "gain")
+    assert "tone match (100 %" in text and "gain gain_db=" in text
+    matched = Rack(preset, sr).process(dry)
+    bands = bands_for_rates(sr, ref_sr)
+
+    def errors(y):
+        y64, r64 = np.asarray(y, np.float64)[None], np.asarray(ref, np.float64)[None]
+        return (shape_error_db(ltas_db(y64, sr, bands), ltas_db(r64, ref_sr, bands)),
+                integrated_loudness(y64, sr) - integrated_loudness(r64, ref_sr))
+
+    (ltas0, loud0), (ltas1, loud1) = errors(dry), errors(matched)
+    assert ltas1 < 0.6 * ltas0 and abs(loud1) < 0.5 < abs(loud0)
+    # only the loudness, at half the amount: the EQ and compressor stay neutral
+    values, _ = panel.tone_values(dry, sr, str(ref_path), 50, ["loudness"])
+    half = panel.preset(values)
+    assert half.names == ("lowshelf", "peak", "highshelf", "compressor", "gain")
+    assert [v[1] for v in half.values[:3]] == [0.0, 0.0, 0.0] and half.values[3][1] == 1.0
+    assert abs(errors(Rack(half, sr).process(dry))[1] - loud0 / 2) < 0.5
+    with pytest.raises(InputError, match="choose at least one"):
+        panel.tone_values(dry, sr, str(ref_path), 100, [])
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(3 * sr, np.float32), sr)
+    with pytest.raises(InputError, match="the reference is silent"):
+        panel.tone_values(dry, sr, str(silent), 100, ["eq"])
+
+
+def test_the_apps_tone_match_button_plays_the_input_dry_and_sets_the_rack():
+    """The handler behind *Set the rack from the reference*: a MIDI input played by a shipped
+    model, matched to the clarinet example; the rack's knobs come back set."""
+    from pathlib import Path
+
+    import app
+    from ddsp_synth.model import available_models
+    from ddsp_synth.ui.rack_panel import RackPanel
+
+    models = available_models()
+    if "violin" not in models:
+        pytest.skip("the shipped violin model is not installed")
+    models = {"violin": models["violin"]}
+    stages = app.chain_stages(models)
+    with gr.Blocks():
+        panel = RackPanel()
+    repo = Path(app.__file__).resolve().parent
+    out = app.run_tone_match(None, str(repo / "examples" / "ode_to_joy.mid"), "violin", True,
+                             0.0, 0.0, 40.0, *[1.0] * len(stages),
+                             str(repo / "examples" / "clarinet_melody.flac"), 100,
+                             ["eq", "dynamics", "loudness"], models=models, stages=stages,
+                             max_seconds=60.0, rack=panel)
+    values, text = out[:-1], out[-1]
+    assert len(values) == len(panel.inputs) and values[0] is False
+    preset = panel.preset(values)
+    assert preset.names == ("lowshelf", "peak", "highshelf", "compressor", "gain")
+    assert any(v[1] != 0 for v in preset.values[:3])  # the EQ moved
+    assert text.startswith("tone match (100 %, eq, dynamics, loudness): lowshelf ")
+    # no reference: a note, nothing changed
+    skipped = app.run_tone_match(None, str(repo / "examples" / "ode_to_joy.mid"), "violin",
+                                 True, 0.0, 0.0, 40.0, *[1.0] * len(stages), None, 100, ["eq"],
+                                 models=models, stages=stages, max_seconds=60.0, rack=panel)
+    assert len(skipped) == len(panel.inputs) + 1
+    assert all(type(v) is type(gr.skip()) for v in skipped)

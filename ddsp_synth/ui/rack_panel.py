@@ -1,5 +1,7 @@
 """The web demo's effects rack: a switch and knobs per device of ``RACK_LAYOUT`` in
-natural units, a bypass switch, and presets loaded and saved in ``match``'s format.
+natural units, a bypass switch, presets loaded and saved in ``match``'s format, and a tone
+match: a reference recording, an amount and the aspects to match (EQ, dynamics, loudness)
+set the knobs (:meth:`RackPanel.tone_values`), so that people adjust from there.
 
 :class:`RackPanel` builds the components inside a ``gr.Blocks`` context and converts the
 values the handler receives (``bypass, then per device: on, knob, knob, ...``) into a
@@ -12,7 +14,11 @@ import json
 import uuid
 from pathlib import Path
 
+from ..errors import UserError
 from ..rack import RACK_LAYOUT, Preset, PresetError, layout_preset, layout_settings, read_preset
+from ..tone.match import ASPECTS
+
+TONE_FILE_TYPES = [".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"]
 
 TITLES = {"lowshelf": "EQ: low shelf", "peak": "EQ: peak", "highshelf": "EQ: high shelf",
           "compressor": "Compressor", "distortion": "Distortion", "gain": "Output gain"}
@@ -57,6 +63,29 @@ class RackPanel:
                                       "style or this page)", file_types=[".json"],
                                 type="filepath", elem_id="rack_load")
             self.save = gr.DownloadButton("Save the rack as a preset", elem_id="rack_save")
+        with gr.Group():
+            gr.Markdown("**Tone match**: sets the EQ, the compressor and the output gain so that "
+                        "the instrument sounds like a reference recording of anything (its "
+                        "long-term spectrum, loudness range and loudness); adjust the knobs "
+                        "from there.")
+            with gr.Row():
+                self.tone_reference = gr.File(label="Reference recording",
+                                              file_types=TONE_FILE_TYPES, type="filepath",
+                                              elem_id="rack_tone_reference")
+                with gr.Column():
+                    self.tone_amount = wrap(gr.Slider(0, 100, value=100, step=1,
+                                                      label="Match amount (%)",
+                                                      elem_id="rack_tone_amount"))
+                    self.tone_aspects = wrap(gr.CheckboxGroup(list(ASPECTS), value=list(ASPECTS),
+                                                              label="Match",
+                                                              elem_id="rack_tone_aspects"))
+                    self.tone_button = gr.Button("Set the rack from the reference",
+                                                 elem_id="rack_tone_match")
+
+    @property
+    def tone_inputs(self) -> list:
+        """The tone match's components, in the order :meth:`tone_values` takes them."""
+        return [self.tone_reference, self.tone_amount, self.tone_aspects]
 
     @property
     def inputs(self) -> list:
@@ -102,6 +131,38 @@ class RackPanel:
         except PresetError as err:
             gr.Warning(f"Cannot load {Path(path).name}: {str(err).replace(str(path), '').lstrip(': ')}")
             return [gr.skip()] * len(self.inputs)
+
+    def tone_values(self, dry, sample_rate: int, reference, amount_pct, aspects
+                    ) -> tuple[list, str]:
+        """The components' new values for a tone match of ``dry`` (the instrument's output,
+        [n] at ``sample_rate``, before the rack) to the ``reference`` file: bypass off, the
+        EQ, compressor and gain on with the estimate's knobs, distortion off. Also returns a
+        line saying what was set. UserError (one line) for a bad reference or setting."""
+        from ..errors import InputError
+        from ..tone import match_tone
+
+        if not aspects:
+            raise InputError("choose at least one of " + ", ".join(ASPECTS) + " to match")
+        preset = match_tone(dry, sample_rate, reference, None, list(aspects),
+                            float(amount_pct) / 100.0)
+        return self.values_of(preset), (f"tone match ({float(amount_pct):.0f} %, "
+                                        f"{', '.join(aspects)}): {preset.describe()}")
+
+    def match_file(self, dry, sample_rate: int, reference, amount_pct, aspects) -> list:
+        """Handler core of the tone-match button: :meth:`tone_values`' values and line (a
+        bad reference: a warning, no change)."""
+        import gradio as gr
+
+        if not reference:
+            gr.Warning("Upload a reference recording first.")
+            return [gr.skip()] * (len(self.inputs) + 1)
+        try:
+            values, text = self.tone_values(dry, sample_rate, reference, amount_pct, aspects)
+        except UserError as err:
+            message = str(err).replace(str(reference), Path(reference).name)
+            gr.Warning(f"Cannot match the tone: {message}")
+            return [gr.skip()] * (len(self.inputs) + 1)
+        return [*values, text]
 
     def save_file(self, workdir: Path, *values) -> str:
         """Handler of the save button: the rack written as a preset file, for download."""
