@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup browser bench clean
+.PHONY: demo test setup system browser bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,15 +22,20 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) app.py $(if $(PORT),--port $(PORT),)
 
-# System programs some tests use: Debian's Chromium (the browser test) and sox (the
-# command-line device test). Needs root, as on CI; without them those tests skip and say why.
-browser:
-	@command -v chromium >/dev/null 2>&1 && command -v sox >/dev/null 2>&1 || { \
+# System programs some tests use: Debian's Chromium (the browser test), sox (the command-line
+# device test), lv2file and the Calf plugins (an LV2 plugin as a device), jackd2 and
+# libportaudio2 (the live tests: a JACK server with its dummy backend stands in for a sound
+# card). Needs root, as on CI; without them those tests skip and say why.
+SYSTEM_PACKAGES = chromium sox lv2file calf-plugins jackd2 libportaudio2
+system:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || { \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		chromium sox >/dev/null) || \
-		echo "warning: could not install chromium and sox; the tests that need them will be skipped"; }
+		$(SYSTEM_PACKAGES) >/dev/null) || \
+		echo "warning: could not install $(SYSTEM_PACKAGES); the tests that need them will be skipped"; }
 
-test: setup browser
+browser: system
+
+test: setup system
 	$(PY) -m pytest -q
 
 bench: setup

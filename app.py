@@ -11,7 +11,9 @@ The port defaults to ``$GRADIO_SERVER_PORT`` or 7860 (``make demo PORT=7861``).
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -20,6 +22,10 @@ from functools import lru_cache
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+_port_env = os.environ.get("GRADIO_SERVER_PORT")
+if _port_env is not None and not (_port_env.isdigit() and 1 <= int(_port_env) <= 65535):
+    # Gradio reads it when imported, and fails with a traceback
+    sys.exit(f"app.py: error: GRADIO_SERVER_PORT={_port_env!r} is not a port (1 to 65535)")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README, "Busy machines"
 
 import gradio as gr  # noqa: E402
@@ -27,9 +33,14 @@ import soundfile as sf  # noqa: E402
 
 from ddsp_synth.audio_io import AudioError, limit_peak, load_audio, write_audio  # noqa: E402
 from ddsp_synth.midi import MidiError, MidiOptions, is_midi_file, midi_to_curves  # noqa: E402
-from ddsp_synth.model import ModelFileError, available_models, load_model  # noqa: E402
+from ddsp_synth.errors import UserError  # noqa: E402
+from ddsp_synth.model import (ModelFileError, available_models, load_model,  # noqa: E402
+                              read_model_config)
+from ddsp_synth.stages.chain import unique_labels  # noqa: E402
+from ddsp_synth.stages.registry import stage_kind  # noqa: E402
 from ddsp_synth.plots import curves_figure, piano_roll_figure, spectrograms_figure  # noqa: E402
 from ddsp_synth.transfer import NoPitchError, TransferOptions, render, transfer_audio  # noqa: E402
+from ddsp_synth.ui.rack_panel import RackPanel  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = [HERE / "examples" / "singing_scale.flac", HERE / "examples" / "clarinet_melody.flac"]
@@ -83,11 +94,7 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
         text = curves["info"]["message"]
         return out, None, {"input": adjusted, "adjusted": adjusted}, curves["notes"], text
     name = Path(audio_path).name
-    try:
-        info = sf.info(audio_path)  # the header only: refuse long inputs before decoding
-        seconds = info.frames / info.samplerate
-    except Exception:
-        seconds = None  # unreadable: load_audio says why
+    seconds = _header_seconds(audio_path)  # refuse long inputs before decoding
     if seconds is not None and seconds > max_seconds:
         _fail(f"{name} is {seconds:.0f} s long; this demo takes at most {max_seconds:g} s. "
               "Trim it, or use the ddsp-synth command line.")
@@ -95,22 +102,59 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
         audio = load_audio(audio_path, sr)
     except AudioError as err:
         _fail(f"Could not read {name}: {str(err).removeprefix(f'{audio_path}: ')}.")
+    if len(audio) > (max_seconds + 0.01) * sr:  # a header that did not tell its length
+        _fail(f"{name} is {len(audio) / sr:.0f} s long; this demo takes at most "
+              f"{max_seconds:g} s. Trim it, or use the ddsp-synth command line.")
     try:
         out, info = transfer_audio(model, meta, audio, options)
     except NoPitchError:
         _fail(f"No pitch found in {name}: try a monophonic, pitched recording (one voice or "
               "instrument).")
-    except (ValueError, ModelFileError) as err:
+    except UserError as err:
         _fail(f"Cannot transfer {name}: {err}.")
     return out, audio, info, None, info.get("warning")
 
 
+def chain_stages(models: dict) -> list[tuple[str, str]]:
+    """(label, kind) of every stage of the models' chains, in chain order, each once: the
+    live amounts the page offers."""
+    seen: dict[str, str] = {}
+    for path in models.values():
+        try:
+            names = read_model_config(path)["model"].get("synth", {}).get("processors")
+        except ModelFileError:
+            continue  # offered anyway; choosing it says what is wrong
+        for name, label in zip(names or (), unique_labels(list(names or ()))):
+            seen.setdefault(label, stage_kind(name))
+    return list(seen.items())
+
+
+# A header that claims more than this is not telling the length (a streamed FLAC says 2^59
+# frames): the length is then taken from the decoded audio.
+MAX_CREDIBLE_SECONDS = 7 * 24 * 3600
+
+
+def _header_seconds(path) -> float | None:
+    """The length a file's header states, or None when it does not know or cannot be read."""
+    try:
+        info = sf.info(path)
+        seconds = info.frames / info.samplerate
+    except Exception:  # unreadable: load_audio says why
+        return None
+    return seconds if 0 < seconds <= MAX_CREDIBLE_SECONDS else None
+
+
 def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, loudness_shift,
-                 quiet_db, harmonic_gain, noise_gain, reverb_mix, *, models: dict,
-                 max_seconds: float, workdir: Path):
-    """Gradio handler: (output wav path, curves figure, spectrograms, piano roll, summary)."""
-    if not audio_path and not midi_path:
-        _fail("Upload or record some audio, or choose a MIDI file, first.")
+                 quiet_db, *rest, models: dict, stages: list, max_seconds: float,
+                 workdir: Path, rack=None):
+    """Gradio handler: (output wav path, curves figure, spectrograms, piano roll, summary).
+    ``rest``: one amount per entry of ``stages`` (the model's own stages are used), then the
+    rack panel's values (``rack``: the :class:`RackPanel`, None: no rack)."""
+    amounts, rack_values = rest[: len(stages)], rest[len(stages):]
+    if not audio_path and not midi_path:  # a note, not an error on every output
+        gr.Warning("Upload or record some audio, or choose a MIDI file, first.")
+        return (gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+                "Upload or record some audio, or choose a MIDI file, first.")
     if instrument not in models:
         _fail(f"Unknown instrument {instrument!r}.")
     try:
@@ -118,11 +162,13 @@ def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, lo
     except ModelFileError as err:
         _fail(f"Could not load the {instrument} model: {err}")
     sr = model.config.synth.sample_rate
+    own = set(model.synth.labels)
     options = TransferOptions(auto_adjust=bool(auto_adjust),
                               pitch_shift_semitones=float(pitch_shift),
                               loudness_shift_db=float(loudness_shift), quiet_db=float(quiet_db),
-                              harmonic_gain=float(harmonic_gain), noise_gain=float(noise_gain),
-                              reverb_mix=float(reverb_mix))
+                              amounts={label: float(a) for (label, _), a in zip(stages, amounts)
+                                       if label in own},
+                              effects=rack.preset(rack_values) if rack and rack_values else None)
     out, audio, info, notes, note = _render_input(audio_path, midi_path, model, meta, options,
                                                   loudness_shift, max_seconds)
     out = limit_peak(out)
@@ -140,10 +186,43 @@ def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, lo
         text = f"MIDI, {len(out) / sr:.1f} s, {instrument} out; {note}"
         note = None
         roll = piano_roll_figure(notes, frame_rate, adj["f0_hz"], adj["loudness_db"])
+    if options.effects is not None:
+        text += f"; rack: {options.effects.describe()}"
     if note:
         text += f". Warning: {note}"
     return (str(out_path), curves_figure(frame_rate, info["input"], adj),
             spectrograms_figure(audio, out, sr), roll, text)
+
+
+def run_tone_match(audio_path, midi_path, instrument, auto_adjust, pitch_shift, loudness_shift,
+                   quiet_db, *rest, models: dict, stages: list, max_seconds: float, rack):
+    """Gradio handler of the rack's tone match: the input played dry (the same settings as
+    Transfer, no rack), the rack estimated from it and the reference. ``rest``: the stage
+    amounts, then the reference, the amount (%) and the aspects. Returns the rack panel's
+    new values and the summary line."""
+    amounts, (reference, amount, aspects) = rest[: len(stages)], rest[len(stages):]
+    if not audio_path and not midi_path:
+        gr.Warning("Upload or record some audio, or choose a MIDI file, first: the tone is "
+                   "matched on what the instrument plays.")
+        return [gr.skip()] * (len(rack.inputs) + 1)
+    if not reference:
+        gr.Warning("Upload a reference recording first.")
+        return [gr.skip()] * (len(rack.inputs) + 1)
+    if instrument not in models:
+        _fail(f"Unknown instrument {instrument!r}.")
+    try:
+        model, meta = _model(str(models[instrument]))
+    except ModelFileError as err:
+        _fail(f"Could not load the {instrument} model: {err}")
+    own = set(model.synth.labels)
+    options = TransferOptions(auto_adjust=bool(auto_adjust),
+                              pitch_shift_semitones=float(pitch_shift),
+                              loudness_shift_db=float(loudness_shift), quiet_db=float(quiet_db),
+                              amounts={label: float(a) for (label, _), a in zip(stages, amounts)
+                                       if label in own})
+    dry, *_ = _render_input(audio_path, midi_path, model, meta, options, loudness_shift,
+                            max_seconds)
+    return rack.match_file(dry, model.config.synth.sample_rate, reference, amount, aspects)
 
 
 def _prune(workdir: Path, keep: int = KEEP_OUTPUTS) -> None:
@@ -160,10 +239,19 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                          "--models-dir was given")
     names = list(models)
     default = "violin" if "violin" in models else names[0]
+    stages = chain_stages(models)
     workdir = Path(tempfile.mkdtemp(prefix="ddsp_synth_app_"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)  # its outputs go with it
+
+    panel = None
 
     def handler(*args):
-        return run_transfer(*args, models=models, max_seconds=max_seconds, workdir=workdir)
+        return run_transfer(*args, models=models, stages=stages, max_seconds=max_seconds,
+                            workdir=workdir, rack=panel)
+
+    def tone_handler(*args):
+        return run_tone_match(*args, models=models, stages=stages, max_seconds=max_seconds,
+                              rack=panel)
 
     # Gradio's own upload/output cache: files older than 30 min go, checked every 10 min.
     with gr.Blocks(title="ddsp_synth timbre transfer", delete_cache=(600, 1800)) as demo:
@@ -189,12 +277,14 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                                          label="Quiet threshold (dB below the loud level: "
                                                "quieter frames are muted by auto-adjust)",
                                          elem_id="quiet_db"))
-                harm = _quiet(gr.Slider(0, 2, value=1, step=0.05, label="Harmonic gain",
-                                        elem_id="harmonic_gain"))
-                noise = _quiet(gr.Slider(0, 2, value=1, step=0.05, label="Noise gain",
-                                         elem_id="noise_gain"))
-                reverb = _quiet(gr.Slider(0, 2, value=1, step=0.05, label="Reverb amount",
-                                          elem_id="reverb_mix"))
+                amount_sliders = [
+                    _quiet(gr.Slider(0, 2, value=1, step=0.05, elem_id=f"amount_{label}",
+                                     label=f"{label}: " + ("gain" if kind == "source" else
+                                                           "wet/dry mix (0 = dry)")))
+                    for label, kind in stages]
+                with gr.Accordion("Effects rack (after the instrument; off by default)",
+                                  open=False, elem_id="rack"):
+                    panel = RackPanel(_quiet)
                 run = gr.Button("Transfer", variant="primary", elem_id="run_btn")
             with gr.Column():
                 audio_out = gr.Audio(type="filepath", label="Output", elem_id="audio_out",
@@ -203,25 +293,40 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                 curves = gr.Plot(label="Pitch and loudness", elem_id="curves_plot")
                 roll = gr.Plot(label="Piano roll (MIDI input)", elem_id="roll_plot")
                 specs = gr.Plot(label="Spectrograms", elem_id="spec_plot")
-        inputs = [audio_in, midi_in, instrument, auto, pitch, loud, quiet, harm, noise, reverb]
+        inputs = [audio_in, midi_in, instrument, auto, pitch, loud, quiet, *amount_sliders,
+                  *panel.inputs]
         # Examples fill the input only: the chosen instrument stays.
         gr.Examples([[str(p)] for p in EXAMPLES if p.exists()], [audio_in],
                     label="Examples (MIT-licensed clips)")
         gr.Examples([[str(p)] for p in MIDI_EXAMPLES if p.exists()], [midi_in],
                     label="MIDI example (Ode to Joy)")
+        # one input at a time: choosing one clears the other, so it is clear which one plays
+        midi_in.upload(lambda: None, None, audio_in, api_name=False)
+        audio_in.upload(lambda: None, None, midi_in, api_name=False)
+        audio_in.stop_recording(lambda: None, None, midi_in, api_name=False)
+        panel.load.upload(panel.load_file, panel.load, panel.inputs, api_name=False)
+        panel.save.click(lambda *v: panel.save_file(workdir, *v), panel.inputs, panel.save,
+                         api_name=False)
         run.click(handler, inputs, [audio_out, curves, specs, roll, info], api_name="transfer")
+        panel.tone_button.click(tone_handler, [*inputs[: -len(panel.inputs)], *panel.tone_inputs],
+                                [*panel.inputs, info], api_name=False)
     demo.queue(default_concurrency_limit=1, max_size=16)
     return demo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="ddsp_synth web demo")
+    from ddsp_synth.cli.common import Parser, number
+
+    parser = Parser(prog="app.py", description="ddsp_synth web demo")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+    parser.add_argument("--port", type=number(int, 1, 65535),
+                        default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
                         help="port (default: $GRADIO_SERVER_PORT or 7860)")
     parser.add_argument("--models-dir", help="also offer every model folder in this folder")
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="longest input accepted")
-    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted")
+    parser.add_argument("--max-seconds", type=number(float, 1.0, 3600.0), default=60.0,
+                        help="longest input accepted (s)")
+    parser.add_argument("--max-upload-mb", type=number(float, 0.1, 10_000.0), default=20.0,
+                        help="largest upload accepted (MB)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public link")
     return parser.parse_args(argv)
 

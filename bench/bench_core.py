@@ -42,11 +42,12 @@ def case_synth(threads: int, repeats: int, random_f0: bool = False) -> dict:
     """
     import torch
 
-    from ddsp_synth.processors import ProcessorChain, SynthConfig
+    from ddsp_synth.chains import synth_chain
+    from ddsp_synth.stages.synth import SynthConfig
 
     torch.set_num_threads(threads)
     cfg = SynthConfig()
-    synth = ProcessorChain(cfg).eval()
+    synth = synth_chain(cfg).eval()
     seconds = 60.0
     n_frames = int(seconds * cfg.frame_rate_hz)
     gen = torch.Generator().manual_seed(0)
@@ -59,7 +60,7 @@ def case_synth(threads: int, repeats: int, random_f0: bool = False) -> dict:
     with torch.no_grad():
         for _ in range(repeats + 1):
             t = time.perf_counter()
-            synth(f0, raw)
+            synth(None, synth.params_from_raw(raw, f0))
             times.append(time.perf_counter() - t)
     best = min(times[1:])
     return {"seconds_audio": seconds, "time_s": best, "rtf": best / seconds}
@@ -69,12 +70,13 @@ def case_train_step(threads: int, repeats: int) -> dict:
     """Forward + backward of synth + multi-resolution loss, batch 16 x 4 s at 16 kHz."""
     import torch
 
+    from ddsp_synth.chains import synth_chain
     from ddsp_synth.losses import multi_resolution_stft_loss
-    from ddsp_synth.processors import ProcessorChain, SynthConfig
+    from ddsp_synth.stages.synth import SynthConfig
 
     torch.set_num_threads(threads)
     cfg = SynthConfig()
-    synth = ProcessorChain(cfg)
+    synth = synth_chain(cfg)
     batch, n_frames = 16, int(4 * cfg.frame_rate_hz)
     gen = torch.Generator().manual_seed(0)
     f0 = 100 + 500 * torch.rand(batch, n_frames, 1, generator=gen)
@@ -83,7 +85,8 @@ def case_train_step(threads: int, repeats: int) -> dict:
     times = []
     for _ in range(repeats + 2):
         t = time.perf_counter()
-        loss = multi_resolution_stft_loss(synth(f0, raw), target)
+        loss = multi_resolution_stft_loss(synth(None, synth.params_from_raw(raw, f0))[0],
+                                          target)
         loss.backward()
         times.append(time.perf_counter() - t)
     times = times[2:]
@@ -95,11 +98,11 @@ def case_phase_drift(threads: int, repeats: int) -> dict:
     """Max phase error over harmonics below Nyquist after 60 s of 440 Hz at 16 kHz."""
     import torch
 
-    from ddsp_synth import core
+    from ddsp_synth.dsp.oscillators import harmonic_synthesis
 
     sr, hop, f0_hz, n_harm = 16000, 160, 440, 18
     n_frames = 60 * sr // hop
-    y, _ = core.harmonic_synthesis(torch.full((1, n_frames, 1), float(f0_hz)),
+    y, _ = harmonic_synthesis(torch.full((1, n_frames, 1), float(f0_hz)),
                                    torch.full((1, n_frames, 1), 0.9),
                                    torch.ones(1, n_frames, n_harm), sr, hop)
     seg = y[0, -8000:].double().numpy()

@@ -58,9 +58,9 @@ def _time(fn, repeats: int) -> float:
 
 
 def eq_setup(n_samples: int, per_frame: bool, seed: int = 0):
-    from ddsp_synth.effects import make_chain
+    from ddsp_synth.chains import make_chain
 
-    chain = make_chain(",".join(EQ), SR)
+    chain = make_chain(",".join(EQ), SR, hop=HOP)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(BATCH, n_samples, generator=g) * 0.1
     if per_frame:
@@ -76,23 +76,21 @@ def eq_setup(n_samples: int, per_frame: bool, seed: int = 0):
 def eq_sos(chain, u, n_samples):
     """Per-section coefficients [B, S, 6], or per sample [B, T, S, 6] for per-frame
     parameters: one section per frame, interpolated linearly per sample (the twins' rule)."""
-    from ddsp_synth.effects.params import denormalise, frames_to_samples
+    from ddsp_synth.dsp.interpolation import frames_to_samples
+    from ddsp_synth.stages.params import denormalise
 
     p = denormalise(chain.params, u)
-    out, k = [], 0
-    for part in chain.parts:
-        n = len(part.params)
-        out.append(part.twin.coefficients(p[..., k : k + n]))
-        k += n
-    sos = torch.stack(out, -2)
+    sos = torch.stack([s.coefficients(q) for s, q in zip(chain.stages(), chain.split(p))], -2)
     if sos.dim() == 4:
         b, f, s_, c = sos.shape
-        sos = frames_to_samples(sos.reshape(b, f, s_ * c), n_samples, HOP).reshape(b, -1, s_, c)
+        sos = frames_to_samples(sos.reshape(b, f, s_ * c), HOP,
+                                n_samples=n_samples).reshape(b, -1, s_, c)
     return sos
 
 
 def iir_case(variant: str, per_frame: bool, repeats: int, n_samples: int) -> dict:
-    from ddsp_synth.effects import iir
+    from ddsp_synth.dsp import iir
+    from ddsp_synth.stages.params import denormalise
 
     chain, x, u = eq_setup(n_samples, per_frame)
     hop = HOP if per_frame else None
@@ -102,19 +100,13 @@ def iir_case(variant: str, per_frame: bool, repeats: int, n_samples: int) -> dic
         if variant in ("numba", "torchlpc", "loop"):
             previous = iir.set_default_backend(variant)
             try:
-                y = chain.twin.forward_normalised(x, uu, hop)
+                y, _ = chain(x, denormalise(chain.params, uu))
             finally:
                 iir.set_default_backend(previous)
         elif variant == "freq_sampling":
-            from ddsp_synth.effects.params import denormalise
-
             p = denormalise(chain.params, uu)
-            sos, k = [], 0
-            for part in chain.parts:
-                n = len(part.params)
-                sos.append(part.twin.coefficients(p[..., k : k + n]))
-                k += n
-            sos = torch.stack(sos, -2)
+            sos = torch.stack([s.coefficients(q) for s, q in zip(chain.stages(), chain.split(p))],
+                              -2)
             y = iir.sosfilt_freq_sampling(x, sos, hop=hop, n_fft=1024)
         elif variant == "philtorch":
             y = _philtorch_eq(chain, x, uu, per_frame)
@@ -147,7 +139,7 @@ def _philtorch_eq(chain, x, u, per_frame):
 def _reference(chain, x, u, per_frame):
     import scipy.signal
 
-    from ddsp_synth.effects import iir
+    from ddsp_synth.dsp import iir
 
     sos = eq_sos(chain, u.double(), x.shape[1])
     if per_frame:
@@ -192,30 +184,32 @@ def run_iir(args) -> list[dict]:
 
 
 def run_spsa(args) -> list[dict]:
-    from ddsp_synth.effects import make_chain
-    from ddsp_synth.gradients import SPSAConfig, device_function
+    from ddsp_synth.chains import make_chain
+    from ddsp_synth.gradients.spsa import SPSAConfig
+    from ddsp_synth.stages.params import denormalise
 
-    chain = make_chain("peak,compressor,distortion", SR)
+    twins = make_chain("peak,compressor,distortion", SR)
     g = torch.Generator().manual_seed(0)
     n = int(SECONDS * SR)
     x = torch.randn(BATCH, n, generator=g) * 0.2
-    u = torch.rand(BATCH, len(chain.params), generator=g)
+    u = torch.rand(BATCH, len(twins.params), generator=g)
     rows = []
     for workers in (0, 1, 2):
-        with chain.pool(n_workers=workers) as pool:
-            fn = device_function(chain, "spsa", pool=pool, spsa=SPSAConfig(n_pairs=1))
+        with make_chain("peak,compressor,distortion", SR, method="spsa", n_workers=workers,
+                        spsa=SPSAConfig(n_pairs=1)) as chain:
+            stage = chain.stages()[0]  # the three real devices: one SPSA stage
 
             def step():
                 uu = u.clone().requires_grad_(True)
-                fn(x, uu).square().mean().backward()
+                chain(x, denormalise(chain.params, uu))[0].square().mean().backward()
 
             step()
-            calls0 = pool.calls
+            calls0 = stage.calls
             t0 = time.perf_counter()
             for _ in range(args.repeats):
                 step()
             seconds = (time.perf_counter() - t0) / args.repeats
-            runs = (pool.calls - calls0) / args.repeats
+            runs = (stage.calls - calls0) / args.repeats
         rows.append({"workers": workers, "seconds_per_step": seconds, "device_runs_per_step": runs,
                      "device_runs_per_s": runs / seconds,
                      "audio_seconds_per_s": runs * SECONDS / seconds})

@@ -119,15 +119,15 @@ def make_tasks(n_tasks: int, seed: int = 1234) -> list[dict]:
 
 
 def render_target(task) -> np.ndarray:
-    from ddsp_synth.effects import make_chain
-    from ddsp_synth.effects.params import from_dict
+    from ddsp_synth.gradients.methods import real_stage
+    from ddsp_synth.stages.params import from_dict
+    from ddsp_synth.stages.registry import make_device
 
-    device = make_chain(",".join(task["chain"]), SR)
-    parts = device.parts if device.is_chain else (device,)
-    values = np.concatenate([from_dict(p.params, v, p.name) for p, v in zip(parts,
+    devices = [make_device(name, SR) for name in task["chain"]]
+    values = np.concatenate([from_dict(d.params, v, d.name) for d, v in zip(devices,
                                                                               task["params"])])
-    with device.pool(n_workers=0) as pool:
-        return pool.process(task["audio"], values)
+    with real_stage(devices, SR // 100, n_workers=0) as real:
+        return real.run(task["audio"][None], values[None])[0]
 
 
 def param_errors(truth: list[dict], found: list[dict]) -> dict:

@@ -40,7 +40,7 @@ from machine import machine_info  # noqa: E402
 from pitch_data import BENCH_SET, BENCH_VOICE_SEEDS, ROOT, render, synth_voice  # noqa: E402
 from pitch_trackers import HOP, decode_new, decode_old, streamed  # noqa: E402
 
-from ddsp_synth.core import n_frames_for  # noqa: E402
+from ddsp_synth.dsp.interpolation import n_frames_for  # noqa: E402
 from ddsp_synth.evaluate import TRUTH_BANDS, midi_truth, truth_metrics  # noqa: E402
 from ddsp_synth.pitch import crepe_activations, decode_f0  # noqa: E402
 

@@ -174,7 +174,7 @@ def case_train(hidden: int, n_harmonics: int, batch: int, precision: str = "fp32
 
     from ddsp_synth.losses import multi_resolution_stft_loss
     from ddsp_synth.model import DDSPModel, ModelConfig
-    from ddsp_synth.processors import SynthConfig
+    from ddsp_synth.stages.synth import SynthConfig
 
     torch.set_num_threads(threads)
     base = ModelConfig.for_sample_rate(16000, hidden=hidden)

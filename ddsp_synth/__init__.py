@@ -9,11 +9,14 @@ The public API, loaded on first use (``import ddsp_synth`` itself is instant)::
     ds.prepare(["my_takes/"], "data/mine")                      # recordings -> dataset
     ds.train("data/mine", "runs/mine", config=ds.TrainConfig(max_minutes=15))
     ds.match_files("dry.wav", "wet.wav", "peak,compressor", "autodiff", "matched/")
+    chain = ds.make_chain("peak,compressor@spsa", sample_rate=16000)   # any chain, a stage
 
-Modules, in the order data flows: ``core`` (DSP kernels) -> ``audio_io`` -> ``pitch`` ->
-``features`` -> ``decoder`` -> ``processors`` -> ``model`` -> ``losses`` -> ``data`` ->
-``train`` / ``evaluate`` / ``transfer`` -> ``streaming`` -> ``cli``; effect devices in
-``effects``, how gradients cross them in ``gradients``, effect matching in ``match``.
+Packages and modules, in the order data flows: ``dsp`` (pure DSP functions) -> ``audio_io``
+-> ``pitch`` -> ``features`` -> ``decoder`` -> ``stages`` (one interface for every stage of a
+signal chain, synthesizer or effect; the registry and chain syntax) -> ``blackbox`` (real
+devices in worker processes) -> ``gradients`` (how a gradient crosses a device) ->
+``chains`` -> ``model`` -> ``losses`` -> ``data`` -> ``train`` / ``evaluate`` /
+``transfer`` -> ``match`` -> ``streaming`` -> ``cli``.
 """
 
 import importlib
@@ -35,16 +38,19 @@ _API = {
     "transfer": "transfer", "TransferOptions": "transfer", "render": "transfer",
     "train": "train", "TrainConfig": "train",
     "prepare": "data", "PrepareConfig": "data",
-    "ProcessorChain": "processors", "Harmonic": "processors", "FilteredNoise": "processors",
-    "Reverb": "processors", "SynthConfig": "processors", "PROCESSORS": "processors",
+    "Stage": "stages.base", "Chain": "stages.chain", "Param": "stages.params",
+    "Harmonic": "stages.synth", "FilteredNoise": "stages.synth", "SynthConfig": "stages.synth",
+    "Reverb": "stages.room",
+    "make_chain": "chains", "preset": "chains", "make_device": "stages.registry",
+    "device_stage": "gradients.methods",
     "training_loss": "losses", "multi_resolution_stft_loss": "losses",
-    "SpectralLossConfig": "losses",
+    "SpectralLossConfig": "losses", "spectral_distance": "dsp.spectral",
     "evaluate_source": "evaluate",
     "LiveEngine": "streaming", "LiveOptions": "streaming", "StreamingSynth": "streaming",
     "SynthStep": "streaming", "export_runtime": "streaming",
-    "make_device": "effects.devices", "make_chain": "effects.devices",
-    "device_function": "gradients.methods", "train_proxy": "gradients.proxy",
-    "load_proxy": "gradients.proxy", "match_files": "match", "MatchConfig": "match",
+    "train_proxy": "gradients.proxy.train", "load_proxy": "gradients.proxy.files",
+    "match": "match", "match_files": "match", "MatchConfig": "match",
+    "UserError": "errors",
 }
 __all__ = sorted(_API) + ["__version__"]
 

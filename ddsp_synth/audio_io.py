@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .errors import InputError, UserError
+
 # Inputs outside these are not audio we can use: sample rates in Hz, and a peak far above full
 # scale (float files may exceed 1.0 a little; 1e4 is 80 dB over).
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000
@@ -21,11 +23,11 @@ AUDIO_OUTPUT_SUFFIXES = (".wav", ".flac")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".oga", ".opus")
 
 
-class AudioError(Exception):
+class AudioError(UserError):
     """A problem with an input or output file, with a one-line message for the user."""
 
 
-class SkipFile(Exception):
+class SkipFile(UserError):
     """An input that cannot be used; the message says why (one line)."""
 
 
@@ -46,6 +48,31 @@ def find_audio_files(inputs: list[str | os.PathLike]) -> list[Path]:
         raise AudioError(f"{', '.join(str(i) for i in inputs)}: no audio files (looked for "
                          f"{', '.join(e.lstrip('.') for e in AUDIO_EXTENSIONS)})")
     return files
+
+
+def check_sample_rate(value, what: str = "sample_rate") -> int:
+    """``value`` as an int number of Hz in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]; InputError (one
+    line) for anything else (bools, fractions, NaN, 1e9...)."""
+    whole = isinstance(value, (int, np.integer)) or (
+        isinstance(value, (float, np.floating)) and float(value).is_integer())
+    if isinstance(value, bool) or not whole or not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
+        raise InputError(f"{what} must be a whole number of Hz from {MIN_SAMPLE_RATE} to "
+                         f"{MAX_SAMPLE_RATE}, got {value!r:.40}")
+    return int(value)
+
+
+def check_regular_file(path: str | os.PathLike) -> Path:
+    """``path`` if it is a regular file, else a one-line AudioError: a missing path, a
+    folder, a pipe or a device is refused before anything opens it (reading a FIFO would
+    block forever)."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder, not an audio file")
+    if not path.is_file():
+        raise AudioError(f"{path}: not a regular file (a pipe or a device?)")
+    return path
 
 
 def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0):
@@ -76,7 +103,7 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
         block = max(1, int(block_seconds * f.samplerate))
         got_any = False
         try:
-            for data in f.blocks(blocksize=block, dtype="float32", always_2d=True):
+            for data in _blocks(f, path, block):
                 mono = data.mean(axis=1)
                 if not np.all(np.isfinite(mono)):
                     raise SkipFile("audio contains NaN or infinite samples")
@@ -98,6 +125,36 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
                 yield tail
         if not got_any:
             raise SkipFile("empty file (no samples)")
+
+
+# A header stating more frames than this does not know the length (a FLAC written to a
+# pipe states 2^63 - 1)
+UNKNOWN_LENGTH_FRAMES = 2**50
+
+
+def _blocks(f: sf.SoundFile, path: Path, block: int):
+    """[frames, channels] float32 blocks of an open file. A file whose header does not state
+    its length cannot be read to its end in whole blocks (libsndfile fails on the last,
+    short block): it is read until that error, then reopened at the last good frame with
+    halved blocks, down to one frame (so at most the final frame may be lost)."""
+    if f.frames < UNKNOWN_LENGTH_FRAMES:
+        yield from f.blocks(blocksize=block, dtype="float32", always_2d=True)
+        return
+    done = 0
+    while block >= 1:
+        try:
+            data = f.read(block, dtype="float32", always_2d=True)
+        except sf.LibsndfileError:
+            f.close()
+            f = sf.SoundFile(str(path))
+            f.seek(done)
+            block //= 2
+            continue
+        if len(data) == 0:
+            break
+        done += len(data)
+        yield data
+    f.close()
 
 
 def _unreadable(err: Exception) -> str:
@@ -137,18 +194,18 @@ def limit_peak(audio: np.ndarray, ceiling: float = 0.999) -> np.ndarray:
 
 
 def check_input_signal(audio: np.ndarray) -> np.ndarray:
-    """float32 ``audio``, or ValueError for an empty, non-finite, absurdly loud or silent
-    input."""
+    """float32 ``audio``, or InputError (a ValueError too) for an empty, non-finite, absurdly
+    loud or silent input."""
     audio = np.asarray(audio, np.float32)
     if len(audio) == 0:
-        raise ValueError("the input is empty")
+        raise InputError("the input is empty")
     if not np.all(np.isfinite(audio)):
-        raise ValueError("the input contains NaN or infinite samples")
+        raise InputError("the input contains NaN or infinite samples")
     peak = float(np.abs(audio).max())
     if peak > MAX_PEAK:
-        raise ValueError(f"the input's samples reach {peak:.3g}, far above full scale")
+        raise InputError(f"the input's samples reach {peak:.3g}, far above full scale")
     if peak < 1e-4:
-        raise ValueError("the input is silent (peak below -80 dBFS)")
+        raise InputError("the input is silent (peak below -80 dBFS)")
     return audio
 
 
@@ -217,8 +274,9 @@ def check_output_folder(path: str | os.PathLike, inputs=()) -> Path:
         raise AudioError(f"{path}: is a file, not a folder")
     source = _is_within(path, inputs)
     if source is not None:
-        raise AudioError(f"{path}: is an input of this command ({source}); choose another "
-                         "output folder")
+        what = ("is the input itself" if source.resolve() == path.resolve() else
+                f"lies inside an input of this command ({source})")
+        raise AudioError(f"{path}: {what}; choose another output folder")
     _probe_folder(path, path)
     return path
 
@@ -286,3 +344,61 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     atomic_write_bytes(path, lambda tmp: sf.write(tmp, clipped, sample_rate, format=fmt,
                                                   subtype=subtype))
     return path
+
+
+def check_result_folder(folder: str | os.PathLike, names, force: bool, inputs=()) -> Path:
+    """Check, before any work, that a result of several files (``names``) can be written
+    into ``folder`` by :func:`write_result_folder`: writable, not an input nor inside one, no
+    input inside it, holding nothing but earlier results of the same kind, and those only
+    with ``force``."""
+    folder = check_output_folder(folder, inputs)
+    for item in inputs:
+        item = Path(item)
+        if item.exists() and folder.resolve() in item.resolve().parents:
+            raise AudioError(f"{folder}: holds an input of this command ({item}); choose "
+                             "another output folder")
+    if folder.is_dir():
+        others = sorted(p.name for p in folder.iterdir() if p.name not in names)
+        if others:
+            raise AudioError(f"{folder}: holds other files ({others[0]}...); give a new or "
+                             "empty folder")
+        existing = [n for n in names if (folder / n).exists()]
+        if existing and not force:
+            raise AudioError(f"{folder / existing[0]} exists; pass --force to overwrite it")
+    return folder
+
+
+def write_result_folder(folder: str | os.PathLike, writers: dict) -> Path:
+    """Write several files so that they appear together or not at all.
+
+    Every ``writers[name](tmp_path)`` writes into a temporary folder beside ``folder``, which
+    then takes ``folder``'s place by renames (an earlier result is moved aside first and
+    removed after). An interruption leaves the earlier result or the new one, never a mix.
+    Check the folder first with :func:`check_result_folder`.
+    """
+    import shutil
+
+    folder = Path(folder)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    except OSError as err:
+        raise AudioError(f"{folder}: cannot write here ({err.strerror or err})") from None
+    try:
+        for name, write in writers.items():
+            write(str(tmp / name))
+            os.chmod(tmp / name, _FILE_MODE)
+        os.chmod(tmp, 0o777 & ~_umask())
+        if folder.exists():
+            old = tmp.with_name(tmp.name[:-4] + ".old")
+            os.rename(folder, old)
+            os.rename(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, folder)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise AudioError(f"{folder}: cannot write ({err.strerror or err})") from None
+        raise
+    return folder

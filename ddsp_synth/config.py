@@ -13,8 +13,10 @@ import dataclasses
 import math
 import typing
 
+from .errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A setting is missing, of the wrong type or out of range (one line, names the field)."""
 
 

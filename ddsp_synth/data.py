@@ -28,7 +28,7 @@ import torch
 
 from .audio_io import PCM16_SCALE, AudioError, SkipFile, atomic_write_bytes, find_audio_files, iter_audio_blocks
 from .config import check_fields, from_dict
-from .core import hz_to_midi
+from .dsp.units import hz_to_midi
 from .features import FeatureConfig, features_in_blocks
 from .pitch import VOICED_CONFIDENCE
 

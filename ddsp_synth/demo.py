@@ -8,7 +8,9 @@ import math
 import numpy as np
 import torch
 
-from .processors import ProcessorChain, SynthConfig
+from .chains import synth_chain
+from .errors import InputError
+from .stages.synth import SynthConfig
 
 # (MIDI pitch, duration in seconds) of a short phrase in A major.
 _PHRASE = ((69, 0.5), (73, 0.5), (76, 0.5), (81, 1.0), (78, 0.5), (76, 0.5), (73, 0.5))
@@ -22,7 +24,7 @@ def demo_controls(seconds: float, config: SynthConfig, seed: int = 0) -> dict:
         ``harmonic_distribution`` [1,T,K], ``magnitudes`` [1,T,n_bands].
     """
     if not seconds > 0:
-        raise ValueError(f"seconds must be positive, got {seconds}")
+        raise InputError(f"seconds must be positive, got {seconds}")
     frame_rate = config.frame_rate_hz
     n_frames = int(round(seconds * frame_rate))
     t_s = np.arange(n_frames) / frame_rate
@@ -76,8 +78,8 @@ def render_demo(seconds: float = 4.0, config: SynthConfig = SynthConfig(), seed:
         [n_samples] float32 audio of ``seconds`` plus the reverb's ring-out, peak -1 dBFS.
     """
     controls = demo_controls(seconds, config, seed)
-    chain = ProcessorChain(dataclasses.replace(config, reverb_parameterization="exp_decay",
-                                               reverb_seed=seed))
+    chain = synth_chain(dataclasses.replace(config, reverb_parameterization="exp_decay",
+                                            reverb_seed=seed))
     with torch.no_grad():
         chain.reverb.log_gain.fill_(math.log(reverb_gain))
         chain.reverb.log_decay_s.fill_(math.log(reverb_decay_s))
@@ -89,7 +91,9 @@ def render_demo(seconds: float = 4.0, config: SynthConfig = SynthConfig(), seed:
         silence["amplitude"] = torch.zeros_like(silence["amplitude"])
         silence["magnitudes"] = torch.zeros_like(silence["magnitudes"])
         frames = {k: torch.cat([v, silence[k]], dim=1) for k, v in controls.items()}
-        audio, _ = chain.get_signal(frames, amounts={"reverb": reverb_mix},
-                                    generator=torch.Generator().manual_seed(seed))
+        params = torch.cat([frames[k] for k in ("f0_hz", "amplitude", "harmonic_distribution",
+                                                "magnitudes")], -1)
+        audio, _ = chain(None, params, amounts={"reverb": reverb_mix},
+                         generator=torch.Generator().manual_seed(seed))
     audio = audio[0, : n_samples + ring_out].numpy()
     return (audio / np.abs(audio).max() * 10 ** (-1 / 20)).astype(np.float32)

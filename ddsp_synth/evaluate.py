@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import core
+from .dsp.interpolation import n_frames_for
 from .features import FeatureConfig, compute_f0, compute_loudness
 from .losses import multi_resolution_stft_loss
 from .pitch import VOICED_CONFIDENCE
@@ -154,7 +154,7 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
 def audio_as_batch(audio: np.ndarray, model, features: dict) -> dict:
     """A whole signal as a one-item batch, padded to whole frames."""
     hop = model.config.synth.hop
-    n_frames = core.n_frames_for(len(audio), hop)
+    n_frames = n_frames_for(len(audio), hop)
     padded = np.zeros(n_frames * hop, np.float32)
     padded[: len(audio)] = audio
     return {"audio": torch.from_numpy(padded)[None],

@@ -1,7 +1,7 @@
 """Features the decoder listens to: f0 (CREPE, see :mod:`ddsp_synth.pitch`) and A-weighted
 loudness, for a whole recording analysed block by block, with a per-recording cache.
 
-Both are computed on the shared frame grid of :mod:`ddsp_synth.core`: frame ``t`` is centred
+Both are computed on the shared frame grid of :mod:`ddsp_synth.dsp.interpolation`: frame ``t`` is centred
 on sample ``t * hop`` and a signal of ``n`` samples has ``ceil(n / hop)`` frames. The
 streaming front end (:mod:`ddsp_synth.streaming.features`) gives the same loudness and the
 same pitch model frame by frame.
@@ -20,10 +20,11 @@ import librosa
 import numpy as np
 import torch
 
-from . import core
 from .audio_io import PCM16_SCALE, atomic_write_bytes, cache_dir
 from .config import ConfigError, check_fields
-from .core import cents_to_hz, hz_to_cents
+from .dsp.interpolation import n_frames_for
+from .dsp.spectral import a_weighted_loudness
+from .dsp.units import cents_to_hz, hz_to_cents
 from .pitch import CREPE_SAMPLE_RATE, analysis_frames, crepe_activations, decode_f0
 
 
@@ -91,7 +92,7 @@ def compute_f0(audio: np.ndarray, config: FeatureConfig,
     Returns:
         f0_hz, confidence: [ceil(n_samples / hop)] float32.
     """
-    n_frames = core.n_frames_for(len(audio), config.hop)
+    n_frames = n_frames_for(len(audio), config.hop)
     lo, hi = valid_frames if valid_frames is not None else (0, n_frames)
     if config.sample_rate != CREPE_SAMPLE_RATE:
         audio_16k = librosa.resample(np.asarray(audio, np.float32), orig_sr=config.sample_rate,
@@ -117,7 +118,7 @@ def compute_loudness(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """A-weighted loudness in dB on the shared grid: [ceil(n_samples / hop)] float32."""
     with torch.inference_mode():
         x = torch.as_tensor(np.ascontiguousarray(audio, dtype=np.float32))[None]
-        loud = core.a_weighted_loudness(x, config.sample_rate, config.hop, config.loudness_n_fft)
+        loud = a_weighted_loudness(x, config.sample_rate, config.hop, config.loudness_n_fft)
     return loud[0, :, 0].numpy()
 
 
@@ -152,7 +153,7 @@ def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: 
     """
     hop = config.hop
     n = len(audio)
-    n_frames = core.n_frames_for(n, hop)
+    n_frames = n_frames_for(n, hop)
     block_frames = max(1, int(block_seconds * config.frame_rate_hz))
     ctx_frames = int(np.ceil(context_seconds * config.frame_rate_hz))
     out = {k: np.empty(n_frames, np.float32) for k in ("f0_hz", "confidence", "loudness_db")}

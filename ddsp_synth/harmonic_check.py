@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import hz_to_cents
+from .dsp.units import hz_to_cents
 
 CHECK_SAMPLE_RATE = 16000
 CHECK_WINDOW = 1024

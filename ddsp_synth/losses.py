@@ -1,5 +1,6 @@
-"""Losses: the multi-resolution spectral loss, the loudness loss, and the training loss that
-combines them as a model's config says (:func:`training_loss`)."""
+"""Losses: the multi-resolution spectral loss (the one spectral distance of
+:mod:`ddsp_synth.dsp.spectral` with a model's settings), the loudness loss, and the training
+loss that combines them as a model's config says (:func:`training_loss`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import core
 from .config import ConfigError, check_fields
+from .dsp.spectral import a_weighted_loudness, spectral_distance
 from .features import FeatureConfig
 
 
@@ -51,11 +52,9 @@ class SpectralLossConfig:
 def multi_resolution_stft_loss(
     prediction: torch.Tensor, target: torch.Tensor, config: SpectralLossConfig = SpectralLossConfig()
 ) -> torch.Tensor:
-    """Sum over FFT sizes of L1 distances between magnitude spectrograms.
-
-    For each size: ``linear_weight * mean|S_p - S_t| + log_weight * mean|log(S_p + eps) -
-    log(S_t + eps)|`` with ``S = |STFT|`` (periodic Hann window, centred frames). Zero for
-    identical inputs, symmetric, differentiable.
+    """The batch mean of :func:`ddsp_synth.dsp.spectral.spectral_distance` with a model's
+    settings (FFT sizes, overlap, linear and log weights, log floor). Zero for identical
+    inputs, symmetric, differentiable.
 
     Args:
         prediction: [batch, n_samples] audio.
@@ -64,62 +63,12 @@ def multi_resolution_stft_loss(
     Returns:
         Scalar loss.
     """
-    core._check_tensor(prediction, "prediction", rank=2)
-    core._check_tensor(target, "target", rank=2)
     if prediction.shape != target.shape:
         raise ValueError(
             f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape"
         )
-    total = prediction.new_zeros(())
-    for n_fft in config.fft_sizes:
-        hop = max(1, int(round(n_fft * (1.0 - config.overlap))))
-        mag_p = core.magnitude_spectrogram(prediction, n_fft, hop)
-        # The target usually needs no gradient: keeping it out of the graph halves backward.
-        with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
-            mag_t = core.magnitude_spectrogram(target, n_fft, hop)
-        total = total + _SpectralL1.apply(mag_p, mag_t, config.linear_weight,
-                                          config.log_weight, config.log_eps)
-    return total
-
-
-class _SpectralL1(torch.autograd.Function):
-    """``w_lin * mean|S_p - S_t| + w_log * mean|log(S_p + eps) - log(S_t + eps)|`` of two
-    magnitude spectrograms, with a one-pass backward.
-
-    The log is increasing, so both terms share ``s = sign(S_p - S_t)``: the gradient is
-    ``s * (w_lin + w_log / (S_p + eps)) / N`` for ``S_p`` and ``-s * (w_lin + w_log / (S_t +
-    eps)) / N`` for ``S_t`` (0 where they are equal, as ``abs``' subgradient). Autograd
-    through the two terms would run about ten elementwise passes over the spectrogram in
-    backward; this runs three per side that needs a gradient (the training loss keeps the
-    target out of the graph).
-    """
-
-    @staticmethod
-    def forward(ctx, mag_p, mag_t, w_lin: float, w_log: float, eps: float):
-        diff = mag_p - mag_t
-        log_p, log_t = torch.log(mag_p + eps), torch.log(mag_t + eps)
-        value = mag_p.new_zeros(())
-        if w_lin:
-            value = value + w_lin * diff.abs().mean()
-        if w_log:
-            value = value + w_log * (log_p - log_t).abs().mean()
-        ctx.save_for_backward(diff.sign_(), log_p, log_t if mag_t.requires_grad else None)
-        ctx.weights = (w_lin, w_log)
-        return value
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        sign, log_p, log_t = ctx.saved_tensors
-        w_lin, w_log = ctx.weights
-        scale = grad / sign.numel()
-
-        def side(log_mag):  # w_lin + w_log / (S + eps), from the saved log
-            return torch.exp(-log_mag).mul_(w_log).add_(w_lin) if w_log else w_lin
-
-        d_p = sign * side(log_p) * scale if ctx.needs_input_grad[0] else None
-        d_t = sign * side(log_t) * -scale if ctx.needs_input_grad[1] else None
-        return d_p, d_t, None, None, None
+    return spectral_distance(prediction, target, config.fft_sizes, config.overlap,
+                             config.linear_weight, config.log_weight, config.log_eps).mean()
 
 
 class MultiResolutionSTFTLoss(nn.Module):
@@ -143,9 +92,9 @@ def loudness_loss(prediction: torch.Tensor, target: torch.Tensor, sample_rate: i
     Returns:
         Scalar loss in dB.
     """
-    loud_p = core.a_weighted_loudness(prediction, sample_rate, hop, n_fft).clamp_min(floor_db)
+    loud_p = a_weighted_loudness(prediction, sample_rate, hop, n_fft).clamp_min(floor_db)
     with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
-        loud_t = core.a_weighted_loudness(target, sample_rate, hop, n_fft).clamp_min(floor_db)
+        loud_t = a_weighted_loudness(target, sample_rate, hop, n_fft).clamp_min(floor_db)
     return (loud_p - loud_t).abs().mean()
 
 

@@ -1,50 +1,62 @@
-"""Decoder + chain of processors = the DDSP autoencoder, and its self-describing model file.
+"""Decoder + chain of stages = the DDSP autoencoder, and its self-describing model file.
 
 A model directory holds ``model.safetensors`` (weights, no pickle) and ``config.json``
 (format version, every hyperparameter, sample and frame rate, feature settings and pitch
-model, dataset statistics, training summary, tensor shapes). :func:`load_model` checks all
-of it and turns any problem into a one-line :class:`ModelFileError`.
+model, dataset statistics, training summary, tensor shapes), written and read as an
+artefact (:mod:`ddsp_synth.artifact`): :func:`load_model` checks all of it and turns any
+problem into a one-line :class:`ModelFileError`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import core
-from .audio_io import atomic_write_bytes, atomic_write_text
-from .config import ConfigError, check_fields, from_dict, read_json_file
+from .artifact import (ArtifactError, ArtifactFormat, load_artifact_tensors,
+                       read_artifact_meta, save_artifact)
+from .chains import synth_chain
+from .config import ConfigError, check_fields, from_dict
 from .decoder import Decoder, DecoderConfig, ZEncoder
+from .dsp.units import hz_to_midi
+from .errors import InputError
 from .features import FeatureConfig
 from .losses import SpectralLossConfig
-from .processors import ProcessorChain, SynthConfig
-
-MODEL_FORMAT_VERSION = 1
-MODEL_WEIGHTS = "model.safetensors"
-MODEL_CONFIG = "config.json"
+from .model_effects import (EffectSettings, EffectsConfig, chain_params, describe_chain,
+                            model_chain, synth_raw_size)
+from .stages.synth import SynthConfig
 
 
-class ModelFileError(Exception):
+class ModelFileError(ArtifactError):
     """A model file is missing, damaged or does not match its config."""
+
+
+# Models written before the format tag existed have none: they load all the same.
+MODEL_FILES = ArtifactFormat(kind="model", weights="model.safetensors", config="config.json",
+                             tag="ddsp_synth.model", version=1, error=ModelFileError,
+                             tag_optional=True)
+MODEL_WEIGHTS, MODEL_CONFIG = MODEL_FILES.weights, MODEL_FILES.config
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model."""
+    """Everything needed to rebuild a model (``effects``: how the effect devices listed in
+    ``synth.processors`` get their settings; see :mod:`ddsp_synth.model_effects`)."""
 
     synth: SynthConfig = field(default_factory=SynthConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     loss: SpectralLossConfig = field(default_factory=SpectralLossConfig)
+    effects: EffectsConfig = field(default_factory=EffectsConfig)
 
     def __post_init__(self):
         check_fields(self)
+        self.effects.check(self.synth)
         if self.synth.sample_rate != self.features.sample_rate:
             raise ConfigError(f"synth sample rate {self.synth.sample_rate} != feature sample "
                               f"rate {self.features.sample_rate}")
@@ -78,14 +90,26 @@ class ModelConfig:
 
 
 class DDSPModel(nn.Module):
-    """f0 + loudness (+ z from audio) -> decoder -> chain of processors -> audio."""
+    """f0 + loudness (+ z from audio) -> decoder -> chain of stages -> audio.
+
+    A chain with effect devices (:mod:`ddsp_synth.model_effects`) adds ``effects`` (their
+    settings: learned-once vectors, fixed values) and one decoder head per device set per
+    frame; without them the model is exactly the synthesizer's (``effects`` is None).
+    """
 
     def __init__(self, config: ModelConfig = ModelConfig(), loudness_mean_db: float = -40.0,
                  loudness_std_db: float = 20.0):
         super().__init__()
         self.config = config
-        self.synth = ProcessorChain(config.synth)
-        self.decoder = Decoder(config.decoder, self.synth.n_raw)
+        self.effects = None
+        if config.synth.effect_entries:
+            self.synth = model_chain(config.synth, config.effects)
+            self.effects = EffectSettings(self.synth, config.effects)
+            self.decoder = Decoder(config.decoder, synth_raw_size(self.synth),
+                                   self.effects.head_sizes())
+        else:
+            self.synth = synth_chain(config.synth)
+            self.decoder = Decoder(config.decoder, self.synth.n_raw)
         self.encoder = (ZEncoder(config.decoder, config.synth.sample_rate, config.synth.hop)
                         if config.decoder.z_dims else None)
         # Mixed precision for the decoder's matrix products (training option): bfloat16
@@ -96,95 +120,78 @@ class DDSPModel(nn.Module):
 
     def scale_inputs(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor):
         """[B,T,1] f0 in Hz and loudness in dB -> MIDI/127 and standardised loudness."""
-        return (core.hz_to_midi(f0_hz) / 127.0,
+        return (hz_to_midi(f0_hz) / 127.0,
                 (loudness_db - self.loudness_mean_db) / self.loudness_std_db)
 
     def controls(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
                  audio: torch.Tensor | None = None, state: torch.Tensor | None = None):
-        """Synth controls for [B,T,1] f0 and loudness; returns (controls, gru_state)."""
+        """The chain's parameters for [B,T,1] f0 and loudness, and the GRU state.
+
+        The parameters are [B, T, P] natural units, or, when the chain has stages whose
+        settings are constant (effect devices set once or fixed), one tensor per stage
+        ([B, T, P_s] or [B, P_s]), which the chain takes as they are.
+        """
         f0_s, ld_s = self.scale_inputs(f0_hz, loudness_db)
         z = None
         if self.encoder is not None:
             if audio is None:
-                raise ValueError("this model has a z encoder and needs the input audio")
+                raise InputError("this model has a z encoder and needs the input audio")
             z = self.encoder(audio, f0_hz.shape[1])
-        if self.decoder_bf16:
-            with torch.autocast(f0_hz.device.type, dtype=torch.bfloat16):
+        if self.effects is None:
+            if self.decoder_bf16:
+                with torch.autocast(f0_hz.device.type, dtype=torch.bfloat16):
+                    raw, state = self.decoder(f0_s, ld_s, z, state)
+                raw, state = raw.float(), state.float()
+            else:
                 raw, state = self.decoder(f0_s, ld_s, z, state)
-            raw, state = raw.float(), state.float()
-        else:
-            raw, state = self.decoder(f0_s, ld_s, z, state)
-        return self.synth.get_controls(raw, f0_hz), state
+            return self.synth.params_from_raw(raw, f0_hz), state
+        with torch.autocast(f0_hz.device.type, dtype=torch.bfloat16,
+                            enabled=self.decoder_bf16):
+            features, state = self.decoder.features(f0_s, ld_s, z, state)
+            raw, heads = self.decoder.head(features), self.decoder.extra(features)
+        raw, state = raw.float(), state.float()
+        heads = {k: v.float() for k, v in heads.items()}
+        return chain_params(self, raw, heads, f0_hz), state
 
     def forward(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
                 audio: torch.Tensor | None = None, generator: torch.Generator | None = None,
                 amounts: dict | None = None) -> torch.Tensor:
         """Audio [batch, n_frames * hop] from f0_hz and loudness_db [batch, n_frames, 1]
-        (``amounts``: live amount per chain stage, see :meth:`ProcessorChain.get_signal`)."""
-        controls, _ = self.controls(f0_hz, loudness_db, audio)
-        return self.synth.get_signal(controls, amounts=amounts, generator=generator)[0]
+        (``amounts``: live amount per chain stage, see :meth:`Chain.forward`)."""
+        params, _ = self.controls(f0_hz, loudness_db, audio)
+        return self.synth(None, params, amounts=amounts, generator=generator)[0]
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def close(self) -> None:
+        """Close what the chain holds outside this process (real devices' worker pools)."""
+        self.synth.close()
 
 
 # ----------------------------------------------------------------------------- model file
 def save_model(model: DDSPModel, model_dir: str | os.PathLike, dataset_stats: dict,
                training: dict | None = None, force: bool = False) -> Path:
     """Write ``model.safetensors`` and ``config.json`` atomically into ``model_dir``."""
-    from safetensors.torch import save_file
-
-    model_dir = Path(model_dir)
-    for name in (MODEL_WEIGHTS, MODEL_CONFIG):
-        if (model_dir / name).exists() and not force:
-            raise ModelFileError(f"{model_dir / name} exists; pass --force to overwrite it")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     cfg = model.config
     meta = {
-        "format_version": MODEL_FORMAT_VERSION,
         "model": cfg.to_dict(),
         "sample_rate": cfg.synth.sample_rate,
         "frame_rate_hz": cfg.synth.frame_rate_hz,
         "hop": cfg.synth.hop,
         "pitch_model": f"crepe-{cfg.features.crepe_model}",
         "n_parameters": model.n_parameters(),
+        **({"chain": describe_chain(model)} if model.effects is not None else {}),
         "dataset_stats": dataset_stats,
         "training": training or {},
-        "tensors": {k: list(v.shape) for k, v in tensors.items()},
     }
-    model_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(model_dir / MODEL_WEIGHTS, lambda tmp: save_file(tensors, tmp))
-    meta["weights_sha256"] = file_sha256(model_dir / MODEL_WEIGHTS)
-    atomic_write_text(model_dir / MODEL_CONFIG, json.dumps(meta, indent=2) + "\n")
-    return model_dir
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MB blocks)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return save_artifact(model_dir, MODEL_FILES, model.state_dict(), meta, force)
 
 
 def read_model_config(model_dir: str | os.PathLike) -> dict:
     """The metadata of a model folder, checked: format version, settings, statistics."""
+    meta = read_artifact_meta(model_dir, MODEL_FILES)
     path = Path(model_dir) / MODEL_CONFIG
-    if not Path(model_dir).is_dir():
-        raise ModelFileError(f"{model_dir}: no such model folder")
-    if not path.exists():
-        raise ModelFileError(f"{model_dir}: missing {MODEL_CONFIG}")
-    try:
-        meta = read_json_file(path, 16 << 20, "model config")
-    except ConfigError as err:
-        raise ModelFileError(str(err).replace("model config (", "JSON (", 1)) from None
-    version = meta.get("format_version") if isinstance(meta, dict) else None
-    if version != MODEL_FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model format version {version!r} is not supported "
-                             f"(this ddsp_synth reads version {MODEL_FORMAT_VERSION})")
     if not isinstance(meta.get("model"), dict):
         raise ModelFileError(f"{path}: no model settings")
     if not isinstance(meta.get("dataset_stats", {}), dict):
@@ -195,46 +202,19 @@ def read_model_config(model_dir: str | os.PathLike) -> dict:
 def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPModel, dict]:
     """Load a model folder (or a shipped model by name) without pickle; returns (model in
     eval mode, metadata)."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
     model_dir = resolve_model(model_dir)
     meta = read_model_config(model_dir)
-    weights = Path(model_dir) / MODEL_WEIGHTS
-    if not weights.is_file():
-        raise ModelFileError(f"{model_dir}: missing {MODEL_WEIGHTS}")
     try:
         config = ModelConfig.from_dict(meta["model"])
     except ConfigError as err:
         raise ModelFileError(f"{model_dir / MODEL_CONFIG}: invalid model settings ({err})") from None
     # Shapes from the settings on the meta device (nothing allocated) against the file's
     # header, before any tensor is read.
-    with torch.device("meta"):
+    with torch.device("meta"), warnings.catch_warnings():
+        # a proxy inside the chain loads its weights into the meta tensors: a no-op
+        warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter")
         expected = {k: tuple(v.shape) for k, v in DDSPModel(config).state_dict().items()}
-    try:
-        with safe_open(str(weights), "pt") as fh:
-            stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ModelFileError(f"{weights}: damaged or truncated weights ({err})") from None
-    missing = sorted(set(expected) - set(stored))
-    extra = sorted(set(stored) - set(expected))
-    if missing or extra:
-        raise ModelFileError(f"{weights}: tensors do not match the config (missing "
-                             f"{missing[:3]}, unexpected {extra[:3]})")
-    for k, shape in expected.items():
-        if stored[k] != shape:
-            raise ModelFileError(f"{weights}: tensor {k} has shape {stored[k]}, "
-                                 f"config implies {shape}")
-    if "weights_sha256" in meta and file_sha256(weights) != meta["weights_sha256"]:
-        raise ModelFileError(f"{weights}: the weights do not match the checksum in "
-                             f"{MODEL_CONFIG} (damaged or replaced file)")
-    try:
-        tensors = load_file(str(weights), device=device)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ModelFileError(f"{weights}: damaged or truncated weights ({err})") from None
-    for k, t in tensors.items():
-        if not bool(torch.isfinite(t).all()):
-            raise ModelFileError(f"{weights}: tensor {k} contains NaN or infinite values")
+    tensors = load_artifact_tensors(model_dir, MODEL_FILES, meta, expected, device)
     model = DDSPModel(config).to(device)
     model.load_state_dict(tensors)
     model.eval()
@@ -262,7 +242,7 @@ def copy_weights(source: DDSPModel, target: DDSPModel) -> None:
         value = src[name]
         if value.shape != tensor.shape:
             if name != "synth.reverb.tail" or value.shape[0] != tensor.shape[0]:
-                raise ValueError(f"cannot start from that model: {name} has shape "
+                raise ModelFileError(f"cannot start from that model: {name} has shape "
                                  f"{tuple(value.shape)}, these settings need {tuple(tensor.shape)}")
             n = tensor.shape[1]
             value = value[:, :n].clone()
@@ -299,6 +279,17 @@ def models_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
 
 
+# The instruments that ship with ddsp_synth (other folders in the models folder are the
+# user's own exports; tenorsax_amp: a tenor sax heard through an effect chain, its effect
+# stages learned with it, issue 20).
+SHIPPED_MODELS = ("violin", "flute", "trumpet", "altosax", "cello", "tenorsax_amp")
+
+
+def shipped_models() -> list[str]:
+    """The shipped instruments that are installed."""
+    return [n for n in SHIPPED_MODELS if (models_dir() / n / MODEL_CONFIG).exists()]
+
+
 def available_models(extra_dir: str | os.PathLike | None = None) -> dict[str, Path]:
     """Name -> folder of every model under the shipped models folder (and ``extra_dir``)."""
     found = {}
@@ -312,6 +303,9 @@ def available_models(extra_dir: str | os.PathLike | None = None) -> dict[str, Pa
 
 def resolve_model(name_or_dir: str | os.PathLike) -> Path:
     """A model folder from a path, or the name of a shipped model (``violin``)."""
+    if not isinstance(name_or_dir, (str, os.PathLike)):
+        raise ModelFileError(f"a model is a shipped name or a folder, got "
+                             f"{type(name_or_dir).__name__}")
     if not str(name_or_dir).strip():
         raise ModelFileError(f"no model given: name a shipped model "
                              f"({', '.join(available_models()) or 'none installed'}) or a folder")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import harmonic_check
-from .core import cents_to_hz, hz_to_cents
+from .dsp.units import cents_to_hz, hz_to_cents
 
 CREPE_SAMPLE_RATE = 16000
 CREPE_WINDOW = 1024

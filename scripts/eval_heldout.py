@@ -101,7 +101,7 @@ def learned_ir(model) -> np.ndarray:
     """The full learned impulse response, direct path included: [ir_samples] float64."""
     rev = reverb_module(model)
     with torch.no_grad():
-        ir = rev.impulse_response() if hasattr(rev, "impulse_response") else rev.get_controls()["ir"]
+        ir = rev.impulse_response()
     return ir[0].detach().double().numpy()
 
 

@@ -410,6 +410,10 @@ def main() -> int:
                         help="only rewrite MODEL_CARD.md from the model's eval.json and recipe")
     args = parser.parse_args()
     source = SHARED / f"{args.name}.flac"
+    if not source.exists() and not args.card_only:
+        sys.exit(f"error: {source} is missing: the shipped models are trained on the project's "
+                 "shared data, a folder 'shared' beside the checkout (see the README, 'Where "
+                 "the training data comes from')")
     if args.card_only:
         write_card(args.name, ROOT / "models" / args.name, source)
         return 0

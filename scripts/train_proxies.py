@@ -3,7 +3,7 @@
     python scripts/train_proxies.py                       # compressor and distortion, 28 min each
     python scripts/train_proxies.py distortion --minutes 5 --out /tmp/proxies
 
-Each proxy uses its device's recipe (``ddsp_synth.gradients.proxy.RECIPES``: architecture,
+Each proxy uses its device's recipe (``ddsp_synth.gradients.proxy.train.RECIPES``: architecture,
 segment length, batch) and trains on one core (one torch thread, one device worker) from the
 shared recordings (``../shared/data/train/*.flac``, last 20 s of each held out), then
 measures its accuracy against the real device on held-out audio and parameters and writes
@@ -45,8 +45,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from ddsp_synth.effects.params import DeviceError
-    from ddsp_synth.gradients.proxy import ProxyFileError, train_proxy
+    from ddsp_synth.errors import UserError
+    from ddsp_synth.gradients.proxy.train import train_proxy
 
     for name in args.devices:
         try:
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
                                  steps=args.steps,
                                  max_minutes=None if args.steps else args.minutes,
                                  seed=args.seed, force=args.force, progress=True)
-        except (DeviceError, ProxyFileError) as err:
+        except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
         acc = result["accuracy"]

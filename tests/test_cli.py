@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import soundfile as sf
 
-from ddsp_synth import core
+from ddsp_synth.dsp.interpolation import n_frames_for
 from ddsp_synth.cli import main
 from ddsp_synth.features import FeatureConfig, compute_f0, compute_loudness
 
@@ -57,7 +57,7 @@ def test_console_script_module_runs(tmp_path):
 def test_bad_numeric_input_is_one_line_error(capsys):
     assert main(["demo", "--seconds", "-1", "-o", "/tmp/never.wav"]) == 2
     assert "error" in capsys.readouterr().err
-    assert core.n_frames_for(1, 160) == 1
+    assert n_frames_for(1, 160) == 1
 
 
 def test_export_carries_everything(exported):

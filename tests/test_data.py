@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from ddsp_synth import core
+from ddsp_synth.dsp.interpolation import n_frames_for
 from ddsp_synth.audio_io import AudioError
 from ddsp_synth.data import DDSPDataset, PrepareConfig, load_manifest, prepare
 from ddsp_synth.features import compute_features
@@ -39,7 +39,7 @@ def test_prepare_round_trip_with_bad_files(tmp_path):
 
     (entry,) = manifest["files"]
     assert abs(entry["n_samples"] - 10 * 16000) <= 2  # resampled 22.05 -> 16 kHz
-    assert entry["n_frames"] == core.n_frames_for(entry["n_samples"], 160)
+    assert entry["n_frames"] == n_frames_for(entry["n_samples"], 160)
     # validation = last 2 s; training windows never reach into it
     assert entry["val_frames"] == [entry["n_frames"] - 200, entry["n_frames"]]
     train, val = manifest["examples"]["train"], manifest["examples"]["val"]

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ddsp_synth.decoder import Decoder, DecoderConfig, ZEncoder
-from ddsp_synth.processors import ProcessorChain, SynthConfig
+from ddsp_synth.chains import synth_chain
+from ddsp_synth.stages.synth import SynthConfig
 
 
 def _inputs(batch=2, n_frames=30, seed=0):
@@ -13,13 +14,14 @@ def _inputs(batch=2, n_frames=30, seed=0):
 
 
 def test_output_size_is_the_chains_raw_controls():
-    chain = ProcessorChain(SynthConfig())
+    chain = synth_chain(SynthConfig())
     dec = Decoder(DecoderConfig(hidden=32, mlp_layers=2), chain.n_raw)
     raw, state = dec(*_inputs())
     assert raw.shape == (2, 30, 1 + 100 + 65) and state.shape == (1, 2, 32)
-    controls = chain.get_controls(raw, torch.full((2, 30, 1), 220.0))
-    assert controls["harmonic_distribution"].shape == (2, 30, 100)
-    assert controls["magnitudes"].shape == (2, 30, 65)
+    params = chain.params_from_raw(raw, torch.full((2, 30, 1), 220.0))
+    harmonic, noise, reverb = chain.split(params)
+    assert harmonic.shape == (2, 30, 2 + 100) and noise.shape == (2, 30, 65)
+    assert reverb.shape == (2, 30, 0)
 
 
 def test_gru_state_continues_across_calls_and_is_causal():

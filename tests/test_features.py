@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ddsp_synth import core
+from ddsp_synth.dsp.interpolation import n_frames_for
 from ddsp_synth.data import PrepareConfig
 from ddsp_synth.features import FeatureConfig, analyse, compute_features, features_in_blocks
 from ddsp_synth.model import load_model
@@ -34,7 +34,7 @@ def test_frame_grid_and_pitch_at_every_sample_rate(sr, hop):
     n_fft = 1024 * 2 ** round(np.log2(sr / 16000))
     cfg = FeatureConfig(sample_rate=sr, hop=hop, loudness_n_fft=n_fft)
     feats = compute_features(y[: len(y) - 7], cfg)
-    n_frames = core.n_frames_for(len(y) - 7, hop)
+    n_frames = n_frames_for(len(y) - 7, hop)
     assert all(len(v) == n_frames for v in feats.values())
     voiced = feats["confidence"] > 0.5  # tiny is less sure of synthetic tones than of real ones
     assert voiced.mean() > 0.7

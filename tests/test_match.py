@@ -10,7 +10,10 @@ import soundfile as sf
 
 from conftest import SHARED_DATA, synth_tone
 from ddsp_synth.audio_io import AudioError
-from ddsp_synth.match import MatchConfig, MatchError, align, match_files
+from ddsp_synth.errors import UserError
+from ddsp_synth.match import MatchConfig, MatchError, match, match_files
+from ddsp_synth.match.inputs import align
+from ddsp_synth.stages.params import DeviceError
 
 SR = 16000
 
@@ -107,7 +110,7 @@ def test_black_box_methods_recover_compressor(tmp_path, method):
 
 @pytest.mark.slow
 def test_proxy_method_recovers_drive(tmp_path):
-    from ddsp_synth.gradients.proxy import find_proxy
+    from ddsp_synth.gradients.proxy.files import find_proxy
 
     if find_proxy("distortion", SR) is None:
         pytest.skip("no shipped distortion proxy")
@@ -162,8 +165,7 @@ def test_a_filter_delay_is_not_reported_as_an_offset(tmp_path):
 
 
 def test_without_pedalboard_autodiff_renders_by_twin_and_spsa_refuses(tmp_path, monkeypatch):
-    import ddsp_synth.match as match_mod
-    from ddsp_synth.effects.params import DeviceError
+    from ddsp_synth.match import run as match_mod
 
     def missing():
         raise DeviceError("pedalboard is not installed; it is the optional 'effects' extra")
@@ -254,10 +256,10 @@ def test_unreadable_missing_silent_and_nan_files(tmp_path, pair):
 def test_unknown_device_parameter_method_and_bad_numbers(tmp_path, pair):
     d, t = pair
     out = tmp_path / "o"
-    _fails(MatchError, "unknown device 'eq'", d, t, "peak,eq", "cma", out)
-    _fails(MatchError, "peak has no parameter 'gian_db'", d, t, "peak:gian_db=3", "cma", out)
+    _fails(DeviceError, "unknown device 'eq'", d, t, "peak,eq", "cma", out)
+    _fails(DeviceError, "peak has no parameter 'gian_db'", d, t, "peak:gian_db=3", "cma", out)
     _fails(MatchError, "unknown method 'adam'", d, t, "peak", "adam", out)
-    _fails(MatchError, "no such plugin", d, t, "/nowhere/Comp.vst3", "cma", out)
+    _fails(DeviceError, "no such plugin", d, t, "/nowhere/Comp.vst3", "cma", out)
     _fails(MatchError, "every parameter of the chain is fixed", d, t, "gain:gain_db=3", "cma",
            out)
     _fails(MatchError, "--steps must be a positive number", d, t, "gain", "cma", out, steps=0)
@@ -271,7 +273,12 @@ def test_large_offset_and_short_overlap(tmp_path):
     d, t = _write(tmp_path, dry, np.concatenate([np.zeros(4000, np.float32), dry]))
     _fails(MatchError, "offset from dry by", d, t, "gain", "cma", tmp_path / "o")
     d, t = _write(tmp_path, dry, dry[: SR // 4])
-    _fails(MatchError, "overlap by 0.25 s", d, t, "gain", "cma", tmp_path / "o")
+    _fails(AudioError, "0.250 s\\) is too short", d, t, "gain", "cma", tmp_path / "o")
+    # both long enough, but 40 ms apart: the common part is 0.48 s
+    short = dry[: int(0.52 * SR)]
+    lag = int(0.04 * SR)
+    d, t = _write(tmp_path, short, np.concatenate([np.zeros(lag, np.float32), short[:-lag]]))
+    _fails(MatchError, "overlap by 0.48 s", d, t, "gain", "cma", tmp_path / "o")
 
 
 def test_existing_outputs_need_force(tmp_path, pair):
@@ -280,8 +287,70 @@ def test_existing_outputs_need_force(tmp_path, pair):
     out = tmp_path / "o"
     match_files(d, t, "gain", "cma", out, steps=2, progress=False, config=QUICK)
     before = (out / "preset.json").read_text()
-    _fails(MatchError, r"preset.json exists; pass --force", d, t, "gain", "cma", out)
+    _fails(UserError, r"preset.json exists; pass --force", d, t, "gain", "cma", out)
     assert (out / "preset.json").read_text() == before
     report = match_files(d, t, "gain", "cma", out, steps=2, force=True, progress=False,
                          config=QUICK)
     assert report["iterations"] >= 2
+
+
+def test_match_works_on_arrays_without_files():
+    pb = pytest.importorskip("pedalboard")
+    dry = _dry(2.0)
+    target = pb.Gain(gain_db=-5.0)(dry[None], SR)[0]
+    result = match(dry, target, SR, "gain", "cma", steps=10, config=QUICK)
+    assert abs(result.preset["chain"][0]["params"]["gain_db"] + 5.0) < 0.5
+    assert result.matched.shape == dry.shape and result.report["rel_spec"] < 0.1
+
+
+def test_an_output_that_is_an_input_is_refused_even_with_force(tmp_path, pair):
+    d, t = pair
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "matched.wav").write_bytes(d.read_bytes())  # the dry file lives in the result
+    kept = (out / "matched.wav").read_bytes()
+    _fails(UserError, "holds an input of this command", out / "matched.wav", t, "gain", "cma",
+           out, force=True)
+    assert (out / "matched.wav").read_bytes() == kept
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    _fails(UserError, "holds other files", d, t, "gain", "cma", other, force=True)
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_a_pipe_is_refused_before_it_is_opened(tmp_path, pair):
+    import os
+
+    d, _ = pair
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    _fails(AudioError, "not a regular file", d, fifo, "gain", "cma", tmp_path / "o")
+    _fails(AudioError, "not a regular file", fifo, d, "gain", "cma", tmp_path / "o")
+
+
+def test_a_one_sample_or_constant_dry_file_is_named_as_such(tmp_path):
+    d1, t = _write(tmp_path, np.full(1, 0.5, np.float32), _dry(1.0))
+    _fails(AudioError, "constant|shorter than", d1, t, "gain", "cma", tmp_path / "o")
+    dc, t = _write(tmp_path, np.full(SR, 0.5, np.float32), _dry(1.0))
+    _fails(AudioError, "a constant", dc, t, "gain", "cma", tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_every_phase_obeys_the_time_budget(tmp_path):
+    pytest.importorskip("pedalboard")
+    import time
+
+    dry = _dry(3.0)
+    target = _pedalboard([("PeakFilter", dict(cutoff_frequency_hz=900.0, gain_db=6.0)),
+                          ("LowShelfFilter", dict(cutoff_frequency_hz=200.0, gain_db=-4.0)),
+                          ("Compressor", COMPRESSOR_TRUE), ("Distortion", dict(drive_db=6.0))],
+                         dry)
+    d, t = _write(tmp_path, dry, target)
+    for method in ("cma", "spsa", "autodiff"):
+        t0 = time.monotonic()
+        report = match_files(d, t, "peak,lowshelf,compressor,distortion", method,
+                             tmp_path / method, max_seconds=3.0, progress=False,
+                             config=MatchConfig(n_workers=1))
+        assert report["optimisation_seconds"] < 3.0 + 2.0, (method, report["optimisation_seconds"])
+        assert time.monotonic() - t0 < 30

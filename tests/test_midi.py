@@ -2,6 +2,7 @@
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
@@ -382,6 +383,53 @@ def test_performer_event_by_event_equals_midi_to_curves(tmp_path):
     assert perf.summary()["notes"] == want["notes"]
 
 
+def _perform(events, n_frames, **kw):
+    """Drive a performer with {frame: [(method, args...)]}: (f0 in MIDI, loudness) per frame."""
+    perf = MidiPerformer(STATS, FR, OPT, **kw)
+    f0, ld = [], []
+    for i in range(n_frames):
+        for name, *args in events.get(i, ()):
+            getattr(perf, name)(*args)
+        a, b = perf.next_frame()
+        f0.append(a)
+        ld.append(b)
+    return hz_to_midi(f0), np.array(ld), perf
+
+
+def test_attack_on_note_frame_is_the_file_timing_one_frame_sooner():
+    """Live timing: a note's own frame carries the attack's first step (files: it is silent
+    and the attack starts a frame later). Attack, decay, portamento and a deferred note-off
+    all come one frame sooner; a note-off is heard when it comes, as in files."""
+    events = {10: [("note_on", 60, 100)], 40: [("note_on", 64, 100)],  # legato up at 40
+              41: [("note_off", 60)], 70: [("note_off", 64)],
+              100: [("note_on", 67, 90), ("note_off", 67)],  # a note shorter than a frame
+              130: [("note_on", 55, 80), ("note_on", 62, 80)],  # a chord: the highest plays
+              160: [("note_off", 55), ("note_off", 62)]}
+    f_file, l_file, p_file = _perform(events, 200)
+    f_live, l_live, p_live = _perform(events, 200, attack_on_note_frame=True)
+    level = float(gain_to_loudness_db(midi_gain_db(100), STATS, OPT))
+    # The file's onset frame is silent; live, it is the file's next frame.
+    assert l_file[10] == SILENCE_DB and l_live[10] > SILENCE_DB + 50
+    # 10..69: attack, decay, the held note and the legato glide up to 64, one frame sooner
+    # (the file's 70 is its first release frame, holding the level).
+    np.testing.assert_array_equal(l_live[10:69], l_file[11:70])
+    np.testing.assert_allclose(f_live[10:69], f_file[11:70], atol=1e-9)
+    assert 60.0 < f_live[40] < 64.0 and f_file[40] == pytest.approx(60.0)  # glide begins
+    # The note-off at 70 is heard at 70 in both: the live note is one frame longer.
+    np.testing.assert_array_equal(l_live[70:100], l_file[70:100])
+    assert l_live[70] == l_live[69] > l_live[71]  # a release starts from the last level
+    # The short note and the chord: the file's frames shifted by one, release included.
+    np.testing.assert_array_equal(l_live[100:129], l_file[101:130])
+    np.testing.assert_array_equal(l_live[130:159], l_file[131:160])
+    np.testing.assert_allclose(f_live[130:159], f_file[131:160], atol=1e-9)
+    assert f_live[131] == pytest.approx(62.0)
+    assert l_live[10 + 4] == pytest.approx(level + OPT.attack_accent_db, abs=1e-4)  # step 5 of 5
+    # Same notes played and counted; the live short note ends one frame sooner.
+    notes_file, notes_live = p_file.summary()["notes"], p_live.summary()["notes"]
+    assert [n[2:] for n in notes_live] == [n[2:] for n in notes_file]
+    assert notes_live[2][1] == pytest.approx(notes_file[2][1] - 1 / FR)
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input: one line, MidiError (an AudioError), nothing allocated for absurd lengths
 # ---------------------------------------------------------------------------------------------
@@ -553,3 +601,66 @@ def test_rendered_shared_violin_excerpt_follows_reference_f0():
     cents, n = _measure_cents(audio, model, hz_to_midi(np.where(ref_f0 > 0, ref_f0, 1.0)), mask)
     assert n > 0.5 * mask.sum() and mask.sum() > 300
     assert np.median(np.abs(cents)) < 20.0
+
+
+# --------------------------------------------------------------------------------------
+# Bounded before parsing: millions of events are refused without building them
+# --------------------------------------------------------------------------------------
+def _vlq(n: int) -> bytes:
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def _smf(*tracks: bytes, tpb: int = 480) -> bytes:
+    import struct
+
+    head = b"MThd" + struct.pack(">IHHH", 6, 1, len(tracks), tpb)
+    return head + b"".join(b"MTrk" + struct.pack(">I", len(t)) + t for t in tracks)
+
+
+def _running_status_notes(n_pairs: int) -> bytes:
+    """One note-on, then note-on/off pairs in running status (3 bytes per event)."""
+    return (b"\x00\x90\x3c\x40" + (b"\x01\x3c\x00" + b"\x01\x3c\x40") * n_pairs
+            + b"\x00\xff\x2f\x00")
+
+
+def test_event_count_before_parsing_equals_mido(tmp_path):
+    import glob
+
+    import mido
+
+    from ddsp_synth.midi.files import count_events
+
+    busy = (b"\x00\xff\x03\x05Lead!"                            # meta: track name
+            b"\x00\xf0\x05\x7e\x7f\x09\x01\xf7"                  # sysex
+            b"\x00\xc0\x28" b"\x00\xd0\x40" b"\x05\x50"           # program, aftertouch (+running)
+            b"\x00\xb0\x07\x64" b"\x00\x0a\x40"                  # CC, running CC
+            b"\x00\xe0\x00\x50" + _vlq(200) + b"\x90\x3e\x50"    # bend, long delta
+            + _vlq(20000) + b"\x80\x3e\x00" b"\x00\xff\x2f\x00")
+    files = [_smf(_running_status_notes(500)), _smf(busy, _running_status_notes(3)), _smf(busy)]
+    for path in [*glob.glob(str(SHARED_DATA / "train" / "*.mid")),
+                 str(Path(__file__).resolve().parents[1] / "examples" / "ode_to_joy.mid")]:
+        files.append(Path(path).read_bytes())
+    for i, data in enumerate(files):
+        (tmp_path / f"{i}.mid").write_bytes(data)
+        expected = sum(len(t) for t in mido.MidiFile(tmp_path / f"{i}.mid", clip=True).tracks)
+        assert count_events(data) == expected, i
+
+
+def test_millions_of_events_are_refused_before_mido_reads_them(tmp_path, monkeypatch):
+    import mido
+
+    from ddsp_synth.midi import read_midi
+
+    path = tmp_path / "flood.mid"  # 15 MB: under the byte cap, 5 million notes
+    path.write_bytes(_smf(_running_status_notes(2_500_000)))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("mido parsed the whole file before the count refused it")
+    monkeypatch.setattr(mido, "MidiFile", refuse)
+    with pytest.raises(MidiError, match=r"5,000,002 events is not a melody"):
+        read_midi(path)

@@ -106,7 +106,7 @@ def test_z_encoder_variant_trains_end_to_end():
 
 def test_copy_weights_cuts_or_pads_the_reverb_and_refuses_other_shapes():
     from ddsp_synth.model import copy_weights
-    from ddsp_synth.processors import SynthConfig
+    from ddsp_synth.stages.synth import SynthConfig
 
     src = DDSPModel(ModelConfig(synth=SynthConfig(reverb_s=0.5)), -30.0, 10.0)
     short = DDSPModel(ModelConfig(synth=SynthConfig(reverb_s=0.2)), -20.0, 5.0)
@@ -123,5 +123,5 @@ def test_copy_weights_cuts_or_pads_the_reverb_and_refuses_other_shapes():
     padded = long.state_dict()["synth.reverb.tail"]
     assert torch.equal(padded[:, :8000], a["synth.reverb.tail"]) and not padded[:, 8000:].any()
     wide = DDSPModel(ModelConfig(decoder=ModelConfig().decoder.__class__(hidden=64)))
-    with pytest.raises(ValueError, match="decoder"):
+    with pytest.raises(ModelFileError, match="decoder"):
         copy_weights(src, wide)

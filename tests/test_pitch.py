@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ddsp_synth import harmonic_check
-from ddsp_synth.core import hz_to_cents
+from ddsp_synth.dsp.units import hz_to_cents
 from ddsp_synth.features import FeatureConfig, compute_f0
 from ddsp_synth.pitch import VITERBI_JUMP_LOG_PROB, crepe_activations, decode_f0, viterbi_bins
 from ddsp_synth.streaming import StreamingFeatures

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddsp_synth import core
+from ddsp_synth.dsp.convolution import fft_convolve, frequency_sampling_fir, time_varying_fir
+from ddsp_synth.dsp.oscillators import harmonic_synthesis
 from ddsp_synth.features import FeatureConfig, compute_f0, compute_loudness
 from ddsp_synth.model import load_model, models_dir
 from ddsp_synth.streaming import (INPUT_NAMES, LiveEngine, StreamingFeatures, StreamingSynth,
@@ -28,19 +29,21 @@ def curves(n=240, seed=0):
 
 
 def offline(model, f0, loud, noise, gains):
-    """The whole-signal rendering from the core functions, with the same noise."""
+    """The whole-signal rendering written out from the dsp functions, with the same noise."""
     with torch.no_grad():
-        c, _ = model.controls(torch.from_numpy(f0)[None, :, None],
+        p, _ = model.controls(torch.from_numpy(f0)[None, :, None],
                               torch.from_numpy(loud)[None, :, None])
-        harm, _ = core.harmonic_synthesis(c["f0_hz"], c["amplitude"], c["harmonic_distribution"],
-                                          model.config.synth.sample_rate, HOP)
-        nz = core.filtered_noise(c["magnitudes"], HOP, noise=torch.from_numpy(noise)[None])
-        ir = model.synth.reverb.impulse_response()
-        return core.reverb(gains[0] * harm + gains[1] * nz, ir, gains[2])[0].numpy()
+        f0_hz, amp, dist, mags = torch.split(p, [1, 1, 100, 65], -1)
+        harm, _ = harmonic_synthesis(f0_hz, amp, dist, model.config.synth.sample_rate, HOP)
+        nz = time_varying_fir(torch.from_numpy(noise)[None], frequency_sampling_fir(mags),
+                              HOP)[:, : len(noise)]
+        dry = gains[0] * harm + gains[1] * nz
+        wet = fft_convolve(dry, model.synth.reverb.impulse_response())[:, : dry.shape[1]]
+        return ((1 - gains[2]) * dry + gains[2] * wet)[0].numpy()
 
 
 def streamed(model, f0, loud, noise, gains, engine="torch"):
-    s = StreamingSynth(model, *gains, engine=engine)
+    s = StreamingSynth(model, dict(zip(("harmonic", "noise", "reverb"), gains)), engine=engine)
     out = s.process_frames(f0, loud, noise)
     return np.concatenate([out, s.flush(noise[-HOP:])])
 
@@ -181,9 +184,9 @@ def test_midi_live_engine_equals_offline_midi_render(trumpet):
     fr = trumpet.config.synth.frame_rate_hz
     curves = midi_to_curves(song, meta["dataset_stats"], fr, transpose=-12.0)
     offline = render(trumpet, curves["f0_hz"], curves["loudness_db"],
-                     TransferOptions(noise_gain=0.0))
+                     TransferOptions(amounts={"noise": 0.0}))
     live = MidiLiveEngine(trumpet, meta, transpose_semitones=-12.0, engine="torch",
-                          noise_gain=0.0)
+                          amounts={"noise": 0.0})
     events = read_midi(song).parts[0].events
     frames = [round(t * fr) for t, _, _ in events]
     out, e = [], 0

@@ -30,12 +30,19 @@ def test_auto_adjust_shifts_octaves_and_maps_loudness_quantiles():
     f0, loud, conf = _curves()
     adj = adjust_features(f0, loud, conf, STATS, TransferOptions())
     assert adj["octave_shift"] == 2  # MIDI ~57 -> ~81: two octaves up
-    np.testing.assert_allclose(adj["f0_hz"], f0 * 4, rtol=1e-6)
+    np.testing.assert_allclose(adj["f0_hz"][40:], f0[40:] * 4, rtol=1e-6)
+    # the lead-in's last 40 ms (the attack, before the tracker is sure) takes the note's pitch
+    np.testing.assert_allclose(adj["f0_hz"][36:40], f0[40] * 4, rtol=1e-6)
     voiced = conf >= 0.85
-    mapped = adj["loudness_db"][voiced]
-    # the voiced frames now span the model's voiced loudness range, in the same order
-    assert abs(mapped.min() - (-40)) < 0.5 and abs(mapped.max() - (-10)) < 0.5
-    assert np.all(np.diff(mapped[np.argsort(loud[voiced])]) >= -1e-6)
+    mapped, src = adj["loudness_db"][voiced], loud[voiced]
+    # the voiced frames above their quietest 5 % span the model's voiced loudness range from
+    # its 5th percentile up, in the same order; quieter ones keep their distance in dB
+    q5 = np.percentile(src, 5)
+    assert abs(mapped.max() - (-10)) < 0.5
+    assert abs(np.interp(q5, np.sort(src), np.sort(mapped)) - (-40 + 0.05 * 30)) < 0.5
+    low = src < q5
+    np.testing.assert_allclose(mapped[low], -38.5 - (q5 - src[low]), atol=0.3)
+    assert np.all(np.diff(mapped[np.argsort(src)]) >= -1e-6)
     # the silent lead-in is muted well below anything the model heard
     assert np.all(adj["loudness_db"][:40] <= -100) and adj["muted_fraction"] >= 0.1
 
@@ -45,7 +52,7 @@ def test_manual_shifts_and_no_adjust():
     adj = adjust_features(f0, loud, conf, STATS,
                           TransferOptions(auto_adjust=False, pitch_shift_semitones=-3.5,
                                           loudness_shift_db=6.0))
-    np.testing.assert_allclose(adj["f0_hz"], f0 * 2 ** (-3.5 / 12), rtol=1e-6)
+    np.testing.assert_allclose(adj["f0_hz"][40:], f0[40:] * 2 ** (-3.5 / 12), rtol=1e-6)
     np.testing.assert_allclose(adj["loudness_db"], loud + 6.0, atol=1e-4)
     assert adj["octave_shift"] == 0
 
@@ -94,3 +101,69 @@ def test_transfer_audio_pitch_follows_input(exported):
     voiced = info["input"]["confidence"] >= 0.85
     err = 1200 * np.log2(f0_out[voiced] / (233.0 * 2 ** (2 / 12)))
     assert voiced.sum() > 100 and np.median(np.abs(err)) < 30
+
+
+def _share(y, sr=16000):
+    from ddsp_synth.features import compute_loudness
+    from ddsp_synth.melodic import harmonic_share
+
+    fc = FeatureConfig()
+    f0, conf = compute_f0(y, fc)
+    return harmonic_share(y, f0, conf, compute_loudness(y, fc), sr, fc.hop)
+
+
+def test_one_melody_passes_and_a_chord_gets_a_note(exported):
+    from ddsp_synth.melodic import MIN_HARMONIC_SHARE
+    from ddsp_synth.transfer import transfer_audio
+
+    model, meta = load_model(exported)
+    solo = synth_tone(3.0, 16000, 220.0)
+    chord = sum(synth_tone(3.0, 16000, f, seed=i) for i, f in enumerate((220.0, 277.2, 329.6)))
+    assert _share(solo) > 0.95 and _share(chord / 3) < 0.5
+    _, info = transfer_audio(model, meta, solo, TransferOptions(), cache=False)
+    assert info["warning"] is None and info["adjusted"]["harmonic_share"] > MIN_HARMONIC_SHARE
+    _, info = transfer_audio(model, meta, chord / 3, TransferOptions(auto_adjust=False),
+                             cache=False)
+    assert "will not sound musical" in info["warning"]
+
+
+def test_real_solos_pass_and_a_mix_of_them_does_not():
+    from conftest import SHARED_DATA
+
+    from ddsp_synth.audio_io import load_audio
+    from ddsp_synth.melodic import MIN_HARMONIC_SHARE
+
+    names = ("violin", "flute", "cello")
+    paths = [SHARED_DATA / "train" / f"{n}.flac" for n in names]
+    if not all(p.exists() for p in paths):
+        pytest.skip("the shared data is absent")
+    clips = [load_audio(p, 16000)[30 * 16000 : 40 * 16000] for p in paths]
+    for name, clip in zip(names, clips):
+        assert _share(clip) > MIN_HARMONIC_SHARE + 0.05, name
+    # The harmonic check (issue 23) finds the three-part mix's common lower fundamental in
+    # some frames, and more of its partials then count as harmonics: 0.69 without the check,
+    # 0.80 with it, still under the threshold but no longer by 0.05.
+    assert _share(sum(clips) / 3) < MIN_HARMONIC_SHARE - 0.01
+
+
+def test_steady_low_confidence_sounds_and_jumpy_low_confidence_is_muted():
+    """A low reed note read at confidence 0.3 with a steady pitch keeps sounding; breath
+    noise (confidence 0.3, the estimate jumping about) is muted; a note's attack frames take
+    its pitch."""
+    n = 300
+    rng = np.random.default_rng(0)
+    f0 = np.full(n, 440.0)
+    conf = np.full(n, 0.9)
+    loud = np.full(n, -20.0)
+    conf[100:130] = 0.3                      # 300 ms of a steady note CREPE doubts
+    f0[100:130] = 246.0
+    conf[200:230] = 0.3                      # 300 ms of noise: the estimate jumps
+    f0[200:230] = 440.0 * 2 ** rng.uniform(-1, 1, 30)
+    conf[260:264] = 0.1                      # an attack: 40 ms before the note is sure
+    f0[260:264] = 900.0
+    adj = adjust_features(f0, loud, conf, STATS, TransferOptions())
+    muted = adj["loudness_db"] <= -100  # the model's quietest level less 20 dB
+    # (the noise's last 40 ms lead into the next note: its attack, at the note's pitch)
+    assert not muted[100:130].any() and muted[200:226].all() and not muted[226:230].any()
+    assert not muted[260:264].any()
+    np.testing.assert_allclose(adj["f0_hz"][260:264], adj["f0_hz"][264], rtol=1e-6)

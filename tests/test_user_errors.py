@@ -108,6 +108,7 @@ def _make_inputs(d: Path) -> None:
     sf.write(d / "one_sample.wav", tone[:1], SR)
     sf.write(d / "noise.wav", 0.3 * np.random.default_rng(1).standard_normal(2 * SR), SR)
     sf.write(d / "tone.wav", tone, SR)
+    sf.write(d / "tone_gain.wav", 0.5 * tone, SR)
     sf.write(d / "ch8.wav", np.tile(synth_tone(1.5, 44100, 220.0)[:, None], (1, 8)), 44100)
     sf.write(d / "sr8k.wav", synth_tone(1.5, 8000, 220.0), 8000)
     sf.write(d / "sr96k.wav", synth_tone(1.5, 96000, 220.0), 96000)
@@ -450,6 +451,7 @@ RESUME = "train {data} -o {tmp}/run --quiet --resume --steps 30"
 STREAM = "stream {in}/tone.wav --model {model} -o {tmp}/out.wav --quiet"
 RENDER = "render {in}/ode.mid --model {model} -o {tmp}/out.wav --quiet"
 EXPORT = "export {tmp}/run -o {tmp}/m2"
+MATCH = "match {in}/tone.wav {in}/tone_gain.wav --chain gain -o {tmp}/res --quiet --steps 3"
 
 BAD = [
     # ------------------------------------------------------------------ audio inputs
@@ -463,7 +465,7 @@ BAD = [
           ("near_silence.wav", "silent"), ("one_sample.wav", "no pitch"),
           ("noise.wav", "no pitch"), ("fifo.wav", "not a regular file"),
           ("devzero.wav", "not a regular file"), ("dangling.wav", "no such file"),
-          ("no_such.wav", "no such file"), ("ode.mid", "unreadable audio"),
+          ("no_such.wav", "no such file"), ("ode.mid", "is a MIDI file.*ddsp-synth render"),
           ("huge.wav", "above full scale"), ("sr1hz.wav", "sample rate")]],
     Bad("transfer-folder-without-audio", "transfer {in}/folder.wav --model {model} -o {tmp}/o "
         "--quiet", "no audio files", path="{in}/folder.wav"),
@@ -562,7 +564,7 @@ BAD = [
         setup=readonly(), path="{tmp}/ro/ev"),
     Bad("eval-out-is-a-file", "eval {model} {in}/tone.wav --out {tmp}/afile",
         "is a file, not a folder", setup=a_file(), path="{tmp}/afile"),
-    Bad("eval-out-existing", "eval {model} {in}/tone.wav --out {tmp}/ev", "exists; pass --force",
+    Bad("eval-out-existing", "eval {model} {in}/tone.wav --out {tmp}/ev", "pass --force",
         setup=chain(a_dir("ev"), lambda t, w: (t / "ev" / "metrics.json").write_text("{}"))),
     Bad("transfer-out-equals-input", "transfer {tmp}/in.wav --model {model} -o {tmp}/in.wav "
         "--quiet", "input itself", setup=input_copy("tone.wav", "in.wav"), path="{tmp}/in.wav"),
@@ -618,7 +620,8 @@ BAD = [
           (STREAM, "--engine", "tensorrt", "invalid choice"),
           (T, "--pitch-shift", "1e6", "from -48"), (T, "--pitch-shift", "nan", "finite"),
           (T, "--loudness-shift", "-inf", "finite"), (T, "--quiet-db", "-5", "from 0"),
-          (T, "--harmonic-gain", "-1", "from 0"), (T, "--reverb-mix", "1e9", "from 0"),
+          (T, "--amount", "harmonic=-1", "from 0"), (T, "--amount", "reverb=1e9", "from 0"),
+          (T, "--amount", "reverb", "STAGE=AMOUNT"), (T, "--amount", "=0.5", "STAGE=AMOUNT"),
           (T, "--sample-rate", "0", "from 8000"), (T, "--sample-rate", "1e9", "whole number"),
           (T, "--format", "mp3", "invalid choice"), (T, "--pitch-model", "huge", "invalid choice"),
           (RENDER, "--transpose", "100", "from -48"), (RENDER, "--tempo-scale", "0", "from 0.1"),
@@ -650,7 +653,7 @@ BAD = [
       for name, content, kind, expect in [
           ("empty", "", "file", "damaged JSON"), ("truncated", '{"model": ', "file",
                                                   "damaged JSON"),
-          ("list", "[]", "file", "format version"), ("binary", b"\xff\xfe\x00", "file",
+          ("list", "[]", "file", "not a ddsp_synth model"), ("binary", b"\xff\xfe\x00", "file",
                                                      "damaged JSON"),
           ("deeply-nested", None, "deep", "nested too deeply"),
           ("1gb-sparse", None, "sparse", "too large"),
@@ -864,6 +867,88 @@ BAD = [
                         ("fifo.mid", "not a regular file"), ("no_such.mid", "no such file"),
                         ("folder.wav", "is a folder")]],
     Bad("render-track-99", RENDER + " --track 99", "no track 99", path="{in}/ode.mid"),
+    # ------------------------------------------------------------------ issue 22: hard edges
+    *[Bad(f"match-{name}", argv, expect, setup=setup, path=path)
+      for name, argv, expect, setup, path in [
+          ("dry-fifo", MATCH.replace("{in}/tone.wav {in}/tone", "{tmp}/f.wav {in}/tone"),
+           "not a regular file", a_fifo("f.wav"), "{tmp}/f.wav"),
+          ("target-fifo", MATCH.replace("{in}/tone_gain.wav", "{tmp}/f.wav"),
+           "not a regular file", a_fifo("f.wav"), "{tmp}/f.wav"),
+          ("out-is-the-input", MATCH.replace("{tmp}/res", "{in}/tone.wav"), "not a folder",
+           None, "{in}/tone.wav"),
+          ("out-holds-other-files", MATCH, "holds other files", a_dir("res", ["keep.txt"]),
+           "{tmp}/res"),
+          ("out-holds-the-input", MATCH.replace("{in}/tone.wav {in}/tone",
+                                                "{tmp}/res/in.wav {in}/tone"),
+           "holds an input", chain(a_dir("res"), lambda t, w: shutil.copy(
+               w.inputs / "tone.wav", t / "res" / "in.wav")), None),
+          ("out-existing-result", MATCH, "exists; pass --force",
+           a_dir("res", ["preset.json"]), "{tmp}/res/preset.json"),
+          ("unknown-device", MATCH.replace("--chain gain", "--chain flanger"),
+           "unknown device", None, None),
+          ("unknown-parameter", MATCH.replace("--chain gain", "--chain gain:wet=1"),
+           "no parameter", None, None),
+          ("unknown-method", MATCH.replace("--chain gain", "--chain gain@magic"),
+           "method", None, None),
+          ("device-json-deep", MATCH.replace("--chain gain", "--chain {tmp}/dev.json"),
+           "damaged JSON|too deep", a_file("dev.json", "[" * 100000), "{tmp}/dev.json"),
+          ("device-json-no-kind", MATCH.replace("--chain gain", "--chain {tmp}/dev.json"),
+           "dev.json", a_file("dev.json", "{}"), "{tmp}/dev.json"),
+          ("dry-one-sample", MATCH.replace("{in}/tone.wav {in}/tone", "{in}/one_sample.wav "
+                                           "{in}/tone"), "too short", None,
+           "{in}/one_sample.wav"),
+          ("dry-silent", MATCH.replace("{in}/tone.wav {in}/tone", "{in}/silence.wav "
+                                       "{in}/tone"), "silent", None, "{in}/silence.wav"),
+          ("target-nan", MATCH.replace("{in}/tone_gain.wav", "{in}/nan.wav"),
+           "NaN or infinite", None, "{in}/nan.wav"),
+          ("steps-zero", MATCH + " --steps 0", "steps", None, None)]],
+    Bad("proxy-train-fixed-parameter", "proxy train compressor:ratio=4 -o {tmp}/p --steps 2 "
+        "--quiet", "fixe"),
+    Bad("proxy-train-existing-card", "proxy train gain -o {tmp}/p --steps 2 --quiet",
+        "exists; pass --force", setup=a_dir("p", ["MODEL_CARD.md"])),
+    Bad("proxy-train-unknown-device", "proxy train flanger -o {tmp}/p --steps 2 --quiet",
+        "unknown device"),
+    Bad("stream-report-into-model", STREAM.replace("{model}", "{tmp}/m")
+        + " --report {tmp}/m/r.json", "model|input", setup=copy_shipped("tiny"),
+        path="{tmp}/m/r.json"),
+    Bad("transfer-folder-out-inside-it", "transfer {tmp}/ind --model {model} -o {tmp}/ind/out "
+        "--quiet", "inside|input", setup=chain(a_dir("ind"), lambda t, w: shutil.copy(
+            w.inputs / "tone.wav", t / "ind" / "a.wav"))),
+    Bad("transfer-into-model-folder", TM.replace("{tmp}/out.wav", "{tmp}/m/out.wav"),
+        "model|input", setup=copy_shipped("tiny"), path="{tmp}/m/out.wav"),
+    Bad("eval-out-inside-model", "eval {tmp}/m {in}/tone.wav --out {tmp}/m/res", "model|input",
+        setup=copy_shipped("tiny")),
+    Bad("export-runtime-into-model", "export-runtime {tmp}/m -o {tmp}/m/x.onnx", "model|input",
+        setup=copy_shipped("tiny"), path="{tmp}/m/x.onnx"),
+    *[Bad(f"{cmd}-unknown-amount-stage", argv + " --amount flanger=0.5",
+          "no stage 'flanger'") for cmd, argv in [("transfer", T), ("render", RENDER),
+                                                   ("stream", STREAM)]],
+    Bad("transfer-amount-not-a-number", T + " --amount reverb=loud", "number|float"),
+    # ------------------------------------------------------------------ presets and fx
+    *[Bad(f"{cmd}-effects-{name}", argv + " --effects {tmp}/p.json", expect,
+          setup=a_file("p.json", content), path="{tmp}/p.json")
+      for cmd, argv in [("transfer", T), ("render", RENDER)]
+      for name, content, expect in [
+          ("unknown-device", '{"chain": [{"device": "flanger"}]}', "unknown device 'flanger'"),
+          ("out-of-range", '{"chain": [{"device": "peak", "params": {"gain_db": 99}}]}',
+           r"outside \[-24, 24\]"),
+          ("not-json", "{chain", "damaged"),
+          ("device-file", '{"command": ["sox", "{input}", "{output}"]}', "a device file"),
+          ("no-twin", '{"chain": [{"device": "x", "source": "%s"}]}'
+           % (REPO / "examples" / "devices" / "sox_overdrive.json"), "no PyTorch twin")]],
+    Bad("transfer-effects-missing", T + " --effects {tmp}/none.json", "cannot read",
+        path="{tmp}/none.json"),
+    Bad("fx-preset-missing", "fx {tmp}/none.json {in}/tone.wav -o {tmp}/o.wav --quiet",
+        "cannot read", path="{tmp}/none.json"),
+    Bad("fx-out-is-the-input", "fx {tmp}/p.json {tmp}/in.wav -o {tmp}/in.wav --quiet",
+        "input itself", setup=chain(a_file("p.json", '{"chain": []}'),
+                                    input_copy("tone.wav", "in.wav")), path="{tmp}/in.wav"),
+    Bad("fx-out-is-the-preset", "fx {tmp}/p.wav {in}/tone.wav -o {tmp}/p.wav --quiet",
+        "input itself|damaged", setup=a_file("p.wav", '{"chain": []}'), path="{tmp}/p.wav"),
+    Bad("fx-input-fifo", "fx {tmp}/p.json {in}/fifo.wav -o {tmp}/o.wav --quiet",
+        "not a regular file", setup=a_file("p.json", '{"chain": []}'), path="{in}/fifo.wav"),
+    Bad("fx-input-text", "fx {tmp}/p.json {in}/text.wav -o {tmp}/o.wav --quiet",
+        "unreadable audio", setup=a_file("p.json", '{"chain": []}'), path="{in}/text.wav"),
     Bad("render-midi-1gb", "render {tmp}/big.mid --model {model} -o {tmp}/o.wav --quiet",
         "too large", setup=lambda t, w: _replace(t / "big.mid", None, "sparse"),
         path="{tmp}/big.mid"),
@@ -1024,7 +1109,9 @@ class WorkBeforeCheck(Exception):
 _WORK = ("ddsp_synth.features.crepe_activations", "ddsp_synth.pitch.crepe_activations",
          "ddsp_synth.pitch.crepe_runner", "ddsp_synth.streaming.features.crepe_runner",
          "ddsp_synth.transfer.ChunkedRenderer", "ddsp_synth.demo.render_demo",
-         "ddsp_synth.streaming.export_runtime", "ddsp_synth.train.train_step")
+         "ddsp_synth.streaming.export_runtime", "ddsp_synth.train.loop.train_step",
+         "ddsp_synth.match.run._optimise", "ddsp_synth.gradients.proxy.train._fit",
+         "ddsp_synth.fx.fx_file")
 
 
 def _forbid_work(monkeypatch) -> None:
@@ -1040,7 +1127,7 @@ def _forbid_work(monkeypatch) -> None:
 
 
 _COMMANDS = {"demo", "prepare", "train", "export", "eval", "transfer", "resynth", "render",
-             "stream", "export-runtime"}
+             "stream", "export-runtime", "match", "proxy", "fx"}
 
 
 # ----------------------------------------------------------------------------- odd but valid
@@ -1545,7 +1632,6 @@ APP_BAD = [
     ("drums_only.mid", {"midi": "drums_only.mid"}, "Cannot play drums_only.mid: only drum notes"),
     ("no_notes.mid", {"midi": "no_notes.mid"}, "Cannot play no_notes.mid: no notes"),
     ("slow_tempo.mid", {"midi": "slow_tempo.mid"}, "the limit is 5 s"),
-    ("nothing", {}, "Upload or record some audio"),
 ]
 
 
@@ -1583,6 +1669,8 @@ def test_app_bad_uploads_get_one_friendly_message(app_server, ws, tmp_path):
     assert grown < 50, f"peak memory grew by {grown:.0f} MB"
     out, *_ = _app_predict(app_server, audio=ws.inputs / "ch8.wav")
     assert abs(sf.info(out).duration - 1.5) < 0.011
+    *_, summary = _app_predict(app_server)  # nothing chosen: a note, not an error
+    assert "Upload or record some audio" in summary
     terminal = app_server.log_text()[start:]
     assert "Traceback" not in terminal and "Warning" not in terminal, terminal[-3000:]
 

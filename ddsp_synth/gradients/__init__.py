@@ -1,23 +1,12 @@
-"""How a gradient crosses a device: autodiff, SPSA, neural proxy, hybrid, and CMA-ES.
+"""How a gradient crosses a device: autodiff (the twin), SPSA, a neural proxy, the hybrid
+(real forward, proxy backward), and gradient-free CMA-ES::
 
-    from ddsp_synth.effects import make_chain
-    from ddsp_synth.gradients import device_function
+    from ddsp_synth.chains import make_chain
 
-    chain = make_chain("peak,compressor", 16000)
-    with chain.pool(n_workers=2) as pool:
-        f = device_function(chain, "spsa", pool=pool)
-        y = f(audio, params01)          # real device; backward = SPSA estimate
+    chain = make_chain("peak,compressor@spsa", 16000)
+    y, _ = chain(audio, params)        # real compressor forward; SPSA estimate backward
+
+:mod:`.methods` turns a device into the stage of a method, :mod:`.wrappers` holds the stages
+that run the real devices, :mod:`.spsa` the one SPSA, :mod:`.proxy` the neural proxies,
+:mod:`.cma_search` CMA-ES.
 """
-
-from .cma_search import CMAConfig, cma_minimize
-from .methods import GRADIENT_METHODS, METHODS, DeviceFunction, device_function, local_models
-from .proxy import (Proxy, ProxyConfig, ProxyFileError, ProxyTCN, ProxyTrainConfig,
-                    evaluate_proxy, find_proxy, load_proxy, save_proxy, train_proxy)
-from .spsa import SPSAConfig, SPSAFunction, spsa_gradient
-
-__all__ = [
-    "CMAConfig", "cma_minimize", "GRADIENT_METHODS", "METHODS", "DeviceFunction",
-    "device_function", "local_models", "Proxy", "ProxyConfig", "ProxyFileError", "ProxyTCN",
-    "ProxyTrainConfig", "evaluate_proxy", "find_proxy", "load_proxy", "save_proxy",
-    "train_proxy", "SPSAConfig", "SPSAFunction", "spsa_gradient",
-]

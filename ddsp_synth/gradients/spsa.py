@@ -1,24 +1,23 @@
 """Simultaneous perturbation stochastic approximation (SPSA) through a black-box device.
 
 Spall (1992): with a random direction ``delta`` of independent +-1 entries (Rademacher) on
-all P normalised parameters at once, ``(f(u + eps delta) - f(u - eps delta)) / (2 eps) * delta``
+all normalised parameters at once, ``(f(u + eps delta) - f(u - eps delta)) / (2 eps) * delta``
 is an unbiased estimate (to O(eps^2)) of the gradient of ``f`` at ``u``, at the cost of two
-device runs whatever P is. Averaging over ``n_pairs`` directions lowers its variance.
-
-Two uses:
+device runs whatever the number of parameters. Averaging over ``n_pairs`` directions lowers
+its variance. The one implementation, :func:`spsa_estimate`, serves two uses:
 
 * :class:`SPSAFunction` - a device as a PyTorch op for networks (DeepAFx, Ramirez et al.
   2021): forward runs the real device; backward estimates, per batch item ``b``, the gradient
   of ``<grad_output_b, h(x_b, u_b)>`` (the vector-Jacobian product autograd asks for) from
-  ``2 * n_pairs`` extra device runs of that item.
-* :func:`spsa_gradient` - the gradient of a scalar loss of a parameter vector (what
-  ``ddsp-synth match`` optimises): the loss itself is the black box.
+  ``2 * n_pairs`` extra device runs of that item. Parameters may be per frame: every frame's
+  every parameter is perturbed at once (an automation curve for a black box);
+* :func:`spsa_gradient` - the gradient of a scalar loss of parameter vectors (what ``match``
+  optimises from several starts at once): the loss itself is the black box.
 
 Gradient to the device's *input audio*: SPSA estimates parameter gradients only. With
 ``input_grad="none"`` (default) nothing flows to the input (right when the input is data);
 ``"passthrough"`` passes ``grad_output`` through unchanged, as if the device were the
-identity (a straight-through estimate: usable for a network upstream when the device
-roughly preserves the waveform, e.g. EQ, biased for distortion). For an input gradient that
+identity (a straight-through estimate, biased for distortion). For an input gradient that
 follows the device, use ``hybrid`` (the proxy's).
 
 Perturbations that would leave [0, 1] are clipped and the finite difference divides by the
@@ -32,6 +31,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from ..stages.params import Param, denormalise, expand, normalise
 
 INPUT_GRAD_MODES = ("none", "passthrough")
 
@@ -64,76 +65,106 @@ def perturbations(u: np.ndarray, epsilon: float, n_pairs: int, rng: np.random.Ge
     """Two-sided Rademacher perturbations of normalised parameters, clipped to [0, 1].
 
     Args:
-        u: [P] normalised parameters.
+        u: [...] normalised parameters (one point: a vector, or frames x parameters).
 
     Returns:
-        plus, minus: [n_pairs, P] perturbed points; step: [n_pairs, P] ``plus - minus`` (never
-        zero: a coordinate pinned at a bound is moved inwards on one side only).
+        plus, minus: [n_pairs, ...] perturbed points; step: [n_pairs, ...] ``plus - minus``
+        (never zero: a coordinate pinned at a bound is moved inwards on one side only).
     """
-    delta = rng.choice(np.array([-1.0, 1.0]), size=(n_pairs, u.shape[-1]))
+    delta = rng.choice(np.array([-1.0, 1.0]), size=(n_pairs,) + u.shape)
     plus = np.clip(u + epsilon * delta, 0.0, 1.0)
     minus = np.clip(u - epsilon * delta, 0.0, 1.0)
     return plus, minus, plus - minus
 
 
-def spsa_gradient(loss_fn: Callable[[np.ndarray], np.ndarray], u: np.ndarray,
+def _differences(f_plus: np.ndarray, f_minus: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """The SPSA estimate from values at the perturbed points: ``f_*`` [n_pairs], ``step``
+    [n_pairs, ...] -> [...]."""
+    shape = (len(f_plus),) + (1,) * (step.ndim - 1)
+    return ((f_plus - f_minus).reshape(shape) / step).mean(0)
+
+
+def spsa_estimate(f: Callable[[np.ndarray], np.ndarray], points: np.ndarray,
                   config: SPSAConfig, rng: np.random.Generator):
-    """SPSA estimate of the gradient of a scalar loss at ``u``.
+    """SPSA gradients of a scalar function at several points, all evaluated in one call.
 
     Args:
-        loss_fn: ``[N, P] normalised parameters -> [N] losses`` (evaluated as one batch, so a
-            device pool runs the 2 * n_pairs points in parallel).
-        u: [P] normalised parameters.
+        f: ``[N, ...] normalised points -> [N]`` values (one batch: a pool runs it in
+            parallel).
+        points: [M, ...] the points.
 
     Returns:
-        gradient [P], and the mean of the 2 * n_pairs losses (an estimate of the loss at u).
+        gradients [M, ...], and the mean of each point's ``2 * n_pairs`` values [M].
     """
-    plus, minus, step = perturbations(u, config.epsilon, config.n_pairs, rng)
-    losses = np.asarray(loss_fn(np.concatenate([plus, minus])), np.float64)
-    f_plus, f_minus = losses[: config.n_pairs], losses[config.n_pairs :]
-    grad = ((f_plus - f_minus)[:, None] / step).mean(0)
-    return grad, float(losses.mean())
+    k = config.n_pairs
+    plans = [perturbations(u, config.epsilon, k, rng) for u in points]
+    batch = np.concatenate([np.concatenate([plus, minus]) for plus, minus, _ in plans])
+    values = np.asarray(f(batch), np.float64).reshape(len(points), 2, k)
+    grads = np.stack([_differences(v[0], v[1], step) for v, (_, _, step) in zip(values, plans)])
+    return grads, values.mean((1, 2))
+
+
+def spsa_gradient(loss_fn: Callable[[np.ndarray], np.ndarray], u: np.ndarray,
+                  config: SPSAConfig, rng: np.random.Generator):
+    """SPSA estimate of the gradient of a scalar loss at one point ``u`` [P]: (gradient [P],
+    mean of the 2 * n_pairs losses)."""
+    grads, values = spsa_estimate(loss_fn, np.asarray(u, np.float64)[None], config, rng)
+    return grads[0], float(values[0])
+
+
+def normalise_slope(params: tuple[Param, ...], natural: np.ndarray) -> np.ndarray:
+    """d(normalised) / d(natural) along the last axis: ``1 / (max - min)`` for linear
+    parameters, ``1 / (value ln(max / min))`` for log-scaled ones."""
+    cols = expand(params)
+    out = np.empty_like(natural, dtype=np.float64)
+    for i, p in enumerate(cols):
+        if p.scale == "log":
+            out[..., i] = 1.0 / (np.maximum(natural[..., i], 1e-30) * np.log(p.max / p.min))
+        else:
+            out[..., i] = 1.0 / (p.max - p.min)
+    return out
 
 
 class SPSAFunction(torch.autograd.Function):
-    """``SPSAFunction.apply(audio, params01, runner, config, rng)`` -> device output.
+    """``SPSAFunction.apply(audio, params, runner, declared, config, rng)`` -> device output.
 
     Args (of ``apply``):
         audio: [batch, n_samples].
-        params01: [batch, P] normalised parameters.
-        runner: ``(audio [N, n] float32, params01 [N, P]) -> [N, n]`` numpy; runs the real
-            device (e.g. a pool; parameters denormalised by the runner).
+        params: natural units, [batch, P] or [batch, n_frames, P].
+        runner: ``(audio [N, n] float32, natural params [N, ...]) -> [N, n]`` numpy: runs the
+            real device (a :class:`~ddsp_synth.blackbox.stage.BlackBox`'s ``run``).
+        declared: the parameters' declarations (for the normalised domain).
         config: :class:`SPSAConfig`.
         rng: numpy Generator for the perturbations.
     """
 
     @staticmethod
-    def forward(ctx, audio, params01, runner, config, rng):
+    def forward(ctx, audio, params, runner, declared, config, rng):
         x = audio.detach().cpu().numpy().astype(np.float32)
-        # the device only takes values in its declared ranges, and perturbations() keeps a
-        # point inside [0, 1]: values outside are read as the nearest bound
-        u = np.clip(params01.detach().cpu().numpy().astype(np.float64), 0.0, 1.0)
-        y = runner(x, u)
-        ctx.runner, ctx.config, ctx.rng = runner, config, rng
-        ctx.x, ctx.u = x, u
+        # the device only takes values in its declared ranges, and perturbations keep a point
+        # inside [0, 1]: values outside are read as the nearest bound
+        u = np.clip(normalise(declared, params.detach().cpu().numpy().astype(np.float64)),
+                    0.0, 1.0)
+        p = denormalise(declared, u)
+        y = runner(x, p)
+        ctx.runner, ctx.declared, ctx.config, ctx.rng = runner, declared, config, rng
+        ctx.x, ctx.u, ctx.p = x, u, p
         return torch.from_numpy(np.asarray(y, np.float32)).to(audio.device, audio.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
-        cfg, rng = ctx.config, ctx.rng
-        x, u = ctx.x, ctx.u
-        batch, k = x.shape[0], cfg.n_pairs
-        points, steps = [], []
-        for b in range(batch):
-            plus, minus, step = perturbations(u[b], cfg.epsilon, k, rng)
-            points.append(np.concatenate([plus, minus]))
-            steps.append(step)
-        points = np.concatenate(points)                     # [batch * 2k, P]
-        audio = np.repeat(x, 2 * k, axis=0)
-        y = np.asarray(ctx.runner(audio, points), np.float64).reshape(batch, 2 * k, -1)
+        x, u, cfg = ctx.x, ctx.u, ctx.config
+        k = cfg.n_pairs
+        plans = [perturbations(u[b], cfg.epsilon, k, ctx.rng) for b in range(x.shape[0])]
+        points = np.concatenate([np.concatenate([plus, minus]) for plus, minus, _ in plans])
+        # every item's perturbations in one call: the pool spreads them over its workers
+        y = np.asarray(ctx.runner(np.repeat(x, 2 * k, axis=0),
+                                  denormalise(ctx.declared, points)), np.float64)
         g = grad_out.detach().cpu().numpy().astype(np.float64)
-        f = np.einsum("bkn,bn->bk", y, g)                   # <grad_out_b, h(x_b, u_bk)>
-        grad_u = ((f[:, :k] - f[:, k:])[:, :, None] / np.stack(steps)).mean(1)
-        grad_params = torch.from_numpy(grad_u).to(grad_out.device, grad_out.dtype)
+        f = np.einsum("bkn,bn->bk", y.reshape(x.shape[0], 2 * k, -1), g)  # <grad_b, h(x_b, u)>
+        grad_u = np.stack([_differences(fb[:k], fb[k:], step)
+                           for fb, (_, _, step) in zip(f, plans)])
+        grad_natural = grad_u * normalise_slope(ctx.declared, ctx.p)
+        grad_params = torch.from_numpy(grad_natural).to(grad_out.device, grad_out.dtype)
         grad_audio = grad_out if cfg.input_grad == "passthrough" else None
-        return grad_audio, grad_params, None, None, None
+        return grad_audio, grad_params, None, None, None, None

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import core
-from ..core import cents_to_hz
+from ..dsp.interpolation import n_frames_for
+from ..dsp.spectral import a_weighted_loudness
+from ..dsp.units import cents_to_hz
+from ..errors import InputError
 from ..features import FeatureConfig
 from .. import harmonic_check
 from ..pitch import (CREPE_SAMPLE_RATE, CREPE_WINDOW, bin_range, crepe_runner, log_observations,
@@ -42,18 +44,18 @@ class StreamingFeatures:
     frame; f0 uses the same CREPE model, bin refinement and harmonic check, decoded by online
     Viterbi filters (best current end state, no backtracking), so it cannot use the future.
 
-    Only models at 16 kHz (CREPE's rate) are supported here; others raise ValueError.
+    Only models at 16 kHz (CREPE's rate) are supported here; others raise InputError.
     """
 
     def __init__(self, config: FeatureConfig, crepe_model: str | None = None):
         if config.sample_rate != CREPE_SAMPLE_RATE:
-            raise ValueError(f"streaming features need a 16 kHz model, this one is "
+            raise InputError(f"streaming features need a 16 kHz model, this one is "
                              f"{config.sample_rate} Hz")
         self.config = config
         self.hop = config.hop
         self.crepe_model = crepe_model or config.crepe_model
         if config.loudness_n_fft != CREPE_WINDOW:
-            raise ValueError("streaming features need loudness_n_fft == 1024")
+            raise InputError("streaming features need loudness_n_fft == 1024")
         self.half = CREPE_WINDOW // 2
         self.latency_samples = self.half
         self.min_bin, self.max_bin = bin_range(config.f0_min_hz, config.f0_max_hz)
@@ -75,7 +77,7 @@ class StreamingFeatures:
     def _frame(self, window: np.ndarray) -> Frame:
         x = torch.from_numpy(window)[None]
         # The offline loudness, on the one frame centred in this window (frame 1 at hop n/2).
-        loud = float(core.a_weighted_loudness(x, self.config.sample_rate, CREPE_WINDOW // 2,
+        loud = float(a_weighted_loudness(x, self.config.sample_rate, CREPE_WINDOW // 2,
                                               CREPE_WINDOW)[0, 1, 0])
         act = self._crepe(normalise_frames(x).numpy())[0].astype(np.float64)
         log_obs = log_observations(act, self.min_bin, self.max_bin)
@@ -123,7 +125,7 @@ class StreamingFeatures:
     def finish(self) -> list[Frame]:
         """Frames still waiting for look-ahead at the end of a signal (zero padded), so
         that a whole signal gives ``ceil(n_samples / hop)`` frames like offline analysis."""
-        n_frames = core.n_frames_for(self.total_in, self.hop)
+        n_frames = n_frames_for(self.total_in, self.hop)
         first = self.next_frame
         if first >= n_frames:
             return []

@@ -4,7 +4,7 @@
 16 kHz), written as a pure function of its inputs and an explicit state: no FFT, no random
 numbers (the host supplies the noise) and no Python control flow on data, so the same module
 is what :func:`export_runtime` writes as TorchScript or ONNX for a C++ or plugin host. The
-chain's stages run their one-hop variants (:meth:`ddsp_synth.processors.Processor.make_step`),
+chain's stages run their one-hop variants (:meth:`ddsp_synth.stages.base.Stage.make_step`),
 which share the offline kernels or sit beside their offline twins with parity tests.
 
 Alignment and latency: offline synthesis interpolates block ``t`` between control frames
@@ -23,6 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from ..errors import InputError
+from ..stages.chain import check_amounts
+from .effect_steps import ModelChainStep
 
 #: the state of the default chain (harmonic, noise, reverb), in order; a model's own list is
 #: ``SynthStep.state_names``.
@@ -60,14 +64,17 @@ class SynthStep(nn.Module):
     def __init__(self, model):
         super().__init__()
         if model.encoder is not None:
-            raise ValueError("streaming needs a model without a z encoder")
+            raise InputError("streaming needs a model without a z encoder")
         self.model = model
-        self.chain = model.synth.make_step()
+        if model.effects is None:
+            self.chain = model.synth.make_step()
+        else:
+            self.chain = ModelChainStep(model.synth, model.effects.constant_stages())
         self.hop = model.config.synth.hop
         self.sample_rate = float(model.config.synth.sample_rate)
         self.hidden = model.config.decoder.hidden
-        self.n_controls = sum(self.chain.control_sizes.values())
-        self.n_stages = len(self.chain.names)
+        self.n_controls = sum(self.chain.sizes)
+        self.n_stages = len(self.chain.labels)
         self.state_names = ("gru_state", "prev_controls", *self.chain.state_names, "valid")
         self.input_names = ["f0_hz", "loudness_db", "noise", "gains", *self.state_names]
         self.output_names = ["audio", *[f"new_{n}" for n in self.state_names]]
@@ -79,19 +86,32 @@ class SynthStep(nn.Module):
 
     def decode(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
                gru_state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, 1] f0 and loudness -> (flat controls [B, C], new GRU state)."""
-        controls, gru_state = self.model.controls(f0_hz[:, :, None], loudness_db[:, :, None],
-                                                  state=gru_state)
-        return self.model.synth.flatten_controls(controls)[:, 0], gru_state
+        """[B, 1] f0 and loudness -> (the chain's parameters [B, C], new GRU state)."""
+        params, gru_state = self.model.controls(f0_hz[:, :, None], loudness_db[:, :, None],
+                                                state=gru_state)
+        if isinstance(params, list):  # constant stages [B, P] beside per-frame ones
+            return torch.cat([p[:, 0] if p.dim() == 3 else p for p in params], -1), gru_state
+        return params[:, 0], gru_state
 
     def render_block(self, prev: torch.Tensor, new: torch.Tensor, noise: torch.Tensor,
                      gains: torch.Tensor, chain_state: tuple, valid: torch.Tensor):
         """Audio between flat controls ``prev`` and ``new`` (the block of frame ``prev``) and
-        the chain's new state; nothing sounds and no state moves while ``valid`` is 0."""
+        the chain's new state; nothing sounds and no state moves while ``valid`` is 0.
+
+        A chain with effects masks with ``where`` (their settings from the zero controls of
+        a fresh stream may be NaN, which a product would let through); one with stages
+        that run only in Python does not run them at all before the first frame (a real
+        device's stream would hear a hop that was never played)."""
+        if not self.chain.exportable:
+            if float(valid.min()) < 0.5:
+                return torch.zeros_like(noise), chain_state
+            return self.chain(prev, new, noise, gains, chain_state)
         audio, new_state = self.chain(prev, new, noise, gains, chain_state)
         keep = valid > 0.5
         new_state = tuple(torch.where(keep.reshape(keep.shape + (1,) * (s.dim() - 2)), s, old)
                           for s, old in zip(new_state, chain_state))
+        if self.model.effects is not None:
+            return torch.where(keep, audio, torch.zeros_like(audio)), new_state
         return audio * valid, new_state
 
     def forward(self, f0_hz, loudness_db, noise, gains, gru_state, prev_controls, *rest):
@@ -111,19 +131,22 @@ class StreamingSynth:
 
     ENGINES = ("torch", "torchscript", "onnx")
 
-    def __init__(self, model, harmonic_gain: float = 1.0, noise_gain: float = 1.0,
-                 reverb_mix: float = 1.0, seed: int = 0, engine: str = "torch"):
+    def __init__(self, model, amounts: dict | None = None, seed: int = 0,
+                 engine: str = "torch"):
         """``engine``: run the step eagerly (``torch``), traced (``torchscript``) or with
-        onnxruntime (``onnx``, one intra-op thread); all three give the same audio. The gains
-        are the default chain's stage amounts (other stages play as trained)."""
+        onnxruntime (``onnx``, one intra-op thread); all three give the same audio.
+        ``amounts``: {stage label: live amount} of the model's chain (others play as
+        trained)."""
         if engine not in self.ENGINES:
             raise ValueError(f"engine must be one of {', '.join(self.ENGINES)}, got {engine!r}")
         self.step = SynthStep(model).eval()
+        if engine != "torch" and not self.step.chain.exportable:
+            raise InputError(not_exportable_message(self.step, f"the {engine} engine"))
         self.hop = self.step.hop
         self.sample_rate = int(self.step.sample_rate)
         self.latency_samples = self.hop
-        named = {"harmonic": harmonic_gain, "noise": noise_gain, "reverb": reverb_mix}
-        self.gains = torch.tensor([[named.get(n, 1.0) for n in self.step.chain.names]],
+        named = check_amounts(amounts or {}, self.step.chain.labels)
+        self.gains = torch.tensor([[named.get(n, 1.0) for n in self.step.chain.labels]],
                                   dtype=torch.float32)
         self.generator = torch.Generator().manual_seed(seed)
         self.engine = engine
@@ -191,6 +214,18 @@ def example_inputs(step: SynthStep, batch: int = 1, seed: int = 0) -> tuple[torc
     return (f0, loud, noise, gains, *step.initial_state(batch))
 
 
+def not_exportable_message(step: SynthStep, what: str) -> str:
+    """One line: which stages keep the step from ``what`` (a trace), and what to do."""
+    names = getattr(step.chain, "not_exportable", lambda: [])()
+    if not names:
+        return f"this model's chain has stages that only run in Python: no {what}"
+    stages = dict(zip(step.chain.labels, step.model.synth.stages()))
+    described = ", ".join(f"'{n}' ({getattr(stages[n], 'method', 'device')})" for n in names)
+    return (f"no {what}: effect stage {described} runs a real device in worker processes or "
+            f"a neural proxy, only in Python; switch it to its twin first "
+            f"(ddsp_synth.model_effects.switch_method(model, 'autodiff'), then save_model)")
+
+
 def _trace(step: SynthStep):
     """TorchScript of the step (shape checks inside nn.GRU are traced as constants, which is
     right here: a step always has one frame)."""
@@ -199,32 +234,86 @@ def _trace(step: SynthStep):
         return torch.jit.trace(step, example_inputs(step), check_trace=False)
 
 
-def export_runtime(model, path: str | os.PathLike, fmt: str) -> Path:
-    """Write the streaming step of ``model`` as TorchScript (``.pt``) or ONNX (``.onnx``).
+STEP_FORMAT = "ddsp_synth.step"
+STEP_FORMAT_VERSION = 1
+_INPUT_MEANINGS = {
+    "f0_hz": "the new frame's fundamental in Hz (the input's pitch, e.g. CREPE)",
+    "loudness_db": "the new frame's A-weighted loudness in dB re a full-scale 1 kHz sine "
+                   "(Hann window of loudness_n_fft samples centred on the frame)",
+    "noise": "white noise in [-1, 1) for this block (the host draws it)",
+    "gains": "live amount of each stage, in the order of 'stages' (1 = as trained)",
+}
 
-    The file takes and returns ``SynthStep.input_names`` / ``output_names`` (for the
-    default chain :data:`INPUT_NAMES` / :data:`OUTPUT_NAMES`); a host keeps the returned
-    state and passes it to the next call. Written atomically.
+
+def step_contract(step: SynthStep, meta: dict | None = None) -> dict:
+    """What a host in another language needs to run the exported step: rates, latency, every
+    input and output with its shape and meaning, the state layout (pass each ``new_X`` back
+    as ``X``; zeros are a fresh stream), the stages' order, the features the step expects and
+    the model's dataset statistics (for a host's own auto-adjust)."""
+    example = example_inputs(step)
+    fc = step.model.config.features
+    tensors = [{"name": n, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
+                "meaning": _INPUT_MEANINGS.get(n, "state (see 'state')")}
+               for n, t in zip(step.input_names, example)]
+    return {
+        "format": STEP_FORMAT, "format_version": STEP_FORMAT_VERSION,
+        "sample_rate": int(step.sample_rate), "hop": step.hop,
+        "frame_rate_hz": step.sample_rate / step.hop, "latency_samples": step.hop,
+        "inputs": tensors,
+        "outputs": [{"name": "audio", "shape": [1, step.hop], "dtype": "float32",
+                     "meaning": "the block of the previous frame (zeros at the first call)"}]
+        + [{"name": f"new_{t['name']}", "shape": t["shape"], "dtype": t["dtype"]}
+           for t in tensors if t["name"] in step.state_names],
+        "state": [t["name"] for t in tensors if t["name"] in step.state_names],
+        "stages": list(step.chain.labels),
+        "features": {"sample_rate": fc.sample_rate, "hop": fc.hop, "crepe_model": fc.crepe_model,
+                     "loudness_n_fft": fc.loudness_n_fft},
+        "dataset_stats": (meta or {}).get("dataset_stats", {}),
+    }
+
+
+def export_runtime(model, path: str | os.PathLike, fmt: str) -> Path:
+    """Write the streaming step of ``model`` as TorchScript (``.pt``) or ONNX (``.onnx``), its
+    contract (:func:`step_contract`) inside the file (ONNX metadata ``ddsp_synth``, a
+    TorchScript extra file ``ddsp_synth.json``) and beside it (``PATH.json``).
+
+    The file takes and returns ``SynthStep.input_names`` / ``output_names``; a host keeps the
+    returned state and passes it to the next call. Written atomically.
     """
-    from ..audio_io import atomic_write_bytes
+    import json
+
+    from ..audio_io import atomic_write_bytes, atomic_write_text
 
     step = SynthStep(model).eval()
+    if not step.chain.exportable:
+        raise InputError(not_exportable_message(step, "export"))
+    contract = json.dumps(step_contract(step, getattr(model, "meta", None)), indent=2)
     args = example_inputs(step)
     path = Path(path)
     if fmt == "torchscript":
         traced = _trace(step)
-        atomic_write_bytes(path, lambda tmp: torch.jit.save(traced, tmp))
+        atomic_write_bytes(path, lambda tmp: torch.jit.save(
+            traced, tmp, _extra_files={"ddsp_synth.json": contract}))
     elif fmt == "onnx":
-        def write(tmp):
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(step, args, tmp, input_names=step.input_names,
-                                  output_names=step.output_names, opset_version=18,
-                                  dynamo=False)
-        atomic_write_bytes(path, write)
+        atomic_write_bytes(path, lambda tmp: _write_onnx(step, args, tmp, contract))
     else:
         raise ValueError(f"format must be 'torchscript' or 'onnx', got {fmt!r}")
+    atomic_write_text(Path(str(path) + ".json"), contract + "\n")
     return path
+
+
+def _write_onnx(step: SynthStep, args, path: str, contract: str) -> None:
+    import onnx
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(step, args, path, input_names=step.input_names,
+                          output_names=step.output_names, opset_version=18, dynamo=False)
+    graph = onnx.load(path)
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = "ddsp_synth", contract
+    graph.doc_string = "ddsp_synth streaming step: see the 'ddsp_synth' metadata (JSON)"
+    onnx.save(graph, path)
 
 
 def _onnx_runner(model):

@@ -1,0 +1,112 @@
+"""JSON device files: a command line or a plugin with declared parameters.
+
+Command device (``--chain my_fx.json``)::
+
+    {"name": "sox_overdrive",
+     "command": ["sox", "{input}", "{output}", "overdrive", "{gain_db:.2f}", "20"],
+     "params": [{"name": "gain_db", "unit": "dB", "min": 0, "max": 40, "default": 10}],
+     "timeout_s": 30}
+
+``{input}`` / ``{output}`` are WAV paths (float32, mono), ``{sample_rate}`` the rate in Hz,
+``{NAME}`` (with an optional format spec) each declared parameter. The command runs without a
+shell, in its own process group. Its output is read back as mono, cut or zero-padded to the
+input's length. A plugin file is ``{"type": "plugin", "path": "x.vst3", "plugin_name": null,
+"params": [...]}`` (params optional: then every numeric parameter the plugin reports is used).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import string
+from pathlib import Path
+
+from ..config import ConfigError, read_json_file
+from ..stages.params import DeviceError, Param
+from .specs import CommandSpec, PluginSpec
+
+MAX_DEVICE_FILE_BYTES = 1 << 20
+FIELDS = {"command": {"type", "name", "command", "params", "timeout_s"},
+          "plugin": {"type", "name", "path", "plugin_name", "params"}}
+
+
+def validate_command(command, params: tuple[Param, ...], where: str) -> None:
+    """DeviceError unless ``command`` is a list of strings whose placeholders are known."""
+    if not isinstance(command, (list, tuple)) or not command \
+            or not all(isinstance(c, str) for c in command):
+        raise DeviceError(f"{where}: 'command' must be a non-empty list of strings")
+    known = {"input", "output", "sample_rate"} | {p.name for p in params}
+    used = set()
+    for part in command:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(part) if f is not None]
+        except ValueError as err:
+            raise DeviceError(f"{where}: bad placeholder in {part!r} ({err})") from None
+        for name in fields:
+            if name not in known:
+                raise DeviceError(f"{where}: command uses unknown parameter '{{{name}}}'; "
+                                  f"declared: {', '.join(p.name for p in params) or 'none'}")
+            used.add(name)
+    for need in ("input", "output"):
+        if need not in used:
+            raise DeviceError(f"{where}: command must contain '{{{need}}}'")
+
+
+def _read(path: Path) -> dict:
+    """The JSON object of a device file (a regular file of at most 1 MiB)."""
+    try:
+        data = read_json_file(path, MAX_DEVICE_FILE_BYTES, "device file")
+    except ConfigError as err:
+        raise DeviceError(str(err)) from None
+    if not isinstance(data, dict):
+        raise DeviceError(f"{path}: a device file must hold a JSON object")
+    return data
+
+
+def _params(data: dict, path: Path) -> tuple[Param, ...]:
+    raw = data.get("params", [])
+    if not isinstance(raw, list):
+        raise DeviceError(f"{path}: 'params' must be a list")
+    params = tuple(Param.from_dict(p, str(path)) for p in raw)
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise DeviceError(f"{path}: duplicate parameter names in {names}")
+    if any(p.size != 1 for p in params):
+        raise DeviceError(f"{path}: device parameters take one value each (no 'size')")
+    return params
+
+
+def load_device_file(path: str | os.PathLike):
+    """A CommandSpec or PluginSpec from a JSON device file; DeviceError on any problem."""
+    path = Path(path)
+    data = _read(path)
+    kind = data.get("type", "plugin" if "path" in data else "command")
+    if kind not in FIELDS:
+        raise DeviceError(f"{path}: 'type' must be 'command' or 'plugin', got {kind!r:.40}")
+    unknown = set(data) - FIELDS[kind]
+    if unknown:
+        raise DeviceError(f"{path}: unknown field(s) {sorted(unknown)[:5]}; allowed: "
+                          f"{sorted(FIELDS[kind])}")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name:
+        raise DeviceError(f"{path}: 'name' must be a non-empty string")
+    params = _params(data, path)
+    if kind == "plugin":
+        plugin_path = data.get("path")
+        if not isinstance(plugin_path, str):
+            raise DeviceError(f"{path}: 'path' must be a string")
+        if not os.path.isabs(plugin_path):
+            plugin_path = str(path.parent / plugin_path)
+        return PluginSpec(name, plugin_path, data.get("plugin_name"), params)
+    if "command" not in data:
+        raise DeviceError(f"{path}: a device file needs 'command' (a command-line effect) or "
+                          "'path' (a plugin); see the README, section Effects")
+    if not params:
+        raise DeviceError(f"{path}: a command device needs at least one parameter in 'params'")
+    timeout = data.get("timeout_s", 30.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not math.isfinite(timeout) or timeout <= 0:
+        raise DeviceError(f"{path}: 'timeout_s' must be a positive number, got {timeout!r}")
+    command = data["command"]
+    return CommandSpec(name, tuple(command) if isinstance(command, list) else command, params,
+                       float(timeout), str(path))

@@ -1,0 +1,100 @@
+"""Settings of ``match`` and its error class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+from ..gradients.cma_search import CMAConfig
+from ..gradients.spsa import SPSAConfig
+
+OUTPUT_FILES = ("preset.json", "matched.wav", "report.json", "match.png")
+SILENCE_PEAK = 1e-4  # -80 dBFS
+
+
+class MatchError(UserError):
+    """A bad input or setting of ``match``, with a one-line message for the user."""
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Settings of :func:`~ddsp_synth.match.match` (defaults tuned on ``bench/bench_match.py``).
+
+    Attributes:
+        analysis_seconds: length of the analysis window (the loudest stretch of the dry file).
+        preroll_seconds: audio processed before the window and left out of the loss, so that
+            envelopes and filter states are as they were in the target.
+        max_offset_ms: largest offset between dry and target that is aligned automatically.
+        min_seconds: shortest usable overlap of dry and target.
+        report_max_seconds: the before/after distances use at most this much audio.
+        fft_sizes: FFT sizes of the matching loss.
+        log_weight, linear_weight: weights of its log and linear magnitude terms.
+        ltas_weight, ltas_fft, ltas_smoothing_octaves: the distance of long-term average
+            spectra, smoothed over these widths in log frequency.
+        steps: default iterations per method (optimiser steps; CMA-ES generations); most runs
+            end earlier, converged or at ``max_seconds``.
+        max_seconds: default optimisation time budget per method.
+        learning_rate: Adam's peak rate on normalised parameters (cosine-decayed to
+            ``final_lr_fraction`` of it), per method; after the first frequency sweep it is
+            scaled by ``refine_lr_factor``.
+        patience, tolerance: a gradient method stops ("converged") once its best loss has
+            improved by less than ``tolerance`` (relative) in ``patience`` iterations after
+            the last sweep.
+        good_enough: every method stops ("matched") once its loss is below this fraction of
+            the dry file's loss (an exact match; recordings of real devices rarely get there).
+        n_starts: parallel starts of the gradient methods (autodiff, proxy: defaults + random
+            draws; spsa: the best of the random search); the first frequency sweep (or, with
+            no frequency to sweep, the first ``sweep_at`` fraction) continues from the best of
+            them alone.
+        sweep_at: fractions of the steps at which each device's frequency (and gain) is
+            grid-searched, every other parameter kept (gradients cannot find a filter
+            frequency that is far off).
+        sweep_points: frequency grid points (log-spaced over the range), per method (fewer
+            through the proxies, whose forward pass is the costly one).
+        sweep_gains_db: gains tried at each frequency, for devices with a gain.
+        search_points: random candidates (and the defaults) evaluated on the real devices to
+            pick the start of ``spsa``, ``hybrid`` and ``cma``.
+        spsa: SPSA settings (epsilon decays from ``spsa_epsilon_start`` to ``spsa.epsilon``).
+        spsa_epsilon_start: initial SPSA perturbation.
+        cma: CMA-ES settings.
+        cma_sweep_at: fraction of the time after which CMA-ES stops for the frequency sweep
+            and starts again from its result with ``cma_refine_sigma``.
+        n_workers: worker processes running the real devices.
+    """
+
+    analysis_seconds: float = 1.5
+    preroll_seconds: float = 0.5
+    max_offset_ms: float = 50.0
+    min_seconds: float = 0.5
+    report_max_seconds: float = 30.0
+    fft_sizes: tuple[int, ...] = (2048, 512, 128)
+    log_weight: float = 1.0
+    linear_weight: float = 1.0
+    ltas_weight: float = 1.0
+    ltas_fft: int = 2048
+    ltas_smoothing_octaves: tuple[float, ...] = (0.1, 0.33, 1.0, 2.0)
+    steps: dict = field(default_factory=lambda: {
+        "autodiff": 400, "proxy": 300, "hybrid": 300, "spsa": 600, "cma": 3000})
+    max_seconds: dict = field(default_factory=lambda: {
+        "autodiff": 45.0, "proxy": 45.0, "hybrid": 45.0, "spsa": 45.0, "cma": 45.0})
+    learning_rate: dict = field(default_factory=lambda: {
+        "autodiff": 0.05, "proxy": 0.05, "hybrid": 0.05, "spsa": 0.03})
+    final_lr_fraction: float = 0.05
+    refine_lr_factor: float = 0.2
+    patience: dict = field(default_factory=lambda: {
+        "autodiff": 40, "proxy": 40, "hybrid": 40, "spsa": 150})
+    tolerance: float = 1e-3
+    good_enough: float = 1e-3
+    n_starts: dict = field(default_factory=lambda: {"autodiff": 4, "proxy": 2, "hybrid": 1,
+                                                    "spsa": 2})
+    sweep_at: tuple[float, ...] = (0.2, 0.5)
+    sweep_points: dict = field(default_factory=lambda: {
+        "autodiff": 33, "proxy": 17, "hybrid": 33, "spsa": 33})
+    sweep_gains_db: tuple[float, ...] = (-12.0, -6.0, 6.0, 12.0)
+    search_points: int = 32
+    spsa: SPSAConfig = SPSAConfig(epsilon=0.01, n_pairs=4)
+    spsa_epsilon_start: float = 0.05
+    cma: CMAConfig = CMAConfig()
+    cma_sweep_at: float = 0.4
+    cma_refine_sigma: float = 0.1
+    n_workers: int = 2

@@ -1,0 +1,163 @@
+"""The pair ``match`` works on: checked, aligned, with an analysis window.
+
+:func:`align_pair` checks two signals at one sample rate and lines the target up with the
+dry signal by cross-correlation (offsets up to +-50 ms); :func:`load_pair` reads two files
+first (any format and rate: the target is resampled to the dry file's rate, and the notes
+say so). :func:`analysis_window` picks the loudest stretch of the dry signal, with a
+pre-roll so that the devices' envelopes and filter states settle as they did in the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..audio_io import AudioError, check_regular_file, check_sample_rate, load_audio
+from .config import SILENCE_PEAK, MatchConfig, MatchError
+
+
+@dataclass
+class MatchInputs:
+    """Aligned dry and target at one sample rate, and notes on what was done to them.
+
+    Attributes:
+        dry: the whole dry signal (what the matched output is rendered from).
+        target: the whole target, at the dry signal's rate.
+        dry_common, target_common: the parts they share.
+        start: where ``dry_common`` starts in ``dry``.
+        lag: ``target[n + lag]`` lines up with ``dry[n]``.
+        notes: one line per thing done to the inputs (resampling, alignment).
+    """
+
+    dry: np.ndarray
+    target: np.ndarray
+    dry_common: np.ndarray
+    target_common: np.ndarray
+    start: int
+    lag: int
+    sample_rate: int
+    notes: list = field(default_factory=list)
+
+
+def check_signal(audio: np.ndarray, what: str) -> np.ndarray:
+    """float32 mono audio, or a one-line error naming ``what`` (empty, non-finite, silent,
+    or with nothing but a constant)."""
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim != 1 or len(audio) == 0:
+        raise AudioError(f"{what}: empty audio" if audio.size == 0 else
+                         f"{what}: expected mono audio [n_samples], got shape {audio.shape}")
+    if not np.all(np.isfinite(audio)):
+        raise AudioError(f"{what}: audio contains NaN or infinite samples")
+    if float(np.abs(audio).max()) < SILENCE_PEAK:
+        raise AudioError(f"{what}: audio is silent (peak below -80 dBFS)")
+    if float(np.ptp(audio)) < SILENCE_PEAK:
+        raise AudioError(f"{what}: audio is a constant (no signal to compare)")
+    return audio
+
+
+def align(dry: np.ndarray, target: np.ndarray, sample_rate: int, max_offset_ms: float,
+          search_ms: float = 1000.0) -> int:
+    """Lag (samples) such that ``target[n + lag]`` lines up with ``dry[n]``.
+
+    The magnitude of the cross-correlation (first minute of the dry file against the target)
+    is searched over +-``search_ms``; its peak must lie within +-``max_offset_ms``, else
+    MatchError (a larger offset needs trimming by hand).
+    """
+    n = min(len(dry), len(target), 60 * sample_rate)
+    max_lag = int(search_ms * sample_rate / 1000)
+    a = dry[:n].astype(np.float64)
+    b = target[: n + max_lag].astype(np.float64)
+    # long enough that no lag in +-max_lag wraps around, even for a dry file under max_lag
+    size = 1 << (len(a) + len(b) + max_lag).bit_length()
+    xc = np.fft.irfft(np.conj(np.fft.rfft(a, size)) * np.fft.rfft(b, size), size)
+    lags = np.arange(-max_lag, max_lag + 1)
+    vals = np.abs(xc[lags % size])
+    best = int(lags[np.argmax(vals)])
+    limit = int(round(max_offset_ms * sample_rate / 1000))
+    if abs(best) > limit:
+        inside = vals[np.abs(lags) <= limit].max()
+        if vals.max() > 1.2 * inside:
+            raise MatchError(f"target is offset from dry by {1000 * best / sample_rate:+.0f} ms "
+                             f"(more than +-{max_offset_ms:g} ms): trim one of the files")
+        best = int(lags[np.abs(lags) <= limit][np.argmax(vals[np.abs(lags) <= limit])])
+    return best
+
+
+def overlap(dry: np.ndarray, target: np.ndarray, lag: int) -> tuple[int, int, int]:
+    """(start in dry, start in target, length) of the part the two share at ``lag``."""
+    d0, t0 = (0, lag) if lag >= 0 else (-lag, 0)
+    return d0, t0, min(len(dry) - d0, len(target) - t0)
+
+
+def offset_note(lag: int, sample_rate: int) -> str:
+    return (f"target aligned to dry: offset {1000 * lag / sample_rate:+.1f} ms ({lag:+d} "
+            "samples)")
+
+
+def align_pair(dry: np.ndarray, target: np.ndarray, sample_rate: int,
+               config: MatchConfig = MatchConfig(), names=("dry", "target"),
+               notes: list | None = None) -> MatchInputs:
+    """Check two signals at one rate and align them (see the module docstring)."""
+    sample_rate = check_sample_rate(sample_rate)
+    min_samples = int(config.min_seconds * sample_rate)
+    for audio, name in zip((dry, target), names):  # length first: one sample is "constant"
+        if np.ndim(audio) == 1 and 0 < np.size(audio) < min_samples:
+            raise AudioError(f"{name}: {np.size(audio)} samples ({np.size(audio) / sample_rate:.3f}"
+                             f" s) is too short; a match needs at least {config.min_seconds:g} s")
+    dry, target = check_signal(dry, names[0]), check_signal(target, names[1])
+    notes = list(notes or [])
+    lag = align(dry, target, sample_rate, config.max_offset_ms)
+    if lag:
+        notes.append(offset_note(lag, sample_rate))
+    d0, t0, n = overlap(dry, target, lag)
+    if n < min_samples:
+        raise MatchError(f"dry and target overlap by {max(n, 0) / sample_rate:.2f} s after "
+                         f"alignment; need at least {config.min_seconds:g} s")
+    if len(dry) != len(target):
+        notes.append(f"lengths differ (dry {len(dry) / sample_rate:.2f} s, target "
+                     f"{len(target) / sample_rate:.2f} s): compared on the common "
+                     f"{n / sample_rate:.2f} s")
+    dry_common, target_common = dry[d0 : d0 + n], target[t0 : t0 + n]
+    if float(np.abs(target_common).max()) < SILENCE_PEAK:
+        raise AudioError(f"{names[1]}: silent where it overlaps the dry signal")
+    return MatchInputs(dry, target, dry_common, target_common, d0, lag, sample_rate, notes)
+
+
+def _native_rate(path: Path) -> int:
+    import soundfile as sf
+
+    check_regular_file(path)
+    try:
+        return int(sf.info(str(path)).samplerate)
+    except Exception as err:
+        text = str(err).strip().splitlines()
+        reason = text[0] if text else type(err).__name__
+        # libsndfile repeats the path in its message; say it once.
+        reason = reason.replace(f"Error opening {str(path)!r}: ", "")
+        raise AudioError(f"{path}: unreadable audio ({reason})") from None
+
+
+def load_pair(dry_path, target_path, config: MatchConfig = MatchConfig()) -> MatchInputs:
+    """Read DRY and TARGET (the target at the dry file's rate, said in the notes), then
+    :func:`align_pair`."""
+    dry_path, target_path = Path(dry_path), Path(target_path)
+    sr = _native_rate(dry_path)
+    sr_target = _native_rate(target_path)
+    notes = []
+    if sr_target != sr:
+        notes.append(f"target resampled from {sr_target} Hz to the dry file's {sr} Hz")
+    return align_pair(load_audio(dry_path, sr), load_audio(target_path, sr), sr, config,
+                      (str(dry_path), str(target_path)), notes)
+
+
+def analysis_window(dry: np.ndarray, sample_rate: int, seconds: float,
+                    preroll_seconds: float) -> tuple[int, int, int]:
+    """(preroll start, window start, window end) of the loudest ``seconds`` of ``dry``."""
+    n = min(len(dry), int(round(seconds * sample_rate)))
+    energy = np.concatenate([[0.0], np.cumsum(dry.astype(np.float64) ** 2)])
+    sums = energy[n:] - energy[:-n] if len(dry) > n else np.array([energy[-1]])
+    start = int(np.argmax(sums)) if len(dry) > n else 0
+    pre = max(0, start - int(round(preroll_seconds * sample_rate)))
+    return pre, start, start + n

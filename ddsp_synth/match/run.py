@@ -1,0 +1,243 @@
+"""``match`` on arrays: the parameters of a chain that turn DRY into TARGET.
+
+:func:`match` takes two signals at one sample rate, aligns them, picks the loudest few
+seconds of the dry signal as the analysis window (with a pre-roll), and estimates the chain's
+parameters with one of five methods:
+
+* ``autodiff`` - Adam through the PyTorch twins, from several starts at once (a batch);
+* ``proxy`` - the same through the neural proxies (twins for devices without one);
+* ``hybrid`` - the real devices forward, the proxies (or twins) backward; starts from the
+  best of a small random search on the real devices;
+* ``spsa`` - Adam on SPSA estimates of the gradient from the real devices, from the best
+  points of the same search;
+* ``cma`` - CMA-ES on the real devices from the best of the same random search (restarted
+  with a doubled population from random points when it converges: IPOP), then the frequency
+  sweep and CMA-ES again, locally, from its result.
+
+The four gradient methods also grid-search each filter's frequency (and gain) twice, at 20 %
+and 50 % of their steps, through the same model they take gradients from, and continue from
+the best point at a lower rate: a gradient cannot move a peak whose frequency is far off,
+because its effect does not overlap the target's. They stop early once the loss stops
+improving. The loss is a multi-resolution spectral distance plus a distance of smoothed
+long-term average spectra, on the analysis window.
+
+The result holds the preset (natural units), the dry signal through the *real* chain with
+those settings, and a report; :func:`~ddsp_synth.match.files.match_files` writes them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ..blackbox.specs import import_pedalboard, needs_pedalboard
+from ..chains import fixed_params, make_chain, preset_from_normalised, real_chain
+from ..dsp.spectral import mr_log_distance
+from ..gradients.methods import METHODS
+from ..stages.params import DeviceError, denormalise
+from .config import MatchConfig, MatchError
+from .inputs import MatchInputs, align, align_pair, analysis_window, offset_note, overlap
+from .loss import WindowLoss
+from .optimisers import run_cma, run_gradient, run_spsa
+from .problem import Problem
+
+
+@dataclass
+class MatchResult:
+    """What :func:`match` found.
+
+    Attributes:
+        preset: ``{"chain": [{"device", "params"}...], "method"}`` in natural units.
+        matched: [n_samples] the whole dry signal through the chain with those settings (the
+            real devices where they exist).
+        report: loss per step, device runs, wall time, the spectral distance before and
+            after, notes on what was done to the inputs.
+        history: the best loss of each iteration.
+        inputs: the aligned pair.
+        compared: the part of the dry signal the distances compare (a slice of it) and the
+            target over the same part.
+    """
+
+    preset: dict
+    matched: np.ndarray
+    report: dict
+    history: list
+    inputs: MatchInputs
+    compared: tuple
+
+
+def check_settings(method: str, steps, max_seconds) -> None:
+    """One-line MatchError for an unknown method or a non-positive budget."""
+    if method not in METHODS:
+        raise MatchError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
+    for name, value in (("steps", steps), ("max_seconds", max_seconds)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= 0):
+            raise MatchError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+
+
+def _chains(chain_text, sample_rate: int, method: str, config: MatchConfig, proxy_dirs, seed):
+    """(the chain whose gradients the optimiser follows, its real devices or None)."""
+    grad_method = "spsa" if method == "cma" else method
+    chain = make_chain(chain_text, sample_rate, method=grad_method, n_workers=config.n_workers,
+                       proxy_dirs=list(proxy_dirs), spsa=config.spsa, seed=seed)
+    if len(chain.params) == len(fixed_params(chain)):
+        raise MatchError("every parameter of the chain is fixed: nothing to estimate")
+    if method not in ("spsa", "hybrid", "cma"):
+        return chain, None
+    stages = chain.stages()
+    if len(stages) == 1 and hasattr(stages[0], "real"):  # one group: share its workers
+        return chain, stages[0].real
+    return chain, real_chain(chain, config.n_workers)
+
+
+def _pedalboard_note(chain, method: str) -> str | None:
+    """A note when pedalboard is missing and the twins render instead; MatchError when the
+    method needs the real devices."""
+    specs = [getattr(d, "spec", None) for s in chain.stages() for d in getattr(s, "devices", [])]
+    if not any(spec is not None and needs_pedalboard(spec) for spec in specs):
+        return None
+    try:
+        import_pedalboard()
+    except DeviceError as err:
+        if method in ("spsa", "hybrid", "cma") or any(
+                d.twin is None for s in chain.stages() for d in s.devices):
+            raise MatchError(f"method '{method}' needs the real devices: {err}") from None
+        return "pedalboard is not installed: the matched output was rendered by the PyTorch twins"
+    return None
+
+
+def _optimise(problem: Problem, method: str, config: MatchConfig, steps: int, seed: int,
+              progress: bool) -> str:
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, disable=not progress, desc=f"match {method}", unit="it",
+               leave=False)
+    try:
+        if method == "cma":
+            return run_cma(problem, config, steps, bar, seed)
+        if method == "spsa":
+            return run_spsa(problem, config, steps, bar, seed)
+        return run_gradient(problem, method, config, steps, bar)
+    finally:
+        bar.close()
+
+
+def _render(chain_text, inputs: MatchInputs, natural: np.ndarray, real, by_twins: bool,
+            config: MatchConfig):
+    """The whole dry signal through the real chain (the twins when it has none, or when
+    pedalboard is missing)."""
+    sr = inputs.sample_rate
+    if real is not None and not by_twins:
+        # one item as long as the whole file: a slow plugin gets time in proportion
+        real.pool.timeout_s = max(real.pool.timeout_s, 60.0 + 10.0 * len(inputs.dry) / sr)
+        return real.run(inputs.dry[None], natural[None])[0]
+    twins = make_chain(chain_text, sr, method="autodiff")
+    with torch.no_grad():
+        x = torch.from_numpy(inputs.dry)[None]
+        return twins(x, torch.from_numpy(natural)[None].float())[0][0].numpy()
+
+
+def _distances(inputs: MatchInputs, matched: np.ndarray, config: MatchConfig):
+    """Spectral distances before/after at the offset left between the matched output and
+    the target (the devices' own delay is in the dry/target offset estimated before they
+    were known), and the notes with that offset."""
+    sr = inputs.sample_rate
+    notes = list(inputs.notes)
+    lag = align(matched.astype(np.float32), inputs.target, sr, config.max_offset_ms)
+    d0, t0, n_common = overlap(inputs.dry, inputs.target, lag)
+    if lag != inputs.lag:
+        notes = [n for n in notes if not n.startswith("target aligned")]
+        if lag:
+            notes.append(offset_note(lag, sr))
+    if n_common < config.min_seconds * sr:  # cannot happen for sane devices; keep the first
+        d0, t0, n_common = overlap(inputs.dry, inputs.target, inputs.lag)
+    n = min(n_common, int(config.report_max_seconds * sr))
+    seg, tgt = slice(d0, d0 + n), inputs.target[t0 : t0 + n]
+    t = torch.from_numpy(tgt)[None]
+    with torch.no_grad():
+        before = float(mr_log_distance(torch.from_numpy(inputs.dry[seg])[None], t)[0])
+        after = float(mr_log_distance(torch.from_numpy(matched[seg].astype(np.float32))[None],
+                                      t)[0])
+    return before, after, n, notes, seg, tgt
+
+
+def match(dry: np.ndarray, target: np.ndarray, sample_rate: int, chain, method: str = "autodiff",
+          steps: int | None = None, max_seconds: float | None = None, seed: int = 0,
+          progress: bool = False, proxy_dirs=(), config: MatchConfig = MatchConfig(),
+          inputs: MatchInputs | None = None) -> MatchResult:
+    """Estimate the parameters of ``chain`` that turn ``dry`` into ``target``.
+
+    Args:
+        dry, target: [n_samples] float signals at ``sample_rate`` (aligned here, offsets up to
+            +-50 ms).
+        chain: ``"peak,compressor"``, JSON device files, ``.vst3`` paths; ``name:param=value``
+            fixes a parameter.
+        method: ``autodiff``, ``spsa``, ``proxy``, ``hybrid`` or ``cma``.
+        steps: iterations (optimiser steps; CMA-ES generations); default per method.
+        max_seconds: optimisation time budget (loading and rendering come on top).
+        seed: random starts, SPSA perturbations, CMA-ES.
+        inputs: an already aligned pair (what :func:`load_pair` gives), instead of the arrays.
+
+    Raises:
+        MatchError, AudioError, DeviceError: bad inputs or settings (one-line messages).
+    """
+    t_start = time.monotonic()
+    check_settings(method, steps, max_seconds)
+    inputs = inputs or align_pair(dry, target, sample_rate, config)
+    sr = inputs.sample_rate
+    gradient_chain, real = _chains(chain, sr, method, config, proxy_dirs, seed)
+    try:
+        return _match(gradient_chain, real, chain, inputs, method, steps, max_seconds, seed,
+                      progress, config, t_start)
+    finally:
+        gradient_chain.close()
+        if real is not None:
+            real.close()
+
+
+def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds, seed,
+           progress, config, t_start) -> MatchResult:
+    sr = inputs.sample_rate
+    note = _pedalboard_note(gradient_chain, method)
+    n_steps = int(steps) if steps is not None else config.steps[method]
+    budget = float(max_seconds) if max_seconds is not None else config.max_seconds[method]
+    pre, w0, w1 = analysis_window(inputs.dry_common, sr, config.analysis_seconds,
+                                  config.preroll_seconds)
+    loss = WindowLoss(inputs.target_common[w0:w1], w0 - pre, config)
+    torch.manual_seed(seed)
+    t_opt = time.monotonic()
+    problem = Problem(gradient_chain, inputs.dry_common[pre:w1], loss, real, seed, config, method,
+                      t_opt + budget)
+    with torch.no_grad():
+        dry_loss = float(loss(problem.x)[0])
+    problem.good_enough = config.good_enough * dry_loss
+    stopped = _optimise(problem, method, config, n_steps, seed, progress)
+    opt_seconds = time.monotonic() - t_opt
+    natural = denormalise(problem.params, problem.best_u[None])[0]
+    matched = _render(chain_text, inputs, natural, real, note is not None, config)
+    before, after, n_rep, notes, seg, tgt = _distances(inputs, matched, config)
+    result = preset_from_normalised(gradient_chain, problem.best_u, method)
+    report = {
+        "method": method, "chain": result["chain"], "sample_rate": sr, "seed": seed,
+        "steps_requested": n_steps, "iterations": len(problem.history), "stopped_by": stopped,
+        "max_seconds": budget, "optimisation_seconds": round(opt_seconds, 3),
+        "wall_seconds": round(time.monotonic() - t_start, 3),
+        "device_evaluations": real.calls if real is not None else 0,
+        "models": [k for s in gradient_chain.stages() for k in getattr(s, "kinds", [])]
+        if method in ("proxy", "hybrid") else [],
+        "analysis": {"window_start_s": round((inputs.start + w0) / sr, 3),
+                     "window_seconds": round((w1 - w0) / sr, 3),
+                     "preroll_seconds": round((w0 - pre) / sr, 3)},
+        "loss_dry": dry_loss,
+        "loss_final": problem.best if math.isfinite(problem.best) else None,
+        "loss_per_step": [round(v, 6) for v in problem.history],
+        "spectral_distance_before": before, "spectral_distance_after": after,
+        "rel_spec": after / max(before, 1e-12), "distance_seconds": round(n_rep / sr, 3),
+        "notes": notes + ([note] if note else []), "config": asdict(config),
+    }
+    return MatchResult(result, matched, report, problem.history, inputs, (seg, tgt))

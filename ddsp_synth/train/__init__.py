@@ -1,0 +1,24 @@
+"""Training loop: single process, or DistributedDataParallel under ``torchrun``.
+
+Run directory layout::
+
+    run.json                     model + training settings and dataset statistics
+    log.jsonl                    one JSON line per logged step and per validation
+    tb/                          TensorBoard scalars and audio
+    checkpoints/step-0000200/    model.safetensors, optimizer.safetensors, state.json
+
+Checkpoints hold no pickle: tensors in safetensors, everything else in JSON. Each is written
+to ``step-N.tmp`` and renamed into place, so an interruption mid-write leaves the previous
+checkpoint as the latest complete one. ``resume`` restores weights, Adam moments, the
+learning-rate schedule, the RNG and the position in the data order, so the run continues as
+if it had never stopped."""
+
+from .checkpoints import (export_run, list_checkpoints, load_checkpoint, load_run_model,
+                          save_checkpoint, summarize_history)
+from .config import TrainConfig, TrainingError, lr_factor
+from .loop import train, train_from_overrides, train_step, validate
+from .setup import closest_shipped_model
+
+__all__ = ["TrainConfig", "TrainingError", "closest_shipped_model", "export_run", "list_checkpoints",
+           "load_checkpoint", "load_run_model", "lr_factor", "save_checkpoint",
+           "summarize_history", "train", "train_from_overrides", "train_step", "validate"]

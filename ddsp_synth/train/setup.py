@@ -1,0 +1,243 @@
+"""Starting a run: its settings (new, resumed, or from another model), the model, optimiser,
+schedule and data of one process, and the signal flag that stops it cleanly."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..audio_io import atomic_write_bytes
+from ..config import from_dict
+from ..data import DDSPDataset, collate, load_manifest, load_stats
+from ..model import DDSPModel, ModelConfig, check_stats, copy_weights, with_stats
+from . import checkpoints
+from .config import TrainConfig, TrainingError, lr_factor
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world, rank, local
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the loop checkpoints and returns at the next step."""
+
+    def __init__(self):
+        self.signum = 0
+        self._old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class _Run:
+    """Everything one training process holds while it trains."""
+
+    run_dir: Path
+    model_config: ModelConfig
+    config: TrainConfig
+    model: DDSPModel
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_set: DDSPDataset
+    val_set: DDSPDataset
+    sampler: torch.utils.data.DistributedSampler
+    device: torch.device
+    world: int
+    main_proc: bool
+    writer: object = None
+    step: int = 0
+    wall_s: float = 0.0
+    history: list = field(default_factory=list)
+    warmup: list = field(default_factory=lambda: [0])  # [steps]: read by the schedule
+    first_val: dict | None = None  # the validation before any step (the starting model's)
+    best: dict | None = None  # {"step", "val"} of the best validated checkpoint
+    last_val: dict | None = None
+    last_val_step: int = -1
+    last_audio_step: int = -1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.sampler) // self.config.batch_size
+
+
+def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
+           config: TrainConfig, resume: bool, force: bool, init_from, main_proc: bool,
+           distributed: bool) -> tuple[ModelConfig, TrainConfig, DDSPModel | None]:
+    """Settle the run's settings: from ``run.json`` when resuming, else from the arguments
+    (or the model of ``init_from``), checked against the dataset and written to ``run.json``.
+    Returns (model settings, training settings, the ``init_from`` model or None)."""
+    manifest = load_manifest(data_dir)
+    stats = load_stats(data_dir)
+    run_file = run_dir / "run.json"
+    init_model = None
+    if resume:
+        if not run_file.exists():
+            raise TrainingError(f"{run_dir}: nothing to resume (no run.json)")
+        run_meta = checkpoints.read_run(run_file)
+        model_config = ModelConfig.from_dict(run_meta["model"])
+        config = from_dict(TrainConfig, {**run_meta["train"], "steps": config.steps,
+                                         "max_minutes": config.max_minutes,
+                                         "num_threads": config.num_threads}, "train.")
+        return model_config, config, None
+    if main_proc and run_file.exists() and not force:
+        raise TrainingError(f"{run_dir} already holds a run; use --resume to continue it "
+                            "or --force to start over")
+    feature_cfg = manifest["config"]["features"]
+    if init_from == "auto":
+        init_from = _auto_init(data_dir, main_proc)
+    if init_from is not None:
+        from ..model import load_model
+
+        init_model, _ = load_model(init_from)
+        if model_config is None:
+            model_config = init_model.config
+    if model_config is None:
+        model_config = ModelConfig.for_sample_rate(feature_cfg["sample_rate"],
+                                                   feature_cfg["sample_rate"] / feature_cfg["hop"],
+                                                   feature_cfg["crepe_model"])
+    if asdict(model_config.features) != feature_cfg:
+        raise TrainingError("the model's feature settings differ from the dataset's "
+                            f"({asdict(model_config.features)} vs {feature_cfg})")
+    # everything about the data is checked before the run folder is touched
+    check_stats(stats, ("loudness_db_mean", "loudness_db_std"))
+    _check_batch(DDSPDataset(data_dir, "train"), config.batch_size, _dist_info()[0])
+    if main_proc:
+        if force and (run_dir / "checkpoints").exists():
+            shutil.rmtree(run_dir / "checkpoints")
+            (run_dir / "log.jsonl").unlink(missing_ok=True)
+        run_meta = {"model": model_config.to_dict(), "train": asdict(config),
+                    "data_dir": str(data_dir), "dataset_stats": stats}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(run_meta, indent=2)
+        atomic_write_bytes(run_file, lambda tmp: Path(tmp).write_text(text))
+    if distributed:
+        dist.barrier()
+    return model_config, config, init_model
+
+
+def closest_shipped_model(data_dir: str | os.PathLike, n_examples: int = 8) -> Path | None:
+    """The shipped model that already resynthesizes a dataset best: lowest multi-resolution
+    spectral loss on ``n_examples`` training windows spread over the data, each model
+    normalising loudness with this dataset's statistics (as it will when fine-tuned). Only
+    models with the dataset's feature settings qualify; None when none does."""
+    from ..losses import multi_resolution_stft_loss
+    from ..model import available_models, load_model
+
+    features = load_manifest(data_dir)["config"]["features"]
+    stats = load_stats(data_dir)
+    data = DDSPDataset(data_dir, "train")
+    idx = np.linspace(0, len(data) - 1, min(n_examples, len(data))).round().astype(int)
+    batch = collate([data[int(i)] for i in idx])
+    best, best_loss = None, math.inf
+    for path in available_models().values():
+        model, _ = load_model(path)
+        if asdict(model.config.features) != features or model.encoder is not None:
+            continue
+        with torch.no_grad():
+            model.loudness_mean_db.fill_(stats["loudness_db_mean"])
+            model.loudness_std_db.fill_(stats["loudness_db_std"])
+            out = model(batch["f0_hz"][..., None], batch["loudness_db"][..., None],
+                        generator=torch.Generator().manual_seed(0))
+            loss = float(multi_resolution_stft_loss(out, batch["audio"], model.config.loss))
+        if loss < best_loss:
+            best, best_loss = path, loss
+    return best
+
+
+def _auto_init(data_dir: Path, say: bool) -> Path | None:
+    """:func:`closest_shipped_model`, saying what it chose."""
+    init_from = closest_shipped_model(data_dir)
+    if say:
+        print(f"starting from the shipped model {init_from.name!r}, the one that plays this "
+              "data best" if init_from else "no shipped model fits this data's feature "
+              "settings: starting from scratch", file=sys.stderr)
+    return init_from
+
+
+def _check_batch(train_set: DDSPDataset, batch_size: int, world: int) -> None:
+    if len(train_set) < batch_size * world:
+        raise TrainingError(f"only {len(train_set)} training examples for a batch of "
+                            f"{batch_size} x {world} processes; lower --batch-size")
+
+
+def _param_groups(model: DDSPModel, config: TrainConfig) -> list[dict]:
+    """The optimiser's parameter groups: the network's weights, and the effect settings the
+    model learns once with their own learning rate (when the model has any)."""
+    once = list(model.effects.once.parameters()) if model.effects is not None else []
+    if not once:
+        return [{"params": list(model.parameters())}]
+    ids = {id(p) for p in once}
+    return [{"params": [p for p in model.parameters() if id(p) not in ids]},
+            {"params": once, "lr": config.effects_learning_rate or config.learning_rate}]
+
+
+def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: TrainConfig,
+           init_model: DDSPModel | None, resume: bool) -> _Run:
+    """Model, optimiser, schedule and data for this process; restored from the newest
+    checkpoint when resuming."""
+    world, rank, local_rank = _dist_info()
+    use_cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    torch.manual_seed(config.seed + rank)
+    model = with_stats(model_config, load_stats(data_dir)).to(device)
+    if init_model is not None:  # weights only: the loudness normalisation stays this data's
+        copy_weights(init_model, model)
+    optimizer = torch.optim.Adam(_param_groups(model, config), lr=config.learning_rate)
+    step, wall_s, state = 0, 0.0, {}
+    if resume:
+        done = checkpoints.list_checkpoints(run_dir)
+        if not done:
+            raise TrainingError(f"{run_dir}: no complete checkpoint to resume from")
+        state = checkpoints.load_checkpoint(done[-1], model, optimizer)
+        step, wall_s = state["step"], state["wall_s"]
+        if world > 1:  # each rank continues its own noise stream
+            torch.manual_seed(config.seed + rank + 1_000_003 * step)
+    warmup = [int(state.get("warmup_steps", config.warmup_steps))]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, config, warmup[0]), last_epoch=step - 1 if resume else -1)
+    if config.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
+    model.decoder_bf16 = config.precision == "bf16"
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if use_cuda else None)
+    train_set, val_set = DDSPDataset(data_dir, "train"), DDSPDataset(data_dir, "val")
+    _check_batch(train_set, config.batch_size, world)
+    sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=world, rank=rank,
+                                                  shuffle=True, seed=config.seed, drop_last=True)
+    return _Run(run_dir, model_config, config, model, net, optimizer, scheduler, train_set,
+                val_set, sampler, device, world, rank == 0, step=step, wall_s=wall_s,
+                history=state.get("history", []), warmup=warmup,
+                first_val=state.get("first_val"), best=state.get("best"))
