@@ -544,3 +544,84 @@ def test_identifiability_says_when_a_parameter_barely_matters():
     assert rows["compressor.attack_ms"]["status"] == "barely_audible"
     assert rows["compressor.ratio"]["status"] == "barely_audible"
     assert "barely change the sound of this clip" in report["sentence"]
+
+
+def test_a_gradient_method_that_stalls_hands_the_rest_of_the_time_to_cma(tmp_path):
+    pytest.importorskip("pedalboard")
+    import time
+
+    dry = _dry(2.0)
+    target = _pedalboard([("Gain", dict(gain_db=-5.0)), ("Distortion", dict(drive_db=14.0))],
+                         dry)
+    d, t = _write(tmp_path, dry, target)
+    # every convergence counts as a stall: nothing is ever "matched", any loss is too high
+    # and Adam converges soon (a short patience, a coarse tolerance)
+    config = MatchConfig(n_workers=1, good_enough=0.0, fallback_above=0.0, tolerance=0.05,
+                         patience={"autodiff": 5, "proxy": 5, "hybrid": 5, "spsa": 5})
+    t0 = time.monotonic()
+    report = match_files(d, t, "gain,distortion", "autodiff", tmp_path / "o", max_seconds=15.0,
+                         progress=False, config=config)
+    names = [p["phase"] for p in report["phases"]]
+    assert names[0] == "informed starts" and "autodiff" in names
+    # CMA-ES after the gradient (then the identifiability report, where time is left)
+    assert "cma (the gradient stalled)" in names
+    assert names.index("cma (the gradient stalled)") > names.index("autodiff")
+    assert names[-1] in ("cma (the gradient stalled)", "identifiability")
+    gradient = report["phases"][names.index("autodiff")]
+    fallback = report["phases"][names.index("cma (the gradient stalled)")]
+    assert fallback["iterations"] > 0, report["phases"]  # CMA-ES ran on the same losses
+    assert fallback["best_loss"] <= gradient["best_loss"]
+    assert report["loss_final"] == pytest.approx(fallback["best_loss"])
+    # within the budget (and the identifiability report inside it)
+    assert report["optimisation_seconds"] < 15.0 + 2.0
+    assert time.monotonic() - t0 < 60
+    assert report["rel_spec"] < 0.1
+
+
+def test_report_and_cli_say_what_the_clip_pins_down(tmp_path, capsys):
+    pytest.importorskip("pedalboard")
+    from ddsp_synth.cli import main
+
+    dry = _steps_tone([-6, -40, -12, -30], 2.0)  # 8 s: windows, not the whole clip
+    target = _pedalboard([("PeakFilter", dict(cutoff_frequency_hz=1200.0, gain_db=8.0, q=1.0)),
+                          ("Compressor", dict(threshold_db=-20.0, ratio=4.0, attack_ms=5.0,
+                                              release_ms=100.0))], dry)
+    d, t = _write(tmp_path, dry, target)
+    out = tmp_path / "m"
+    argv = ["match", str(d), str(t), "--chain",
+            "peak,compressor:attack_ms=5:release_ms=100", "--method", "autodiff", "-o",
+            str(out), "--max-seconds", "20", "--quiet"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().split("\n")
+    report = json.loads((out / "report.json").read_text())
+    ident = report["identifiability"]
+    # the printed sentence is the report's, after the summary line
+    assert len(lines) == 2 and lines[0].startswith(str(out)) and lines[1] == ident["sentence"]
+    rows = {r["param"]: r for r in ident["params"]}
+    assert set(rows) == {"peak.cutoff_frequency_hz", "peak.gain_db", "peak.q",
+                         "compressor.threshold_db", "compressor.ratio"}
+    for name in ("peak.cutoff_frequency_hz", "peak.gain_db", "compressor.threshold_db"):
+        assert rows[name]["status"] == "pinned", rows[name]
+        assert name in lines[1]
+    p = {f"{c['device']}.{k}": v for c in report["chain"] for k, v in c["params"].items()}
+    assert _octaves(p["peak.cutoff_frequency_hz"], 1200.0) < 0.5
+    assert abs(p["peak.gain_db"] - 8.0) < 2.0 and abs(p["compressor.threshold_db"] + 20.0) < 2.0
+    # several windows over loud and soft passages, and where each came from
+    analysis = report["analysis"]
+    assert not analysis["whole_clip"] and len(analysis["windows"]) >= 2
+    levels = [w["level_db"] for w in analysis["windows"]]
+    assert max(levels) - min(levels) > 15.0
+
+
+def test_identifiability_of_a_match_that_is_not_close_says_so():
+    from ddsp_synth.match.run import _local_caveat
+
+    ident = {"params": [], "trade_offs": [], "sentence": "The clip pins down peak.gain_db."}
+    config = MatchConfig()
+    close = _local_caveat(ident, 0.05, config)
+    assert close["match_is_close"] and close["sentence"] == ident["sentence"]
+    far = _local_caveat(ident, 0.27, config)
+    assert not far["match_is_close"]
+    assert far["sentence"].startswith("Around this setting (the match is not close, rel_spec "
+                                      "0.27")
+    assert far["sentence"].endswith("the clip pins down peak.gain_db.")

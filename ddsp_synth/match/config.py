@@ -76,6 +76,8 @@ class MatchConfig:
             (RMS over time, in quadrature over the bands) sound the same (the
             identifiability report, :mod:`.identify`).
         identify_max_fraction: at most this share of the time budget is kept for it.
+        identify_close_rel_spec: above this rel_spec the match is not close, and the report
+            says that what it pins down is pinned down around the result only.
         n_workers: worker processes running the real devices.
         guess_max_seconds: the informed starts (:mod:`.guess`) read at most this much of
             the common signal (transfer estimate, envelopes).
@@ -133,6 +135,7 @@ class MatchConfig:
     fallback_sigma: float = 0.15
     same_sound_db: float = 1.0
     identify_max_fraction: float = 0.25
+    identify_close_rel_spec: float = 0.1
     n_workers: int = 2
     guess_max_seconds: float = 30.0
     guess_frame_seconds: float = 0.02

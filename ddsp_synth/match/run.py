@@ -311,6 +311,9 @@ def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds,
     matched = _render(chain_text, inputs, natural, real, note is not None, config)
     before, after, n_rep, notes, seg, tgt = _distances(inputs, matched, config)
     result = preset_from_normalised(gradient_chain, problem.best_u, method)
+    rel_spec = after / max(before, 1e-12)
+    if ident is not None:
+        ident = _local_caveat(ident, rel_spec, config)
     report = {
         "method": method, "chain": result["chain"], "sample_rate": sr, "seed": seed,
         "steps_requested": n_steps, "iterations": len(problem.history), "stopped_by": stopped,
@@ -326,10 +329,23 @@ def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds,
         "loss_final": problem.best if math.isfinite(problem.best) else None,
         "loss_per_step": [round(v, 6) for v in problem.history],
         "spectral_distance_before": before, "spectral_distance_after": after,
-        "rel_spec": after / max(before, 1e-12), "distance_seconds": round(n_rep / sr, 3),
+        "rel_spec": rel_spec, "distance_seconds": round(n_rep / sr, 3),
         "notes": notes + ([note] if note else []), "config": asdict(config),
     }
     return MatchResult(result, matched, report, problem.history, inputs, (seg, tgt))
+
+
+def _local_caveat(ident: dict, rel_spec: float, config: MatchConfig) -> dict:
+    """The identifiability report describes the neighbourhood of the result: where the match
+    is not close (rel_spec above ``identify_close_rel_spec``), "pins down" means "around
+    this setting", and the report and its sentence say so."""
+    close = rel_spec <= config.identify_close_rel_spec
+    ident = {**ident, "match_is_close": close}
+    if not close and ident.get("sentence"):
+        ident["sentence"] = (f"Around this setting (the match is not close, rel_spec "
+                             f"{rel_spec:.2f}: another setting may fit better): "
+                             + ident["sentence"][:1].lower() + ident["sentence"][1:])
+    return ident
 
 
 def _analysis(inputs: MatchInputs, windows: Windows, sr: int) -> dict:
