@@ -15,7 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
-from . import effects, models, play
+from . import control, effects, models, play
 from ..soundcard.command import add_live_parser
 from .common import Formatter, Parser
 
@@ -32,7 +32,8 @@ examples:
   ddsp-synth prepare my_recordings/ -o data/mine && ddsp-synth train data/mine -o runs/mine
   ddsp-synth COMMAND --help        (every command's options, defaults and an example)
 """
-COMMANDS = models.COMMANDS + play.COMMANDS + (add_live_parser,) + effects.COMMANDS
+COMMANDS = (models.COMMANDS + play.COMMANDS + (add_live_parser,) + effects.COMMANDS
+            + control.COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
