@@ -22,7 +22,7 @@ from torch import nn
 from ..stages.params import Param, n_values, normalise, params_from_raw
 from ..stages.twins import default_hop
 from .config import ControllerConfig
-from .encoder import Encoder, pool
+from .encoder import Encoder, active_frames, pool, pool_mel
 
 # settings that leave the sound unchanged, where the device's default does not
 # (device name, parameter name) -> natural value
@@ -83,14 +83,16 @@ class Controller(nn.Module):
     def per_frame(self) -> bool:
         return self.config.per_frame
 
-    def frames(self, audio: torch.Tensor) -> torch.Tensor:
-        """[batch, n_samples] -> [batch, channels + n_mels, 1 + n_samples // hop]."""
-        return torch.cat(self.encoder(audio), 1)
+    @staticmethod
+    def _pooled(features: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        mask = active_frames(mel)
+        return torch.cat([pool(features, mask), pool_mel(mel, mask)], -1)
 
     def embed(self, audio: torch.Tensor) -> torch.Tensor:
         """[batch, n_samples] -> [batch, 2 * (channels + n_mels)]: a recording as one vector
-        (each feature's mean and standard deviation over time)."""
-        return pool(self.frames(audio))
+        (over its active frames: the learned features' mean and deviation, the long-term
+        average spectrum and the mean log-mel)."""
+        return self._pooled(*self.encoder(audio))
 
     def forward(self, audio: torch.Tensor, reference: torch.Tensor | None = None,
                 reference_embedding: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,8 +106,8 @@ class Controller(nn.Module):
         Returns:
             [batch, n_raw], or per frame [batch, 1 + n_samples // hop, n_raw].
         """
-        features = self.frames(audio)  # [B, C + M, T]
-        parts = [pool(features)]
+        features, mel = self.encoder(audio)  # [B, C, T], [B, M, T]
+        parts = [self._pooled(features, mel)]
         if self.config.reference:
             if reference_embedding is None:
                 if reference is None:
@@ -115,7 +117,7 @@ class Controller(nn.Module):
         context = torch.cat(parts, -1)  # [B, 2 (C + M)], with a reference 4 (C + M)
         if not self.config.per_frame:
             return self.head(context)
-        frames = features.transpose(1, 2)  # [B, T, C + M]
+        frames = torch.cat([features, mel], 1).transpose(1, 2)  # [B, T, C + M]
         context = context[:, None].expand(-1, frames.shape[1], -1)
         return self.head(torch.cat([frames, context], -1))
 

@@ -8,11 +8,14 @@ the settings of a compressor or an output gain depend on it.
 :class:`Encoder` is a 1x1 projection of the mel bands followed by residual blocks of
 dilated, non-causal convolutions over time (each block: channel LayerNorm, GELU, dilated
 conv, GELU, 1x1 conv; normalised per frame, never across time, which would remove the
-level). :func:`pool` turns features into one vector per clip (mean and standard deviation
-over time), what a per-clip head and every reference use.
+level). :func:`pool` and :func:`pool_mel` turn a clip into one vector (what a per-clip head
+and every reference use) over its active frames (:func:`active_frames`): the learned
+features' mean and standard deviation, the long-term average spectrum and the mean log-mel.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,7 @@ from .config import ControllerConfig
 
 POWER_FLOOR = 1e-10  # -100 dB: silence
 DB_SCALE = 20.0  # log-mel dB / 20: about [-5, 1] for audio within full scale
+GATE_DB = 40.0  # frames this far below a clip's loudest are pauses: not pooled
 # signals longer than this are analysed in pieces (the frames are the same; memory is not)
 CHUNK_FRAMES = 6000
 
@@ -122,9 +126,30 @@ class Encoder(nn.Module):
         return self.out_norm(x), mel
 
 
-def pool(features: torch.Tensor) -> torch.Tensor:
-    """[batch, channels, n_frames] -> [batch, 2 * channels]: mean and standard deviation
-    over time."""
-    mean = features.mean(-1)
-    std = (features - mean[..., None]).square().mean(-1).add(1e-6).sqrt()
-    return torch.cat([mean, std], -1)
+def active_frames(mel: torch.Tensor, gate_db: float = GATE_DB) -> torch.Tensor:
+    """[batch, n_mels, T] log-mel -> [batch, T] float mask of the frames within ``gate_db`` of
+    the clip's loudest (its pauses and silence left out: an input and a reference taken from
+    different parts of a recording pause differently, and must still read as one level)."""
+    k = DB_SCALE / 10.0 * math.log(10.0)  # log-mel units -> natural log of power
+    frame_db = 10.0 / math.log(10.0) * torch.logsumexp(k * mel, 1)  # the bands' power, dB
+    loudest = frame_db.max(-1, keepdim=True).values
+    return (frame_db > loudest - gate_db).to(mel.dtype)
+
+
+def pool(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[batch, channels, T] -> [batch, 2 * channels]: mean and standard deviation over the
+    frames of ``mask`` ([batch, T], 1 = counted)."""
+    w = mask[:, None] / mask.sum(-1).clamp_min(1.0)[:, None, None]
+    mean = (features * w).sum(-1)
+    var = ((features - mean[..., None]).square() * w).sum(-1)
+    return torch.cat([mean, var.add(1e-6).sqrt()], -1)
+
+
+def pool_mel(mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[batch, n_mels, T] log-mel -> [batch, 2 * n_mels]: the long-term average spectrum
+    (power averaged over the active frames, in the log-mel's units) and the mean of the
+    log-mel over them (their difference says how much the level moves)."""
+    w = mask[:, None] / mask.sum(-1).clamp_min(1.0)[:, None, None]
+    k = DB_SCALE / 10.0 * math.log(10.0)  # log-mel units -> natural log of power
+    ltas = torch.log((torch.exp(k * mel) * w).sum(-1).clamp_min(POWER_FLOOR)) / k
+    return torch.cat([ltas, (mel * w).sum(-1)], -1)
