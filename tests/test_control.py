@@ -431,3 +431,27 @@ def test_style_command_refuses_bad_references(style_controller, tmp_path, capsys
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
         assert not (tmp_path / "x.wav").exists()
+
+
+def test_shipped_style_controller_describes_itself(style_controller):
+    from ddsp_synth.control.files import CARD, read_controller_meta
+
+    meta = read_controller_meta(style_controller)
+    assert [e["device"] for e in meta["chain"]] == ["lowshelf", "peak", "peak", "highshelf",
+                                                   "compressor", "gain"]
+    rows = meta["evaluation"]["rows"]
+    rates = [r["sample_rate"] for r in rows]
+    assert min(rates) <= 16000 and max(rates) >= 48000
+    # measured on held-out material through the real devices: better than doing nothing
+    assert all(r["rel_spec"] < 1.0 and r["loudness_lu"] < r["loudness_lu_dry"] for r in rows)
+    card = (style_controller / CARD).read_text()
+    assert "On material no training saw" in card and "## Rebuild" in card
+
+
+def test_controllers_are_in_the_package_api():
+    import ddsp_synth as ds
+    from ddsp_synth import control
+
+    for name in ("train_controller", "apply_controller", "load_controller", "predict_settings",
+                 "rule_baseline", "ControllerConfig", "ControlDataConfig"):
+        assert getattr(ds, name) is getattr(control, name)

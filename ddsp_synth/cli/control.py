@@ -42,6 +42,11 @@ def _cmd_train(args) -> int:
                                proxy_dirs=args.proxy_dir or (), workers=args.workers,
                                resume=args.resume, force=args.force,
                                show_progress=not args.quiet)
+    try:  # a resumed run's own settings say whether it takes a reference
+        saved = json.loads((Path(args.output) / "run.json").read_text())["controller"]
+        takes_reference = bool(saved["reference"])
+    except (OSError, ValueError, KeyError, TypeError):
+        takes_reference = controller.reference
     best = (summary.get("best") or {}).get("val") or {}
     first = summary.get("val_first") or {}
     print(f"{args.output}: {summary['step']} steps ({summary['steps_this_run']} in this run), "
@@ -50,7 +55,7 @@ def _cmd_train(args) -> int:
           f"{first.get('rel_spec', float('nan')):.3f}), loudness error "
           f"{best.get('loudness_lu', float('nan')):.2f} LU (doing nothing "
           f"{best.get('loudness_lu_dry', float('nan')):.2f}); use it with: ddsp-synth control "
-          f"apply {args.output} INPUT{' --reference REF' if controller.reference else ''} "
+          f"apply {args.output} INPUT{' --reference REF' if takes_reference else ''} "
           f"-o OUT.wav")
     return 130 if summary["interrupted"] else 0
 
