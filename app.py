@@ -40,6 +40,7 @@ from ddsp_synth.stages.chain import unique_labels  # noqa: E402
 from ddsp_synth.stages.registry import stage_kind  # noqa: E402
 from ddsp_synth.plots import curves_figure, piano_roll_figure, spectrograms_figure  # noqa: E402
 from ddsp_synth.transfer import NoPitchError, TransferOptions, render, transfer_audio  # noqa: E402
+from ddsp_synth.ui.rack_panel import RackPanel  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = [HERE / "examples" / "singing_scale.flac", HERE / "examples" / "clarinet_melody.flac"]
@@ -144,10 +145,12 @@ def _header_seconds(path) -> float | None:
 
 
 def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, loudness_shift,
-                 quiet_db, *amounts, models: dict, stages: list, max_seconds: float,
-                 workdir: Path):
+                 quiet_db, *rest, models: dict, stages: list, max_seconds: float,
+                 workdir: Path, rack=None):
     """Gradio handler: (output wav path, curves figure, spectrograms, piano roll, summary).
-    ``amounts``: one per entry of ``stages`` (the model's own stages are used)."""
+    ``rest``: one amount per entry of ``stages`` (the model's own stages are used), then the
+    rack panel's values (``rack``: the :class:`RackPanel`, None: no rack)."""
+    amounts, rack_values = rest[: len(stages)], rest[len(stages):]
     if not audio_path and not midi_path:  # a note, not an error on every output
         gr.Warning("Upload or record some audio, or choose a MIDI file, first.")
         return (gr.skip(), gr.skip(), gr.skip(), gr.skip(),
@@ -164,7 +167,8 @@ def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, lo
                               pitch_shift_semitones=float(pitch_shift),
                               loudness_shift_db=float(loudness_shift), quiet_db=float(quiet_db),
                               amounts={label: float(a) for (label, _), a in zip(stages, amounts)
-                                       if label in own})
+                                       if label in own},
+                              effects=rack.preset(rack_values) if rack and rack_values else None)
     out, audio, info, notes, note = _render_input(audio_path, midi_path, model, meta, options,
                                                   loudness_shift, max_seconds)
     out = limit_peak(out)
@@ -182,10 +186,43 @@ def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, lo
         text = f"MIDI, {len(out) / sr:.1f} s, {instrument} out; {note}"
         note = None
         roll = piano_roll_figure(notes, frame_rate, adj["f0_hz"], adj["loudness_db"])
+    if options.effects is not None:
+        text += f"; rack: {options.effects.describe()}"
     if note:
         text += f". Warning: {note}"
     return (str(out_path), curves_figure(frame_rate, info["input"], adj),
             spectrograms_figure(audio, out, sr), roll, text)
+
+
+def run_tone_match(audio_path, midi_path, instrument, auto_adjust, pitch_shift, loudness_shift,
+                   quiet_db, *rest, models: dict, stages: list, max_seconds: float, rack):
+    """Gradio handler of the rack's tone match: the input played dry (the same settings as
+    Transfer, no rack), the rack estimated from it and the reference. ``rest``: the stage
+    amounts, then the reference, the amount (%) and the aspects. Returns the rack panel's
+    new values and the summary line."""
+    amounts, (reference, amount, aspects) = rest[: len(stages)], rest[len(stages):]
+    if not audio_path and not midi_path:
+        gr.Warning("Upload or record some audio, or choose a MIDI file, first: the tone is "
+                   "matched on what the instrument plays.")
+        return [gr.skip()] * (len(rack.inputs) + 1)
+    if not reference:
+        gr.Warning("Upload a reference recording first.")
+        return [gr.skip()] * (len(rack.inputs) + 1)
+    if instrument not in models:
+        _fail(f"Unknown instrument {instrument!r}.")
+    try:
+        model, meta = _model(str(models[instrument]))
+    except ModelFileError as err:
+        _fail(f"Could not load the {instrument} model: {err}")
+    own = set(model.synth.labels)
+    options = TransferOptions(auto_adjust=bool(auto_adjust),
+                              pitch_shift_semitones=float(pitch_shift),
+                              loudness_shift_db=float(loudness_shift), quiet_db=float(quiet_db),
+                              amounts={label: float(a) for (label, _), a in zip(stages, amounts)
+                                       if label in own})
+    dry, *_ = _render_input(audio_path, midi_path, model, meta, options, loudness_shift,
+                            max_seconds)
+    return rack.match_file(dry, model.config.synth.sample_rate, reference, amount, aspects)
 
 
 def _prune(workdir: Path, keep: int = KEEP_OUTPUTS) -> None:
@@ -206,9 +243,15 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
     workdir = Path(tempfile.mkdtemp(prefix="ddsp_synth_app_"))
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)  # its outputs go with it
 
+    panel = None
+
     def handler(*args):
         return run_transfer(*args, models=models, stages=stages, max_seconds=max_seconds,
-                            workdir=workdir)
+                            workdir=workdir, rack=panel)
+
+    def tone_handler(*args):
+        return run_tone_match(*args, models=models, stages=stages, max_seconds=max_seconds,
+                              rack=panel)
 
     # Gradio's own upload/output cache: files older than 30 min go, checked every 10 min.
     with gr.Blocks(title="ddsp_synth timbre transfer", delete_cache=(600, 1800)) as demo:
@@ -239,6 +282,9 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                                      label=f"{label}: " + ("gain" if kind == "source" else
                                                            "wet/dry mix (0 = dry)")))
                     for label, kind in stages]
+                with gr.Accordion("Effects rack (after the instrument; off by default)",
+                                  open=False, elem_id="rack"):
+                    panel = RackPanel(_quiet)
                 run = gr.Button("Transfer", variant="primary", elem_id="run_btn")
             with gr.Column():
                 audio_out = gr.Audio(type="filepath", label="Output", elem_id="audio_out",
@@ -247,7 +293,8 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                 curves = gr.Plot(label="Pitch and loudness", elem_id="curves_plot")
                 roll = gr.Plot(label="Piano roll (MIDI input)", elem_id="roll_plot")
                 specs = gr.Plot(label="Spectrograms", elem_id="spec_plot")
-        inputs = [audio_in, midi_in, instrument, auto, pitch, loud, quiet, *amount_sliders]
+        inputs = [audio_in, midi_in, instrument, auto, pitch, loud, quiet, *amount_sliders,
+                  *panel.inputs]
         # Examples fill the input only: the chosen instrument stays.
         gr.Examples([[str(p)] for p in EXAMPLES if p.exists()], [audio_in],
                     label="Examples (MIT-licensed clips)")
@@ -257,7 +304,12 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
         midi_in.upload(lambda: None, None, audio_in, api_name=False)
         audio_in.upload(lambda: None, None, midi_in, api_name=False)
         audio_in.stop_recording(lambda: None, None, midi_in, api_name=False)
+        panel.load.upload(panel.load_file, panel.load, panel.inputs, api_name=False)
+        panel.save.click(lambda *v: panel.save_file(workdir, *v), panel.inputs, panel.save,
+                         api_name=False)
         run.click(handler, inputs, [audio_out, curves, specs, roll, info], api_name="transfer")
+        panel.tone_button.click(tone_handler, [*inputs[: -len(panel.inputs)], *panel.tone_inputs],
+                                [*panel.inputs, info], api_name=False)
     demo.queue(default_concurrency_limit=1, max_size=16)
     return demo
 

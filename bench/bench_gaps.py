@@ -19,7 +19,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
+
+from ddsp_synth.audio_io import atomic_write_text  # noqa: E402
 
 GENERATOR = ROOT.parent / "shared" / "data" / "render_melodies.py"
 SF2 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -118,9 +119,7 @@ def main(argv=None) -> int:
           f"{100 * worst:.2f} % (goal: at most 0.5 %)")
     result = {"machine": machine_info(), "rows": rows, "share": share, "worst_share": worst,
               "goal_share": 0.005}
-    with tempfile.NamedTemporaryFile("w", dir=HERE, suffix=".tmp", delete=False) as fh:
-        json.dump(result, fh, indent=2)
-    Path(fh.name).replace(args.out)
+    atomic_write_text(args.out, json.dumps(result, indent=2))
     return 0
 
 

@@ -16,10 +16,13 @@ block size, idle and next to a busy neighbour (a process spinning on one core, s
   blocks per minute (ours: output not ready), and the xruns JACK reported (any client's, or
   the dummy driver's own timing: on a virtual machine it wakes late at small periods).
 
-Prints a table and writes ``bench/results_live.json`` with the machine (``bench/machine.py``):
+Prints a table and writes ``bench/results_live.json`` with the machine (``bench/machine.py``);
+``--run NAME`` keeps the table there and files this run under ``runs`` / NAME instead (the goal
+run, or a margin forced with ``--margin-ms`` to see what a shorter schedule costs in late blocks):
 
     python bench/bench_live.py [--seconds 30] [--blocks 64,128,256] [--loads idle,busy]
-    python bench/bench_live.py --seconds 300 --blocks 128 --loads idle --paths audio   # goal run
+    python bench/bench_live.py --seconds 300 --blocks 128 --loads idle --paths audio --run goal
+    python bench/bench_live.py --blocks 128,256 --loads idle --paths audio --margin-ms 1 --run one-block
 """
 
 from __future__ import annotations
@@ -71,13 +74,15 @@ def note_events(seconds: float, seed: int = 0) -> list[tuple[int, bytes]]:
     return events
 
 
-def run_live(server, probe, argv, seconds, audio=None, events=()):
+def run_live(server, probe, argv, seconds, audio=None, events=(), margin_ms=None):
     """One performance. Returns the report, what the engine sent (``--record``) and got
     (``--record-input``, audio path) on its own clock, the next client's recording on the same
     clock, and the JACK frame of the engine's sample 0 (found from the samples both saw:
     JACK's frame time of a late callback can be a period off) and of the played offset 0."""
     tmp = Path(tempfile.mkdtemp())
     extra = [] if audio is None else ["--record-input", str(tmp / "in.wav")]
+    if margin_ms is not None:
+        extra += ["--margin-ms", f"{margin_ms:g}"]
     live = LiveProcess(server, *argv, *extra, "--seconds", f"{seconds:g}", "--output",
                        "probe-rec:in", "--record", str(tmp / "out.wav"), "--report",
                        str(tmp / "live.json"), "--quiet", env=ENV, cwd=ROOT)
@@ -101,14 +106,14 @@ def run_live(server, probe, argv, seconds, audio=None, events=()):
     return rep, sent, got, heard[d : d + len(sent)], start - (first + d), clocks
 
 
-def case_audio(server, probe, seconds, measure_s):
+def case_audio(server, probe, seconds, measure_s, margin_ms=None):
     from ddsp_synth.model import load_model
     from ddsp_synth.soundcard.paths import AudioPath
 
     x = melody(seconds - 1.0)
     rep, sent, got, heard, offset, clocks = run_live(
         server, probe, ["--model", "violin", "--backend", "jack", "--input", "probe-play:out"],
-        seconds, audio=x)
+        seconds, audio=x, margin_ms=margin_ms)
     n = min(len(sent), int((measure_s + 1.0) * RATE))
     reference = AudioPath(load_model("violin")[0], RATE).process(got[:n])
     out = without_late_blocks(sent[:n], rep)
@@ -128,11 +133,11 @@ def case_audio(server, probe, seconds, measure_s):
                  "seconds_measured": len(range(offset + RATE // 2, n - RATE, RATE)), **clocks}
 
 
-def case_midi(server, probe, seconds):
+def case_midi(server, probe, seconds, margin_ms=None):
     events = note_events(seconds - 0.5)
     rep, sent, _, heard, offset, clocks = run_live(
         server, probe, ["--model", "trumpet", "--backend", "jack", "--midi",
-                        "probe-play:midi_out"], seconds, events=events)
+                        "probe-play:midi_out"], seconds, events=events, margin_ms=margin_ms)
     notes = rep["note_on_to_sound"]["notes"]
     measured = []
     for m in notes:  # the onset in the next client's recording, where the engine said
@@ -154,7 +159,8 @@ def _stats(v) -> dict:
     return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
 
 
-def one(block, load, path, seconds, measure_s):
+def one(block, load, path, seconds, measure_s, margin_ms=None):
+    load_before = os.getloadavg()
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
     try:
         with DummyJackServer(RATE, block) as server:
@@ -162,8 +168,8 @@ def one(block, load, path, seconds, measure_s):
             probe.start()
             try:
                 t0 = time.monotonic()
-                rep, extra = (case_audio(server, probe, seconds, measure_s) if path == "audio"
-                              else case_midi(server, probe, seconds))
+                rep, extra = (case_audio(server, probe, seconds, measure_s, margin_ms)
+                              if path == "audio" else case_midi(server, probe, seconds, margin_ms))
             finally:
                 probe.close()
     finally:
@@ -172,8 +178,10 @@ def one(block, load, path, seconds, measure_s):
             hog.wait()
     minutes = rep["seconds"] / 60
     row = {"block": block, "load": load, "path": path, "seconds": rep["seconds"],
-           "wall_s": time.monotonic() - t0, "load_average": os.getloadavg(),
+           "wall_s": time.monotonic() - t0,
+           "load_average_before": load_before, "load_average": os.getloadavg(),
            "latency_ms": rep["latency_ms"], "margin_blocks": rep["margin_blocks"],
+           "margin": "from the warm-up" if margin_ms is None else f"--margin-ms {margin_ms:g}",
            "worker_realtime": rep["worker_realtime"],
            "compute_per_hop": rep["compute_per_hop"], "callback": rep["callback"],
            "late_blocks": rep["late_blocks"], "late_per_minute": rep["late_blocks"] / minutes,
@@ -206,6 +214,10 @@ def main(argv=None):
     ap.add_argument("--paths", default="audio,midi")
     ap.add_argument("--measure-seconds", type=float, default=20.0,
                     help="audio: how much of the recording the offline reference covers")
+    ap.add_argument("--margin-ms", type=float, default=None,
+                    help="pass --margin-ms to live (default: its warm-up sets the margin)")
+    ap.add_argument("--run", default=None,
+                    help="file this run under runs/NAME in the JSON, keeping the main table")
     ap.add_argument("--json", default=str(HERE / "results_live.json"))
     args = ap.parse_args(argv)
     print(f"{machine_line()}; goals: {GOALS}")
@@ -214,11 +226,20 @@ def main(argv=None):
     for block in [int(b) for b in args.blocks.split(",")]:
         for load in args.loads.split(","):
             for path in args.paths.split(","):
-                rows.append(one(block, load, path, args.seconds, args.measure_seconds))
+                rows.append(one(block, load, path, args.seconds, args.measure_seconds,
+                                args.margin_ms))
                 print_row(rows[-1])
     result = {"machine": machine_info(), "goals": GOALS, "seconds": args.seconds,
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    path = Path(args.json)
+    if args.run is not None:
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        result["argv"] = sys.argv[1:] if argv is None else list(argv)
+        kept.setdefault("runs", {})[args.run] = result
+        result = kept
+    elif path.exists():  # the named runs stay beside a new table
+        result["runs"] = json.loads(path.read_text()).get("runs", {})
+    path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json}")
 
 

@@ -41,8 +41,10 @@ def harmonic_share(audio: np.ndarray, f0_hz: np.ndarray, confidence: np.ndarray,
     """
     import librosa
 
-    spec = np.abs(librosa.stft(np.asarray(audio, np.float32), n_fft=N_FFT, hop_length=hop,
-                               center=True)) ** 2  # [bins, frames]
+    audio = np.asarray(audio, np.float32)
+    if len(audio) < N_FFT:  # a clip shorter than one window: zeros after it
+        audio = np.pad(audio, (0, N_FFT - len(audio)))
+    spec = np.abs(librosa.stft(audio, n_fft=N_FFT, hop_length=hop, center=True)) ** 2
     n = min(spec.shape[1], len(f0_hz), len(confidence), len(loudness_db))
     loud = np.asarray(loudness_db[:n], np.float64)
     sounding = loud > np.percentile(loud, 95) - SOUNDING_DB if n else np.zeros(0, bool)

@@ -22,6 +22,7 @@ from .errors import InputError
 from .stages.chain import check_amounts
 from .features import analyse
 from .melodic import harmonic_share, melody_warning
+from .rack import Preset, Rack, check_preset
 from .pitch import PITCHED_CONFIDENCE, VOICED_CONFIDENCE
 
 
@@ -44,6 +45,9 @@ class TransferOptions:
             (``reverb``: 0 = dry).
         chunk_seconds: synthesis chunk length; memory scales with it, not with the file.
         seed: seed of the noise generator.
+        effects: the effects rack after the instrument: a :class:`~ddsp_synth.rack.Preset`
+            or a preset dict (``{"chain": [{"device", "params"}]}``, as ``match`` writes),
+            played by the PyTorch twins; None: no rack.
     """
 
     auto_adjust: bool = True
@@ -54,6 +58,7 @@ class TransferOptions:
     amounts: dict = field(default_factory=dict)
     chunk_seconds: float = 10.0
     seed: int = 0
+    effects: object = None
 
     def __post_init__(self):
         check_fields(self, ranges={
@@ -61,6 +66,13 @@ class TransferOptions:
             "quiet_db": (0.0, 200.0), "bridge_ms": (0.0, 1000.0), "chunk_seconds": (0.05, 3600.0),
             "seed": (0, 2**63 - 1)})
         check_amounts(self.amounts)
+        if self.effects is not None and not isinstance(self.effects, Preset):
+            if not isinstance(self.effects, dict):
+                raise InputError(f"effects must be a preset (a dict or a rack.Preset), got "
+                                 f"{type(self.effects).__name__}")
+            object.__setattr__(self, "effects", check_preset(self.effects))
+        if self.effects is not None:
+            self.effects.check_twins()
 
 
 def check_auto_adjust_stats(meta: dict) -> None:
@@ -97,6 +109,62 @@ def interior_runs(mask: np.ndarray, max_len: int) -> np.ndarray:
     return out
 
 
+# A frame below PITCHED_CONFIDENCE still counts as pitched inside a steady run: CREPE's
+# estimate moves less than STEADY_CENTS from frame to frame for at least STEADY_MS with a
+# confidence of at least STEADY_MIN_CONFIDENCE (reeds and brass in their lowest register read
+# 0.2-0.45 while their pitch holds still; breath and noise jump about).
+STEADY_MIN_CONFIDENCE = 0.15
+STEADY_CENTS = 25.0
+STEADY_MS = 60.0
+# The last frames of an unpitched stretch before a note (its attack, before CREPE is sure)
+# sound at the note's pitch: at most this long.
+ONSET_MS = 40.0
+
+
+def steady_runs(f0_hz: np.ndarray, confidence: np.ndarray, min_frames: int) -> np.ndarray:
+    """[n] bool: frames in runs of at least ``min_frames`` whose pitch moves less than
+    STEADY_CENTS per frame, each with confidence >= STEADY_MIN_CONFIDENCE."""
+    f0 = np.maximum(np.asarray(f0_hz, np.float64), 1e-3)
+    cents = 1200.0 * np.abs(np.diff(np.log2(f0)))
+    ok = np.asarray(confidence) >= STEADY_MIN_CONFIDENCE
+    link = np.zeros(len(f0), bool)  # frame t continues frame t - 1
+    link[1:] = (cents < STEADY_CENTS) & ok[1:] & ok[:-1]
+    out = np.zeros(len(f0), bool)
+    t = 0
+    while t < len(f0):
+        u = t + 1
+        while u < len(f0) and link[u]:
+            u += 1
+        if u - t >= min_frames and ok[t]:
+            out[t:u] = True
+        t = u
+    return out
+
+
+def onset_frames(pitched: np.ndarray, max_len: int) -> np.ndarray:
+    """[n] bool: the last ``max_len`` unpitched frames before each pitched run."""
+    out = np.zeros_like(pitched)
+    starts = np.where(pitched[1:] & ~pitched[:-1])[0] + 1
+    for start in starts:
+        t = start
+        while t > 0 and not pitched[t - 1] and start - t < max_len:
+            t -= 1
+        out[t:start] = True
+    return out
+
+
+def onset_pitch(f0_hz: np.ndarray, onsets: np.ndarray, pitched: np.ndarray) -> np.ndarray:
+    """``f0_hz`` with each onset frame at the pitch of the note it leads into."""
+    if not onsets.any():
+        return f0_hz
+    out = f0_hz.copy()
+    nxt = np.where(pitched, np.arange(len(f0_hz)), len(f0_hz))
+    nxt = np.minimum.accumulate(nxt[::-1])[::-1]  # the first pitched frame at or after t
+    idx = np.where(onsets & (nxt < len(f0_hz)))[0]
+    out[idx] = f0_hz[nxt[idx]]
+    return out
+
+
 def bridge_pitch(f0_hz: np.ndarray, gaps: np.ndarray) -> np.ndarray:
     """``f0_hz`` with the frames of ``gaps`` interpolated in log frequency from the frames
     around them (a note change glides instead of following the tracker's guesses)."""
@@ -116,12 +184,22 @@ def _auto_octave(f0_hz, voiced, stats, manual_semitones: float) -> int:
     return int(np.round((stats["pitch_midi_mean"] - mean_midi) / 12.0))
 
 
+# The quietest share of voiced frames (note ends, decays) is left out of the loudness map:
+# below it an input keeps its distance in dB. Mapping those tails onto each other turned a
+# soft but ordinary input note into the model's faintest decays (30-40 dB down).
+LOUDNESS_MAP_TAIL = 0.05
+
+
 def _mapped_loudness(loud, voiced, stats) -> np.ndarray:
     """Quantile transform of the input's loudness onto the model's, fitted on the voiced
-    frames and applied to every frame (quieter than any voiced frame: the distance kept)."""
+    frames above their quietest ``LOUDNESS_MAP_TAIL`` and applied to every frame (quieter
+    frames: their distance below the fitted range kept)."""
     target_q = np.asarray(stats.get("loudness_db_voiced_quantiles")
                           or stats["loudness_db_quantiles"])
-    src_q = np.percentile(loud[voiced], np.linspace(0, 100, len(target_q)))
+    levels = np.linspace(0, 100, len(target_q))
+    first = int(np.searchsorted(levels, 100 * LOUDNESS_MAP_TAIL))
+    target_q, levels = target_q[first:], levels[first:]
+    src_q = np.percentile(loud[voiced], levels)
     src_q = np.maximum.accumulate(src_q + np.arange(len(src_q)) * 1e-9)
     mapped = np.interp(loud, src_q, target_q)
     below = loud < src_q[0]
@@ -153,9 +231,13 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
     if not voiced.any():
         raise NoPitchError("no pitch found: no frame is voiced (CREPE confidence < 0.5 "
                            "everywhere); is the input monophonic and pitched?")
-    pitched = confidence >= PITCHED_CONFIDENCE
+    pitched = (confidence >= PITCHED_CONFIDENCE) | steady_runs(
+        f0_hz, confidence, max(2, int(round(STEADY_MS * frame_rate_hz / 1000.0))))
+    onsets = onset_frames(pitched, int(round(ONSET_MS * frame_rate_hz / 1000.0)))
+    f0_hz = onset_pitch(f0_hz, onsets, pitched)
     bridged = interior_runs(~pitched, int(options.bridge_ms * frame_rate_hz / 1000.0))
-    f0_hz = bridge_pitch(f0_hz, bridged)
+    f0_hz = bridge_pitch(f0_hz, bridged & ~onsets)
+    bridged |= onsets
     octave_shift, muted = 0, np.zeros(len(loud), bool)
     if options.auto_adjust:
         check_auto_adjust_stats({"dataset_stats": stats})
@@ -188,6 +270,9 @@ class ChunkedRenderer:
         self.gen = torch.Generator().manual_seed(options.seed)
         self.gru_state = None
         self.chain_state = model.synth.initial_state(1)
+        self.rack = None  # the effects rack, its state carried from chunk to chunk
+        if options.effects is not None and not options.effects.empty:
+            self.rack = Rack(options.effects, model.config.synth.sample_rate).stream()
 
     @torch.no_grad()
     def process(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
@@ -199,6 +284,8 @@ class ChunkedRenderer:
                                                    amounts=self.amounts, generator=self.gen)
         if final:
             self.model.synth.end_state(self.chain_state)
+        if self.rack is not None:
+            audio = torch.from_numpy(self.rack.process(audio[0].numpy()))[None]
         return audio
 
 

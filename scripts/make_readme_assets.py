@@ -31,10 +31,12 @@ COMMANDS = (
     ("singing_scale_cello.flac",
      ["transfer", "examples/singing_scale.flac", "--model", "cello", "--pitch-shift", "-12"]),
     ("ode_to_joy_flute.flac", ["render", "examples/ode_to_joy.mid", "--model", "flute"]),
-    ("ode_to_joy_trumpet.flac",
-     ["render", "examples/ode_to_joy.mid", "--model", "trumpet", "--transpose", "-12"]),
+    ("ode_to_joy_trumpet.flac", ["render", "examples/ode_to_joy.mid", "--model", "trumpet"]),
     ("clarinet_melody_altosax.flac",
      ["transfer", "examples/clarinet_melody.flac", "--model", "altosax"]),
+    ("singing_scale_violin_warm.flac",
+     ["transfer", "examples/singing_scale.flac", "--model", "violin", "--effects",
+      "examples/presets/warm_violin.json"]),
 )
 
 

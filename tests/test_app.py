@@ -48,14 +48,27 @@ def wav_path(tmp_path_factory):
     return str(p)
 
 
+def _rack_values(rack: dict | None, bypass: bool = False) -> list:
+    """The rack panel's values: bypass, then per device of the layout its switch and knobs
+    (``rack``: {device: {knob: value}}; devices left out are off)."""
+    from ddsp_synth.rack import RACK_LAYOUT
+
+    values = [bypass]
+    for device, neutral in RACK_LAYOUT:
+        knobs = (rack or {}).get(device)
+        values += [knobs is not None, *[{**neutral, **(knobs or {})}[k] for k in neutral]]
+    return values
+
+
 def _predict(client, audio=None, midi=None, instrument="testviolin", auto=True, pitch=0.0,
-             loud=0.0, quiet=40.0, harm=1.0, noise=1.0, reverb=1.0):
+             loud=0.0, quiet=40.0, harm=1.0, noise=1.0, reverb=1.0, rack=None, bypass=False):
     """The page's amounts follow its models' chains: harmonic, noise, reverb here."""
     from gradio_client import handle_file
 
     return client.predict(handle_file(str(audio)) if audio else None,
                           handle_file(str(midi)) if midi else None, instrument, auto, pitch,
-                          loud, quiet, harm, noise, reverb, api_name="/transfer")
+                          loud, quiet, harm, noise, reverb, *_rack_values(rack, bypass),
+                          api_name="/transfer")
 
 
 def test_api_transfer(app_url, wav_path):
@@ -70,6 +83,20 @@ def test_api_transfer(app_url, wav_path):
     assert roll is None  # the piano roll is for MIDI input
     # the pitch shift reached the model: the output plays an octave up (600 Hz)
     assert abs(1200 * np.log2(median_pitch_hz(y) / 600.0)) < 30
+
+
+def test_api_rack_plays_after_the_instrument_and_bypass_compares(app_url, wav_path):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    dry, *_ = _predict(client, wav_path, auto=False)
+    quieter = {"gain": {"gain_db": -12.0}}
+    wet, *_, info = _predict(client, wav_path, auto=False, rack=quieter)
+    bypassed, *_ = _predict(client, wav_path, auto=False, rack=quieter, bypass=True)
+    y_dry, y_wet, y_byp = (sf.read(p)[0] for p in (dry, wet, bypassed))
+    assert "rack: gain gain_db=-12 dB" in info
+    np.testing.assert_allclose(y_wet, y_dry * 10 ** (-12 / 20), atol=2e-4)  # 16-bit files
+    np.testing.assert_array_equal(y_byp, y_dry)
 
 
 def test_api_midi_input_plays_the_notes_with_a_piano_roll(app_url, tmp_path):
@@ -205,11 +232,12 @@ def test_browser_upload_transfer_and_play(app_url, wav_path, tmp_path):
         page.wait_for_selector("#run_btn")
         page.set_input_files("#audio_in input[type=file]", wav_path)
         page.wait_for_selector("#audio_in a[data-testid=download-link][href*='file=']")
-        # the test model (auto-adjust keeps this tone's octave for it; the shipped violin,
-        # the default choice, would move it up one)
+        # the test model, auto-adjust off: the -12 slider alone sets the output's octave
+        # (auto-adjust chooses its octave after the manual shift and would undo it)
         page.click("#instrument input[role=combobox]")
         page.get_by_role("option", name="testviolin").click()
         assert page.input_value("#instrument input[role=combobox]") == "testviolin"
+        page.uncheck("#auto_adjust input[type=checkbox]")
         page.fill("#pitch_shift input[type=number]", "-12")
         page.press("#pitch_shift input[type=number]", "Tab")  # commit the number (blur)
         # the slider itself moved: the value is in the page's state before the click
@@ -271,3 +299,111 @@ def test_bad_numbers_in_the_app_arguments_are_refused_in_one_line(capsys):
         assert err.value.code == 2
         lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert message in lines[-1] and len(lines) <= 2, lines
+
+
+def test_rack_panel_loads_and_saves_presets(tmp_path):
+    import json
+
+    from ddsp_synth.rack import PresetError, check_preset
+    from ddsp_synth.ui.rack_panel import RackPanel
+
+    with gr.Blocks():
+        panel = RackPanel()
+    preset = check_preset({"chain": [
+        {"device": "peak", "params": {"cutoff_frequency_hz": 2500, "gain_db": -4, "q": 2}},
+        {"device": "compressor", "params": {"threshold_db": -20, "ratio": 3}},
+        {"device": "gain", "params": {"gain_db": 2}}]})
+    values = panel.values_of(preset)
+    assert len(values) == len(panel.inputs)
+    assert panel.preset(values) == preset
+    assert panel.preset([True, *values[1:]]) is None  # bypassed
+    saved = panel.save_file(tmp_path, *values)
+    assert check_preset(json.loads(open(saved).read())) == preset
+    with pytest.raises(PresetError, match="not this rack's layout"):
+        panel.values_of(check_preset({"chain": [{"device": "gain"}, {"device": "peak"}]}))
+
+
+def test_rack_panel_tone_match_sets_the_knobs(tmp_path):
+    """The tone match on a real recording: the knobs show the estimate, and the rack they
+    make brings the output's spectrum and loudness close to the reference's."""
+    from pathlib import Path
+
+    from ddsp_synth.errors import InputError
+    from ddsp_synth.rack import Rack
+    from ddsp_synth.tone import bands_for_rates, integrated_loudness, ltas_db, shape_error_db
+    from ddsp_synth.ui.rack_panel import RackPanel
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+    if not (shared / "flute.flac").exists():
+        pytest.skip("the shared recordings are not here")
+    dry, sr = sf.read(shared / "flute.flac", dtype="float32")
+    ref, ref_sr = sf.read(shared / "trumpet.flac", dtype="float32")
+    dry, ref = dry[-6 * sr:], 0.3 * ref[-6 * ref_sr:]
+    ref_path = tmp_path / "reference.flac"
+    sf.write(ref_path, ref, ref_sr)
+    with gr.Blocks():
+        panel = RackPanel()
+    values, text = panel.tone_values(dry, sr, str(ref_path), 100, ["eq", "dynamics",
+                                                                   "loudness"])
+    assert len(values) == len(panel.inputs) and values[0] is False  # not bypassed
+    preset = panel.preset(values)
+    assert preset.names == ("lowshelf", "peak", "highshelf", "compressor", "gain")
+    assert "tone match (100 %" in text and "gain gain_db=" in text
+    matched = Rack(preset, sr).process(dry)
+    bands = bands_for_rates(sr, ref_sr)
+
+    def errors(y):
+        y64, r64 = np.asarray(y, np.float64)[None], np.asarray(ref, np.float64)[None]
+        return (shape_error_db(ltas_db(y64, sr, bands), ltas_db(r64, ref_sr, bands)),
+                integrated_loudness(y64, sr) - integrated_loudness(r64, ref_sr))
+
+    (ltas0, loud0), (ltas1, loud1) = errors(dry), errors(matched)
+    assert ltas1 < 0.6 * ltas0 and abs(loud1) < 0.5 < abs(loud0)
+    # only the loudness, at half the amount: the EQ and compressor stay neutral
+    values, _ = panel.tone_values(dry, sr, str(ref_path), 50, ["loudness"])
+    half = panel.preset(values)
+    assert half.names == ("lowshelf", "peak", "highshelf", "compressor", "gain")
+    assert [v[1] for v in half.values[:3]] == [0.0, 0.0, 0.0] and half.values[3][1] == 1.0
+    assert abs(errors(Rack(half, sr).process(dry))[1] - loud0 / 2) < 0.5
+    with pytest.raises(InputError, match="choose at least one"):
+        panel.tone_values(dry, sr, str(ref_path), 100, [])
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(3 * sr, np.float32), sr)
+    with pytest.raises(InputError, match="the reference is silent"):
+        panel.tone_values(dry, sr, str(silent), 100, ["eq"])
+
+
+def test_the_apps_tone_match_button_plays_the_input_dry_and_sets_the_rack():
+    """The handler behind *Set the rack from the reference*: a MIDI input played by a shipped
+    model, matched to the clarinet example; the rack's knobs come back set."""
+    from pathlib import Path
+
+    import app
+    from ddsp_synth.model import available_models
+    from ddsp_synth.ui.rack_panel import RackPanel
+
+    models = available_models()
+    if "violin" not in models:
+        pytest.skip("the shipped violin model is not installed")
+    models = {"violin": models["violin"]}
+    stages = app.chain_stages(models)
+    with gr.Blocks():
+        panel = RackPanel()
+    repo = Path(app.__file__).resolve().parent
+    out = app.run_tone_match(None, str(repo / "examples" / "ode_to_joy.mid"), "violin", True,
+                             0.0, 0.0, 40.0, *[1.0] * len(stages),
+                             str(repo / "examples" / "clarinet_melody.flac"), 100,
+                             ["eq", "dynamics", "loudness"], models=models, stages=stages,
+                             max_seconds=60.0, rack=panel)
+    values, text = out[:-1], out[-1]
+    assert len(values) == len(panel.inputs) and values[0] is False
+    preset = panel.preset(values)
+    assert preset.names == ("lowshelf", "peak", "highshelf", "compressor", "gain")
+    assert any(v[1] != 0 for v in preset.values[:3])  # the EQ moved
+    assert text.startswith("tone match (100 %, eq, dynamics, loudness): lowshelf ")
+    # no reference: a note, nothing changed
+    skipped = app.run_tone_match(None, str(repo / "examples" / "ode_to_joy.mid"), "violin",
+                                 True, 0.0, 0.0, 40.0, *[1.0] * len(stages), None, 100, ["eq"],
+                                 models=models, stages=stages, max_seconds=60.0, rack=panel)
+    assert len(skipped) == len(panel.inputs) + 1
+    assert all(type(v) is type(gr.skip()) for v in skipped)

@@ -138,6 +138,115 @@ def test_paths_return_what_n_out_says_and_midi_events_land_in_their_hop(violin):
     assert [(note, hop) for _, note, hop in midi.note_ons] == [(60, 0), (64, 1)]
 
 
+def _note_on(note):
+    return bytes([0x90, note, 100])
+
+
+def test_midi_engine_starts_a_note_in_its_own_hop_at_its_pitch(violin):
+    """Live timing: the block returned by the call that gets a note-on is the note's first,
+    and it does not slide from the last note's pitch."""
+    import mido
+
+    from ddsp_synth.streaming import MidiLiveEngine
+
+    model, meta = violin
+    first = {5: [mido.Message("note_on", note=60, velocity=100)],
+             25: [mido.Message("note_off", note=60)]}  # released and silent well before 60
+    with_note = {**first, 60: [mido.Message("note_on", note=72, velocity=100)]}
+
+    def play(events, **kw):
+        engine = MidiLiveEngine(model, meta, engine="torch", **kw)
+        phase = engine.synth.step.state_names.index("phase")
+        blocks, phases = [], []
+        for h in range(80):
+            blocks.append(engine.process(events.get(h, [])))
+            phases.append(float(engine.synth.state[phase][0, 0]))
+        return np.stack(blocks), phases, engine
+
+    live, phases, engine = play(with_note, attack_on_note_frame=True)
+    without, _, _ = play(first, attack_on_note_frame=True)
+    assert engine.onset_hops == 0 and engine.n_retuned == 2  # both notes start from silence
+    np.testing.assert_array_equal(live[:60], without[:60])
+    assert np.any(live[60] != without[60])  # hop 60 returns the note's first block
+    # Block 60 (from the silent frame to the note's) runs at the note's pitch throughout: the
+    # oscillator's phase advances by exactly one hop of 523.25 Hz (it would slide from 261.6).
+    hop, rate = engine.hop, engine.sample_rate
+    advance = (phases[60] - phases[59]) % (2 * np.pi)
+    expected = (2 * np.pi * 440 * 2 ** ((72 - 69) / 12) * hop / rate) % (2 * np.pi)
+    assert abs(advance - expected) < 1e-4  # f0 is a float32 control
+
+
+def test_midi_path_first_output_is_where_a_note_first_changes_the_output(violin):
+    """``first_output`` (what the note-on -> sound figures count to) is the first output
+    sample a note changes: nothing earlier differs from a performance without it."""
+    from ddsp_synth.soundcard.paths import MidiPath
+
+    model, meta = violin
+    path = MidiPath(model, meta, RATE)  # 480 card samples per hop
+
+    def play(events):
+        path.reset()
+        path.events.extend(events)
+        return path.process(RATE // 4)
+
+    base = play([(9000, _note_on(60))])  # a last note, long silent by then
+    for stamp in (100, 480, 2000, 4321):  # hop 0 (no frame before it), hop starts, mid-hop
+        y = play([(stamp, _note_on(72)), (9000, _note_on(60))])
+        hop = path.note_ons[0][2]
+        assert hop == stamp // 480
+        first = path.first_output(hop)
+        assert first == path.up.n_out(160 * max(hop, 1))
+        np.testing.assert_array_equal(y[:first], base[:first])
+        assert np.any(y[first : first + 3] != base[first : first + 3]), stamp
+
+
+def test_runner_plays_midi_exactly_on_its_schedule_with_a_simulated_card(violin):
+    """The MIDI path behind the runner: the card's output is the path's offline output for
+    the same stamped events delayed by exactly the prefill, so a note-on's first sample at the
+    port is ``first_output(hop) + prefill`` (what the note-on -> sound figures use)."""
+    from ddsp_synth.soundcard.paths import MidiPath
+
+    model, meta = violin
+    block = 128
+    runner = LiveRunner(MidiPath(model, meta, RATE), RATE, block)
+    runner.start(margin_ms=20.0)
+    n_blocks = RATE // block
+    notes = {40: (17, 64), 200: (101, 67)}  # block -> (offset in it, note)
+    y = np.zeros(n_blocks * block, np.float32)
+
+    def card():
+        t0 = time.perf_counter()
+        for c in range(n_blocks):
+            time.sleep(max(0.0, t0 + c * block / RATE - time.perf_counter()))
+            events = [(notes[c][0], _note_on(notes[c][1]))] if c in notes else []
+            runner.process(None, y[c * block : (c + 1) * block], events)
+
+    thread = threading.Thread(target=card)
+    thread.start()
+    thread.join()
+    runner.stop()
+    assert runner.late_blocks == 0 and runner.error is None
+    stamps = [c * block + off for c, (off, _) in notes.items()]
+    assert [s for s, _, _ in runner.path.note_ons] == stamps
+    hops = [h for _, _, h in runner.path.note_ons]
+
+    def offline(events):
+        path = MidiPath(model, meta, RATE)
+        path.events.extend(events)
+        return path.process(len(y))
+
+    p = runner.prefill
+    reference = offline([(s, _note_on(n)) for s, (_, n) in zip(stamps, notes.values())])
+    np.testing.assert_array_equal(y[p:], reference[: len(y) - p])
+    # The first note changes nothing before its first sample at the port, which comes at
+    # most the prefill after the note-on (less the note's place in its hop).
+    silent = offline([])
+    port = runner.path.first_output(hops[0]) + p
+    np.testing.assert_array_equal(y[p:port], silent[: port - p])
+    assert np.any(y[port : port + 3] != silent[port - p : port - p + 3])
+    assert p - 480 < port - stamps[0] <= p + 1
+
+
 def test_runner_latency_is_exact_and_nothing_is_late_with_a_simulated_card(violin):
     """The runner between a card simulated in a thread (one block per block period) and the
     audio path: the output is the offline rendering delayed by exactly the prefill."""
@@ -366,9 +475,10 @@ def _check_midi_performance(rep, heard, sent_frames, engine_zero):
         onset = onset_after(heard, stamp, RATE)
         assert onset is not None and 1e3 * (onset - stamp) / RATE == pytest.approx(m["latency_ms"], abs=0.05)
         assert m["first_sample_ms"] <= m["latency_ms"]
-        # the note waits for the end of its 10 ms hop, then the schedule's prefill
+        # the note sounds in the block of its own 10 ms hop, which the schedule plays the
+        # prefill after the hop began: at most the prefill after the note-on
         prefill = rep["latency_ms"]["prefill"]
-        assert prefill < m["first_sample_ms"] <= prefill + 10.05
+        assert prefill - 10.0 < m["first_sample_ms"] <= prefill + 0.05
         seg = heard[onset + int(0.08 * RATE) : onset + int(0.25 * RATE)]
         f0 = _pitch(seg)
         assert abs(1200 * np.log2(f0 / (440 * 2 ** ((m["note"] - 69) / 12)))) < 50

@@ -273,7 +273,12 @@ def test_large_offset_and_short_overlap(tmp_path):
     d, t = _write(tmp_path, dry, np.concatenate([np.zeros(4000, np.float32), dry]))
     _fails(MatchError, "offset from dry by", d, t, "gain", "cma", tmp_path / "o")
     d, t = _write(tmp_path, dry, dry[: SR // 4])
-    _fails(MatchError, "overlap by 0.25 s", d, t, "gain", "cma", tmp_path / "o")
+    _fails(AudioError, "0.250 s\\) is too short", d, t, "gain", "cma", tmp_path / "o")
+    # both long enough, but 40 ms apart: the common part is 0.48 s
+    short = dry[: int(0.52 * SR)]
+    lag = int(0.04 * SR)
+    d, t = _write(tmp_path, short, np.concatenate([np.zeros(lag, np.float32), short[:-lag]]))
+    _fails(MatchError, "overlap by 0.48 s", d, t, "gain", "cma", tmp_path / "o")
 
 
 def test_existing_outputs_need_force(tmp_path, pair):

@@ -383,6 +383,53 @@ def test_performer_event_by_event_equals_midi_to_curves(tmp_path):
     assert perf.summary()["notes"] == want["notes"]
 
 
+def _perform(events, n_frames, **kw):
+    """Drive a performer with {frame: [(method, args...)]}: (f0 in MIDI, loudness) per frame."""
+    perf = MidiPerformer(STATS, FR, OPT, **kw)
+    f0, ld = [], []
+    for i in range(n_frames):
+        for name, *args in events.get(i, ()):
+            getattr(perf, name)(*args)
+        a, b = perf.next_frame()
+        f0.append(a)
+        ld.append(b)
+    return hz_to_midi(f0), np.array(ld), perf
+
+
+def test_attack_on_note_frame_is_the_file_timing_one_frame_sooner():
+    """Live timing: a note's own frame carries the attack's first step (files: it is silent
+    and the attack starts a frame later). Attack, decay, portamento and a deferred note-off
+    all come one frame sooner; a note-off is heard when it comes, as in files."""
+    events = {10: [("note_on", 60, 100)], 40: [("note_on", 64, 100)],  # legato up at 40
+              41: [("note_off", 60)], 70: [("note_off", 64)],
+              100: [("note_on", 67, 90), ("note_off", 67)],  # a note shorter than a frame
+              130: [("note_on", 55, 80), ("note_on", 62, 80)],  # a chord: the highest plays
+              160: [("note_off", 55), ("note_off", 62)]}
+    f_file, l_file, p_file = _perform(events, 200)
+    f_live, l_live, p_live = _perform(events, 200, attack_on_note_frame=True)
+    level = float(gain_to_loudness_db(midi_gain_db(100), STATS, OPT))
+    # The file's onset frame is silent; live, it is the file's next frame.
+    assert l_file[10] == SILENCE_DB and l_live[10] > SILENCE_DB + 50
+    # 10..69: attack, decay, the held note and the legato glide up to 64, one frame sooner
+    # (the file's 70 is its first release frame, holding the level).
+    np.testing.assert_array_equal(l_live[10:69], l_file[11:70])
+    np.testing.assert_allclose(f_live[10:69], f_file[11:70], atol=1e-9)
+    assert 60.0 < f_live[40] < 64.0 and f_file[40] == pytest.approx(60.0)  # glide begins
+    # The note-off at 70 is heard at 70 in both: the live note is one frame longer.
+    np.testing.assert_array_equal(l_live[70:100], l_file[70:100])
+    assert l_live[70] == l_live[69] > l_live[71]  # a release starts from the last level
+    # The short note and the chord: the file's frames shifted by one, release included.
+    np.testing.assert_array_equal(l_live[100:129], l_file[101:130])
+    np.testing.assert_array_equal(l_live[130:159], l_file[131:160])
+    np.testing.assert_allclose(f_live[130:159], f_file[131:160], atol=1e-9)
+    assert f_live[131] == pytest.approx(62.0)
+    assert l_live[10 + 4] == pytest.approx(level + OPT.attack_accent_db, abs=1e-4)  # step 5 of 5
+    # Same notes played and counted; the live short note ends one frame sooner.
+    notes_file, notes_live = p_file.summary()["notes"], p_live.summary()["notes"]
+    assert [n[2:] for n in notes_live] == [n[2:] for n in notes_file]
+    assert notes_live[2][1] == pytest.approx(notes_file[2][1] - 1 / FR)
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input: one line, MidiError (an AudioError), nothing allocated for absurd lengths
 # ---------------------------------------------------------------------------------------------

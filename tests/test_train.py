@@ -196,3 +196,40 @@ def test_fine_tune_into_a_shorter_reverb_from_overrides(tiny_dataset, exported, 
     assert w["synth.reverb.tail"].shape == (1, 1600)
     ref = source.state_dict()
     assert torch.equal(w["decoder.head.weight"], ref["decoder.head.weight"])  # lr 0: unchanged
+
+
+def _val_steps(run_dir):
+    return [r["step"] for r in map(json.loads, open(Path(run_dir) / "log.jsonl")) if "val" in r]
+
+
+def test_a_time_budget_drives_warmup_validation_and_the_end(tiny_dataset, tmp_path):
+    """train --max-minutes: it stops by the clock, its warm-up is at most 5 % of the steps
+    the budget holds, it validates at the start, at least five times along the way and at
+    the end, and it keeps the best validated weights, which export writes."""
+    from ddsp_synth.train.checkpoints import export_run
+
+    cfg = TrainConfig(**{**FAST, "steps": 100_000, "max_minutes": 0.25, "val_every": 10_000,
+                         "warmup_steps": 1000, "val_examples": 2})
+    summary = train(tiny_dataset, tmp_path / "run", SMALL, cfg, show_progress=False)
+    assert summary["step"] < 100_000 and not summary["interrupted"]
+    assert summary["warmup_steps"] <= max(1, 0.05 * summary["step"] * 1.5)
+    val_steps = _val_steps(tmp_path / "run")
+    assert val_steps[0] == 0 and val_steps[-1] == summary["step"] and len(val_steps) >= 6
+    assert summary["val_first"] is not None and summary["best"] is not None
+    best = summary["best"]
+    assert best["val"]["spectral_loss"] == min(r["val"]["spectral_loss"] for r in map(
+        json.loads, open(tmp_path / "run" / "log.jsonl")) if "val" in r)
+    _, state = export_run(tmp_path / "run", tmp_path / "model")
+    assert state["step"] == best["step"]
+    exported = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert exported["training"]["validation"]["spectral_loss"] == pytest.approx(
+        best["val"]["spectral_loss"])
+
+
+def test_the_command_prints_before_and_after(tiny_dataset, tmp_path, capsys):
+    from ddsp_synth.cli import main
+
+    assert main(["train", str(tiny_dataset), "-o", str(tmp_path / "run"), "--steps", "6",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "before -> after:" in out and "best at step" in out

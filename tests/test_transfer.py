@@ -30,12 +30,19 @@ def test_auto_adjust_shifts_octaves_and_maps_loudness_quantiles():
     f0, loud, conf = _curves()
     adj = adjust_features(f0, loud, conf, STATS, TransferOptions())
     assert adj["octave_shift"] == 2  # MIDI ~57 -> ~81: two octaves up
-    np.testing.assert_allclose(adj["f0_hz"], f0 * 4, rtol=1e-6)
+    np.testing.assert_allclose(adj["f0_hz"][40:], f0[40:] * 4, rtol=1e-6)
+    # the lead-in's last 40 ms (the attack, before the tracker is sure) takes the note's pitch
+    np.testing.assert_allclose(adj["f0_hz"][36:40], f0[40] * 4, rtol=1e-6)
     voiced = conf >= 0.85
-    mapped = adj["loudness_db"][voiced]
-    # the voiced frames now span the model's voiced loudness range, in the same order
-    assert abs(mapped.min() - (-40)) < 0.5 and abs(mapped.max() - (-10)) < 0.5
-    assert np.all(np.diff(mapped[np.argsort(loud[voiced])]) >= -1e-6)
+    mapped, src = adj["loudness_db"][voiced], loud[voiced]
+    # the voiced frames above their quietest 5 % span the model's voiced loudness range from
+    # its 5th percentile up, in the same order; quieter ones keep their distance in dB
+    q5 = np.percentile(src, 5)
+    assert abs(mapped.max() - (-10)) < 0.5
+    assert abs(np.interp(q5, np.sort(src), np.sort(mapped)) - (-40 + 0.05 * 30)) < 0.5
+    low = src < q5
+    np.testing.assert_allclose(mapped[low], -38.5 - (q5 - src[low]), atol=0.3)
+    assert np.all(np.diff(mapped[np.argsort(src)]) >= -1e-6)
     # the silent lead-in is muted well below anything the model heard
     assert np.all(adj["loudness_db"][:40] <= -100) and adj["muted_fraction"] >= 0.1
 
@@ -45,7 +52,7 @@ def test_manual_shifts_and_no_adjust():
     adj = adjust_features(f0, loud, conf, STATS,
                           TransferOptions(auto_adjust=False, pitch_shift_semitones=-3.5,
                                           loudness_shift_db=6.0))
-    np.testing.assert_allclose(adj["f0_hz"], f0 * 2 ** (-3.5 / 12), rtol=1e-6)
+    np.testing.assert_allclose(adj["f0_hz"][40:], f0[40:] * 2 ** (-3.5 / 12), rtol=1e-6)
     np.testing.assert_allclose(adj["loudness_db"], loud + 6.0, atol=1e-4)
     assert adj["octave_shift"] == 0
 
@@ -134,3 +141,26 @@ def test_real_solos_pass_and_a_mix_of_them_does_not():
     for name, clip in zip(names, clips):
         assert _share(clip) > MIN_HARMONIC_SHARE + 0.05, name
     assert _share(sum(clips) / 3) < MIN_HARMONIC_SHARE - 0.05
+
+
+def test_steady_low_confidence_sounds_and_jumpy_low_confidence_is_muted():
+    """A low reed note read at confidence 0.3 with a steady pitch keeps sounding; breath
+    noise (confidence 0.3, the estimate jumping about) is muted; a note's attack frames take
+    its pitch."""
+    n = 300
+    rng = np.random.default_rng(0)
+    f0 = np.full(n, 440.0)
+    conf = np.full(n, 0.9)
+    loud = np.full(n, -20.0)
+    conf[100:130] = 0.3                      # 300 ms of a steady note CREPE doubts
+    f0[100:130] = 246.0
+    conf[200:230] = 0.3                      # 300 ms of noise: the estimate jumps
+    f0[200:230] = 440.0 * 2 ** rng.uniform(-1, 1, 30)
+    conf[260:264] = 0.1                      # an attack: 40 ms before the note is sure
+    f0[260:264] = 900.0
+    adj = adjust_features(f0, loud, conf, STATS, TransferOptions())
+    muted = adj["loudness_db"] <= -100  # the model's quietest level less 20 dB
+    # (the noise's last 40 ms lead into the next note: its attack, at the note's pitch)
+    assert not muted[100:130].any() and muted[200:226].all() and not muted[226:230].any()
+    assert not muted[260:264].any()
+    np.testing.assert_allclose(adj["f0_hz"][260:264], adj["f0_hz"][264], rtol=1e-6)

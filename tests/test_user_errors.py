@@ -924,6 +924,31 @@ BAD = [
           "no stage 'flanger'") for cmd, argv in [("transfer", T), ("render", RENDER),
                                                    ("stream", STREAM)]],
     Bad("transfer-amount-not-a-number", T + " --amount reverb=loud", "number|float"),
+    # ------------------------------------------------------------------ presets and fx
+    *[Bad(f"{cmd}-effects-{name}", argv + " --effects {tmp}/p.json", expect,
+          setup=a_file("p.json", content), path="{tmp}/p.json")
+      for cmd, argv in [("transfer", T), ("render", RENDER)]
+      for name, content, expect in [
+          ("unknown-device", '{"chain": [{"device": "flanger"}]}', "unknown device 'flanger'"),
+          ("out-of-range", '{"chain": [{"device": "peak", "params": {"gain_db": 99}}]}',
+           r"outside \[-24, 24\]"),
+          ("not-json", "{chain", "damaged"),
+          ("device-file", '{"command": ["sox", "{input}", "{output}"]}', "a device file"),
+          ("no-twin", '{"chain": [{"device": "x", "source": "%s"}]}'
+           % (REPO / "examples" / "devices" / "sox_overdrive.json"), "no PyTorch twin")]],
+    Bad("transfer-effects-missing", T + " --effects {tmp}/none.json", "cannot read",
+        path="{tmp}/none.json"),
+    Bad("fx-preset-missing", "fx {tmp}/none.json {in}/tone.wav -o {tmp}/o.wav --quiet",
+        "cannot read", path="{tmp}/none.json"),
+    Bad("fx-out-is-the-input", "fx {tmp}/p.json {tmp}/in.wav -o {tmp}/in.wav --quiet",
+        "input itself", setup=chain(a_file("p.json", '{"chain": []}'),
+                                    input_copy("tone.wav", "in.wav")), path="{tmp}/in.wav"),
+    Bad("fx-out-is-the-preset", "fx {tmp}/p.wav {in}/tone.wav -o {tmp}/p.wav --quiet",
+        "input itself|damaged", setup=a_file("p.wav", '{"chain": []}'), path="{tmp}/p.wav"),
+    Bad("fx-input-fifo", "fx {tmp}/p.json {in}/fifo.wav -o {tmp}/o.wav --quiet",
+        "not a regular file", setup=a_file("p.json", '{"chain": []}'), path="{in}/fifo.wav"),
+    Bad("fx-input-text", "fx {tmp}/p.json {in}/text.wav -o {tmp}/o.wav --quiet",
+        "unreadable audio", setup=a_file("p.json", '{"chain": []}'), path="{in}/text.wav"),
     Bad("render-midi-1gb", "render {tmp}/big.mid --model {model} -o {tmp}/o.wav --quiet",
         "too large", setup=lambda t, w: _replace(t / "big.mid", None, "sparse"),
         path="{tmp}/big.mid"),
@@ -1085,7 +1110,8 @@ _WORK = ("ddsp_synth.features.crepe_activations", "ddsp_synth.pitch.crepe_activa
          "ddsp_synth.pitch.crepe_runner", "ddsp_synth.streaming.features.crepe_runner",
          "ddsp_synth.transfer.ChunkedRenderer", "ddsp_synth.demo.render_demo",
          "ddsp_synth.streaming.export_runtime", "ddsp_synth.train.loop.train_step",
-         "ddsp_synth.match.run._optimise", "ddsp_synth.gradients.proxy.train._fit")
+         "ddsp_synth.match.run._optimise", "ddsp_synth.gradients.proxy.train._fit",
+         "ddsp_synth.fx.fx_file")
 
 
 def _forbid_work(monkeypatch) -> None:
@@ -1101,7 +1127,7 @@ def _forbid_work(monkeypatch) -> None:
 
 
 _COMMANDS = {"demo", "prepare", "train", "export", "eval", "transfer", "resynth", "render",
-             "stream", "export-runtime", "match", "proxy"}
+             "stream", "export-runtime", "match", "proxy", "fx"}
 
 
 # ----------------------------------------------------------------------------- odd but valid
@@ -1606,7 +1632,6 @@ APP_BAD = [
     ("drums_only.mid", {"midi": "drums_only.mid"}, "Cannot play drums_only.mid: only drum notes"),
     ("no_notes.mid", {"midi": "no_notes.mid"}, "Cannot play no_notes.mid: no notes"),
     ("slow_tempo.mid", {"midi": "slow_tempo.mid"}, "the limit is 5 s"),
-    ("nothing", {}, "Upload or record some audio"),
 ]
 
 
@@ -1644,6 +1669,8 @@ def test_app_bad_uploads_get_one_friendly_message(app_server, ws, tmp_path):
     assert grown < 50, f"peak memory grew by {grown:.0f} MB"
     out, *_ = _app_predict(app_server, audio=ws.inputs / "ch8.wav")
     assert abs(sf.info(out).duration - 1.5) < 0.011
+    *_, summary = _app_predict(app_server)  # nothing chosen: a note, not an error
+    assert "Upload or record some audio" in summary
     terminal = app_server.log_text()[start:]
     assert "Traceback" not in terminal and "Warning" not in terminal, terminal[-3000:]
 

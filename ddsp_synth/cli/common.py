@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import math
 
 SECONDS_MAX = 24 * 3600.0  # no single input or output longer than a day
@@ -70,6 +71,142 @@ def add_amounts(p: argparse.ArgumentParser) -> None:
                         "(reverb=0.3: 0 = dry, 1 = as trained); may be repeated")
 
 
+def add_effects(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--effects", metavar="PRESET.json",
+                   help="an effects rack after the instrument: a preset (the preset.json that "
+                        "match, control apply and style write, or one saved by the app), "
+                        "played by the PyTorch twins of its devices")
+
+
+def effects_of(args):
+    """The ``--effects`` preset, read and checked (before any analysis), or None."""
+    from ..rack import read_preset
+
+    if not getattr(args, "effects", None):
+        return None
+    from ..rack import PresetError
+
+    preset = read_preset(args.effects)
+    try:
+        return preset.check_twins()
+    except PresetError as err:
+        raise PresetError(f"{args.effects}: {err}") from None
+
+
+def tone_aspects(text: str) -> tuple[str, ...]:
+    """An argparse type: ``eq,dynamics,loudness`` or any of them."""
+    from ..errors import InputError
+    from ..tone.match import check_aspects
+
+    try:
+        aspects = check_aspects(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if not aspects:
+        raise argparse.ArgumentTypeError("name at least one of eq, dynamics, loudness")
+    return aspects
+
+
+def add_tone(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tone matching (the rack set so that the output sounds like a "
+                             "reference recording)")
+    g.add_argument("--tone-reference", metavar="REF",
+                   help="a recording of anything to sound like (wav, flac, ogg, mp3, aiff): "
+                        "an EQ (low shelf, peak, high shelf) from its long-term spectrum, a "
+                        "compressor from its loudness range and the output gain from its "
+                        "loudness are estimated on the instrument's output and applied after "
+                        "it (after --effects when both are given); the settings are printed")
+    g.add_argument("--tone-amount", type=number(float, 0.0, 100.0), default=100.0,
+                   metavar="PERCENT",
+                   help="how far to move toward the reference: 0 = no change, 100 = the full "
+                        "match (EQ gains and the loudness change scale with it, the ratio "
+                        "geometrically)")
+    g.add_argument("--tone-aspects", type=tone_aspects, default="eq,dynamics,loudness",
+                   metavar="LIST",
+                   help="which to match, comma-separated: eq, dynamics, loudness (the others "
+                        "stay neutral)")
+    g.add_argument("--preset-out", metavar="PRESET.json",
+                   help="also save the rack applied after the instrument (--effects' devices, "
+                        "then the tone match's) as a preset: '--effects PRESET.json' plays it "
+                        "again, and the app loads it when --effects is not given")
+
+
+class ToneRequest:
+    """``--tone-*`` checked before any work: the reference read and checked, the preset
+    output writable."""
+
+    def __init__(self, args, inputs=()):
+        from ..audio_io import check_writable
+        from ..errors import InputError
+        from ..tone.inputs import load_signal
+        from ..tone.match import ToneConfig
+
+        self.amount = args.tone_amount / 100.0
+        self.aspects = args.tone_aspects
+        self.preset_out = Path(args.preset_out) if args.preset_out else None
+        if self.preset_out is not None:
+            check_writable(self.preset_out, args.force, inputs=inputs, suffixes=(".json",))
+        try:
+            self.reference, self.rate = load_signal(args.tone_reference, None, "the reference",
+                                                    ToneConfig().min_seconds)
+        except InputError as err:
+            raise InputError(f"--tone-reference {args.tone_reference}: {err}") from None
+
+    def apply(self, audio, sample_rate: int, effects=None):
+        """The instrument's output [n] (after ``effects``, a Preset or None) matched to the
+        reference: (audio, the tone preset, the whole rack after the instrument)."""
+        from ..rack import Preset, Rack
+        from ..tone import match_tone
+
+        tone = match_tone(audio, sample_rate, self.reference, self.rate, self.aspects,
+                          self.amount)
+        out = Rack(tone, sample_rate).process(audio)
+        whole = tone if effects is None or effects.empty else Preset(
+            effects.entries + tone.entries, effects.names + tone.names,
+            effects.values + tone.values)
+        return out, tone, whole
+
+    def save(self, whole, sample_rate: int) -> None:
+        """Write the rack after the instrument to --preset-out (atomically), if given."""
+        import json
+
+        from ..audio_io import atomic_write_text
+
+        if self.preset_out is not None:
+            atomic_write_text(self.preset_out,
+                              json.dumps(whole.to_dict(sample_rate), indent=2) + "\n")
+
+
+def tone_of(args, inputs=()):
+    """The ``--tone-*`` options, checked before any analysis, or None (``--preset-out``
+    without ``--tone-reference`` is refused)."""
+    from ..errors import InputError
+
+    if not getattr(args, "tone_reference", None):
+        if getattr(args, "preset_out", None):
+            raise InputError("--preset-out saves the tone match's rack: give --tone-reference "
+                             "too (--effects PRESET.json is already a preset)")
+        return None
+    return ToneRequest(args, inputs)
+
+
+def tone_text(request, tone, effects=None, audio=None) -> str:
+    """The printed line: what the rack after the instrument now does, in natural units (and
+    how much the peak limit takes off when the matched ``audio`` would clip)."""
+    import numpy as np
+
+    after = " after --effects" if effects is not None and not effects.empty else ""
+    amount = f"{request.amount:.0%}"
+    text = f"tone match ({amount}, {', '.join(request.aspects)}){after}: {tone.describe()}"
+    peak = float(np.abs(audio).max(initial=0.0)) if audio is not None else 0.0
+    if peak > 0.999:
+        text += (f"; its peaks reach {20 * np.log10(peak):+.1f} dBFS, so the file is "
+                 f"{20 * np.log10(peak / 0.999):.1f} dB quieter than the match (no clipping)")
+    if request.preset_out is not None:
+        text += f"; saved to {request.preset_out}"
+    return text
+
+
 def amounts_of(args, model=None) -> dict:
     """The ``--amount`` options as {stage: amount} (a repeated stage: the last wins); given
     the model, a stage its chain lacks is refused at once (before any analysis)."""
@@ -112,3 +249,26 @@ def chain_help() -> str:
     return (f"devices in order, comma-separated: {', '.join(EFFECT_NAMES)}, a JSON device file "
             "or a .vst3 path; NAME:PARAM=VALUE fixes a parameter, NAME@METHOD sets that "
             "device's gradient method")
+
+
+def output_pairs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:
+    """Pair every input file with its output path (a folder in gives a folder out, never
+    inside an input folder: a second run would take the first one's outputs as inputs)."""
+    from ..audio_io import AudioError, check_output_folder, find_audio_files
+
+    single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    if single and not output.is_dir() and output.suffix:
+        if output.suffix.lower() not in (".wav", ".flac"):
+            raise AudioError(f"{output}: cannot write {output.suffix} files; the output must "
+                             "end in .wav or .flac (or be a folder)")
+        pairs = [(Path(inputs[0]), output)]
+    else:
+        check_output_folder(output, inputs=[i for i in inputs if Path(i).is_dir()])
+        pairs = []
+        for item in inputs:
+            item = Path(item)
+            for f in find_audio_files([item]):
+                rel = (f.relative_to(item).with_suffix(ext) if item.is_dir()
+                       else Path(f.stem + ext))
+                pairs.append((f, output / rel))
+    return pairs

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..audio_io import AudioError
 from ..errors import InputError, UserError
-from .common import add_amounts, add_command, amounts_of, installed_models, number
+from .common import (add_amounts, add_command, add_effects, add_tone, amounts_of, effects_of,
+                     installed_models, number, output_pairs, tone_of, tone_text)
 
 # a progress bar over seconds of audio, shown with one decimal
 TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
@@ -24,30 +25,6 @@ def _refuse_midi(inputs) -> None:
         if Path(item).is_file() and is_midi_file(item):
             raise AudioError(f"{item}: is a MIDI file; play it with 'ddsp-synth render' "
                              "(the same file, --model NAME -o OUT.wav)")
-
-
-def _transfer_outputs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:
-    """Pair every input file with its output path (a folder in gives a folder out, never
-    inside an input folder: a second run would take the first one's outputs as inputs)."""
-    from ..audio_io import check_output_folder, find_audio_files
-
-    _refuse_midi(inputs)
-    single = len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    if single and not output.is_dir() and output.suffix:
-        if output.suffix.lower() not in (".wav", ".flac"):
-            raise AudioError(f"{output}: cannot write {output.suffix} files; the output must "
-                             "end in .wav or .flac (or be a folder)")
-        pairs = [(Path(inputs[0]), output)]
-    else:
-        check_output_folder(output, inputs=[i for i in inputs if Path(i).is_dir()])
-        pairs = []
-        for item in inputs:
-            item = Path(item)
-            for f in find_audio_files([item]):
-                rel = (f.relative_to(item).with_suffix(ext) if item.is_dir()
-                       else Path(f.stem + ext))
-                pairs.append((f, output / rel))
-    return pairs
 
 
 def _cmd_transfer(args) -> int:
@@ -66,10 +43,19 @@ def _cmd_transfer(args) -> int:
         auto_adjust=not (resynth or args.no_auto_adjust),
         pitch_shift_semitones=0.0 if resynth else args.pitch_shift,
         loudness_shift_db=0.0 if resynth else args.loudness_shift,
-        quiet_db=args.quiet_db, amounts=amounts_of(args, model), seed=args.seed)
-    pairs = _transfer_outputs(args.inputs, Path(args.output), "." + args.format)
+        quiet_db=args.quiet_db, amounts=amounts_of(args, model), seed=args.seed,
+        effects=effects_of(args))
+    _refuse_midi(args.inputs)
+    pairs = output_pairs(args.inputs, Path(args.output), "." + args.format)
     for src, dst in pairs:  # (nothing written into the model's own folder either)
         check_writable(dst, args.force, inputs=[src, resolve_model(args.model)])
+    if args.preset_out and len(pairs) > 1:
+        raise InputError("--preset-out saves one file's tone match: give one input (each "
+                         "file gets its own estimate)")
+    if args.preset_out and any(Path(args.preset_out).resolve() == dst.resolve()
+                               for _, dst in pairs):
+        raise InputError(f"--preset-out {args.preset_out}: the same file as -o")
+    tone = tone_of(args, inputs=[*args.inputs, resolve_model(args.model)])
     if options.auto_adjust:
         check_auto_adjust_stats(meta)
     failures = 0
@@ -82,11 +68,17 @@ def _cmd_transfer(args) -> int:
                       desc=src.name, bar_format=TIME_BAR) as bar:
                 out, info = transfer_audio(model, meta, audio, options, bar,
                                            cache=not args.no_cache, pitch_model=args.pitch_model)
-            write_audio(dst, limit_peak(resample_audio(out, sr, out_sr)), out_sr,
-                        force=args.force)
+            if tone is not None:
+                out, matched, whole = tone.apply(out, sr, options.effects)
+            out = resample_audio(out, sr, out_sr)
+            write_audio(dst, limit_peak(out), out_sr, force=args.force)
+            if tone is not None:
+                tone.save(whole, sr)
             adj = info["adjusted"]
             print(f"{src} -> {dst} ({shift_summary(adj, options)}; voiced "
                   f"{adj['voiced_fraction']:.0%})")
+            if tone is not None:
+                print(f"  {tone_text(tone, matched, options.effects, out)}")
             if info.get("warning"):
                 print(f"ddsp-synth {args.command}: warning: {dst}: {info['warning']}",
                       file=sys.stderr)
@@ -123,6 +115,8 @@ def _add_transfer(sub) -> None:
         p.add_argument("--quiet-db", type=number(float, 0.0, 200.0), default=40.0,
                        help="auto-adjust mutes frames this many dB below the input's loud level")
         add_amounts(p)
+        add_effects(p)
+        add_tone(p)
         p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0,
                        help="seed of the noise generator")
         p.add_argument("--pitch-model", choices=["tiny", "full"],
@@ -145,6 +139,9 @@ def _cmd_render(args) -> int:
 
     model_dir = resolve_model(args.model)
     out_path = check_audio_output(args.output, args.force, inputs=[args.input, model_dir])
+    if args.preset_out and Path(args.preset_out).resolve() == out_path.resolve():
+        raise InputError(f"--preset-out {args.preset_out}: the same file as -o")
+    tone = tone_of(args, inputs=[args.input, model_dir])
     model, meta = load_model(model_dir)
     amounts = amounts_of(args, model)
     sr = model.config.synth.sample_rate
@@ -157,13 +154,20 @@ def _cmd_render(args) -> int:
                                 tempo_scale=args.tempo_scale)
     except MidiError as err:
         raise MidiError(f"{args.input}: {err}") from None
-    options = TransferOptions(amounts=amounts, seed=args.seed)
+    options = TransferOptions(amounts=amounts, seed=args.seed, effects=effects_of(args))
     seconds = len(curves["f0_hz"]) / model.config.synth.frame_rate_hz
     with tqdm(total=round(seconds, 1), unit="s audio", disable=args.quiet, desc="render") as bar:
         audio = render(model, curves["f0_hz"], curves["loudness_db"], options, bar)
+    if tone is not None:
+        audio, matched, whole = tone.apply(audio, sr, options.effects)
     out_sr = args.sample_rate or sr
-    write_audio(out_path, limit_peak(resample_audio(audio, sr, out_sr)), out_sr, force=args.force)
+    audio = resample_audio(audio, sr, out_sr)
+    write_audio(out_path, limit_peak(audio), out_sr, force=args.force)
+    if tone is not None:
+        tone.save(whole, sr)
     print(f"{args.input} -> {out_path} ({seconds:.2f} s): {curves['info']['message']}")
+    if tone is not None:
+        print(tone_text(tone, matched, options.effects, audio))
     return 0
 
 
@@ -186,6 +190,8 @@ def _add_render(sub) -> None:
     p.add_argument("--sample-rate", type=number(int, 8000, 192000),
                    help="output rate in Hz (default: the model's)")
     add_amounts(p)
+    add_effects(p)
+    add_tone(p)
     p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0,
                    help="seed of the noise generator")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -206,6 +212,7 @@ def _cmd_stream(args) -> int:
     torch.set_num_threads(args.threads)
     model_dir = resolve_model(args.model)  # no output may be a file of the model
     check_audio_output(args.output, args.force, inputs=[args.input, model_dir])
+    effects = effects_of(args)
     if args.report:
         if Path(args.report).resolve() == Path(args.output).resolve():
             raise AudioError(f"{args.report}: the same file as -o; give the report another name")
@@ -224,7 +231,7 @@ def _cmd_stream(args) -> int:
         try:
             out, report = stream_audio(model, audio, block, options, engine=args.engine,
                                        crepe_model=args.pitch_model, progress=bar,
-                                       amounts=amounts)
+                                       amounts=amounts, effects=effects)
         except InputError as err:
             raise AudioError(f"{args.input}: {err}") from None
     write_audio(args.output, limit_peak(out), sr, force=args.force)
@@ -261,6 +268,7 @@ def _add_stream(sub) -> None:
     p.add_argument("--threads", type=number(int, 1, 64), default=1,
                    help="torch threads (live use: 1)")
     add_amounts(p)
+    add_effects(p)
     p.add_argument("--report", help="also write the timing report as JSON here")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

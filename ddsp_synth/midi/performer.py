@@ -20,6 +20,7 @@ _IDLE, _NOTE, _RELEASE = 0, 1, 2
 
 # A note sounds for at least two frames: its onset frame is silent (f0 moves there) and the
 # next carries the first step of the attack; a shorter note's note-off waits until then.
+# With ``attack_on_note_frame`` the onset frame itself carries the first step (one frame less).
 MIN_NOTE_FRAMES = 2
 
 _HELD_FOREVER = -(10**12)  # attack frame of a legato continuation: envelope already at level
@@ -45,15 +46,27 @@ class MidiPerformer:
     ``1 / frame_rate_hz`` s); events take effect at the next frame. The same object serves
     a file (:func:`midi_to_curves`) and a live MIDI input feeding the streaming synthesizer.
 
+    By default a note's own frame (the frame after its note-on) is silent and carries the
+    note's pitch, and the attack's first step comes one frame later: f0 moves while nothing
+    sounds, and the synthesizer (which interpolates each block between two frames) starts the
+    note at its pitch. A live host cannot afford that frame: with ``attack_on_note_frame``
+    everything that counts from the note (attack envelope, portamento, automatic vibrato) is
+    one frame further along, so the note's own frame carries the attack's first step and
+    sounds one frame (10 ms) sooner; the note-off and the release are timed as before. The
+    silent frame before such a note still holds the old pitch; the host that can still change
+    it (:class:`~ddsp_synth.streaming.MidiLiveEngine`, whose synthesizer has not rendered it
+    yet) gives it the note's pitch.
+
     Args:
         stats: the model's dataset statistics (loudness quantiles, ``pitch_midi_mean``).
         frame_rate_hz: control frames per second (the model's ``synth.frame_rate_hz``).
         options: articulation and level settings.
         transpose_semitones: added to every note (fractional allowed, |x| <= 48).
+        attack_on_note_frame: the live timing above (False: as files are rendered).
     """
 
     def __init__(self, stats: dict, frame_rate_hz: float, options: MidiOptions = MidiOptions(),
-                 transpose_semitones: float = 0.0):
+                 transpose_semitones: float = 0.0, attack_on_note_frame: bool = False):
         if not isinstance(options, MidiOptions):
             raise MidiError("options must be a MidiOptions")
         try:
@@ -65,6 +78,11 @@ class MidiPerformer:
         check_transpose(transpose_semitones)
         self.frame_rate_hz = fr
         self.options = options
+        self.attack_on_note_frame = bool(attack_on_note_frame)
+        #: frames a note is already into its articulation at its own frame (0 or 1)
+        self._lead = 1 if self.attack_on_note_frame else 0
+        #: a note-off before this many frames from the note-on waits (the first step sounds)
+        self._min_note_frames = MIN_NOTE_FRAMES - self._lead
         self.transpose_semitones = float(transpose_semitones)
         self._stats = stats
         self._quantiles, self.silence_db = _stats_quantiles(stats)
@@ -134,9 +152,14 @@ class MidiPerformer:
         self._voice = _Voice(pitch, key.velocity, self.frame, glide_from, rec)
         self._target_db = None
 
+    def _since(self, frame: int) -> int:
+        """Frames into an articulation that began at ``frame`` (the event's frame), as the
+        frame about to be produced sees it."""
+        return self.frame - frame + self._lead
+
     def _glide_offset(self) -> float:
         v = self._voice
-        k = self.frame - v.start_frame
+        k = self._since(v.start_frame)
         if v.glide_from_semitones == 0.0 or k >= self._portamento_frames:
             return 0.0
         x = k / self._portamento_frames
@@ -220,7 +243,7 @@ class MidiPerformer:
             return
         v = self._voice
         if self._stage == _NOTE and v is not None and v.pitch == pitch:
-            if self.frame < v.start_frame + MIN_NOTE_FRAMES:
+            if self.frame < v.start_frame + self._min_note_frames:
                 self._deferred_off = v  # too short to be heard yet: end it a little later
             else:
                 self._end_voice()
@@ -323,7 +346,7 @@ class MidiPerformer:
         o = self.options
         if (self._deferred_off is not None and self._deferred_off is self._voice
                 and self._stage == _NOTE
-                and self.frame >= self._voice.start_frame + MIN_NOTE_FRAMES):
+                and self.frame >= self._voice.start_frame + self._min_note_frames):
             self._end_voice()
         if self._stage == _RELEASE:
             k = self.frame - self._release_frame
@@ -338,7 +361,7 @@ class MidiPerformer:
                     self._start_attack()
                 target = self._target()
                 self._level_db += (target - self._level_db) * self._smooth
-                k = self.frame - self._attack_frame
+                k = self._since(self._attack_frame)
                 n_att = self._attack_frames * (1.0 - self._env0)
                 if k >= n_att:
                     env = 1.0
@@ -359,7 +382,7 @@ class MidiPerformer:
             vib_cents = o.mod_wheel_vibrato_cents * self._cc[CC_MODULATION] / MIDI_MAX
             if o.vibrato_depth_cents > 0 and self._stage == _NOTE \
                     and self._attack_frame != _HELD_FOREVER:
-                t_s = (self.frame - self._attack_frame) / self.frame_rate_hz - o.vibrato_delay_s
+                t_s = self._since(self._attack_frame) / self.frame_rate_hz - o.vibrato_delay_s
                 if t_s > 0:
                     ramp = min(1.0, t_s / o.vibrato_ramp_s) if o.vibrato_ramp_s > 0 else 1.0
                     vib_cents += o.vibrato_depth_cents * ramp

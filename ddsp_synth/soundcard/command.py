@@ -57,6 +57,8 @@ def list_devices(backend: str | None) -> str:
 def cmd_live(args) -> int:
     import torch
 
+    from ..cli.common import effects_of
+
     torch.set_num_threads(1)  # the model's worker is one thread; more would fight the card's
     if args.list_devices:
         print(list_devices(args.backend))
@@ -70,14 +72,14 @@ def cmd_live(args) -> int:
         record_input=args.record_input,
         report=args.report, margin_ms=args.margin_ms, pitch_shift=args.pitch_shift,
         loudness_shift=args.loudness_shift, gate_db=args.gate_db, transpose=args.transpose,
-        quiet=args.quiet, force=args.force)
+        quiet=args.quiet, force=args.force, effects=effects_of(args))
     run_live(settings)
     return 0
 
 
 def add_live_parser(sub) -> argparse.ArgumentParser:
     """Register ``live`` on the CLI's subcommands."""
-    from ..cli.common import SECONDS_MAX, add_command, installed_models, number
+    from ..cli.common import SECONDS_MAX, add_command, add_effects, installed_models, number
 
     p = add_command(sub, "live", "play an instrument live through the sound card: audio in (sing or "
              "play into the microphone) or MIDI in, instrument out; JACK where a JACK server "
@@ -122,6 +124,7 @@ def add_live_parser(sub) -> argparse.ArgumentParser:
                    help="audio in: mute input quieter than this (dB)")
     p.add_argument("--transpose", type=number(float, -48.0, 48.0), default=0.0,
                    help="MIDI in: semitones added to every note")
+    add_effects(p)
     p.add_argument("--force", action="store_true", help="overwrite existing --record, --record-input, --report")
     p.add_argument("--quiet", action="store_true", help="no status line")
     return p

@@ -9,7 +9,8 @@ these two, so the reported latency is exact.
 * :class:`AudioPath`: resample to the model's rate, :class:`~ddsp_synth.streaming.LiveEngine`
   (pitch and loudness with 32 ms of look-ahead, one hop of synthesis), resample back.
 * :class:`MidiPath`: every hop of the card's clock, the MIDI messages stamped before the hop's
-  end go to :class:`~ddsp_synth.streaming.MidiLiveEngine`, and its hop is resampled back.
+  end go to :class:`~ddsp_synth.streaming.MidiLiveEngine` (a note's attack on the note's own
+  frame: the hop that gets a note-on returns its first block), and its hop is resampled back.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .resample import StreamResampler
 #: warm-up before playing: compiles and caches what the first hops would otherwise pay for,
 #: and measures the per-hop compute that sets the runner's safety margin
 WARMUP_SECONDS = 1.0
+#: MIDI warm-up: a 20 ms note every this many hops, each after the last one's release (200 ms)
+WARMUP_NOTE_HOPS = 30
 
 
 class _Beat:
@@ -53,14 +56,15 @@ class AudioPath:
         model: a loaded model (16 kHz: the streaming pitch tracker's rate).
         device_rate: the sound card's sample rate in Hz.
         options: :class:`~ddsp_synth.streaming.LiveOptions` (pitch shift, gate...).
+        effects: a rack preset played after the instrument by its twins (None: no rack).
     """
 
     kind = "audio"
 
-    def __init__(self, model, device_rate: int, options=None):
+    def __init__(self, model, device_rate: int, options=None, effects=None):
         from ..streaming import LiveEngine, LiveOptions
 
-        self.engine = LiveEngine(model, options or LiveOptions())
+        self.engine = LiveEngine(model, options or LiveOptions(), effects=effects)
         self.model_rate = self.engine.sample_rate
         self.hop = self.engine.synth.hop
         self.lookahead = self.engine.features.latency_samples
@@ -133,18 +137,21 @@ class MidiPath:
 
     The input is the card's clock: after ``n`` samples, hops ``0 .. floor(n / hop) - 1``
     (hop in card samples) have ended, and hop ``k`` plays the messages stamped before its
-    end. :meth:`process` renders every hop that has ended.
+    end. :meth:`process` renders every hop that has ended. The engine plays a note from its
+    own frame (``attack_on_note_frame``): hop ``k``'s output block is the note's first.
     """
 
     kind = "midi"
 
-    def __init__(self, model, meta: dict, device_rate: int, transpose_semitones: float = 0.0):
+    def __init__(self, model, meta: dict, device_rate: int, transpose_semitones: float = 0.0,
+                 effects=None):
         import mido
 
         from ..streaming import MidiLiveEngine
 
         self._parse = mido.Message.from_bytes
-        self.engine = MidiLiveEngine(model, meta, transpose_semitones=transpose_semitones)
+        self.engine = MidiLiveEngine(model, meta, transpose_semitones=transpose_semitones,
+                                     attack_on_note_frame=True, effects=effects)
         self.model_rate = self.engine.sample_rate
         self.hop = self.engine.hop
         self.up = StreamResampler(self.model_rate, device_rate)
@@ -179,10 +186,16 @@ class MidiPath:
         return self.up.n_out(self.hop * self.hops_ended(n_in))
 
     def first_output(self, k: int) -> int:
-        """The output sample where the first sound of a note played in hop ``k`` begins:
-        hop ``k`` renders the block before the note's frame, hop ``k + 1`` the note's first
-        block (one hop of synthesis latency)."""
-        return self.up.n_out(self.hop * (k + 1)) - 1
+        """The first output sample that a note played in hop ``k`` changes (the resampler's
+        first output computed from the note's first block).
+
+        The engine's call for hop ``k`` returns, as model samples ``k * hop ..``, the block
+        from the frame before the note's to the note's frame, which carries the attack's
+        first step (``onset_hops`` = 0; the default performer's silent note frame would put
+        it one hop later). Hop 0 has no frame before it: its note's first block is hop 1's.
+        """
+        first_block = max(k + self.engine.onset_hops, 1)
+        return self.up.n_out(self.hop * first_block)
 
     def _messages(self, end: int) -> list:
         msgs = []
@@ -220,13 +233,17 @@ class MidiPath:
         return {"held": self.held}
 
     def warm_up(self, seconds: float = WARMUP_SECONDS) -> list[float]:
-        """Play a few notes for ``seconds`` (then reset): compute per hop in ms."""
+        """Play short notes for ``seconds`` (then reset): compute per hop in ms. Each note
+        starts from silence and has released before the next."""
         n_hops = int(seconds * self.model_rate / self.hop)
         beat = _Beat()
         for k in range(n_hops):
             beat.wait(k * self.hop / self.model_rate)
-            if k % 20 == 0:
-                self.events.append((0, bytes([0x90, 60 + (k // 20) % 12, 100])))
+            note = 60 + (k // WARMUP_NOTE_HOPS) % 12
+            if k % WARMUP_NOTE_HOPS == 0:
+                self.events.append((0, bytes([0x90, note, 100])))
+            elif k % WARMUP_NOTE_HOPS == 2:
+                self.events.append((0, bytes([0x80, note, 0])))
             self.process(self.hop_end(k))
         times = self.take_compute_ms()
         self.reset()

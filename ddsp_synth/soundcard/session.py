@@ -53,6 +53,7 @@ class LiveSettings:
     transpose: float = 0.0
     quiet: bool = False
     force: bool = False
+    effects: object | None = None  # a checked rack Preset (--effects), played by its twins
 
 
 def open_backend(s: LiveSettings, audio_in: bool):
@@ -83,12 +84,12 @@ def build_path(s: LiveSettings, rate: int):
     model, meta = load_model(resolve_model(s.model))
     try:
         if s.midi is not None:
-            return MidiPath(model, meta, rate, s.transpose)
+            return MidiPath(model, meta, rate, s.transpose, effects=s.effects)
         from ..streaming import LiveOptions
 
         return AudioPath(model, rate, LiveOptions(pitch_shift_semitones=s.pitch_shift,
                                                   loudness_shift_db=s.loudness_shift,
-                                                  gate_db=s.gate_db))
+                                                  gate_db=s.gate_db), effects=s.effects)
     except ValueError as err:  # e.g. a model the streaming engine cannot play (not 16 kHz)
         raise LiveError(f"{s.model}: cannot play live: {err}") from None
 

@@ -65,11 +65,13 @@ class LiveEngine:
     last_frame: Frame | None = None
 
     def __init__(self, model, options: LiveOptions = LiveOptions(), engine: str = "onnx",
-                 crepe_model: str | None = None, seed: int = 0, amounts: dict | None = None):
+                 crepe_model: str | None = None, seed: int = 0, amounts: dict | None = None,
+                 effects=None):
         self.features = StreamingFeatures(model.config.features, crepe_model)
         self.synth = StreamingSynth(model, amounts, seed=seed, engine=engine)
         self.options = options
         self.sample_rate = self.synth.sample_rate
+        self.rack = RackAfter(effects, self.sample_rate)
         self.latency_samples = self.features.latency_samples + self.synth.latency_samples
         self.times_features: list[float] = []
         self.times_synthesis: list[float] = []
@@ -77,6 +79,7 @@ class LiveEngine:
     def reset(self) -> None:
         self.features.reset()
         self.synth.reset()
+        self.rack.reset()
 
     def process(self, block: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
@@ -84,10 +87,51 @@ class LiveEngine:
         self.last_frame = frames[-1] if frames else self.last_frame
         t1 = time.perf_counter()
         out = [self.synth.process_frame(*live_frame(fr, self.options)) for fr in frames]
+        y = self.rack.process(np.concatenate(out) if out else np.zeros(0, np.float32))
         t2 = time.perf_counter()
         self.times_features.append(t1 - t0)
         self.times_synthesis.append(t2 - t1)
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        return y
+
+
+class RackAfter:
+    """The effects rack after the instrument in a stream: its twins, each device's state
+    carried from block to block, so the stream equals the rack on the whole output. ``None``
+    or an empty preset passes blocks through untouched.
+
+    Args:
+        effects: a :class:`~ddsp_synth.rack.Preset` (or preset dict) or None.
+        sample_rate: Hz of the instrument's output.
+    """
+
+    def __init__(self, effects, sample_rate: int):
+        self._stream = None
+        if effects is not None:
+            from ..rack import Rack
+
+            rack = Rack(effects, sample_rate, engine="twins")
+            self._stream = rack.stream() if rack.chain is not None else None
+        self.active = self._stream is not None
+
+    def reset(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = self._stream.rack.stream()
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """[n] float32 -> [n] float32."""
+        return block if self._stream is None else self._stream.process(block)
+
+
+def f0_columns(synth: StreamingSynth) -> list[int]:
+    """Where the synthesizer's control frame holds an oscillator's f0 (Hz): the columns of
+    its chain's ``*.f0_hz`` parameters (column 0 for the default chain)."""
+    cols, at = [], 0
+    for param in synth.step.model.synth.params:
+        if param.name.rsplit(".", 1)[-1] == "f0_hz":
+            cols.extend(range(at, at + param.size))
+        at += param.size
+    return cols
 
 
 class MidiLiveEngine:
@@ -98,38 +142,89 @@ class MidiLiveEngine:
     frame. A host calls :meth:`process` once per hop with the MIDI messages (mido) that
     arrived during it; the block returned is the previous frame's (``latency_samples`` = one
     hop, 10 ms at 16 kHz: no feature look-ahead on this path).
+
+    When a note starts sounding (``onset_hops``: calls from the one that gets the note-on
+    to the one whose block carries its first sound):
+
+    * by default (1) the performer plays as files are rendered: the note's frame is silent
+      at the note's pitch and the attack starts on the next one, so the output equals the
+      offline MIDI rendering one hop later;
+    * with ``attack_on_note_frame`` (0: what ``ddsp-synth live`` uses) the note's own frame
+      carries the attack's first step (see :class:`~ddsp_synth.midi.MidiPerformer`), so the
+      block returned by the call that got the note-on starts the note, 10 ms sooner. That
+      block is interpolated from the frame before, silent but still at the last note's
+      pitch: f0 would slide from there to the note's during the block. The synthesizer has
+      not rendered that frame yet, so when a note starts from silence its f0 is set to the
+      note's (in the step's ``prev_controls``; ``n_retuned`` counts these) and the note
+      starts at its pitch. The frame's other controls stay as decoded (silent); nothing is
+      computed twice.
     """
 
     def __init__(self, model, meta: dict, options=None, transpose_semitones: float = 0.0,
-                 engine: str = "onnx", seed: int = 0, amounts: dict | None = None):
+                 engine: str = "onnx", seed: int = 0, amounts: dict | None = None,
+                 attack_on_note_frame: bool = False, effects=None):
         from ..midi import MidiOptions, MidiPerformer
 
         self.synth = StreamingSynth(model, amounts, seed, engine)
+        self.rack = RackAfter(effects, self.synth.sample_rate)
+        self.seed = seed
         self.performer = MidiPerformer(meta.get("dataset_stats"),
                                        model.config.synth.frame_rate_hz,
-                                       options or MidiOptions(), transpose_semitones)
+                                       options or MidiOptions(), transpose_semitones,
+                                       attack_on_note_frame=attack_on_note_frame)
         self.sample_rate = self.synth.sample_rate
         self.hop = self.synth.hop
         self.latency_samples = self.synth.latency_samples
+        self.attack_on_note_frame = bool(attack_on_note_frame)
+        self.onset_hops = 0 if self.attack_on_note_frame else 1
+        self._f0_cols = f0_columns(self.synth)
+        self._prev_index = self.synth.step.state_names.index("prev_controls")
+        self.reset()
 
     def reset(self) -> None:
+        """A fresh performance: silence, controllers at their defaults, the noise from the
+        seed again (the same messages give the same samples)."""
         self.performer.reset()
         self.synth.reset()
+        self.rack.reset()
+        self.synth.generator.manual_seed(self.seed)
+        self.n_retuned = 0
+        self._last: tuple[float, float] | None = None  # the frame given last: f0, loudness
+
+    def _retune_last_frame(self, f0_hz: float, loudness_db: float) -> None:
+        """A note starting from silence: the silent frame before it, whose block this frame
+        renders, takes the note's f0 (``attack_on_note_frame`` only)."""
+        if not self.attack_on_note_frame or self._last is None:
+            return
+        last_f0, last_db = self._last
+        if not (last_db <= self.performer.silence_db < loudness_db and last_f0 != f0_hz):
+            return
+        state = list(self.synth.state)
+        prev = state[self._prev_index].clone()
+        prev[:, self._f0_cols] = f0_hz
+        state[self._prev_index] = prev
+        self.synth.state = tuple(state)
+        self.n_retuned += 1
 
     def process(self, messages=(), noise: np.ndarray | None = None) -> np.ndarray:
         """Apply this hop's MIDI messages, then render: [hop] float32."""
         for message in messages:
             self.performer.send(message)
-        return self.synth.process_frame(*self.performer.next_frame(), noise)
+        f0_hz, loudness_db = self.performer.next_frame()
+        self._retune_last_frame(f0_hz, loudness_db)
+        self._last = (f0_hz, loudness_db)
+        return self.rack.process(self.synth.process_frame(f0_hz, loudness_db, noise))
 
 
 def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOptions = LiveOptions(),
                  engine: str = "torch", crepe_model: str | None = None, seed: int = 0,
-                 progress=None, amounts: dict | None = None) -> tuple[np.ndarray, dict]:
+                 progress=None, amounts: dict | None = None,
+                 effects=None) -> tuple[np.ndarray, dict]:
     """Simulate live use: feed ``audio`` to a :class:`LiveEngine` in blocks, as a sound card
     would, and time each block.
 
-    ``progress`` (e.g. tqdm) is advanced by one per block.
+    ``progress`` (e.g. tqdm) is advanced by one per block. ``effects`` (a rack preset) runs
+    after the instrument by its twins, its time counted in the synthesis column.
 
     Returns:
         output audio [len(audio)] (delayed by the total algorithmic latency, as live), and a
@@ -137,7 +232,7 @@ def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOpti
         the block length and the algorithmic latency of each stage in ms.
     """
     audio = check_input_signal(audio)
-    live = LiveEngine(model, options, engine, crepe_model, seed, amounts)
+    live = LiveEngine(model, options, engine, crepe_model, seed, amounts, effects)
     features, synth = live.features, live.synth
     sr = live.sample_rate
     out = []
@@ -158,6 +253,7 @@ def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOpti
 
     report = {
         "engine": engine,
+        "effects": live.rack.active,
         "pitch_model": features.crepe_model,
         "blocks": len(total),
         "block_ms": block_ms,

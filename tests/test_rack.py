@@ -1,0 +1,177 @@
+"""The effects rack (presets through the PyTorch twins or the real devices) and ``fx``."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import synth_tone
+from ddsp_synth.cli import main
+from ddsp_synth.rack import (PresetError, Rack, check_preset, layout_preset, layout_settings,
+                             read_preset)
+
+SR = 16000
+PRESET = {"chain": [
+    {"device": "lowshelf", "params": {"cutoff_frequency_hz": 150, "gain_db": 4, "q": 0.7}},
+    {"device": "peak", "params": {"cutoff_frequency_hz": 2000, "gain_db": -5, "q": 2}},
+    {"device": "compressor", "params": {"threshold_db": -25, "ratio": 4, "attack_ms": 5,
+                                        "release_ms": 100}},
+    {"device": "distortion", "params": {"drive_db": 10}},
+    {"device": "gain", "params": {"gain_db": -6}}]}
+
+
+def _signal(seconds=3.0, sr=SR):
+    """A tone with loud and quiet passages (the compressor acts on the loud ones)."""
+    y = synth_tone(seconds, sr, 220.0)
+    y[: len(y) // 3] *= 0.05
+    return y
+
+
+def test_the_twins_sound_like_the_real_devices():
+    pytest.importorskip("pedalboard")
+    x = _signal()
+    twins = Rack(PRESET, SR).process(x)
+    with Rack(PRESET, SR, engine="real") as real:
+        y = real.process(x)
+    assert np.abs(twins - y).max() < 1e-4 * np.abs(y).max()
+    assert np.abs(twins - x).max() > 0.05  # the rack does something
+
+
+def test_blocks_of_any_size_equal_the_whole_signal():
+    x = np.stack([_signal(), 0.5 * _signal()], 1)  # two channels, the same settings
+    rack = Rack(PRESET, SR)
+    whole = rack.process(x)
+    stream = rack.stream(channels=2)
+    rng = np.random.default_rng(0)
+    cuts = np.cumsum(rng.integers(1, 3000, 100))
+    parts = [stream.process(b) for b in np.split(x, cuts[cuts < len(x)])]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-5)  # float32 rounding
+    np.testing.assert_allclose(whole[:, 0], rack.process(x[:, 0]), atol=1e-7)
+
+
+def test_presets_round_trip_and_fit_the_apps_layout(tmp_path):
+    preset = check_preset(PRESET)
+    assert check_preset(preset.to_dict()) == preset
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(preset.to_dict()))
+    assert read_preset(path) == preset
+    settings = layout_settings(preset)
+    assert settings["highshelf"] is None and settings["gain"] == {"gain_db": -6.0}
+    assert layout_preset(settings) == preset
+    twice = check_preset({"chain": [{"device": "peak"}, {"device": "peak"}]})
+    assert layout_settings(twice) is None  # not the app's layout: loaded as a whole chain
+    assert "peak cutoff_frequency_hz=440 Hz gain_db=0 dB" in twice.describe()  # defaults
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"chain": [{"device": "flanger"}]}, "entry 0: unknown device 'flanger'"),
+    ({"chain": [{"device": "peak", "params": {"gain_db": 99}}]}, r"outside \[-24, 24\]"),
+    ({"chain": [{"device": "peak", "params": {"width": 1}}]}, "no parameter 'width'"),
+    ({"chain": [{"device": "gain", "params": {"gain_db": "loud"}}]}, "gain_db"),
+    ({"chain": "peak"}, "a 'chain' list"),
+    ({"command": ["sox"]}, "this is a device file"),
+    ([1, 2], "a 'chain' list"),
+])
+def test_bad_presets_are_one_line(data, message, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(PresetError, match=message) as err:
+        read_preset(path)
+    assert "\n" not in str(err.value) and str(err.value).count(str(path)) == 1
+
+
+def test_a_device_without_a_twin_plays_only_through_the_real_device():
+    from pathlib import Path
+
+    device = Path(__file__).resolve().parents[1] / "examples" / "devices" / "sox_overdrive.json"
+    preset = {"chain": [{"device": "sox_overdrive", "params": {}, "source": str(device)}]}
+    with pytest.raises(PresetError, match="has no PyTorch twin"):
+        Rack(preset, SR)
+
+
+def test_transfer_plays_through_the_rack(exported):
+    from ddsp_synth.model import load_model
+    from ddsp_synth.transfer import TransferOptions, transfer_audio
+
+    model, meta = load_model(exported)
+    x = synth_tone(3.0, SR, 300.0)
+    options = dict(auto_adjust=False, chunk_seconds=0.7)  # several chunks: state carried
+    dry, _ = transfer_audio(model, meta, x, TransferOptions(**options), cache=False)
+    wet, _ = transfer_audio(model, meta, x, TransferOptions(effects=PRESET, **options),
+                            cache=False)
+    np.testing.assert_allclose(wet, Rack(PRESET, SR).process(dry), atol=1e-5)
+
+
+def test_fx_keeps_rate_channels_and_length_and_equals_pedalboard(tmp_path, capsys):
+    pedalboard = pytest.importorskip("pedalboard")
+    sr = 44100
+    x = np.stack([_signal(2.0, sr), 0.7 * _signal(2.0, sr)], 1).astype(np.float32)
+    sf.write(tmp_path / "in.wav", x, sr, subtype="FLOAT")
+    (tmp_path / "p.json").write_text(json.dumps(PRESET))
+    assert main(["fx", str(tmp_path / "p.json"), str(tmp_path / "in.wav"), "-o",
+                 str(tmp_path / "out.wav"), "--quiet"]) == 0
+    y, out_sr = sf.read(tmp_path / "out.wav", dtype="float32", always_2d=True)
+    assert out_sr == sr and y.shape == x.shape
+    board = pedalboard.Pedalboard([
+        pedalboard.LowShelfFilter(cutoff_frequency_hz=150, gain_db=4, q=0.7),
+        pedalboard.PeakFilter(cutoff_frequency_hz=2000, gain_db=-5, q=2),
+        pedalboard.Compressor(threshold_db=-25, ratio=4, attack_ms=5, release_ms=100),
+        pedalboard.Distortion(drive_db=10), pedalboard.Gain(gain_db=-6)])
+    for ch in range(2):  # each channel on its own, as the rack treats them
+        ref = board(x[:, ch], sr)
+        board.reset()
+        assert np.abs(y[:, ch] - ref).max() < 1e-5
+    assert main(["fx", str(tmp_path / "p.json"), str(tmp_path / "in.wav"), "-o",
+                 str(tmp_path / "out.wav"), "--quiet"]) == 2  # exists: needs --force
+    assert "exists; pass --force" in capsys.readouterr().err
+
+
+def test_the_example_presets_load_and_play_through_the_twins():
+    from pathlib import Path
+
+    presets = sorted((Path(__file__).resolve().parents[1] / "examples" / "presets").glob("*.json"))
+    assert presets
+    for path in presets:
+        y = Rack(read_preset(path), SR).process(_signal(1.0))
+        assert np.all(np.isfinite(y)) and np.abs(y).max() > 0.01, path.name
+
+
+def test_the_streaming_engines_play_the_rack_as_offline(exported):
+    """stream/live: the rack after the instrument, block by block, equals the rack on the
+    stream's whole output (its state carried across blocks and kept through reset)."""
+    import mido
+
+    from ddsp_synth.model import load_model
+    from ddsp_synth.streaming import MidiLiveEngine, stream_audio
+
+    model, meta = load_model(exported)
+    preset = check_preset(PRESET)
+    dry = MidiLiveEngine(model, meta, engine="torch")
+    wet = MidiLiveEngine(model, meta, engine="torch", effects=preset)
+    events = {5: [mido.Message("note_on", note=60, velocity=100)],
+              60: [mido.Message("note_off", note=60)]}
+    for _ in range(2):  # the second time after reset: the same samples
+        dry.reset(), wet.reset()
+        ins = np.concatenate([dry.process(events.get(i, ())) for i in range(120)])
+        outs = np.concatenate([wet.process(events.get(i, ())) for i in range(120)])
+        np.testing.assert_allclose(outs, Rack(preset, SR).process(ins), atol=1e-5)
+        assert np.abs(outs - ins).max() > 0.01
+    x = synth_tone(1.5, SR, 220.0)
+    y0, rep0 = stream_audio(model, x, 160)
+    y1, rep1 = stream_audio(model, x, 160, effects=preset)
+    assert not rep0["effects"] and rep1["effects"]
+    n = len(x) - 480  # the end is padded with silence after the stream's last block
+    np.testing.assert_allclose(y1[:n], Rack(preset, SR).process(y0)[:n], atol=1e-5)
+
+
+def test_stream_refuses_a_bad_preset_before_any_work(exported, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"chain": [{"device": "flanger", "params": {}}]}))
+    x = tmp_path / "in.wav"
+    sf.write(x, synth_tone(1.0, SR, 220.0), SR)
+    assert main(["stream", str(x), "--model", str(exported), "--effects", str(bad),
+                 "-o", str(tmp_path / "out.wav")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.json" in err
+    assert not (tmp_path / "out.wav").exists()
