@@ -181,7 +181,7 @@ def _cmd_style(args) -> int:
     return _apply(args, "style")
 
 
-def _apply_arguments(p, reference_required: bool) -> None:
+def _apply_arguments(p, reference_required: bool, workers: int = 2) -> None:
     p.add_argument("input", help="an audio file (any format, rate, channels) or a folder")
     p.add_argument("--reference", required=reference_required,
                    help="the recording whose sound to match")
@@ -189,8 +189,9 @@ def _apply_arguments(p, reference_required: bool) -> None:
                    help="output .wav/.flac for a file, a folder for a folder")
     p.add_argument("--preset-out", help="write the predicted settings (match's preset format) "
                                         "to this .json (a folder's outputs get NAME.preset.json)")
-    p.add_argument("--workers", type=number(int, 0, 64), default=2,
-                   help="worker processes running the real devices")
+    p.add_argument("--workers", type=number(int, 0, 64), default=workers,
+                   help=f"worker processes running the real devices (0: in this process; "
+                        f"default {workers})")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
 
 
@@ -227,7 +228,9 @@ def _add_style(sub) -> None:
                     "and an output gain, rendered by the real devices",
                     "ddsp-synth style my_take.wav --reference sounds_like_this.wav -o out.wav",
                     _cmd_style)
-    _apply_arguments(p, reference_required=True)
+    # pedalboard's built-in devices, one pass over a file: starting worker processes costs
+    # more than it protects (bench/bench_control.py style: 1.4 s of a 3-minute song)
+    _apply_arguments(p, reference_required=True, workers=0)
 
 
 COMMANDS = (_add_control, _add_style)
