@@ -172,9 +172,18 @@ def gru_sequence(gru: nn.GRU, x: torch.Tensor,
 
 
 class Decoder(nn.Module):
-    """f0, loudness (, z) -> ``n_outputs`` raw controls per frame."""
+    """f0, loudness (, z) -> ``n_outputs`` raw controls per frame, and optionally more heads.
 
-    def __init__(self, config: DecoderConfig, n_outputs: int):
+    Args:
+        config: the sizes.
+        n_outputs: raw controls of the synthesizer's stages (the main ``head``).
+        extra_heads: {name: starting bias [n]}: one more linear head per name on the same
+            features (an effect device set per frame), zero weights, so it starts at the
+            settings its bias maps to (``effect_heads.NAME``).
+    """
+
+    def __init__(self, config: DecoderConfig, n_outputs: int,
+                 extra_heads: dict[str, torch.Tensor] | None = None):
         super().__init__()
         self.config = config
         h = config.hidden
@@ -188,6 +197,14 @@ class Decoder(nn.Module):
         self.out_mlp = mlp(h + n_in, h, config.mlp_layers)
         self.n_outputs = n_outputs
         self.head = nn.Linear(h, n_outputs)
+        if extra_heads:
+            self.effect_heads = nn.ModuleDict()
+            for name, bias in extra_heads.items():
+                head = nn.Linear(h, bias.numel())
+                with torch.no_grad():
+                    head.weight.zero_()
+                    head.bias.copy_(bias)
+                self.effect_heads[name] = head
 
     def forward(
         self,
@@ -208,6 +225,19 @@ class Decoder(nn.Module):
             raw: [batch, n_frames, n_outputs].
             state: [1, batch, hidden] GRU state after the last frame.
         """
+        features, state = self.features(f0_scaled, loudness_scaled, z, state)
+        return self.head(features), state
+
+    def extra(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{name: [batch, n_frames, n]} raw outputs of the extra heads."""
+        heads = getattr(self, "effect_heads", None)
+        return {} if heads is None else {name: head(features) for name, head in heads.items()}
+
+    def features(self, f0_scaled: torch.Tensor, loudness_scaled: torch.Tensor,
+                 z: torch.Tensor | None = None, state: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What every head reads: [batch, n_frames, hidden] (arguments as :meth:`forward`),
+        and the GRU state."""
         feats = [self.f0_mlp(f0_scaled), self.loudness_mlp(loudness_scaled)]
         if self.config.z_dims:
             if z is None:
@@ -215,4 +245,4 @@ class Decoder(nn.Module):
             feats.append(self.z_mlp(z))
         x = torch.cat(feats, dim=-1)
         h, state = gru_sequence(self.gru, x, state)
-        return self.head(self.out_mlp(torch.cat([h, x], dim=-1))), state
+        return self.out_mlp(torch.cat([h, x], dim=-1)), state

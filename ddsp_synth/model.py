@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from .dsp.units import hz_to_midi
 from .errors import InputError
 from .features import FeatureConfig
 from .losses import SpectralLossConfig
+from .model_effects import (EffectSettings, EffectsConfig, chain_params, describe_chain,
+                            model_chain, synth_raw_size)
 from .stages.synth import SynthConfig
 
 
@@ -42,15 +45,18 @@ MODEL_WEIGHTS, MODEL_CONFIG = MODEL_FILES.weights, MODEL_FILES.config
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model."""
+    """Everything needed to rebuild a model (``effects``: how the effect devices listed in
+    ``synth.processors`` get their settings; see :mod:`ddsp_synth.model_effects`)."""
 
     synth: SynthConfig = field(default_factory=SynthConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     loss: SpectralLossConfig = field(default_factory=SpectralLossConfig)
+    effects: EffectsConfig = field(default_factory=EffectsConfig)
 
     def __post_init__(self):
         check_fields(self)
+        self.effects.check(self.synth)
         if self.synth.sample_rate != self.features.sample_rate:
             raise ConfigError(f"synth sample rate {self.synth.sample_rate} != feature sample "
                               f"rate {self.features.sample_rate}")
@@ -84,14 +90,26 @@ class ModelConfig:
 
 
 class DDSPModel(nn.Module):
-    """f0 + loudness (+ z from audio) -> decoder -> chain of stages -> audio."""
+    """f0 + loudness (+ z from audio) -> decoder -> chain of stages -> audio.
+
+    A chain with effect devices (:mod:`ddsp_synth.model_effects`) adds ``effects`` (their
+    settings: learned-once vectors, fixed values) and one decoder head per device set per
+    frame; without them the model is exactly the synthesizer's (``effects`` is None).
+    """
 
     def __init__(self, config: ModelConfig = ModelConfig(), loudness_mean_db: float = -40.0,
                  loudness_std_db: float = 20.0):
         super().__init__()
         self.config = config
-        self.synth = synth_chain(config.synth)
-        self.decoder = Decoder(config.decoder, self.synth.n_raw)
+        self.effects = None
+        if config.synth.effect_entries:
+            self.synth = model_chain(config.synth, config.effects)
+            self.effects = EffectSettings(self.synth, config.effects)
+            self.decoder = Decoder(config.decoder, synth_raw_size(self.synth),
+                                   self.effects.head_sizes())
+        else:
+            self.synth = synth_chain(config.synth)
+            self.decoder = Decoder(config.decoder, self.synth.n_raw)
         self.encoder = (ZEncoder(config.decoder, config.synth.sample_rate, config.synth.hop)
                         if config.decoder.z_dims else None)
         # Mixed precision for the decoder's matrix products (training option): bfloat16
@@ -107,21 +125,33 @@ class DDSPModel(nn.Module):
 
     def controls(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
                  audio: torch.Tensor | None = None, state: torch.Tensor | None = None):
-        """The chain's parameters for [B,T,1] f0 and loudness: ([B, T, P] natural units,
-        gru_state)."""
+        """The chain's parameters for [B,T,1] f0 and loudness, and the GRU state.
+
+        The parameters are [B, T, P] natural units, or, when the chain has stages whose
+        settings are constant (effect devices set once or fixed), one tensor per stage
+        ([B, T, P_s] or [B, P_s]), which the chain takes as they are.
+        """
         f0_s, ld_s = self.scale_inputs(f0_hz, loudness_db)
         z = None
         if self.encoder is not None:
             if audio is None:
                 raise InputError("this model has a z encoder and needs the input audio")
             z = self.encoder(audio, f0_hz.shape[1])
-        if self.decoder_bf16:
-            with torch.autocast(f0_hz.device.type, dtype=torch.bfloat16):
+        if self.effects is None:
+            if self.decoder_bf16:
+                with torch.autocast(f0_hz.device.type, dtype=torch.bfloat16):
+                    raw, state = self.decoder(f0_s, ld_s, z, state)
+                raw, state = raw.float(), state.float()
+            else:
                 raw, state = self.decoder(f0_s, ld_s, z, state)
-            raw, state = raw.float(), state.float()
-        else:
-            raw, state = self.decoder(f0_s, ld_s, z, state)
-        return self.synth.params_from_raw(raw, f0_hz), state
+            return self.synth.params_from_raw(raw, f0_hz), state
+        with torch.autocast(f0_hz.device.type, dtype=torch.bfloat16,
+                            enabled=self.decoder_bf16):
+            features, state = self.decoder.features(f0_s, ld_s, z, state)
+            raw, heads = self.decoder.head(features), self.decoder.extra(features)
+        raw, state = raw.float(), state.float()
+        heads = {k: v.float() for k, v in heads.items()}
+        return chain_params(self, raw, heads, f0_hz), state
 
     def forward(self, f0_hz: torch.Tensor, loudness_db: torch.Tensor,
                 audio: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -133,6 +163,10 @@ class DDSPModel(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def close(self) -> None:
+        """Close what the chain holds outside this process (real devices' worker pools)."""
+        self.synth.close()
 
 
 # ----------------------------------------------------------------------------- model file
@@ -147,6 +181,7 @@ def save_model(model: DDSPModel, model_dir: str | os.PathLike, dataset_stats: di
         "hop": cfg.synth.hop,
         "pitch_model": f"crepe-{cfg.features.crepe_model}",
         "n_parameters": model.n_parameters(),
+        **({"chain": describe_chain(model)} if model.effects is not None else {}),
         "dataset_stats": dataset_stats,
         "training": training or {},
     }
@@ -175,7 +210,9 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPM
         raise ModelFileError(f"{model_dir / MODEL_CONFIG}: invalid model settings ({err})") from None
     # Shapes from the settings on the meta device (nothing allocated) against the file's
     # header, before any tensor is read.
-    with torch.device("meta"):
+    with torch.device("meta"), warnings.catch_warnings():
+        # a proxy inside the chain loads its weights into the meta tensors: a no-op
+        warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter")
         expected = {k: tuple(v.shape) for k, v in DDSPModel(config).state_dict().items()}
     tensors = load_artifact_tensors(model_dir, MODEL_FILES, meta, expected, device)
     model = DDSPModel(config).to(device)
@@ -243,8 +280,9 @@ def models_dir() -> Path:
 
 
 # The instruments that ship with ddsp_synth (other folders in the models folder are the
-# user's own exports).
-SHIPPED_MODELS = ("violin", "flute", "trumpet", "altosax", "cello")
+# user's own exports; tenorsax_amp: a tenor sax heard through an effect chain, its effect
+# stages learned with it, issue 20).
+SHIPPED_MODELS = ("violin", "flute", "trumpet", "altosax", "cello", "tenorsax_amp")
 
 
 def shipped_models() -> list[str]:

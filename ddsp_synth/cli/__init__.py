@@ -15,7 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
-from . import effects, fx, models, play
+from . import control, effects, fx, models, play
 from ..soundcard.command import add_live_parser
 from .common import Formatter, Parser
 
@@ -23,7 +23,8 @@ DESCRIPTION = """\
 Play any melody with a trained instrument. ddsp_synth listens to a monophonic recording
 (singing, whistling, one instrument) through its pitch and loudness and resynthesizes it
 with an instrument learned from a few minutes of recordings: violin, flute, trumpet, alto
-sax and cello ship with it, and you can train your own. It also estimates and drives effect
+sax, cello and a tenor sax through a small amp (tenorsax_amp, its effect stages learned with
+it) ship with it, and you can train your own. It also estimates and drives effect
 chains (EQ, compressor, distortion, your plugins).
 """
 EPILOG = """\
@@ -33,7 +34,7 @@ examples:
   ddsp-synth COMMAND --help        (every command's options, defaults and an example)
 """
 COMMANDS = (models.COMMANDS + play.COMMANDS + (add_live_parser,) + effects.COMMANDS
-            + fx.COMMANDS)
+            + fx.COMMANDS + control.COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,8 +42,14 @@ class SynthConfig:
         reverb_parameterization: ``"free"`` (every tap learned) or ``"exp_decay"`` (gain and
             decay time learned over a fixed noise excitation).
         reverb_seed: seed of the fixed noise used to initialise / excite the reverb.
-        processors: the signal chain, in order: stage names (see
-            :mod:`ddsp_synth.stages.registry`).
+        processors: the signal chain, in order: the synthesizer's stages (``harmonic``,
+            ``noise``, ``reverb``, each at most once, a source first) and, anywhere after the
+            first source, built-in effect devices in the chain syntax of
+            :mod:`ddsp_synth.stages.registry` (``compressor@spsa``, ``peak:q=0.7``): their
+            gradient method after ``@``, fixed parameters after ``:``. How each effect
+            device's settings are set (per frame by the decoder, once for the whole model,
+            fixed) is the model's ``effects`` section
+            (:class:`ddsp_synth.model_effects.EffectsConfig`).
     """
 
     sample_rate: int = 16000
@@ -61,18 +67,22 @@ class SynthConfig:
             "sample_rate": (8000, 192000), "hop": (8, 8192), "n_harmonics": (1, 1024),
             "n_noise_bands": (2, 2049), "noise_bias": (-100.0, 100.0), "reverb_s": (0.001, 10.0),
             "reverb_seed": (0, 2**63 - 1)},
-            choices={"reverb_parameterization": ("free", "exp_decay"),
-                     "processors": SYNTH_STAGE_NAMES})
+            choices={"reverb_parameterization": ("free", "exp_decay")})
         if not 10.0 <= self.frame_rate_hz <= 1000.0:
             raise ConfigError(f"hop {self.hop} at {self.sample_rate} Hz gives "
                               f"{self.frame_rate_hz:g} frames/s; use 10 to 1000")
         if self.reverb_samples < 2:
             raise ConfigError(f"reverb_s {self.reverb_s:g} is shorter than 2 samples")
         names = self.processors
-        if not names or len(set(names)) != len(names):
+        synth_names = [n for n in names if n in SYNTH_STAGE_NAMES]
+        if not names or len(set(synth_names)) != len(synth_names):
             raise ConfigError(f"processors must be distinct stage names, got {list(names)}")
-        if names[0] == "reverb":
-            raise ConfigError("the chain must start with a source, not the effect 'reverb'")
+        if names[0] not in ("harmonic", "noise"):
+            raise ConfigError(f"the chain must start with a source, not the effect "
+                              f"'{names[0]}'")
+        for name in names:
+            if name not in SYNTH_STAGE_NAMES:
+                check_effect_entry(name, self.sample_rate)
 
     @property
     def frame_rate_hz(self) -> float:
@@ -81,6 +91,11 @@ class SynthConfig:
     @property
     def reverb_samples(self) -> int:
         return int(round(self.reverb_s * self.sample_rate))
+
+    @property
+    def effect_entries(self) -> tuple[str, ...]:
+        """The entries of ``processors`` that are effect devices, in chain order."""
+        return tuple(n for n in self.processors if n not in SYNTH_STAGE_NAMES)
 
     def stage(self, name: str) -> "Stage":
         """The synthesizer stage ``name`` with these settings."""
@@ -95,6 +110,23 @@ class SynthConfig:
                           self.reverb_parameterization, self.reverb_seed)
         raise ConfigError(f"'{name}' is not a stage of the synthesizer "
                           f"({', '.join(SYNTH_STAGE_NAMES)})")
+
+
+def check_effect_entry(text: str, sample_rate: int) -> None:
+    """ConfigError (one line) unless ``text`` is a built-in effect device in the chain syntax
+    (``compressor@spsa``, ``peak:q=0.7``) with known, in-range fixed parameters."""
+    from .params import DeviceError
+    from .registry import EFFECT_NAMES, make_device, parse_entry
+
+    try:
+        entry = parse_entry(text)
+        if entry.name not in EFFECT_NAMES:
+            raise ConfigError(f"processors: {entry.name!r} must be one of "
+                              f"{', '.join(SYNTH_STAGE_NAMES)} or a built-in effect device "
+                              f"({', '.join(EFFECT_NAMES)})")
+        make_device(entry, sample_rate)
+    except DeviceError as err:
+        raise ConfigError(f"processors: {err}") from None
 
 
 class Harmonic(Stage):

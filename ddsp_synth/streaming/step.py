@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..stages.chain import check_amounts
+from .effect_steps import ModelChainStep
 
 #: the state of the default chain (harmonic, noise, reverb), in order; a model's own list is
 #: ``SynthStep.state_names``.
@@ -65,7 +66,10 @@ class SynthStep(nn.Module):
         if model.encoder is not None:
             raise InputError("streaming needs a model without a z encoder")
         self.model = model
-        self.chain = model.synth.make_step()
+        if model.effects is None:
+            self.chain = model.synth.make_step()
+        else:
+            self.chain = ModelChainStep(model.synth, model.effects.constant_stages())
         self.hop = model.config.synth.hop
         self.sample_rate = float(model.config.synth.sample_rate)
         self.hidden = model.config.decoder.hidden
@@ -85,16 +89,29 @@ class SynthStep(nn.Module):
         """[B, 1] f0 and loudness -> (the chain's parameters [B, C], new GRU state)."""
         params, gru_state = self.model.controls(f0_hz[:, :, None], loudness_db[:, :, None],
                                                 state=gru_state)
+        if isinstance(params, list):  # constant stages [B, P] beside per-frame ones
+            return torch.cat([p[:, 0] if p.dim() == 3 else p for p in params], -1), gru_state
         return params[:, 0], gru_state
 
     def render_block(self, prev: torch.Tensor, new: torch.Tensor, noise: torch.Tensor,
                      gains: torch.Tensor, chain_state: tuple, valid: torch.Tensor):
         """Audio between flat controls ``prev`` and ``new`` (the block of frame ``prev``) and
-        the chain's new state; nothing sounds and no state moves while ``valid`` is 0."""
+        the chain's new state; nothing sounds and no state moves while ``valid`` is 0.
+
+        A chain with effects masks with ``where`` (their settings from the zero controls of
+        a fresh stream may be NaN, which a product would let through); one with stages
+        that run only in Python does not run them at all before the first frame (a real
+        device's stream would hear a hop that was never played)."""
+        if not self.chain.exportable:
+            if float(valid.min()) < 0.5:
+                return torch.zeros_like(noise), chain_state
+            return self.chain(prev, new, noise, gains, chain_state)
         audio, new_state = self.chain(prev, new, noise, gains, chain_state)
         keep = valid > 0.5
         new_state = tuple(torch.where(keep.reshape(keep.shape + (1,) * (s.dim() - 2)), s, old)
                           for s, old in zip(new_state, chain_state))
+        if self.model.effects is not None:
+            return torch.where(keep, audio, torch.zeros_like(audio)), new_state
         return audio * valid, new_state
 
     def forward(self, f0_hz, loudness_db, noise, gains, gru_state, prev_controls, *rest):
@@ -124,8 +141,7 @@ class StreamingSynth:
             raise ValueError(f"engine must be one of {', '.join(self.ENGINES)}, got {engine!r}")
         self.step = SynthStep(model).eval()
         if engine != "torch" and not self.step.chain.exportable:
-            raise InputError("this model's chain has stages that only run in Python (effect "
-                             "twins or real devices): use engine 'torch'")
+            raise InputError(not_exportable_message(self.step, f"the {engine} engine"))
         self.hop = self.step.hop
         self.sample_rate = int(self.step.sample_rate)
         self.latency_samples = self.hop
@@ -198,6 +214,18 @@ def example_inputs(step: SynthStep, batch: int = 1, seed: int = 0) -> tuple[torc
     return (f0, loud, noise, gains, *step.initial_state(batch))
 
 
+def not_exportable_message(step: SynthStep, what: str) -> str:
+    """One line: which stages keep the step from ``what`` (a trace), and what to do."""
+    names = getattr(step.chain, "not_exportable", lambda: [])()
+    if not names:
+        return f"this model's chain has stages that only run in Python: no {what}"
+    stages = dict(zip(step.chain.labels, step.model.synth.stages()))
+    described = ", ".join(f"'{n}' ({getattr(stages[n], 'method', 'device')})" for n in names)
+    return (f"no {what}: effect stage {described} runs a real device in worker processes or "
+            f"a neural proxy, only in Python; switch it to its twin first "
+            f"(ddsp_synth.model_effects.switch_method(model, 'autodiff'), then save_model)")
+
+
 def _trace(step: SynthStep):
     """TorchScript of the step (shape checks inside nn.GRU are traced as constants, which is
     right here: a step always has one frame)."""
@@ -258,8 +286,7 @@ def export_runtime(model, path: str | os.PathLike, fmt: str) -> Path:
 
     step = SynthStep(model).eval()
     if not step.chain.exportable:
-        raise InputError("this model's chain has stages that only run in Python (effect twins "
-                         "or real devices): it cannot be exported")
+        raise InputError(not_exportable_message(step, "export"))
     contract = json.dumps(step_contract(step, getattr(model, "meta", None)), indent=2)
     args = example_inputs(step)
     path = Path(path)

@@ -34,6 +34,10 @@ class TrainConfig:
         precision: ``"fp32"``, or ``"bf16"``: the decoder's matrix products under bfloat16
             autocast (weights, synthesis and loss stay float32); ~1.6x faster steps on CPUs
             with AVX512-BF16/AMX at the peer's model size.
+        effects_learning_rate: Adam's initial learning rate of the effect settings a model
+            learns once (``effects.once``: one raw value per setting, far fewer and slower
+            to move than the network's weights); 0 = ``learning_rate``. The schedule scales
+            both alike.
     """
 
     steps: int = 20000
@@ -54,6 +58,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     num_threads: int = 0
     precision: str = "fp32"
+    effects_learning_rate: float = 0.0
 
     def __post_init__(self):
         check_fields(self, ranges={
@@ -62,7 +67,8 @@ class TrainConfig:
             "grad_clip": (1e-6, None), "seed": (0, 2**63 - 1), "log_every": (1, None),
             "val_every": (0, None), "checkpoint_every": (1, None), "audio_every": (0, None),
             "keep_checkpoints": (1, 1000), "val_examples": (1, 10000), "max_bad_steps": (1, None),
-            "max_minutes": (0.0, 10.0**6), "num_threads": (0, 1024)},
+            "max_minutes": (0.0, 10.0**6), "num_threads": (0, 1024),
+            "effects_learning_rate": (0.0, 1.0)},
             choices={"precision": ("fp32", "bf16")})
 
 

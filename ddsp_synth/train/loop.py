@@ -16,7 +16,9 @@ from ..config import from_dict
 from ..data import collate, load_manifest
 from ..evaluate import evaluate_batches
 from ..losses import training_loss
+from ..errors import one_line
 from ..model import ModelConfig
+from ..stages.params import DeviceError
 from . import checkpoints
 from .config import TrainConfig, TrainingError
 from .setup import _auto_init, _build, _dist_info, _Run, _start, _StopFlag
@@ -284,10 +286,25 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         _log_audio(run)
     schedule = _Schedule(run, show_progress)
     run.model.train()
-    with _StopFlag() as stop:
-        _run_steps(run, stop, schedule)
-    schedule.bar.close()
-    return _finish(run, start_step, stop)
+    try:
+        with _StopFlag() as stop:
+            try:
+                _run_steps(run, stop, schedule)
+            except DeviceError as err:
+                raise _device_failed(run, err) from None
+            finally:
+                schedule.bar.close()
+        return _finish(run, start_step, stop)
+    finally:
+        run.model.close()  # real devices' worker pools
+
+
+def _device_failed(run: _Run, err: DeviceError) -> TrainingError:
+    """A real device of the model crashed, hung or refused: the run stops with the device's
+    own line and where its weights are (a checkpoint of the last step taken)."""
+    path = _checkpoint(run)
+    where = f"; the last step's weights are in {path}" if path else ""
+    return TrainingError(f"{one_line(err)}: training stopped at step {run.step}{where}")
 
 
 def _finish(run: _Run, start_step: int, stop: _StopFlag) -> dict:

@@ -191,6 +191,17 @@ def _check_batch(train_set: DDSPDataset, batch_size: int, world: int) -> None:
                             f"{batch_size} x {world} processes; lower --batch-size")
 
 
+def _param_groups(model: DDSPModel, config: TrainConfig) -> list[dict]:
+    """The optimiser's parameter groups: the network's weights, and the effect settings the
+    model learns once with their own learning rate (when the model has any)."""
+    once = list(model.effects.once.parameters()) if model.effects is not None else []
+    if not once:
+        return [{"params": list(model.parameters())}]
+    ids = {id(p) for p in once}
+    return [{"params": [p for p in model.parameters() if id(p) not in ids]},
+            {"params": once, "lr": config.effects_learning_rate or config.learning_rate}]
+
+
 def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: TrainConfig,
            init_model: DDSPModel | None, resume: bool) -> _Run:
     """Model, optimiser, schedule and data for this process; restored from the newest
@@ -202,7 +213,7 @@ def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: Tra
     model = with_stats(model_config, load_stats(data_dir)).to(device)
     if init_model is not None:  # weights only: the loudness normalisation stays this data's
         copy_weights(init_model, model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(_param_groups(model, config), lr=config.learning_rate)
     step, wall_s, state = 0, 0.0, {}
     if resume:
         done = checkpoints.list_checkpoints(run_dir)
