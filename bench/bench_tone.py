@@ -269,10 +269,11 @@ def measures(result: np.ndarray, rate: int, reference: np.ndarray, ref_rate: int
     return {
         "ltas_db": shape_error_db(ltas_db(result, rate, bands), ltas_db(reference, ref_rate,
                                                                           bands)),
-        "loudness_lu": integrated_loudness(result, rate) - integrated_loudness(reference,
-                                                                               ref_rate),
-        "range_lu": loudness_spread(active_block_loudness(result, rate))
-        - loudness_spread(active_block_loudness(reference, ref_rate)),
+        # channels averaged: a mono result against a stereo reference (see dsp/loudness.py)
+        "loudness_lu": integrated_loudness(result, rate, channels="mean")
+        - integrated_loudness(reference, ref_rate, channels="mean"),
+        "range_lu": loudness_spread(active_block_loudness(result, rate, channels="mean"))
+        - loudness_spread(active_block_loudness(reference, ref_rate, channels="mean")),
         "peak_dbfs": float(20 * np.log10(np.abs(result).max() + 1e-12)),
     }
 

@@ -10,6 +10,7 @@ The public API, loaded on first use (``import ddsp_synth`` itself is instant)::
     ds.train("data/mine", "runs/mine", config=ds.TrainConfig(max_minutes=15))
     ds.match_files("dry.wav", "wet.wav", "peak,compressor", "autodiff", "matched/")
     chain = ds.make_chain("peak,compressor@spsa", sample_rate=16000)   # any chain, a stage
+    out = ds.apply_controller("style", song, 44100, reference=ref)      # "make it sound like"
 
 Packages and modules, in the order data flows: ``dsp`` (pure DSP functions) -> ``audio_io``
 -> ``pitch`` -> ``features`` -> ``decoder`` -> ``stages`` (one interface for every stage of a
@@ -50,6 +51,10 @@ _API = {
     "SynthStep": "streaming", "export_runtime": "streaming",
     "train_proxy": "gradients.proxy.train", "load_proxy": "gradients.proxy.files",
     "match": "match", "match_files": "match", "MatchConfig": "match",
+    "train_controller": "control", "apply_controller": "control",
+    "load_controller": "control", "predict_settings": "control", "rule_baseline": "control",
+    "ControllerConfig": "control", "ControlDataConfig": "control",
+    "integrated_loudness": "control",
     "UserError": "errors",
 }
 __all__ = sorted(_API) + ["__version__"]

@@ -331,3 +331,19 @@ def test_proxy_at_another_sample_rate_is_an_error_not_a_silent_twin(tmp_path):
     with pytest.raises(DeviceError, match="proxy of 'peak' is for 8000 Hz, the audio is 16000"):
         local_model(make_device("peak", SR), 160, proxy_dirs=[tmp_path])
     assert local_model(make_device("peak", SR), 160, proxy_dirs=[])[0] == "twin"
+
+
+def test_shipped_proxy_gradients_are_finite_through_digital_silence():
+    """A clip with exact zeros (a pause, a zero-padded window) has frames of RMS 0, where
+    sqrt has no derivative: the proxy's gradients must stay finite there (a controller's
+    training skipped every step before)."""
+    chain = make_chain("peak,compressor", 16000, method="proxy")
+    x = torch.randn(2, 16000) * 0.1
+    x[:, 4000:12000] = 0.0
+    x.requires_grad_(True)
+    p = chain.default_params(batch=2).requires_grad_(True)
+    y, _ = chain(x, p)
+    mr_log_distance(y, torch.randn(2, 16000) * 0.05).mean().backward()
+    assert torch.isfinite(p.grad).all() and torch.isfinite(x.grad).all()
+    assert p.grad.abs().sum() > 0
+    chain.close()

@@ -12,7 +12,7 @@ from ddsp_synth.errors import InputError
 from ddsp_synth.rack import RACK_LAYOUT, Rack, layout_settings
 from ddsp_synth.tone import (bands_for_rates, estimate_tone, integrated_loudness, ltas_db,
                              match_tone, shape_error_db)
-from ddsp_synth.tone.loudness import k_weighting_sos
+from ddsp_synth.dsp.loudness import k_weighting_sos
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SECONDS = 8.0

@@ -15,7 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
-from . import effects, fx, models, play
+from . import control, effects, fx, models, play
 from ..soundcard.command import add_live_parser
 from .common import Formatter, Parser
 
@@ -34,7 +34,7 @@ examples:
   ddsp-synth COMMAND --help        (every command's options, defaults and an example)
 """
 COMMANDS = (models.COMMANDS + play.COMMANDS + (add_live_parser,) + effects.COMMANDS
-            + fx.COMMANDS)
+            + fx.COMMANDS + control.COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

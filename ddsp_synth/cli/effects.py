@@ -9,7 +9,7 @@ from .common import SECONDS_MAX, Formatter, Parser, add_command, chain_help, num
 
 # ----------------------------------------------------------------------------- match
 def _cmd_match(args) -> int:
-    from ..match import match_files, summary_line
+    from ..match import identifiability_line, match_files, summary_line
 
     report = match_files(args.dry, args.target, args.chain, args.method, args.output,
                          steps=args.steps, max_seconds=args.max_seconds, seed=args.seed,
@@ -18,6 +18,9 @@ def _cmd_match(args) -> int:
     for note in report["notes"]:
         print(f"ddsp-synth match: note: {note}", file=sys.stderr)
     print(summary_line(report, args.output))
+    sentence = identifiability_line(report)
+    if sentence:
+        print(sentence)
     return 0
 
 
@@ -40,7 +43,8 @@ def _add_match(sub) -> None:
     p.add_argument("--steps", type=number(int, 1, 1_000_000),
                    help="iterations (default: per method, 300 to 3000; most runs stop earlier)")
     p.add_argument("--max-seconds", type=number(float, 0.1, SECONDS_MAX),
-                   help="optimisation time budget in s (default: 45)")
+                   help="time budget in s for the informed starts, the search and the "
+                        "identifiability report (default: 45; loading and writing come on top)")
     p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0,
                    help="seed of the random starts, perturbations and CMA-ES")
     p.add_argument("--proxy-dir", action="append",

@@ -21,9 +21,15 @@ class MatchConfig:
     """Settings of :func:`~ddsp_synth.match.match` (defaults tuned on ``bench/bench_match.py``).
 
     Attributes:
-        analysis_seconds: length of the analysis window (the loudest stretch of the dry file).
-        preroll_seconds: audio processed before the window and left out of the loss, so that
-            envelopes and filter states are as they were in the target.
+        whole_clip_seconds: a common dry/target overlap up to this long is compared whole.
+        analysis_seconds: length of each analysis window of a longer clip.
+        max_windows: at most this many windows: the loudest, then those that cover the
+            levels the others miss (:mod:`.windows`).
+        level_frame_seconds, level_bin_db, level_range_db, level_frames_per_bin: frames of
+            the levels the windows cover, the width of a level bin, the range below the
+            loudest frame counted, and the frames of each level the windows should hold.
+        preroll_seconds: audio processed before each window and left out of the loss, so
+            that envelopes and filter states are as they were in the target.
         max_offset_ms: largest offset between dry and target that is aligned automatically.
         min_seconds: shortest usable overlap of dry and target.
         report_max_seconds: the before/after distances use at most this much audio.
@@ -52,6 +58,8 @@ class MatchConfig:
         sweep_points: frequency grid points (log-spaced over the range), per method (fewer
             through the proxies, whose forward pass is the costly one).
         sweep_gains_db: gains tried at each frequency, for devices with a gain.
+        informed_sweep_points, informed_sweep_gains_db: the sweep's frequency points and
+            gains (relative to the current one) once informed starts exist.
         search_points: random candidates (and the defaults) evaluated on the real devices to
             pick the start of ``spsa``, ``hybrid`` and ``cma``.
         spsa: SPSA settings (epsilon decays from ``spsa_epsilon_start`` to ``spsa.epsilon``).
@@ -59,10 +67,32 @@ class MatchConfig:
         cma: CMA-ES settings.
         cma_sweep_at: fraction of the time after which CMA-ES stops for the frequency sweep
             and starts again from its result with ``cma_refine_sigma``.
+        cma_informed_sigma: CMA-ES's first step size when it starts from an informed guess.
+        fallback_above, fallback_min_seconds, fallback_sigma: a gradient method that
+            converges with its loss above ``fallback_above`` of the dry file's hands the
+            rest of the time (if at least ``fallback_min_seconds``) to CMA-ES from its best
+            point, with this first step size.
+        same_sound_db: two settings whose 1/3-octave band levels differ by less than this
+            (RMS over time, in quadrature over the bands) sound the same (the
+            identifiability report, :mod:`.identify`).
+        identify_max_fraction: at most this share of the time budget is kept for it.
+        identify_close_rel_spec: above this rel_spec the match is not close, and the report
+            says that what it pins down is pinned down around the result only.
         n_workers: worker processes running the real devices.
+        guess_max_seconds: the informed starts (:mod:`.guess`) read at most this much of
+            the common signal (transfer estimate, envelopes).
+        guess_frame_seconds: frames of the envelope levels the informed starts compare.
+        guess_budget_fraction: the informed starts' level search stops after this share of
+            the time budget.
     """
 
+    whole_clip_seconds: float = 6.0
     analysis_seconds: float = 1.5
+    max_windows: int = 3
+    level_frame_seconds: float = 0.05
+    level_bin_db: float = 3.0
+    level_range_db: float = 50.0
+    level_frames_per_bin: int = 6
     preroll_seconds: float = 0.5
     max_offset_ms: float = 50.0
     min_seconds: float = 0.5
@@ -91,10 +121,22 @@ class MatchConfig:
     sweep_points: dict = field(default_factory=lambda: {
         "autodiff": 33, "proxy": 17, "hybrid": 33, "spsa": 33})
     sweep_gains_db: tuple[float, ...] = (-12.0, -6.0, 6.0, 12.0)
+    informed_sweep_points: int = 17
+    informed_sweep_gains_db: tuple[float, ...] = (0.0, -6.0, 6.0)
     search_points: int = 32
     spsa: SPSAConfig = SPSAConfig(epsilon=0.01, n_pairs=4)
     spsa_epsilon_start: float = 0.05
     cma: CMAConfig = CMAConfig()
     cma_sweep_at: float = 0.4
     cma_refine_sigma: float = 0.1
+    cma_informed_sigma: float = 0.1
+    fallback_above: float = 0.02
+    fallback_min_seconds: float = 1.0
+    fallback_sigma: float = 0.15
+    same_sound_db: float = 1.0
+    identify_max_fraction: float = 0.25
+    identify_close_rel_spec: float = 0.1
     n_workers: int = 2
+    guess_max_seconds: float = 30.0
+    guess_frame_seconds: float = 0.02
+    guess_budget_fraction: float = 0.15

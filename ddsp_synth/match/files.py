@@ -115,3 +115,10 @@ def summary_line(report: dict, out_dir) -> str:
             f"{report['device_evaluations']} device runs, {report['stopped_by']}); spectral "
             f"distance {report['spectral_distance_before']:.3f} -> "
             f"{report['spectral_distance_after']:.3f} (rel_spec {report['rel_spec']:.3f})")
+
+
+def identifiability_line(report: dict) -> str | None:
+    """The identifiability report's one sentence (what the clip pins down, what trades off),
+    or None when the report has none (no time was left for it)."""
+    ident = report.get("identifiability")
+    return ident["sentence"] if ident and ident.get("sentence") else None

@@ -1,10 +1,9 @@
-"""The pair ``match`` works on: checked, aligned, with an analysis window.
+"""The pair ``match`` works on: checked and aligned.
 
 :func:`align_pair` checks two signals at one sample rate and lines the target up with the
 dry signal by cross-correlation (offsets up to +-50 ms); :func:`load_pair` reads two files
 first (any format and rate: the target is resampled to the dry file's rate, and the notes
-say so). :func:`analysis_window` picks the loudest stretch of the dry signal, with a
-pre-roll so that the devices' envelopes and filter states settle as they did in the target.
+say so). Where the loss listens is :mod:`.windows`' business.
 """
 
 from __future__ import annotations
@@ -150,14 +149,3 @@ def load_pair(dry_path, target_path, config: MatchConfig = MatchConfig()) -> Mat
         notes.append(f"target resampled from {sr_target} Hz to the dry file's {sr} Hz")
     return align_pair(load_audio(dry_path, sr), load_audio(target_path, sr), sr, config,
                       (str(dry_path), str(target_path)), notes)
-
-
-def analysis_window(dry: np.ndarray, sample_rate: int, seconds: float,
-                    preroll_seconds: float) -> tuple[int, int, int]:
-    """(preroll start, window start, window end) of the loudest ``seconds`` of ``dry``."""
-    n = min(len(dry), int(round(seconds * sample_rate)))
-    energy = np.concatenate([[0.0], np.cumsum(dry.astype(np.float64) ** 2)])
-    sums = energy[n:] - energy[:-n] if len(dry) > n else np.array([energy[-1]])
-    start = int(np.argmax(sums)) if len(dry) > n else 0
-    pre = max(0, start - int(round(preroll_seconds * sample_rate)))
-    return pre, start, start + n

@@ -27,36 +27,50 @@ def log_frequency_smoothers(n_bins: int, widths_octaves) -> list[torch.Tensor]:
 
 
 class WindowLoss:
-    """Per-candidate matching loss against the target's analysis window.
+    """Per-candidate matching loss against the target's analysis windows.
 
     :func:`~ddsp_synth.dsp.spectral.spectral_distance` (log and linear magnitudes, per
-    candidate, against the target's spectra computed once) plus the distance of long-term
-    average spectra smoothed over several widths in log frequency (so that a filter whose
-    frequency is far off still sees where the target's energy is). Candidate outputs cover
-    pre-roll + window; the pre-roll is cut off before the comparison.
+    candidate, against the target's spectra computed once; the mean over the windows) plus
+    the distance of long-term average spectra (over all windows together) smoothed over
+    several widths in log frequency (so that a filter whose frequency is far off still sees
+    where the target's energy is). Candidate outputs cover pre-roll + window; the pre-roll
+    is cut off before the comparison.
+
+    Args:
+        target_windows: [W, n] the target's windows (or [n]: one window).
+        preroll: samples before each window in the candidates' outputs.
     """
 
-    def __init__(self, target_window: np.ndarray, preroll: int, config: MatchConfig):
+    def __init__(self, target_windows: np.ndarray, preroll: int, config: MatchConfig):
         self.preroll = preroll
         self.config = config
         # every size once: the long-term spectra's size is usually one of the distance's
         self.sizes = tuple(dict.fromkeys(tuple(config.fft_sizes) + (config.ltas_fft,)))
-        t = torch.from_numpy(np.asarray(target_window, np.float32))[None]
-        self.target = spectra(t, self.sizes)
+        t = torch.from_numpy(np.atleast_2d(np.asarray(target_windows, np.float32)))
+        self.n_windows = t.shape[0]
+        self.target = {n: self._merge(m) for n, m in spectra(t, self.sizes).items()}
         self.smoothers = log_frequency_smoothers(config.ltas_fft // 2 + 1,
                                                  config.ltas_smoothing_octaves)
         self.ltas_target = self._ltas(self.target[config.ltas_fft])
 
+    def _merge(self, mag: torch.Tensor) -> torch.Tensor:
+        """[N * W, bins, frames] -> [N, W * bins, frames]: one item per candidate (a mean
+        over its items is the mean over its windows)."""
+        return mag.reshape(-1, self.n_windows * mag.shape[1], mag.shape[2])
+
     def _ltas(self, mag: torch.Tensor) -> torch.Tensor:
-        """Long-term average spectra (log amplitude) of [N, bins, frames] magnitudes,
-        smoothed at each width: [n_widths, N, bins]."""
-        ltas = 0.5 * torch.log(mag.square().mean(2) + LTAS_FLOOR)
+        """Long-term average spectra (log amplitude) of [N, W * bins, frames] magnitudes,
+        over all windows, smoothed at each width: [n_widths, N, bins]."""
+        power = mag.square().mean(2).reshape(mag.shape[0], self.n_windows, -1).mean(1)
+        ltas = 0.5 * torch.log(power + LTAS_FLOOR)
         return torch.stack([ltas @ s for s in self.smoothers])
 
     def __call__(self, outputs: torch.Tensor) -> torch.Tensor:
-        """[N, preroll + window] -> [N] losses (differentiable)."""
+        """[N * W, preroll + window] (candidate-major: item ``k * W + w`` is candidate
+        ``k``'s window ``w``) -> [N] losses (differentiable)."""
         cfg = self.config
-        mags = spectra(outputs[:, self.preroll :], self.sizes)
+        mags = {n: self._merge(m) for n, m in spectra(outputs[:, self.preroll :],
+                                                      self.sizes).items()}
         total = spectral_distance(mags, self.target, cfg.fft_sizes, 0.75, cfg.linear_weight,
                                   cfg.log_weight)
         if cfg.ltas_weight:

@@ -1,6 +1,8 @@
 """The optimisers of ``match``: Adam through a chain's gradients, Adam on SPSA estimates from
 the real devices, and CMA-ES; each with the frequency sweeps of :class:`~.problem.Problem`,
-an early stop on convergence, and the deadline obeyed in every phase.
+an early stop on convergence, and the deadline obeyed in every phase. A gradient method that
+stalls (converges with the loss still above ``fallback_above`` of the dry file's) hands the
+rest of the time to CMA-ES from its best point, through the same losses.
 """
 
 from __future__ import annotations
@@ -73,20 +75,97 @@ class Stopper:
         return best > old * (1.0 - self.tol)
 
 
-def _sweep_steps(config: MatchConfig, steps: int, problem: Problem) -> set[int]:
-    """Steps at which to sweep (none when no device has a frequency: then Adam runs on at
-    its full rate)."""
-    return {int(f * steps) for f in config.sweep_at} if problem.has_sweep() else set()
+class Schedule:
+    """When the gradient loops sweep frequencies and narrow their starts.
+
+    At ``sweep_at[0]`` of the steps several starts narrow down to the best point so far;
+    then, and each time Adam converges, the best point has its frequencies grid-searched
+    (at most ``len(sweep_at)`` times; never when no device has a frequency) and Adam goes on
+    from there alone at the refining rate. A convergence after which the sweep finds
+    nothing better (or no sweep is left) ends the loop: an informed start that is already
+    right is not kept busy for a fixed number of steps.
+    """
+
+    def __init__(self, problem: Problem, config: MatchConfig, steps: int, patience: int,
+                 losses_fn):
+        self.problem, self.losses_fn, self.tol = problem, losses_fn, config.tolerance
+        self.sweeps_left = len(config.sweep_at) if problem.has_sweep() else 0
+        self.narrow_at = int(config.sweep_at[0] * steps)
+        self.stopper = Stopper(patience, config.tolerance)
+        self.refining = False
+
+    def check(self, step: int, opt: Adam, current: np.ndarray | None = None):
+        """After a step: (the optimiser to go on with, or None when done)."""
+        p = self.problem
+        converged = self.stopper.converged(p.best)
+        if not converged and not (step + 1 == self.narrow_at and len(opt.u) > 1):
+            return opt
+        if self.sweeps_left:
+            self.sweeps_left -= 1
+            before = p.best
+            opt = Adam(p.sweep(p.best_u[p.free], self.losses_fn)[None])
+            if converged and p.best > before * (1.0 - self.tol):
+                return None
+        elif len(opt.u) > 1:
+            pick = int(np.argmin(current)) if current is not None else None
+            opt = Adam(opt.u[[pick]] if pick is not None else p.best_u[p.free][None])
+        elif converged:
+            return None
+        self.refining = True
+        self.stopper.reset()
+        return opt
 
 
-def run_gradient(problem: Problem, method: str, config: MatchConfig, steps: int, bar) -> str:
+def fallback_cma(problem: Problem, losses_fn, config: MatchConfig, bar, seed: int,
+                 stalled: str) -> str:
+    """CMA-ES from the best point so far, for the rest of the time, when the method
+    ``stalled`` converged short of a match (``fallback_above`` of the dry loss); else
+    ``stalled`` ("converged") is returned as it is."""
+    if (problem.matched or problem.best <= config.fallback_above * problem.dry_loss
+            or problem.deadline - time.monotonic() < config.fallback_min_seconds):
+        return stalled
+
+    def losses(cands):
+        out = losses_fn(cands)
+        problem.record(out, cands)
+        return out
+
+    def callback(evals, best, best_u):
+        bar.update(1)
+        bar.set_postfix(loss=f"{problem.best:.4f}")
+        return problem.matched
+
+    cma_config = dataclasses.replace(config.cma, sigma0=config.fallback_sigma)
+    with problem.phase("cma (the gradient stalled)"):
+        import cma  # noqa: F401  (seconds on a busy machine: inside the budget, then checked)
+
+        if problem.deadline - time.monotonic() < config.fallback_min_seconds:
+            return stalled
+        try:
+            cma_minimize(losses, problem.best_u[problem.free], cma_config,
+                         max_seconds=max(0.0, problem.deadline - time.monotonic()), seed=seed,
+                         callback=callback)
+        except OutOfTime:
+            return "max_seconds"
+    if problem.matched:
+        return "matched"
+    return "max_seconds" if time.monotonic() > problem.deadline - 0.5 else "converged"
+
+
+def run_gradient(problem: Problem, method: str, config: MatchConfig, steps: int, bar,
+                 seed: int = 0) -> str:
     """Adam on the free parameters through the chain's gradients (autodiff, proxy,
     hybrid), from several starts; at each of ``sweep_at`` the best point so far has its
-    frequencies grid-searched and Adam continues from there alone."""
-    try:
-        return _gradient_loop(problem, method, config, steps, bar)
-    except OutOfTime:
-        return "max_seconds"
+    frequencies grid-searched and Adam continues from there alone; CMA-ES if it stalls."""
+    losses_fn = problem.real_losses if method == "hybrid" else problem.model_losses
+    with problem.phase(method):
+        try:
+            stopped = _gradient_loop(problem, method, config, steps, bar)
+        except OutOfTime:
+            return "max_seconds"
+    if stopped != "converged":
+        return stopped
+    return fallback_cma(problem, losses_fn, config, bar, seed, stopped)
 
 
 def _gradient_loop(problem: Problem, method: str, config: MatchConfig, steps: int, bar) -> str:
@@ -94,27 +173,23 @@ def _gradient_loop(problem: Problem, method: str, config: MatchConfig, steps: in
         init, sweep_losses = problem.search(config.search_points), problem.real_losses
     else:
         init, sweep_losses = problem.starts(config.n_starts[method]), problem.model_losses
-    opt, refining = Adam(init), False
-    sweeps = _sweep_steps(config, steps, problem)
-    last_sweep = max(sweeps) if sweeps else 0
-    stopper = Stopper(config.patience[method], config.tolerance)
+    opt = Adam(init)
+    schedule = Schedule(problem, config, steps, config.patience[method], sweep_losses)
     for step in range(steps):
         if problem.out_of_time():
             return "max_seconds"
-        if step in sweeps:
-            opt = Adam(problem.sweep(problem.best_u[problem.free], sweep_losses)[None])
-            refining = True
-            stopper.reset()
         u = torch.tensor(opt.u, dtype=torch.float32, requires_grad=True)
         losses = problem.loss(problem.render(u))
         losses.sum().backward()
         problem.record(losses.detach().numpy(), opt.u)
-        opt.step(u.grad.numpy(), learning_rate(config, method, step / max(1, steps), refining))
+        opt.step(u.grad.numpy(), learning_rate(config, method, step / max(1, steps),
+                                               schedule.refining))
         bar.update(1)
         bar.set_postfix(loss=f"{problem.best:.4f}")
         if problem.matched:
             return "matched"
-        if step >= last_sweep and stopper.converged(problem.best):
+        opt = schedule.check(step, opt, losses.detach().numpy())
+        if opt is None:
             return "converged"
     if method != "hybrid":
         # The last step's parameters were never evaluated: do so, as the result may be there.
@@ -127,35 +202,28 @@ def run_spsa(problem: Problem, config: MatchConfig, steps: int, bar, seed: int) 
     box) from the best points of a random search (all starts' perturbations in one pool
     call), with the frequency sweeps of the gradient methods; epsilon shrinks from
     ``spsa_epsilon_start``."""
-    try:
-        return _spsa_loop(problem, config, steps, bar, seed)
-    except OutOfTime:
-        return "max_seconds"
+    with problem.phase("spsa"):
+        try:
+            stopped = _spsa_loop(problem, config, steps, bar, seed)
+        except OutOfTime:
+            return "max_seconds"
+    if stopped != "converged":
+        return stopped
+    return fallback_cma(problem, problem.real_losses, config, bar, seed, stopped)
 
 
 def _spsa_loop(problem: Problem, config: MatchConfig, steps: int, bar, seed: int) -> str:
     rng = np.random.default_rng(seed + 7)
-    opt, refining = Adam(problem.search(config.search_points, config.n_starts["spsa"])), False
-    sweeps = _sweep_steps(config, steps, problem)
-    last_sweep = max(sweeps) if sweeps else 0
-    # Without sweeps, the starts are narrowed down to the best at the first sweep fraction.
-    narrow_at = min(sweeps) if sweeps else int(config.sweep_at[0] * steps)
-    stopper = Stopper(config.patience["spsa"], config.tolerance)
-    current = np.full(len(opt.u), np.inf)
+    opt = Adam(problem.search(config.search_points, config.n_starts["spsa"]))
+    schedule = Schedule(problem, config, steps, config.patience["spsa"], problem.real_losses)
     for step in range(steps):
         if problem.out_of_time():
             return "max_seconds"
-        if step in sweeps:
-            opt = Adam(problem.sweep(problem.best_u[problem.free], problem.real_losses)[None])
-            refining = True
-            stopper.reset()
-        elif step == narrow_at and len(opt.u) > 1:
-            opt = Adam(opt.u[[int(np.argmin(current))]])
         frac = step / max(1, steps)
         eps = config.spsa.epsilon + (config.spsa_epsilon_start - config.spsa.epsilon) * (1 - frac)
         cfg = SPSAConfig(epsilon=eps, n_pairs=config.spsa.n_pairs)
         grad, _ = spsa_estimate(problem.real_losses, opt.u, cfg, rng)
-        u = opt.step(grad, learning_rate(config, "spsa", frac, refining))
+        u = opt.step(grad, learning_rate(config, "spsa", frac, schedule.refining))
         # One real evaluation of the current points keeps the loss curve honest.
         current = problem.real_losses(u)
         problem.record(current, u)
@@ -163,7 +231,8 @@ def _spsa_loop(problem: Problem, config: MatchConfig, steps: int, bar, seed: int
         bar.set_postfix(loss=f"{problem.best:.4f}")
         if problem.matched:
             return "matched"
-        if step >= last_sweep and stopper.converged(problem.best):
+        opt = schedule.check(step, opt, current)
+        if opt is None:
             return "converged"
     return "steps"
 
@@ -186,20 +255,25 @@ def run_cma(problem: Problem, config: MatchConfig, steps: int, bar, seed: int) -
         return out
 
     try:
-        start = problem.search(config.search_points)[0]
+        with problem.phase("search"):
+            start = problem.search(config.search_points)[0]
+        informed = any(np.allclose(start, g[problem.free]) for g in problem.guesses)
+        first = dataclasses.replace(config.cma, sigma0=config.cma_informed_sigma) \
+            if informed else config.cma
         sweepable = problem.has_sweep()
-        phases = [(start, config.cma, config.cma_sweep_at if sweepable else 1.0)]
+        phases = [(start, first, config.cma_sweep_at if sweepable else 1.0)]
         if sweepable:
             phases.append((None, dataclasses.replace(config.cma, sigma0=config.cma_refine_sigma),
                            1.0))
         t0 = time.monotonic()
         total = max(0.0, problem.deadline - t0)
-        for u0, cma_config, until in phases:
-            if u0 is None:
-                u0 = problem.sweep(problem.best_u[problem.free], problem.real_losses)
-            budget = max(0.0, t0 + until * total - time.monotonic())
-            cma_minimize(losses, u0, cma_config, max_seconds=budget, seed=seed,
-                         callback=callback)
+        for k, (u0, cma_config, until) in enumerate(phases):
+            with problem.phase("cma" if k == 0 else "cma after the frequency sweep"):
+                if u0 is None:
+                    u0 = problem.sweep(problem.best_u[problem.free], problem.real_losses)
+                budget = max(0.0, t0 + until * total - time.monotonic())
+                cma_minimize(losses, u0, cma_config, max_seconds=budget, seed=seed,
+                             callback=callback)
             if problem.matched or generations[0] >= steps:
                 break
     except OutOfTime:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -31,8 +32,8 @@ class Problem:
 
     Args:
         chain: the chain, built with the method whose gradients the optimiser follows.
-        x: [n] the dry audio of the analysis window with its pre-roll.
-        loss: the matching loss against the target window.
+        x: [W, n] the dry audio of the analysis windows with their pre-roll (or [n]).
+        loss: the matching loss against the target's windows.
         real: the chain's real devices (a black box), or None.
         deadline: ``time.monotonic()`` after which every phase stops.
     """
@@ -42,7 +43,7 @@ class Problem:
         self.chain, self.real, self.loss, self.config = chain, real, loss, config
         self.params = chain.params
         self.devices = chain_devices(chain)
-        self.x = torch.from_numpy(np.asarray(x, np.float32))[None]
+        self.x = torch.from_numpy(np.atleast_2d(np.asarray(x, np.float32)))
         self.rng = np.random.default_rng(seed)
         self.deadline = deadline
         fixed = fixed_params(chain)
@@ -51,13 +52,30 @@ class Problem:
         for i, v in fixed.items():
             self.base[i] = self.params[i].to_normalised(v)
         self.history: list[float] = []
-        self.good_enough = 0.0  # set once the dry loss is known
+        self.phases: list[dict] = []  # what each phase did (:meth:`phase`)
+        self.dry_loss = math.inf  # set once known, with good_enough
+        self.good_enough = 0.0
         self.sweep_points = config.sweep_points.get(method, 33)
         self.best_u = self.base.copy()
         self.best = math.inf
+        self.guesses: list[np.ndarray] = []  # informed starts [P], best first
 
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
+
+    @contextmanager
+    def phase(self, name: str):
+        """Record a phase of the search: its seconds, iterations and the best loss after
+        it (into :attr:`phases`, also when it runs out of time); yields its entry."""
+        t0, n0 = time.monotonic(), len(self.history)
+        entry = {"phase": name}
+        try:
+            yield entry
+        finally:
+            entry.update(seconds=round(time.monotonic() - t0, 3),
+                         iterations=len(self.history) - n0,
+                         best_loss=self.best if math.isfinite(self.best) else None)
+            self.phases.append(entry)
 
     def full(self, u_free):
         """[N, F] free (normalised) -> [N, P] full parameter vectors (numpy or torch)."""
@@ -79,23 +97,35 @@ class Problem:
             self.best_u = self.full(u_free[i : i + 1])[0]
         self.history.append(float(losses[i]))
 
-    def render(self, u_free: torch.Tensor) -> torch.Tensor:
-        """The chain's output for [N, F] free parameters (differentiable): [N, n]."""
-        natural = denormalise(self.params, self.full(u_free))
-        return self.chain(self.x.expand(u_free.shape[0], -1), natural)[0]
+    @property
+    def n_windows(self) -> int:
+        return self.x.shape[0]
 
-    def real_losses(self, u_free: np.ndarray) -> np.ndarray:
-        """Losses of candidates [N, F] run through the real devices."""
+    def render(self, u_free: torch.Tensor) -> torch.Tensor:
+        """The chain's output for [N, F] free parameters (differentiable): [N * W, n],
+        candidate-major (item ``k * W + w``: candidate ``k``, window ``w``)."""
+        natural = denormalise(self.params, self.full(u_free))
+        x = self.x.repeat(u_free.shape[0], 1)
+        return self.chain(x, natural.repeat_interleave(self.n_windows, 0))[0]
+
+    def real_outputs(self, u_free: np.ndarray) -> np.ndarray:
+        """The real devices' output for [N, F] candidates: [N * W, n], candidate-major."""
         if self.out_of_time():
             raise OutOfTime
         u = self.full(np.clip(u_free, 0.0, 1.0))
-        y = self.real.run(np.repeat(self.x.numpy(), len(u), 0), denormalise(self.params, u))
+        return self.real.run(np.tile(self.x.numpy(), (len(u), 1)),
+                             np.repeat(denormalise(self.params, u), self.n_windows, 0))
+
+    def real_losses(self, u_free: np.ndarray) -> np.ndarray:
+        """Losses of candidates [N, F] run through the real devices."""
+        y = self.real_outputs(u_free)
         with torch.no_grad():
             return self.loss(torch.from_numpy(y)).numpy().astype(np.float64)
 
-    def model_losses(self, u_free: np.ndarray, chunk: int = 32) -> np.ndarray:
+    def model_losses(self, u_free: np.ndarray, chunk: int | None = None) -> np.ndarray:
         """Losses of candidates [N, F] through the chain's stages, without gradients."""
         out = []
+        chunk = chunk or max(1, 32 // self.n_windows)
         with torch.no_grad():
             for i in range(0, len(u_free), chunk):
                 if self.out_of_time():
@@ -105,9 +135,12 @@ class Problem:
         return np.concatenate(out).astype(np.float64)
 
     def starts(self, n: int) -> np.ndarray:
-        """Defaults first, then uniform random draws: [n, F]."""
+        """The informed guesses, the defaults, then uniform random draws: [n, F] (the last
+        row random whenever n leaves room for one)."""
+        known = [g[self.free] for g in self.guesses] + [self.base[self.free]]
+        known = known[: max(1, n - 1)]
         u = self.rng.uniform(size=(n, len(self.free)))
-        u[0] = self.base[self.free]
+        u[: len(known)] = known
         return u
 
     def sweep_candidates(self, u_free: np.ndarray, device_index: int) -> np.ndarray | None:
@@ -122,12 +155,17 @@ class Problem:
                 if p.unit == "Hz" and offset + i in free_pos]
         if not freq:
             return None
-        grid = [{free_pos[freq[0]]: v} for v in np.linspace(0.0, 1.0, self.sweep_points)]
+        # after informed starts a coarser grid around the current gain is enough
+        informed = bool(self.guesses) and device.twin is not None
+        points = self.config.informed_sweep_points if informed else self.sweep_points
+        grid = [{free_pos[freq[0]]: v} for v in np.linspace(0.0, 1.0, points)]
         if "gain_db" in names and offset + names.index("gain_db") in free_pos:
             g = self.params[offset + names.index("gain_db")]
-            gains = [g.to_normalised(min(max(v, g.min), g.max))
-                     for v in self.config.sweep_gains_db]
             k = free_pos[offset + names.index("gain_db")]
+            now = float(g.from_normalised(u_free[k]))
+            values = ([now + d for d in self.config.informed_sweep_gains_db] if informed
+                      else self.config.sweep_gains_db)
+            gains = [g.to_normalised(min(max(v, g.min), g.max)) for v in values]
             grid = [{**cell, k: gv} for cell in grid for gv in gains]
         cands = np.repeat(u_free[None], len(grid), 0)
         for row, cell in zip(cands, grid):

@@ -1,25 +1,32 @@
 """``match`` on arrays: the parameters of a chain that turn DRY into TARGET.
 
-:func:`match` takes two signals at one sample rate, aligns them, picks the loudest few
-seconds of the dry signal as the analysis window (with a pre-roll), and estimates the chain's
+:func:`match` takes two signals at one sample rate, aligns them, and listens to the whole
+clip when it is short, else to a few windows that cover its loud and soft passages
+(:mod:`.windows`; the soft ones tell a compressor's threshold from a distortion's drive).
+It starts from informed guesses (:mod:`.guess`: EQ from the ratio of the long-term spectra,
+compressor and drive from envelopes, levels from frame levels) and estimates the chain's
 parameters with one of five methods:
 
-* ``autodiff`` - Adam through the PyTorch twins, from several starts at once (a batch);
+* ``autodiff`` - Adam through the PyTorch twins, from several starts at once (a batch: the
+  guesses, the defaults, a random draw);
 * ``proxy`` - the same through the neural proxies (twins for devices without one);
 * ``hybrid`` - the real devices forward, the proxies (or twins) backward; starts from the
-  best of a small random search on the real devices;
+  best of the guesses and a small random search on the real devices;
 * ``spsa`` - Adam on SPSA estimates of the gradient from the real devices, from the best
   points of the same search;
-* ``cma`` - CMA-ES on the real devices from the best of the same random search (restarted
-  with a doubled population from random points when it converges: IPOP), then the frequency
-  sweep and CMA-ES again, locally, from its result.
+* ``cma`` - CMA-ES on the real devices from the best of the same search (locally when that
+  is a guess; restarted with a doubled population from random points when it converges:
+  IPOP), then the frequency sweep and CMA-ES again, locally, from its result.
 
-The four gradient methods also grid-search each filter's frequency (and gain) twice, at 20 %
-and 50 % of their steps, through the same model they take gradients from, and continue from
-the best point at a lower rate: a gradient cannot move a peak whose frequency is far off,
-because its effect does not overlap the target's. They stop early once the loss stops
-improving. The loss is a multi-resolution spectral distance plus a distance of smoothed
-long-term average spectra, on the analysis window.
+The four gradient methods grid-search each filter's frequency (and gain) when they narrow
+their starts down to one and whenever they converge, through the same model they take
+gradients from, and go on from the best point at a lower rate: a gradient cannot move a
+peak whose frequency is far off, because its effect does not overlap the target's. They
+stop once neither Adam nor the sweep improves; one that stops short of a match (a stall)
+hands the rest of ``max_seconds`` to CMA-ES from its best point. The loss is a
+multi-resolution spectral distance plus a distance of smoothed long-term average spectra,
+over the analysis windows. Around the result, :mod:`.identify` says which parameters the
+clip pins down and which trade off (within the same time budget).
 
 The result holds the preset (natural units), the dry signal through the *real* chain with
 those settings, and a report; :func:`~ddsp_synth.match.files.match_files` writes them.
@@ -40,10 +47,13 @@ from ..dsp.spectral import mr_log_distance
 from ..gradients.methods import METHODS
 from ..stages.params import DeviceError, denormalise
 from .config import MatchConfig, MatchError
-from .inputs import MatchInputs, align, align_pair, analysis_window, offset_note, overlap
+from .guess import informed_guesses
+from .identify import identifiability, param_labels
+from .inputs import MatchInputs, align, align_pair, offset_note, overlap
 from .loss import WindowLoss
 from .optimisers import run_cma, run_gradient, run_spsa
-from .problem import Problem
+from .problem import OutOfTime, Problem
+from .windows import Windows, analysis_windows
 
 
 @dataclass
@@ -111,9 +121,26 @@ def _pedalboard_note(chain, method: str) -> str | None:
     return None
 
 
+def _preload_cma(method: str) -> None:
+    """Import ``cma`` (it imports matplotlib and scipy.stats: seconds on a busy machine)
+    before the time budget starts for ``cma``. The gradient methods import it only when they
+    stall, inside their budget (an import in a background thread races with the plot's
+    import of matplotlib: a partially initialised module)."""
+    if method == "cma":
+        import cma  # noqa: F401
+
+
 def _optimise(problem: Problem, method: str, config: MatchConfig, steps: int, seed: int,
-              progress: bool) -> str:
+              progress: bool, guess=None) -> str:
+    """The informed starts (``guess()``, when given), then the method's optimiser; returns
+    how it stopped."""
     from tqdm import tqdm
+
+    if guess is not None:
+        with problem.phase("informed starts") as entry:
+            guesses = guess()
+            entry["notes"] = guesses.notes
+        problem.guesses = guesses.starts
 
     bar = tqdm(total=steps, disable=not progress, desc=f"match {method}", unit="it",
                leave=False)
@@ -122,7 +149,7 @@ def _optimise(problem: Problem, method: str, config: MatchConfig, steps: int, se
             return run_cma(problem, config, steps, bar, seed)
         if method == "spsa":
             return run_spsa(problem, config, steps, bar, seed)
-        return run_gradient(problem, method, config, steps, bar)
+        return run_gradient(problem, method, config, steps, bar, seed)
     finally:
         bar.close()
 
@@ -200,28 +227,93 @@ def match(dry: np.ndarray, target: np.ndarray, sample_rate: int, chain, method: 
             real.close()
 
 
+def _renderer(chain_text, problem: Problem, sr: int):
+    """[N, P] normalised -> [N * W, n] outputs for the identifiability report: the twins
+    where every device has one (exact and fast), else the real devices, else the chain's
+    own stages."""
+    if all(d.twin is not None for _, d in problem.devices):
+        twins = make_chain(chain_text, sr, method="autodiff")
+    elif problem.real is not None:
+        return lambda u: problem.real_outputs(u[:, problem.free])
+    else:
+        twins = problem.chain
+    x = problem.x
+
+    def render(u: np.ndarray) -> np.ndarray:
+        natural = torch.from_numpy(denormalise(problem.params, u)).float()
+        with torch.no_grad():
+            y = twins(x.repeat(len(u), 1), natural.repeat_interleave(x.shape[0], 0))[0]
+        return y.numpy()
+
+    return render
+
+
+def _identify_reserve(render, problem: Problem, config: MatchConfig, budget: float) -> float:
+    """Seconds kept for the identifiability report: twice the time of its renders (timed
+    on one) and 5 % of the budget, at most ``identify_max_fraction`` of the budget."""
+    t0 = time.monotonic()
+    try:
+        render(problem.base[None])
+    except OutOfTime:
+        return 0.0
+    # central differences, then at most 8 renders per trade-off (about one per 2 parameters)
+    need = (time.monotonic() - t0) * (2 * len(problem.free) + 4 * len(problem.free)) + 0.2
+    # and room for the optimiser's last iteration, which may end after its deadline
+    return min(2.0 * need + 0.05 * budget, config.identify_max_fraction * budget)
+
+
+def _identify(render, problem: Problem, windows: Windows, target_windows, sr, config,
+              deadline: float, reserve: float) -> dict | None:
+    """The identifiability report, or None when the time left would not cover it."""
+    if time.monotonic() + 0.5 * reserve > deadline:
+        return None
+    problem.deadline = max(problem.deadline, deadline)  # the real devices check it
+    labels = param_labels(problem.devices)
+    with problem.phase("identifiability"):
+        try:
+            return identifiability(render, problem.best_u, problem.free, problem.params,
+                                   labels, target_windows, windows.preroll, sr,
+                                   config.same_sound_db)
+        except OutOfTime:
+            return None
+
+
 def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds, seed,
            progress, config, t_start) -> MatchResult:
     sr = inputs.sample_rate
     note = _pedalboard_note(gradient_chain, method)
     n_steps = int(steps) if steps is not None else config.steps[method]
     budget = float(max_seconds) if max_seconds is not None else config.max_seconds[method]
-    pre, w0, w1 = analysis_window(inputs.dry_common, sr, config.analysis_seconds,
-                                  config.preroll_seconds)
-    loss = WindowLoss(inputs.target_common[w0:w1], w0 - pre, config)
+    windows = analysis_windows(inputs.dry_common, sr, config)
+    x = windows.cut(inputs.dry_common)
+    target_w = windows.cut(inputs.target_common, with_preroll=False)
+    loss = WindowLoss(target_w, windows.preroll, config)
     torch.manual_seed(seed)
+    _preload_cma(method)
     t_opt = time.monotonic()
-    problem = Problem(gradient_chain, inputs.dry_common[pre:w1], loss, real, seed, config, method,
-                      t_opt + budget)
+    problem = Problem(gradient_chain, x, loss, real, seed, config, method, t_opt + budget)
+    render = _renderer(chain_text, problem, sr)
+    reserve = _identify_reserve(render, problem, config, budget)
+    problem.deadline = t_opt + budget - reserve
     with torch.no_grad():
-        dry_loss = float(loss(problem.x)[0])
+        problem.dry_loss = dry_loss = float(loss(problem.x)[0])
     problem.good_enough = config.good_enough * dry_loss
-    stopped = _optimise(problem, method, config, n_steps, seed, progress)
+    def guess():
+        return informed_guesses(problem.devices, problem.params, problem.base, problem.free,
+                                inputs.dry_common, inputs.target_common, x, target_w,
+                                windows.preroll, sr, config,
+                                t_opt + config.guess_budget_fraction * budget)
+
+    stopped = _optimise(problem, method, config, n_steps, seed, progress, guess)
+    ident = _identify(render, problem, windows, target_w, sr, config, t_opt + budget, reserve)
     opt_seconds = time.monotonic() - t_opt
     natural = denormalise(problem.params, problem.best_u[None])[0]
     matched = _render(chain_text, inputs, natural, real, note is not None, config)
     before, after, n_rep, notes, seg, tgt = _distances(inputs, matched, config)
     result = preset_from_normalised(gradient_chain, problem.best_u, method)
+    rel_spec = after / max(before, 1e-12)
+    if ident is not None:
+        ident = _local_caveat(ident, rel_spec, config)
     report = {
         "method": method, "chain": result["chain"], "sample_rate": sr, "seed": seed,
         "steps_requested": n_steps, "iterations": len(problem.history), "stopped_by": stopped,
@@ -230,14 +322,39 @@ def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds,
         "device_evaluations": real.calls if real is not None else 0,
         "models": [k for s in gradient_chain.stages() for k in getattr(s, "kinds", [])]
         if method in ("proxy", "hybrid") else [],
-        "analysis": {"window_start_s": round((inputs.start + w0) / sr, 3),
-                     "window_seconds": round((w1 - w0) / sr, 3),
-                     "preroll_seconds": round((w0 - pre) / sr, 3)},
+        "analysis": _analysis(inputs, windows, sr),
+        "phases": problem.phases,
+        "identifiability": ident,
         "loss_dry": dry_loss,
         "loss_final": problem.best if math.isfinite(problem.best) else None,
         "loss_per_step": [round(v, 6) for v in problem.history],
         "spectral_distance_before": before, "spectral_distance_after": after,
-        "rel_spec": after / max(before, 1e-12), "distance_seconds": round(n_rep / sr, 3),
+        "rel_spec": rel_spec, "distance_seconds": round(n_rep / sr, 3),
         "notes": notes + ([note] if note else []), "config": asdict(config),
     }
     return MatchResult(result, matched, report, problem.history, inputs, (seg, tgt))
+
+
+def _local_caveat(ident: dict, rel_spec: float, config: MatchConfig) -> dict:
+    """The identifiability report describes the neighbourhood of the result: where the match
+    is not close (rel_spec above ``identify_close_rel_spec``), "pins down" means "around
+    this setting", and the report and its sentence say so."""
+    close = rel_spec <= config.identify_close_rel_spec
+    ident = {**ident, "match_is_close": close}
+    if not close and ident.get("sentence"):
+        ident["sentence"] = (f"Around this setting (the match is not close, rel_spec "
+                             f"{rel_spec:.2f}: another setting may fit better): "
+                             + ident["sentence"][:1].lower() + ident["sentence"][1:])
+    return ident
+
+
+def _analysis(inputs: MatchInputs, windows: Windows, sr: int) -> dict:
+    """Where the loss listened: the first window's keys as before, and every window."""
+    return {"window_start_s": round((inputs.start + windows.starts[0]) / sr, 3),
+            "window_seconds": round(windows.length / sr, 3),
+            "preroll_seconds": round(windows.preroll / sr, 3),
+            "whole_clip": windows.starts == (0,) and windows.length == len(inputs.dry_common),
+            "compared_seconds": round(windows.compared_samples / sr, 3),
+            "windows": [{"start_s": round((inputs.start + s) / sr, 3),
+                         "level_db": round(v, 1)}
+                        for s, v in zip(windows.starts, windows.levels_db)]}

@@ -9,7 +9,7 @@ analysing again. Method, measured accuracy against Matchering 2.0 and limits:
 
 from .dynamics import CompressorFit, DynamicsConfig, fit_compressor
 from .eq_fit import EqFitConfig, EqModel, fit_eq
-from .loudness import active_block_loudness, integrated_loudness, loudness_spread
+from ..dsp.loudness import active_block_loudness, integrated_loudness, loudness_spread
 from .match import (ASPECTS, DEFAULT_PEAKS, MAX_PEAKS, ToneConfig, ToneEstimate,
                     estimate_tone, match_tone, rack_text)
 from .spectrum import bands_for_rates, long_term_spectrum, ltas_db, shape_error_db

@@ -29,7 +29,7 @@ import torch
 
 from ..stages.twins import Compressor, time_coefficient
 from ..dsp import iir
-from .loudness import (active_block_loudness, active_blocks, blocks_of, gated_loudness,
+from ..dsp.loudness import (active_block_loudness, active_blocks, blocks_of, gated_loudness,
                        integrated_loudness, loudness_spread, weighted_power)
 
 NEUTRAL_THRESHOLD_DB = 0.0
@@ -182,7 +182,7 @@ def fit_compressor(audio: np.ndarray, sample_rate: int, reference_blocks: np.nda
         audio: [n_samples] the output as it reaches the compressor (after the EQ).
         sample_rate: Hz.
         reference_blocks: the reference's active block loudness
-            (:func:`~ddsp_synth.tone.loudness.active_block_loudness`).
+            (:func:`~ddsp_synth.dsp.loudness.active_block_loudness`).
         threshold_range_db, ratio_max: the compressor's declared ranges.
         max_reduction_db: settings that lower the output's level by more than this are not
             considered (the output gain could not make it up).

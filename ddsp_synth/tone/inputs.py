@@ -16,7 +16,7 @@ import soundfile as sf
 
 from ..audio_io import MAX_PEAK, AudioError, check_regular_file, check_sample_rate
 from ..errors import InputError
-from .loudness import ABSOLUTE_GATE_LUFS, integrated_loudness
+from ..dsp.loudness import ABSOLUTE_GATE_LUFS, integrated_loudness
 
 # A 2-D array with more channels than this on its shorter axis is not audio
 MAX_CHANNELS = 64
@@ -62,7 +62,7 @@ def check_signal(audio: np.ndarray, sample_rate, what: str, min_seconds: float) 
     peak = float(np.abs(audio).max())
     if peak > MAX_PEAK:
         raise InputError(f"{what}'s samples reach {peak:.3g}, far above full scale")
-    if integrated_loudness(audio, rate) == -np.inf:
+    if integrated_loudness(audio, rate, channels="mean") == -np.inf:
         raise InputError(f"{what} is silent (nothing above {ABSOLUTE_GATE_LUFS:g} LUFS)")
     return rate
 

@@ -41,7 +41,7 @@ from ..rack import RACK_LAYOUT, Preset, check_preset
 from .dynamics import CompressorFit, DynamicsConfig, fit_compressor
 from .eq_fit import EqFitConfig, EqModel, fit_eq
 from .inputs import load_signal
-from .loudness import active_block_loudness, integrated_loudness, loudness_spread
+from ..dsp.loudness import active_block_loudness, integrated_loudness, loudness_spread
 from .spectrum import bands_for_rates, long_term_spectrum, ltas_db
 
 ASPECTS = ("eq", "dynamics", "loudness")
@@ -233,11 +233,11 @@ def _estimate_compressor(mono, sample_rate, eq, reference, reference_rate, fit: 
     dynamics are not matched). It takes away no more level than the output gain can make up
     on top of the loudness match."""
     shaped = _render_eq(mono, sample_rate, eq) if np.any(eq[:, 1] != 0) else mono
-    ref_blocks = active_block_loudness(reference, reference_rate)
+    ref_blocks = active_block_loudness(reference, reference_rate, channels="mean")
     chain = make_chain("compressor", sample_rate)
     threshold_param, ratio_param = chain.params[0], chain.params[1]
     if fit:
-        rise = integrated_loudness(reference, reference_rate) \
+        rise = integrated_loudness(reference, reference_rate, channels="mean") \
             - integrated_loudness(shaped[None].astype(np.float64), sample_rate)
         room = max(GAIN_RANGE_DB - 1.0 - max(rise, 0.0), MIN_MAKEUP_ROOM_DB)
         return fit_compressor(shaped, sample_rate, ref_blocks,
@@ -281,7 +281,7 @@ def estimate_tone(audio, sample_rate, reference, reference_rate=None, aspects=AS
                                       config.dynamics)
     return ToneEstimate(sr, aspects, eq, compressor,
                         integrated_loudness(mono[None].astype(np.float64), sr),
-                        integrated_loudness(ref, ref_sr), bands, out_spectrum.band_db(bands),
+                        integrated_loudness(ref, ref_sr, channels="mean"), bands, out_spectrum.band_db(bands),
                         ref_ltas, mono)
 
 

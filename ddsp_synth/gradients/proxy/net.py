@@ -171,7 +171,7 @@ class ProxyTCN(nn.Module):
         pad = (-audio.shape[1]) % hop
         frames = F.pad(audio, (0, pad)).reshape(audio.shape[0], -1, hop)
         peak = frames.abs().amax(-1)
-        rms = frames.square().mean(-1).sqrt()
+        rms = frames.square().mean(-1).clamp_min(1e-20).sqrt()  # sqrt(0) has no gradient
         return torch.log(torch.stack([peak, rms], 1) + 1e-5)
 
     def n_parameters(self) -> int:

@@ -1,13 +1,15 @@
-"""Loudness after ITU-R BS.1770-4 at any sample rate: K-weighting, 400 ms block loudness,
-gated integrated loudness (LUFS), and the spread of the block loudness (a momentary
-loudness range, in LU).
+"""Loudness after ITU-R BS.1770-4 at any sample rate, the one home of it in the package:
+K-weighting, 400 ms block loudness, gated integrated loudness (LUFS), and the spread of the
+block loudness (a momentary loudness range, in LU).
 
-Channels: these functions take ``[n_channels, n_samples]`` and **average** the channels'
-mean squares where BS.1770 sums them. For a mono signal nothing changes; for a stereo file
-the value is BS.1770's minus 3.01 dB, which is what a mono signal played on both
-loudspeakers needs in order to sound as loud (BS.1770 of that dual-mono signal equals the
-mono signal's value plus 3.01 dB). Tone matching compares a mono instrument with
-recordings of any channel count, so it measures both this way.
+Channels: these functions take ``[n_channels, n_samples]`` (or ``[n_samples]``). By default
+(``channels="sum"``) the channels' mean squares are summed, as BS.1770 does for left and
+right: a full-scale 997 Hz sine in one channel reads -3.01 LUFS, the same sine in two reads
+0.0. ``channels="mean"`` averages them instead: for a mono signal nothing changes; for a
+stereo file the value is BS.1770's minus 3.01 dB, which is what a mono signal played on both
+loudspeakers needs in order to sound as loud. Tone matching compares a mono instrument with
+recordings of any channel count, so it measures both that way; controllers and their
+experiment report the standard's figure.
 
 The K-weighting filters are designed from their analog prototypes for the given rate (as
 libebur128 does); at 48 kHz they give the coefficients printed in BS.1770-4, which
@@ -54,12 +56,18 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     return np.array([shelf, highpass])
 
 
-def weighted_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """[n_samples] the K-weighted signal squared, channels averaged (``audio``:
-    [n_channels, n_samples])."""
+CHANNELS = ("sum", "mean")
+
+
+def weighted_power(audio: np.ndarray, sample_rate: int, channels: str = "sum") -> np.ndarray:
+    """[n_samples] the K-weighted signal squared, channels summed or averaged (see the
+    module's docstring; ``audio``: [n_channels, n_samples] or [n_samples])."""
+    if channels not in CHANNELS:
+        raise ValueError(f"channels must be one of {CHANNELS}, got {channels!r}")
     weighted = scipy.signal.sosfilt(k_weighting_sos(sample_rate),
-                                    np.asarray(audio, np.float64), axis=-1)
-    return np.square(weighted).mean(axis=0)
+                                    np.atleast_2d(np.asarray(audio, np.float64)), axis=-1)
+    power = np.square(weighted)
+    return power.sum(axis=0) if channels == "sum" else power.mean(axis=0)
 
 
 def blocks_of(power: np.ndarray, sample_rate: int, block_s: float = BLOCK_S,
@@ -74,10 +82,10 @@ def blocks_of(power: np.ndarray, sample_rate: int, block_s: float = BLOCK_S,
     return (cumulative[starts + block] - cumulative[starts]) / block
 
 
-def block_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """[n_blocks] mean square of the K-weighted signal in each 400 ms block (channels
-    averaged) of ``audio`` [n_channels, n_samples]."""
-    return blocks_of(weighted_power(audio, sample_rate), sample_rate)
+def block_power(audio: np.ndarray, sample_rate: int, channels: str = "sum") -> np.ndarray:
+    """[n_blocks] mean square of the K-weighted signal in each 400 ms block of ``audio``
+    [n_channels, n_samples] (channels summed or averaged)."""
+    return blocks_of(weighted_power(audio, sample_rate, channels), sample_rate)
 
 
 def power_to_lufs(power):
@@ -86,11 +94,11 @@ def power_to_lufs(power):
         return LOUDNESS_OFFSET_DB + 10.0 * np.log10(power)
 
 
-def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
-    """Gated integrated loudness in LUFS (BS.1770-4; channels averaged, see the module's
+def integrated_loudness(audio: np.ndarray, sample_rate: int, channels: str = "sum") -> float:
+    """Gated integrated loudness in LUFS (BS.1770-4; ``channels`` as in the module's
     docstring); -inf when no block is above the absolute gate (silence, or shorter than
     400 ms)."""
-    return gated_loudness(block_power(audio, sample_rate))
+    return gated_loudness(block_power(audio, sample_rate, channels))
 
 
 def gated_loudness(power: np.ndarray) -> float:
@@ -104,12 +112,13 @@ def gated_loudness(power: np.ndarray) -> float:
 
 
 def active_block_loudness(audio: np.ndarray, sample_rate: int,
-                          relative_gate_lu: float = RANGE_RELATIVE_GATE_LU) -> np.ndarray:
+                          relative_gate_lu: float = RANGE_RELATIVE_GATE_LU,
+                          channels: str = "sum") -> np.ndarray:
     """Loudness (LUFS) of the 400 ms blocks of ``audio`` [n_channels, n_samples] that are
     above the absolute gate and within ``relative_gate_lu`` of the loudness of those
     blocks: the sounding part of a signal, as the loudness range (EBU Tech 3342) gates it.
     [n_active_blocks], possibly empty."""
-    return active_blocks(block_power(audio, sample_rate), relative_gate_lu)
+    return active_blocks(block_power(audio, sample_rate, channels), relative_gate_lu)
 
 
 def active_blocks(power: np.ndarray, relative_gate_lu: float = RANGE_RELATIVE_GATE_LU

@@ -1,0 +1,310 @@
+"""Controllers benchmark: the seed's experiment (issue 19, part 3) and the figures of part 4.
+
+``experiment``: style controllers of one chain (``lowshelf,peak,peak,highshelf,compressor,
+gain``) trained with each gradient method on the same data, the same seed and the same
+wall-clock budget (``control train --max-minutes M --seed 0``: their run folders are given),
+evaluated on held-out recordings that no training saw (``data/style_material/heldout``:
+render seeds 9200-9299, instruments never seen in training, new voices, a real sung scale)
+by DeepAFx-ST's protocol: a window of a recording, shifted to a random level, is rendered
+by the real devices twice with random settings; the input is one half of the first
+rendering, the target the same half of the second and the reference the other half of the
+second. Each is judged by
+
+* ``rel_spec`` = mean MR log-spectral distance(output, target) / that of doing nothing
+  (the input itself), DeepAFx-ST's figure of merit as a ratio;
+* the loudness error |L(output) - L(target)| in LU (BS.1770);
+* the training step time of each method (median ``step_s`` of the run's log).
+
+Baselines: doing nothing (1 by definition), the rule baseline (long-term-average-spectrum
+match EQ + loudness match, :func:`ddsp_synth.control.rule_baseline`) and ``match`` run per
+example on the true target (a ceiling: it sees the target, the controllers only a
+reference), on the first ``--match-examples`` examples.
+
+``steps``: training step time per method and worker count, peak memory of each run.
+
+``style``: ``ddsp-synth style`` on a 3-minute 44.1 kHz stereo song made of held-out
+recordings (wall time of the whole command, real-time factor, peak memory of the process).
+
+Prints Markdown tables; writes ``bench/results_control.json`` (merged per section).
+
+    python bench/bench_control.py experiment --runs autodiff=RUN spsa=RUN proxy=RUN hybrid=RUN
+    python bench/bench_control.py steps
+    python bench/bench_control.py style
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from machine import machine_info  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+CHAIN = "lowshelf,peak,peak,highshelf,compressor,gain"
+SR = 16000
+HELDOUT = ROOT / "data" / "style_material" / "heldout"
+RESULTS = HERE / "results_control.json"
+SEED = 9200
+# DeepAFx-ST (Steinmetz et al. 2022), LibriTTS, MR-STFT relative to the unprocessed input
+DEEPAFX_ST = {"none": 1.0, "rule": 0.943 / 1.187, "autodiff": 0.388 / 1.187,
+              "spsa": 0.635 / 1.187, "proxy": 0.676 / 1.187, "hybrid": 1.058 / 1.187}
+GOALS = {"autodiff": 0.25, "spsa": 0.35, "proxy": 0.40, "hybrid": 0.40}
+
+
+def _save(section: str, data: dict) -> None:
+    from ddsp_synth.audio_io import atomic_write_text
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[section] = data
+    atomic_write_text(RESULTS, json.dumps(results, indent=2) + "\n")
+
+
+def heldout_examples(n: int, seconds: float):
+    """DeepAFx-ST's examples from the held-out recordings, rendered by the real devices."""
+    from ddsp_synth.control.config import ControlDataConfig
+    from ddsp_synth.control.data import StyleSource
+    from ddsp_synth.control.devices import build_chain, declared_params, render_chain
+
+    chain = build_chain(CHAIN, SR, "autodiff")
+    declared, fixed, devices = declared_params(chain)
+    chain.close()
+    renderer, kind = render_chain(CHAIN.split(","), SR)
+    cfg = ControlDataConfig(segment_seconds=seconds, reference_seconds=seconds,
+                            held_out_fraction=0.0)
+    source = StyleSource([HELDOUT], SR, renderer, declared, devices, cfg, fixed)
+    examples = source.batch(np.random.default_rng(SEED), n)
+    return examples, renderer, kind, source.names
+
+
+def _step_times(run_dir: Path) -> dict:
+    """Median step time, steps and the best in-training validation of a run."""
+    steps, times, best = 0, [], None
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if "step_s" in rec and rec["step"] > 1:
+            times.append(rec["step_s"])
+        if "step" in rec:
+            steps = max(steps, rec["step"])
+        if "val" in rec and (best is None or rec["val"]["rel_spec"] < best):
+            best = rec["val"]["rel_spec"]
+    settings = json.loads((run_dir / "run.json").read_text())
+    return {"steps": steps, "step_s": float(np.median(times)) if times else None,
+            "batch_size": settings["train"]["batch_size"],
+            "max_minutes": settings["train"]["max_minutes"], "val_rel_spec_best": best}
+
+
+def _match_ceiling(examples, n: int, max_seconds: float) -> np.ndarray:
+    from ddsp_synth.match import match
+
+    outs = []
+    for i in range(n):
+        x, y = examples.input[i].numpy(), examples.target[i].numpy()
+        res = match(x, y, SR, CHAIN, method="autodiff", max_seconds=max_seconds, seed=0)
+        out = np.asarray(res.matched, np.float32)
+        outs.append(np.pad(out, (0, max(0, len(x) - len(out))))[: len(x)])
+        print(f"  match {i + 1}/{n}", file=sys.stderr, flush=True)
+    return np.stack(outs)
+
+
+def experiment(args) -> dict:
+    import torch
+
+    from ddsp_synth.control import load_controller, rule_baseline
+    from ddsp_synth.control.data import Examples
+    from ddsp_synth.control.train import render_examples, scores
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    ex, renderer, kind, names = heldout_examples(args.examples, args.seconds)
+    print(f"{len(ex)} held-out examples of {args.seconds:g} s from {len(names)} recordings "
+          f"({kind} devices, {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    rows, outputs = {}, {"none": ex.input}
+    rows["none"] = scores(ex.input, ex, SR)
+    rule = np.stack([rule_baseline(x.numpy(), r.numpy(), SR)
+                     for x, r in zip(ex.input, ex.reference)])
+    outputs["rule"] = torch.from_numpy(rule)
+    rows["rule"] = scores(outputs["rule"], ex, SR)
+    for spec in args.runs:
+        method, path = spec.split("=", 1)
+        net, meta = load_controller(path)
+        out = outputs[method] = render_examples(net, ex, renderer)
+        rows[method] = {**scores(out, ex, SR), **_step_times(Path(path))}
+        print(f"  {method}: {rows[method]['rel_spec']:.3f}", file=sys.stderr)
+    if args.match_examples:
+        k = min(args.match_examples, len(ex))
+        sub = Examples(ex.input[:k], ex.target[:k], ex.reference[:k], ex.names[:k])
+        matched = _match_ceiling(ex, k, args.match_seconds)
+        rows["match"] = {**scores(torch.from_numpy(matched), sub, SR),
+                         "match_seconds": args.match_seconds}
+        # the other rows on the same examples, for a like-for-like comparison
+        for key, out in outputs.items():
+            rows[key]["rel_spec_on_match_examples"] = scores(out[:k], sub, SR)["rel_spec"]
+    renderer.close()
+    result = {"chain": CHAIN, "sample_rate": SR, "examples": len(ex),
+              "example_seconds": args.seconds, "heldout_files": names, "seed": SEED,
+              "rows": rows, "deepafx_st": DEEPAFX_ST, "goals": GOALS, "machine": machine_info()}
+    _save("experiment", result)
+    print(experiment_table(result))
+    return result
+
+
+LABELS = {"none": "do nothing", "rule": "rule baseline (LTAS EQ + loudness)",
+          "autodiff": "autodiff (twins)", "spsa": "SPSA (real devices)",
+          "proxy": "proxy (compressor proxy, EQ twins)",
+          "hybrid": "hybrid (real forward, proxy backward)",
+          "match": "match per example (sees the target: ceiling)"}
+
+
+def experiment_table(result: dict) -> str:
+    rows = result["rows"]
+    ref = DEEPAFX_ST
+    lines = ["| method | rel_spec (ours) | DeepAFx-ST | goal | loudness error (LU) | "
+             "step time (s, batch 8) | steps in budget |",
+             "|---|---|---|---|---|---|---|"]
+    for key in ("none", "rule", "autodiff", "spsa", "proxy", "hybrid", "match"):
+        if key not in rows:
+            continue
+        r = rows[key]
+        step = f"{r['step_s']:.2f}" if r.get("step_s") else "-"
+        deep = f"{ref[key]:.2f}" if key in ref else "-"
+        goal = f"<= {GOALS[key]:.2f}" if key in GOALS else "-"
+        n = f" (n={r['examples']})" if key == "match" else ""
+        lines.append(f"| {LABELS[key]} | {r['rel_spec']:.3f}{n} | {deep} | {goal} | "
+                     f"{r['loudness_lu']:.2f} | {step} | {r.get('steps', '-')} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------- steps
+STEP_CODE = """
+import json, resource, sys, tempfile, time
+import torch
+from ddsp_synth.control import ControlDataConfig, control_train_config, train_controller
+method, workers, steps, material = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+torch.set_num_threads(1)
+with tempfile.TemporaryDirectory() as run:
+    t0 = time.perf_counter()
+    train_controller(run + "/r", "%s", method, style=material,
+                     data=ControlDataConfig(workers=workers),
+                     config=control_train_config(steps=steps, val_every=0, audio_every=0,
+                                                 checkpoint_every=10**6, log_every=1, seed=0),
+                     workers=workers, show_progress=False)
+    times = [json.loads(l)["step_s"] for l in open(run + "/r/log.jsonl") if '"step_s"' in l]
+print(json.dumps({"step_s": sorted(times[2:])[len(times[2:]) // 2],
+                  "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+""" % CHAIN
+
+
+def steps_bench(args) -> dict:
+    """Training step time per method and worker count (batch 8 x 2 s, no validation), each
+    in a fresh process (its peak memory with it)."""
+    material = [str(ROOT / "data" / "style_material" / "train"),
+                str(ROOT.parent / "shared" / "data" / "train")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    rows = []
+    for method in args.methods.split(","):
+        for workers in map(int, args.workers.split(",")):
+            proc = subprocess.run([sys.executable, "-c", STEP_CODE, method, str(workers),
+                                   str(args.steps), *material], env=env, capture_output=True,
+                                  text=True)
+            if proc.returncode:
+                sys.exit(f"{method}: {proc.stderr.strip().splitlines()[-1]}")
+            r = {"method": method, "workers": workers,
+                 **json.loads(proc.stdout.strip().splitlines()[-1])}
+            r["steps_per_s"] = 1.0 / r["step_s"]
+            rows.append(r)
+            print(f"  {method} x{workers}: {r['step_s']:.3f} s", file=sys.stderr)
+    auto = {r["workers"]: r["step_s"] for r in rows if r["method"] == "autodiff"}
+    for r in rows:
+        r["vs_autodiff"] = r["step_s"] / auto[r["workers"]] if r["workers"] in auto else None
+    result = {"batch_size": 8, "segment_seconds": 2.0, "steps": args.steps, "rows": rows,
+              "machine": machine_info()}
+    _save("steps", result)
+    print("| method | workers | step time (s) | steps/s | vs autodiff | peak memory (MB) |\n"
+          "|---|---|---|---|---|---|")
+    for r in rows:
+        vs = f"{r['vs_autodiff']:.2f}" if r["vs_autodiff"] else "-"
+        print(f"| {r['method']} | {r['workers']} | {r['step_s']:.3f} | {r['steps_per_s']:.2f} | "
+              f"{vs} | {r['peak_memory_mb']:.0f} |")
+    return result
+
+
+# --------------------------------------------------------------------------------- style
+def make_song(path: Path, seconds: float = 180.0, sr: int = 44100) -> None:
+    """A stereo song from held-out recordings: two instruments panned apart."""
+    from ddsp_synth.audio_io import load_audio
+    import soundfile as sf
+
+    files = sorted(HELDOUT.glob("*.wav"))
+    a = np.concatenate([load_audio(f, sr) for f in files[::2]])
+    b = np.concatenate([load_audio(f, sr) for f in files[1::2]])
+    n = int(seconds * sr)
+    a, b = np.resize(a, n), np.resize(b, n)
+    song = np.stack([0.7 * a + 0.3 * b, 0.3 * a + 0.7 * b]).T * 0.8
+    sf.write(path, song.astype(np.float32), sr, subtype="PCM_16")
+
+
+def style_bench(args) -> dict:
+    with tempfile.TemporaryDirectory() as work:
+        song, ref, out = Path(work) / "song.wav", Path(work) / "ref.wav", Path(work) / "out.wav"
+        make_song(song, args.song_seconds)
+        import soundfile as sf
+
+        from ddsp_synth.audio_io import load_audio
+        sf.write(ref, load_audio(HELDOUT / "speech_9221.wav", 44100)[: 44100 * 10], 44100)
+        cmd = [sys.executable, "-c", "import sys; from ddsp_synth.cli import main; "
+               "sys.exit(main())", "style", str(song), "--reference", str(ref), "-o", str(out)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode:
+            sys.exit(f"style failed: {proc.stderr.strip()}")
+        info = sf.info(out)
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    result = {"song_seconds": args.song_seconds, "sample_rate": 44100, "channels": 2,
+              "wall_s": wall, "real_time_factor": args.song_seconds / wall,
+              "peak_memory_mb": peak_mb, "goal_s": 10.0, "output_frames": info.frames,
+              "machine": machine_info()}
+    _save("style", result)
+    print("| song | wall time (s) | real-time factor | peak memory (MB) | goal |\n"
+          "|---|---|---|---|---|\n"
+          f"| {args.song_seconds:g} s, 44.1 kHz stereo | {wall:.1f} | {result['real_time_factor']:.0f}x"
+          f" | {peak_mb:.0f} | <= 10 s: {'met' if wall <= 10 else 'not met'} |")
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    e = sub.add_parser("experiment")
+    e.add_argument("--runs", nargs="*", default=[], help="METHOD=RUN_DIR ...")
+    e.add_argument("--examples", type=int, default=64)
+    e.add_argument("--seconds", type=float, default=2.0)
+    e.add_argument("--match-examples", type=int, default=16)
+    e.add_argument("--match-seconds", type=float, default=6.0)
+    t = sub.add_parser("steps")
+    t.add_argument("--methods", default="autodiff,spsa,proxy,hybrid")
+    t.add_argument("--workers", default="1,2")
+    t.add_argument("--steps", type=int, default=12)
+    s = sub.add_parser("style")
+    s.add_argument("--song-seconds", type=float, default=180.0)
+    args = ap.parse_args(argv)
+    {"experiment": experiment, "steps": steps_bench, "style": style_bench}[args.what](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""Training a controller: ``train_controller`` and the loop's small functions (one step,
+validation, audio, checkpoints).
+
+A step draws a batch (:mod:`.data`), predicts the chain's settings, renders the input
+through the chain of the training method (twins, real devices with SPSA, proxies, or real
+devices forward and proxies backward) and minimises the multi-resolution spectral distance
+to the target. The run folder is laid out as ``train``'s (``run.json``, ``log.jsonl``,
+``tb/``, ``checkpoints/``; a step's batch and SPSA perturbations come from the seed, the
+step and the rank, so ``resume`` continues exactly), and is itself a controller folder: the
+weights that validated best (rendered by the real devices, on held-out material) are written
+there as they come, so ``control apply RUN_DIR`` works during and after training.
+
+A black box that crashes or hangs stops the run with one line naming the device, after a
+checkpoint of the weights before that step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..dsp.spectral import spectral_distance
+from ..errors import UserError, one_line
+from ..gradients.spsa import SPSAConfig
+from ..train import Schedule, StopFlag, checkpoints
+from ..train.config import TrainConfig, TrainingError
+from .config import ControlDataConfig, ControllerConfig
+from .data import Examples
+from .devices import describe
+from .files import CONTROLLER_FILES, save_controller
+from .metrics import loudness_errors, spectral_errors
+from .run import (ControlRun, RunSettings, build, chain_settings, control_train_config,
+                  dist_info, init_distributed, settle, step_rng, validation_examples)
+
+AUDIO_EXAMPLES = 2  # validation examples whose audio goes to TensorBoard
+
+
+def _seed_perturbations(run: ControlRun) -> None:
+    """SPSA draws its perturbations from this step's own stream (exact resume)."""
+    for stage in run.chain.stages():
+        if isinstance(getattr(stage, "rng", None), np.random.Generator):
+            stage.rng = step_rng(run, 1)
+
+
+def loss_of(run: ControlRun, batch: Examples) -> torch.Tensor:
+    """Mean multi-resolution spectral distance of the chain's output to the target."""
+    raw = run.net(batch.input, batch.reference)
+    output, _ = run.chain(batch.input, run.controller.natural(raw))
+    return spectral_distance(output, batch.target).mean()
+
+
+def train_step(run: ControlRun, stop: StopFlag) -> tuple[float, float, bool, bool]:
+    """One optimiser step: (loss, gradient norm, whether it was taken, stop requested).
+    A NaN/inf loss or gradient skips the update (all ranks agree)."""
+    batch = run.source.batch(step_rng(run), run.config.batch_size)
+    _seed_perturbations(run)
+    loss = loss_of(run, batch)
+    run.optimizer.zero_grad(set_to_none=True)
+    finite, grad_norm = bool(torch.isfinite(loss)), float("nan")
+    if finite:
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(run.controller.parameters(),
+                                                         run.config.grad_clip))
+        finite = math.isfinite(grad_norm)
+    stop_now = stop.signum != 0
+    if run.distributed:
+        flags = torch.tensor([float(not finite), float(stop_now)])
+        dist.all_reduce(flags)
+        finite, stop_now = flags[0].item() == 0, flags[1].item() > 0
+    if finite:
+        run.optimizer.step()
+        run.scheduler.step()
+    else:
+        run.optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach()), grad_norm, finite, stop_now
+
+
+def render_examples(controller, examples: Examples, renderer, batch_size: int = 8
+                    ) -> torch.Tensor:
+    """[N, n_samples] the examples' inputs through ``renderer`` with the predicted
+    settings (no gradients; in batches)."""
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            x = examples.input[i : i + batch_size]
+            ref = None if examples.reference is None else examples.reference[i : i + batch_size]
+            y, _ = renderer(x, controller.predict(x, ref))
+            outs.append(y)
+    return torch.cat(outs)
+
+
+def scores(output: torch.Tensor, examples: Examples, sample_rate: int) -> dict:
+    """rel_spec (ratio of the mean distances to the target: output / input), its median
+    per example, and the loudness errors (LU) of the output and of the input."""
+    d, d0 = spectral_errors(output, examples.target, examples.input)
+    target = examples.target.numpy()
+    lu = loudness_errors(output.numpy(), target, sample_rate)
+    lu0 = loudness_errors(examples.input.numpy(), target, sample_rate)
+    return {"rel_spec": float(d.mean() / max(d0.mean(), 1e-12)),
+            "rel_spec_median": float(np.median(d / np.maximum(d0, 1e-12))),
+            "spectral_distance": float(d.mean()), "spectral_distance_dry": float(d0.mean()),
+            "loudness_lu": float(lu.mean()), "loudness_lu_dry": float(lu0.mean()),
+            "examples": len(examples)}
+
+
+def _log(run: ControlRun, record: dict) -> None:
+    if run.main_proc:
+        with open(run.run_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def _info(run: ControlRun, val: dict | None) -> dict:
+    s = run.settings
+    return {"name": run.run_dir.name, "data": run.source.describe(),
+            "validation": None if val is None else {**val, "step": run.step},
+            "training": {"method": s.method, "steps": run.step, "minutes": run.wall_s / 60,
+                         "batch_size": s.train.batch_size, "seed": s.train.seed,
+                         "segment_seconds": s.data.segment_seconds,
+                         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, "
+                                    f"{torch.get_num_threads()} thread(s)",
+                         "renderer": run.renderer_kind, "settings": s.to_dict()}}
+
+
+def validate(run: ControlRun) -> dict | None:
+    """Scores on the held-out validation examples, rendered by the real devices (rank 0);
+    the controller files in the run folder take the weights when they score best."""
+    if run.val is None or not len(run.val):
+        return None
+    run.controller.eval()
+    out = render_examples(run.controller, run.val, run.renderer, run.config.batch_size)
+    run.controller.train()
+    metrics = scores(out, run.val, run.settings.controller.sample_rate)
+    run.last_val, run.last_val_step = metrics, run.step
+    _log(run, {"step": run.step, "val": metrics})
+    if run.writer:
+        for k, v in metrics.items():
+            run.writer.add_scalar(f"val/{k}", v, run.step)
+    score = metrics["rel_spec"]
+    if math.isfinite(score) and (run.best is None or score < run.best["val"]["rel_spec"]):
+        run.best = {"step": run.step, "val": metrics}
+        save_controller(run.controller, run.run_dir, describe(run.chain), _info(run, metrics),
+                        force=True)
+    return metrics
+
+
+def _log_audio(run: ControlRun) -> None:
+    """Input, reference, target and output of the first validation examples."""
+    if run.writer is None or run.val is None or run.last_audio_step == run.step:
+        return
+    run.last_audio_step = run.step
+    n = min(AUDIO_EXAMPLES, len(run.val))
+    part = Examples(run.val.input[:n], run.val.target[:n],
+                    None if run.val.reference is None else run.val.reference[:n], [])
+    run.controller.eval()
+    out = render_examples(run.controller, part, run.renderer)
+    run.controller.train()
+    sr = run.settings.controller.sample_rate
+    for i in range(n):
+        clips = {"input": part.input[i], "target": part.target[i], "output": out[i]}
+        if part.reference is not None:
+            clips["reference"] = part.reference[i]
+        for name, clip in clips.items():
+            peak = float(clip.abs().max()) if clip.numel() else 0.0
+            run.writer.add_audio(f"val/{i}/{name}", clip / max(1.0, peak), run.step,
+                                 sample_rate=sr)
+
+
+def _checkpoint(run: ControlRun) -> Path | None:
+    if not run.main_proc:
+        return None
+    extra = {"wall_s": run.wall_s, "history": run.history[-2000:], "warmup_steps": run.warmup[0],
+             "first_val": run.first_val, "best": run.best}
+    return checkpoints.save_checkpoint(run.run_dir, run.controller, run.optimizer, run.step,
+                                       extra, run.config.keep_checkpoints)
+
+
+def _log_step(run: ControlRun, loss: float, grad_norm: float, step_s: float) -> None:
+    rec = {"step": run.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0],
+           "grad_norm": grad_norm, "step_s": step_s, "wall_s": run.wall_s}
+    run.history.append([run.step, round(run.wall_s, 2), loss])
+    _log(run, rec)
+    if run.writer:
+        for k in ("loss", "lr", "grad_norm"):
+            run.writer.add_scalar(f"train/{k}", rec[k], run.step)
+        run.writer.add_scalar("train/step_s", step_s, run.step)
+
+
+def _guarded_step(run: ControlRun, stop: StopFlag):
+    """:func:`train_step`; a device that fails stops the run with a checkpoint."""
+    try:
+        return train_step(run, stop)
+    except UserError as err:
+        path = _checkpoint(run)
+        where = f"; the last checkpoint ({path}) is kept: --resume continues from it" \
+            if path else ""
+        raise TrainingError(f"training stopped at step {run.step}: {one_line(err)}{where}") \
+            from None
+
+
+def _run_steps(run: ControlRun, stop: StopFlag, schedule: Schedule) -> None:
+    cfg, bad = run.config, 0
+    while run.step < cfg.steps:
+        t0 = time.perf_counter()
+        loss, grad_norm, taken, stop_now = _guarded_step(run, stop)
+        if not taken:
+            bad += 1
+            _log(run, {"step": run.step, "event": "non-finite loss or gradient, step skipped"})
+            if bad >= cfg.max_bad_steps:
+                path = _checkpoint(run)
+                raise TrainingError(f"loss or gradients were NaN/inf for {bad} steps in a row "
+                                    f"at step {run.step}; the weights were saved to {path}")
+            if stop_now:
+                return
+            continue
+        bad = 0
+        run.step += 1
+        dt = time.perf_counter() - t0
+        run.wall_s += dt
+        if run.step % cfg.log_every == 0 or run.step == 1:
+            _log_step(run, loss, grad_norm, dt)
+        schedule.stepped(dt, loss)
+        if run.main_proc:
+            if schedule.validate_now():
+                validate(run)
+            if cfg.audio_every and run.step % cfg.audio_every == 0:
+                _log_audio(run)
+            if run.step % cfg.checkpoint_every == 0:
+                _checkpoint(run)
+        if stop_now or schedule.out_of_time():
+            return
+
+
+def _finish(run: ControlRun, start_step: int, stop: StopFlag) -> dict:
+    if run.main_proc:
+        if run.config.val_every and run.last_val_step != run.step:
+            validate(run)
+        if run.best is None:  # never validated: the last weights are the controller
+            save_controller(run.controller, run.run_dir, describe(run.chain),
+                            _info(run, None), force=True)
+        _log_audio(run)
+    path = _checkpoint(run)
+    if run.writer:
+        run.writer.close()
+    if run.distributed:
+        dist.barrier()
+    return {"step": run.step, "steps_this_run": run.step - start_step, "wall_s": run.wall_s,
+            "checkpoint": str(path) if path else None, "interrupted": stop.signum != 0,
+            "val": run.last_val, "val_first": run.first_val, "best": run.best,
+            "final_loss": run.history[-1][2] if run.history else None,
+            "renderer": run.renderer_kind}
+
+
+def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "autodiff",
+                     pairs=None, style=None, controller: ControllerConfig = ControllerConfig(),
+                     data: ControlDataConfig = ControlDataConfig(),
+                     config: TrainConfig | None = None, spsa: SPSAConfig = SPSAConfig(),
+                     proxy_dirs=(), workers: int = 2, resume: bool = False,
+                     force: bool = False, show_progress: bool = True) -> dict:
+    """Train a controller of ``chain`` (or continue the run in ``run_dir``).
+
+    Args:
+        run_dir: the run folder (a controller folder as soon as it has validated).
+        chain: ``"lowshelf,peak,peak,highshelf,compressor,gain"``; entries may name their own
+            method (``compressor@spsa``) and fix parameters (``peak:q=0.7``).
+        method: gradient method of the devices that name none.
+        pairs: (input folder, target folder) with files of matching names, or
+        style: folders of recordings for self-supervised style transfer.
+        controller, data: the network's and the examples' settings.
+        config: optimisation settings (default :func:`control_train_config`); when resuming,
+            only its ``steps``, ``max_minutes`` and ``num_threads`` are taken.
+        spsa: SPSA's settings; proxy_dirs: folders searched for proxies first.
+        workers: worker processes of each group of real devices.
+
+    Returns:
+        A summary: steps, wall time, the last and best validation, the checkpoint.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir = Path(run_dir)
+    world, rank = dist_info()
+    init_distributed(world)
+    config = config or control_train_config()
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    if not resume and rank == 0 and not force and (run_dir / CONTROLLER_FILES.config).exists() \
+            and not (run_dir / "run.json").exists():
+        raise TrainingError(f"{run_dir} holds a controller; give another folder or --force")
+    settings = None if resume else RunSettings(
+        chain_settings(chain), method, tuple(map(str, pairs)) if pairs else None,
+        tuple(map(str, style)) if style else None, controller, data, config, spsa,
+        tuple(map(str, proxy_dirs)), workers)
+    overrides = {"steps": config.steps, "max_minutes": config.max_minutes,
+                 "num_threads": config.num_threads}
+    settings = settle(run_dir, settings, resume, force, overrides, rank == 0)
+    if world > 1:
+        dist.barrier()
+    run = build(run_dir, settings, resume)
+    try:
+        return _train(run, resume, show_progress, SummaryWriter)
+    finally:
+        run.close()
+
+
+def _train(run: ControlRun, resume: bool, show_progress: bool, writer_cls) -> dict:
+    if run.main_proc:
+        run.writer = writer_cls(str(run.run_dir / "tb"))
+        if run.config.val_every or run.config.audio_every:
+            run.val = validation_examples(run)
+        if not resume:
+            _log(run, {"settings": run.settings.to_dict(), "data": run.source.describe(),
+                       "renderer": run.renderer_kind, "start": asdict(run.config)})
+            if run.config.val_every:
+                run.first_val = validate(run)
+            _log_audio(run)
+    start_step = run.step
+    schedule = Schedule(run, show_progress)
+    run.controller.train()
+    with StopFlag() as stop:
+        _run_steps(run, stop, schedule)
+    schedule.bar.close()
+    return _finish(run, start_step, stop)

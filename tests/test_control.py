@@ -1,0 +1,453 @@
+"""Controllers: the network, the data, training through every gradient method, the file,
+applying to files of any rate and channel count, the rule baseline, BS.1770 loudness, the
+commands and their bad inputs. Tiny networks, short clips, a few steps."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ddsp_synth.cli import main
+from ddsp_synth.control import (ControlDataConfig, ControlError, ControllerConfig,
+                                ControllerFileError, apply_controller, control_train_config,
+                                integrated_loudness, load_controller, rule_baseline,
+                                train_controller)
+from ddsp_synth.control import encoder as encoder_mod
+from ddsp_synth.control.controller import Controller, neutral_values
+from ddsp_synth.control.data import PairsSource, StyleSource
+from ddsp_synth.control.devices import build_chain, declared_params, render_chain
+from ddsp_synth.train import list_checkpoints
+from ddsp_synth.train.config import TrainingError
+
+SR = 16000
+TINY = ControllerConfig(n_fft=256, n_mels=16, channels=8, dilations=(1, 2), hidden=16,
+                        reference=False, min_reference_seconds=0.2)
+SHORT = ControlDataConfig(segment_seconds=0.25, reference_seconds=0.25, workers=1)
+QUIET = dict(val_every=0, audio_every=0, log_every=1, checkpoint_every=1000, batch_size=2)
+
+
+def _tone(seconds, sr=SR, f0=220.0, seed=0, level=0.3):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    env = 0.6 + 0.4 * np.sin(2 * np.pi * 0.7 * t) ** 2
+    y = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 8) if k * f0 < sr / 2)
+    return (level * env * y / 2 + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def gain_pairs(tmp_path_factory):
+    """Five pairs whose target is the input 6 dB louder (the 5th is held out)."""
+    root = tmp_path_factory.mktemp("pairs")
+    for d in ("in", "out"):
+        (root / d).mkdir()
+    for i in range(5):
+        x = _tone(1.5, f0=150.0 + 60 * i, seed=i, level=0.2)
+        sf.write(root / "in" / f"take{i}.wav", x, SR, subtype="FLOAT")
+        sf.write(root / "out" / f"take{i}.flac", x * 10 ** (6 / 20), SR, subtype="PCM_24")
+    return root
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recordings")
+    for i in range(2):
+        sf.write(root / f"rec{i}.wav", _tone(4.0, f0=180.0 + 90 * i, seed=10 + i), SR)
+    return root
+
+
+# ----------------------------------------------------------------------------- network
+def test_log_mel_frames_levels_and_chunks(monkeypatch):
+    mel = encoder_mod.LogMel(SR, 512, 160, 32)
+    x = torch.from_numpy(_tone(1.01))[None]
+    whole = mel(x)
+    assert whole.shape == (1, 32, 1 + x.shape[1] // 160)
+    # +6.02 dB of input is +6.02 / 20 in every band that is above the floor
+    louder = mel(2 * x)
+    loud = whole > -3  # 60 dB above the floor
+    assert torch.allclose((louder - whole)[loud], torch.full_like(whole[loud], 20 * math.log10(2)
+                                                                   / 20), atol=1e-4)
+    monkeypatch.setattr(encoder_mod, "CHUNK_FRAMES", 7)
+    assert torch.allclose(mel(x), whole, atol=1e-4)
+
+
+def test_controller_starts_neutral_and_is_trainable():
+    chain = build_chain("peak,compressor,gain:gain_db=-3", SR, "autodiff")
+    declared, fixed, devices = declared_params(chain)
+    net = Controller(TINY, declared, fixed, neutral_values(declared, devices))
+    x = torch.from_numpy(np.stack([_tone(0.5, seed=s) for s in range(2)]))
+    p = net.predict(x)
+    names = [q.name for q in declared]
+    assert p.shape == (2, len(declared))
+    assert torch.all(p[:, names.index("gain.gain_db")] == -3.0)  # fixed
+    start = p.detach()[0]
+    assert abs(float(start[names.index("peak.gain_db")])) < 2.0  # near 0 dB
+    assert float(start[names.index("compressor.threshold_db")]) > -3.0  # near neutral
+    y, _ = chain(x, p)
+    y.square().mean().backward()
+    grads = [q.grad for q in net.encoder.parameters()]
+    assert all(g is not None for g in grads) and any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_per_frame_controller_gives_one_frame_per_hop():
+    chain = build_chain("gain", SR, "autodiff")
+    declared, fixed, _ = declared_params(chain)
+    net = Controller(ControllerConfig(**{**TINY.__dict__, "per_frame": True, "reference": True}),
+                     declared, fixed)
+    x, ref = torch.zeros(2, 3200 + 37), torch.randn(2, 4000) * 0.1
+    raw = net(x, ref)
+    assert raw.shape == (2, 1 + x.shape[1] // 160, 1)
+    y, _ = chain(x, net.natural(raw))
+    assert y.shape == x.shape
+    with pytest.raises(ValueError, match="needs a reference"):
+        net(x)
+
+
+# ----------------------------------------------------------------------------- loudness
+def test_bs1770_reference_values():
+    """The K-weighting's 48 kHz coefficients are checked in test_tone (one implementation:
+    ddsp_synth.dsp.loudness); here the levels BS.1770 gives for known signals."""
+    for sr in (48000, 44100):
+        t = np.arange(5 * sr) / sr
+        sine = np.sin(2 * np.pi * 997 * t)  # full-scale 997 Hz in one channel: -3.01 LUFS
+        assert integrated_loudness(sine, sr) == pytest.approx(-3.01, abs=0.01)
+        assert integrated_loudness(0.1 * sine, sr) == pytest.approx(-23.01, abs=0.01)
+        # silence is gated out (only the blocks across the sine's end count: ungated, the
+        # 8 s would read -25.0); two channels of the same sine add 3 dB
+        padded = np.concatenate([0.1 * sine, np.zeros(3 * sr)])
+        assert integrated_loudness(padded, sr) == pytest.approx(-23.01, abs=0.2)
+        assert integrated_loudness(np.stack([sine, sine]), sr) == pytest.approx(0.0, abs=0.02)
+
+
+def test_rule_baseline_matches_tone_and_loudness():
+    from ddsp_synth.dsp.spectral import mr_log_distance
+
+    rng = np.random.default_rng(0)
+    ref = _tone(3.0, seed=1) + 0.02 * rng.standard_normal(3 * SR).astype(np.float32)
+    from scipy.signal import butter, lfilter
+
+    b, a = butter(2, 1000 / (SR / 2))
+    dull = (0.3 * lfilter(b, a, ref)).astype(np.float32)  # darker and 10 dB quieter
+    out = rule_baseline(dull, ref, SR)
+    assert out.shape == dull.shape
+    assert integrated_loudness(out, SR) == pytest.approx(integrated_loudness(ref, SR), abs=0.1)
+
+    def dist(x):
+        return float(mr_log_distance(torch.from_numpy(x)[None], torch.from_numpy(ref)[None]))
+
+    assert dist(out) < 0.5 * dist(dull)
+
+
+# ----------------------------------------------------------------------------- data
+def test_pairs_are_matched_split_and_checked(gain_pairs, tmp_path):
+    src = PairsSource(gain_pairs / "in", gain_pairs / "out", SR, SHORT)
+    assert src.describe()["held_out"] == ["take4.wav"]
+    b = src.batch(np.random.default_rng(0), 3)
+    assert b.input.shape == (3, 4000) and b.reference is None
+    assert torch.allclose(b.target, b.input * 10 ** (6 / 20), atol=1e-5)  # 24-bit FLAC
+    held = src.batch(np.random.default_rng(0), 2, held_out=True)
+    assert all(n.startswith("take4.wav@") for n in held.names)
+    again = src.batch(np.random.default_rng(0), 3)
+    assert torch.equal(again.input, b.input)
+    # a file without its partner, and a pair at two rates: one line each
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    sf.write(tmp_path / "a" / "x.wav", _tone(0.5), SR)
+    sf.write(tmp_path / "a" / "y.wav", _tone(0.5), SR)
+    sf.write(tmp_path / "b" / "x.wav", _tone(0.5), 22050)
+    with pytest.raises(ControlError, match="y.wav has no partner"):
+        PairsSource(tmp_path / "a", tmp_path / "b", SR, SHORT)
+    sf.write(tmp_path / "b" / "y.wav", _tone(0.5), SR)
+    with pytest.raises(ControlError, match="at 16000 Hz but its target .* at 22050 Hz"):
+        PairsSource(tmp_path / "a", tmp_path / "b", SR, SHORT)
+
+
+def test_style_examples_are_parts_of_one_processed_recording(recordings):
+    """Input, target and reference come from one window: with a linear, time-invariant
+    chain (gain) the target is the input scaled, and the reference is the rest of the same
+    processed window."""
+    chain = build_chain("gain", SR, "autodiff")
+    declared, fixed, devices = declared_params(chain)
+    renderer, kind = render_chain(["gain"], SR, n_workers=0)
+    cfg = ControlDataConfig(segment_seconds=0.5, reference_seconds=0.3, held_out_fraction=0.25,
+                            workers=0)
+    src = StyleSource([recordings], SR, renderer, declared, devices, cfg)
+    b = src.batch(np.random.default_rng(3), 4)
+    assert kind == "real" and b.input.shape == (4, 8000) and b.reference.shape == (4, 4800)
+    ratio = (b.target.abs().sum(1) / b.input.abs().sum(1)).numpy()
+    direct = (b.target / torch.where(b.input.abs() > 1e-3, b.input, torch.ones(1)))
+    for i in range(4):
+        mask = b.input[i].abs() > 1e-3
+        assert np.allclose(direct[i][mask].numpy(), ratio[i], rtol=1e-3)
+    assert len(set(np.round(ratio, 3))) == 4  # each example its own random settings
+    # held-out examples come from the last quarter of each 4 s file
+    held = src.batch(np.random.default_rng(0), 6, held_out=True)
+    assert all(float(n.split("@")[1]) >= 3.0 - 1e-6 for n in held.names)
+    renderer.close()
+
+
+# ----------------------------------------------------------------------------- training
+def _train(run, pairs=None, style=None, chain="gain", method="autodiff", steps=40, lr=3e-2,
+           controller=TINY, **kw):
+    cfg = control_train_config(steps=steps, learning_rate=lr, warmup_steps=1, **{**QUIET, **kw})
+    return train_controller(run, chain, method, pairs=pairs, style=style, controller=controller,
+                            data=SHORT, config=cfg, workers=1, show_progress=False)
+
+
+def _predicted_gain(run, gain_pairs):
+    net, _ = load_controller(run)
+    x, _ = sf.read(gain_pairs / "in" / "take4.wav", dtype="float32")
+    with torch.no_grad():
+        return float(net.predict(torch.from_numpy(x)[None])[0, 0])
+
+
+@pytest.mark.parametrize("method", ["autodiff", "spsa"])
+def test_training_learns_a_gain_from_pairs(gain_pairs, tmp_path, method):
+    """The target is the input +6 dB: the controller must learn to say +6 dB, on the
+    held-out pair, through the twin and through the real device with SPSA estimates."""
+    run = tmp_path / method
+    summary = _train(run, pairs=(gain_pairs / "in", gain_pairs / "out"), method=method,
+                     steps=60, val_every=60, val_examples=2)
+    assert summary["step"] == 60
+    assert _predicted_gain(run, gain_pairs) == pytest.approx(6.0, abs=1.0)
+    assert summary["best"]["val"]["rel_spec"] < 0.3
+    meta = json.loads((run / "controller.json").read_text())
+    assert meta["chain"][0]["method"] == method and meta["training"]["method"] == method
+    assert "6" not in (run / "MODEL_CARD.md").read_text()[:0]  # the card exists and reads
+    assert "controller card" in (run / "MODEL_CARD.md").read_text()
+
+
+def test_resume_is_exact(recordings, tmp_path):
+    """Style data rendered by the real devices, SPSA perturbations: 3 + 3 steps resumed
+    equal 6 straight."""
+    kw = dict(style=[recordings], chain="gain,peak@spsa", controller=ControllerConfig(
+        **{**TINY.__dict__, "reference": True}), lr=1e-2, checkpoint_every=3)
+    _train(tmp_path / "straight", steps=6, **kw)
+    _train(tmp_path / "resumed", steps=3, **kw)
+    cfg = control_train_config(steps=6)
+    train_controller(tmp_path / "resumed", config=cfg, resume=True, show_progress=False)
+    a = load_checkpoint_weights(tmp_path / "straight")
+    b = load_checkpoint_weights(tmp_path / "resumed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        _train(tmp_path / "resumed", steps=1, **kw)
+
+
+def load_checkpoint_weights(run):
+    from safetensors.torch import load_file
+
+    last = list_checkpoints(Path(run))[-1]
+    assert last.name == "step-0000006"
+    return load_file(str(last / "model.safetensors"))
+
+
+def test_hybrid_and_proxy_train_through_the_compressor_proxy(recordings, tmp_path):
+    for method in ("hybrid", "proxy"):
+        summary = _train(tmp_path / method, style=[recordings], chain="compressor,gain",
+                         method=method, steps=2, controller=ControllerConfig(
+                             **{**TINY.__dict__, "reference": True}))
+        assert summary["step"] == 2 and math.isfinite(summary["final_loss"])
+        meta = json.loads((tmp_path / method / "controller.json").read_text())
+        assert [e["method"] for e in meta["chain"]] == [method, method]
+
+
+HANGING_DEVICE = """
+import sys, time, pathlib, soundfile as sf
+counter = pathlib.Path(sys.argv[4])
+n = int(counter.read_text()) if counter.exists() else 0
+counter.write_text(str(n + 1))
+if n >= int(sys.argv[5]):
+    time.sleep(60)
+x, sr = sf.read(sys.argv[1], dtype="float32")
+sf.write(sys.argv[2], x * 10 ** (float(sys.argv[3]) / 20), sr, subtype="FLOAT")
+"""
+
+
+def test_a_hanging_device_stops_training_with_its_name_and_keeps_a_checkpoint(gain_pairs,
+                                                                              tmp_path):
+    script = tmp_path / "dev.py"
+    script.write_text(HANGING_DEVICE)
+    device = tmp_path / "slowgain.json"
+    device.write_text(json.dumps({
+        "name": "slowgain", "timeout_s": 3,
+        "command": [sys.executable, str(script), "{input}", "{output}", "{gain_db:.3f}",
+                    str(tmp_path / "count"), "20"],
+        "params": [{"name": "gain_db", "unit": "dB", "min": -12, "max": 12, "default": 0}]}))
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match="training stopped at step 3: device 'slowgain'"):
+        _train(run, pairs=(gain_pairs / "in", gain_pairs / "out"), chain=str(device),
+               method="spsa", steps=10, checkpoint_every=1)
+    assert list_checkpoints(run)[-1].name == "step-0000003"
+
+
+# ----------------------------------------------------------------------------- file + apply
+@pytest.fixture(scope="module")
+def trained(gain_pairs, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ctl") / "run"
+    _train(run, pairs=(gain_pairs / "in", gain_pairs / "out"), steps=60, val_every=60,
+           val_examples=2)
+    return run
+
+
+def test_controller_file_round_trip_and_damage(trained, tmp_path):
+    net, meta = load_controller(trained)
+    assert meta["format"] == "ddsp_synth.controller" and meta["sample_rate"] == SR
+    x = torch.from_numpy(_tone(0.5))[None]
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy, ignore=shutil.ignore_patterns("checkpoints", "tb"))
+    net2, _ = load_controller(copy)
+    assert torch.equal(net.predict(x), net2.predict(x))
+    raw = bytearray((copy / "controller.safetensors").read_bytes())
+    raw[-5] ^= 0xFF
+    (copy / "controller.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(ControllerFileError, match="checksum"):
+        load_controller(copy)
+    meta["format_version"] = 99
+    (copy / "controller.json").write_text(json.dumps(meta))
+    with pytest.raises(ControllerFileError, match="version 99 is not supported"):
+        load_controller(copy)
+
+
+def test_apply_any_rate_stereo_same_settings_and_chunks(trained, monkeypatch):
+    from ddsp_synth.control import apply as apply_mod
+
+    sr = 44100
+    left, right = _tone(2.0, sr, 300.0, 1), _tone(2.0, sr, 450.0, 2, level=0.1)
+    stereo = np.stack([left, right])
+    whole = apply_controller(str(trained), stereo, sr)
+    g = whole.preset["chain"][0]["params"]["gain_db"]
+    assert g == pytest.approx(6.0, abs=1.0)
+    assert whole.audio.shape == stereo.shape and whole.rendered_by == "real"
+    np.testing.assert_allclose(whole.audio, stereo * 10 ** (g / 20), rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(apply_mod, "CHUNK_SECONDS", 0.3)
+    chunked = apply_mod.apply_controller(str(trained), stereo, sr)
+    np.testing.assert_allclose(chunked.audio, whole.audio, atol=1e-6)
+    with pytest.raises(ControlError, match="trained for the chain 'gain', not 'peak'"):
+        apply_controller(str(trained), stereo, sr, chain="peak")
+    with pytest.raises(ControlError, match="takes no reference"):
+        apply_controller(str(trained), stereo, sr, reference=left)
+
+
+def test_chunked_per_frame_rendering_equals_one_pass():
+    """Automation through the real compressor in 0.25 s chunks (streams carry its state)
+    equals one pass, and a controller's 10 ms frames move onto another rate's grid."""
+    from ddsp_synth.control.apply import regrid, render_settings
+    from ddsp_synth.stages.params import Param
+
+    sr = 22050
+    x = np.stack([_tone(1.0, sr, seed=4, level=0.8)])
+    n_frames = -(-x.shape[1] // 220) + 1
+    t = np.linspace(0, 1, n_frames)[:, None]
+    settings = np.concatenate([-30 + 20 * t, 4 + 0 * t, 5 + 0 * t, 100 + 0 * t], 1)
+    one, kind = render_settings(["compressor"], x, sr, settings, n_workers=1,
+                                chunk_seconds=10.0)
+    parts, _ = render_settings(["compressor"], x, sr, settings, n_workers=1,
+                               chunk_seconds=0.25)
+    assert kind == "real" and one.shape == x.shape
+    np.testing.assert_allclose(parts, one, atol=1e-5)
+    declared = (Param("g", "dB", -10, 10, 0), Param("f", "Hz", 20, 8000, 100, "log"))
+    curve = np.stack([np.linspace(-10, 10, 11), np.geomspace(20, 8000, 11)], 1)
+    moved = regrid(curve, declared, 0.01, 0.005, 21)
+    np.testing.assert_allclose(moved[::2], curve, rtol=1e-9)
+    assert moved[1, 1] == pytest.approx(math.sqrt(curve[0, 1] * curve[1, 1]))
+
+
+# ----------------------------------------------------------------------------- commands
+def test_control_commands_train_apply_and_refuse(gain_pairs, trained, tmp_path, capsys):
+    run = tmp_path / "cli_run"
+    assert main(["control", "train", "--chain", "gain", "--pairs", str(gain_pairs / "in"),
+                 str(gain_pairs / "out"), "-o", str(run), "--steps", "2", "--quiet",
+                 "--segment-seconds", "0.25", "--workers", "1"]) == 0
+    assert (run / "controller.json").exists()
+    assert main(["control", "train", "-o", str(run), "--resume", "--steps", "3",
+                 "--quiet"]) == 0
+    assert list_checkpoints(run)[-1].name == "step-0000003"
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.stack([_tone(1.0, 48000), _tone(1.0, 48000, seed=5)], 1), 48000)
+    out, preset = tmp_path / "out.wav", tmp_path / "p.json"
+    capsys.readouterr()
+    assert main(["control", "apply", str(trained), str(wav), "-o", str(out),
+                 "--preset-out", str(preset)]) == 0
+    printed = capsys.readouterr().out
+    y, sr = sf.read(out)
+    assert sr == 48000 and y.shape == (48000, 2)
+    saved = json.loads(preset.read_text())
+    assert saved["chain"][0]["device"] == "gain" and '"gain_db"' in printed
+    # outputs are not overwritten without --force, and nothing is written on errors
+    assert main(["control", "apply", str(trained), str(wav), "-o", str(out)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(["control", "apply", str(trained), str(wav), "-o", str(trained / "x.wav")]) == 2
+    assert "lies inside an input" in capsys.readouterr().err
+    assert main(["control", "apply", str(trained), str(wav), "-o", str(tmp_path / "o2.wav"),
+                 "--chain", "gain,peak"]) == 2
+    err = capsys.readouterr().err
+    assert "trained for the chain 'gain'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o2.wav").exists()
+    bad = tmp_path / "bad"
+    (bad / "in").mkdir(parents=True)
+    (bad / "out").mkdir()
+    sf.write(bad / "in" / "a.wav", _tone(0.5), SR)
+    assert main(["control", "train", "--chain", "gain", "--pairs", str(bad / "in"),
+                 str(bad / "out"), "-o", str(tmp_path / "r2"), "--steps", "1"]) == 2
+    assert "a.wav has no partner" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def style_controller():
+    from ddsp_synth.control.files import controller_path
+
+    path = controller_path("style")
+    if not (path / "controller.json").exists():
+        pytest.skip("the shipped style controller is not in this checkout (models/style)")
+    return path
+
+
+def test_style_command_refuses_bad_references(style_controller, tmp_path, capsys):
+    song = tmp_path / "song.wav"
+    sf.write(song, np.stack([_tone(3.0, 44100), _tone(3.0, 44100, seed=3)], 1), 44100)
+    ref = tmp_path / "ref.flac"
+    sf.write(ref, _tone(2.0, 24000, 500.0, level=0.05), 24000)
+    out = tmp_path / "out.wav"
+    assert main(["style", str(song), "--reference", str(ref), "-o", str(out)]) == 0
+    y, sr = sf.read(out)
+    assert sr == 44100 and y.shape == (3 * 44100, 2) and np.all(np.isfinite(y))
+    silent, short = tmp_path / "silent.wav", tmp_path / "short.wav"
+    sf.write(silent, np.zeros(48000, np.float32), 48000)
+    sf.write(short, _tone(0.1, 48000), 48000)
+    for bad, message in ((silent, "the reference is silent"), (short, "the reference is 0.10 s "
+                                                                       "long")):
+        assert main(["style", str(song), "--reference", str(bad), "-o",
+                     str(tmp_path / "x.wav")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "x.wav").exists()
+
+
+def test_shipped_style_controller_describes_itself(style_controller):
+    from ddsp_synth.control.files import CARD, read_controller_meta
+
+    meta = read_controller_meta(style_controller)
+    assert [e["device"] for e in meta["chain"]] == ["lowshelf", "peak", "peak", "highshelf",
+                                                   "compressor", "gain"]
+    rows = meta["evaluation"]["rows"]
+    rates = [r["sample_rate"] for r in rows]
+    assert min(rates) <= 16000 and max(rates) >= 48000
+    # measured on held-out material through the real devices: better than doing nothing
+    assert all(r["rel_spec"] < 1.0 and r["loudness_lu"] < r["loudness_lu_dry"] for r in rows)
+    card = (style_controller / CARD).read_text()
+    assert "On material no training saw" in card and "## Rebuild" in card
+
+
+def test_controllers_are_in_the_package_api():
+    import ddsp_synth as ds
+    from ddsp_synth import control
+
+    for name in ("train_controller", "apply_controller", "load_controller", "predict_settings",
+                 "rule_baseline", "ControllerConfig", "ControlDataConfig"):
+        assert getattr(ds, name) is getattr(control, name)
