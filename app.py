@@ -37,7 +37,8 @@ from ddsp_synth.errors import UserError  # noqa: E402
 from ddsp_synth.model import (ModelFileError, available_models, load_model,  # noqa: E402
                               read_model_config)
 from ddsp_synth.stages.chain import unique_labels  # noqa: E402
-from ddsp_synth.stages.registry import stage_kind  # noqa: E402
+from ddsp_synth.stages.registry import parse_entry, stage_kind  # noqa: E402
+from ddsp_synth.stages.room import Reverb  # noqa: E402
 from ddsp_synth.plots import curves_figure, piano_roll_figure, spectrograms_figure  # noqa: E402
 from ddsp_synth.transfer import NoPitchError, TransferOptions, render, transfer_audio  # noqa: E402
 from ddsp_synth.ui.rack_panel import RackPanel  # noqa: E402
@@ -116,8 +117,10 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
 
 
 def chain_stages(models: dict) -> list[tuple[str, str]]:
-    """(label, kind) of every stage of the models' chains, in chain order, each once: the
-    live amounts the page offers."""
+    """(label, kind) of the sources and the room of the models' chains, in chain order, each
+    once: the live amounts the page offers. A model's own effect stages (learned with it,
+    e.g. the tenor sax's amp) are part of its sound and get no slider here; the effects rack
+    is where a person adds and sets effects."""
     seen: dict[str, str] = {}
     for path in models.values():
         try:
@@ -125,7 +128,9 @@ def chain_stages(models: dict) -> list[tuple[str, str]]:
         except ModelFileError:
             continue  # offered anyway; choosing it says what is wrong
         for name, label in zip(names or (), unique_labels(list(names or ()))):
-            seen.setdefault(label, stage_kind(name))
+            kind = stage_kind(name)
+            if kind == "source" or parse_entry(name).name == Reverb.name:
+                seen.setdefault(label, kind)
     return list(seen.items())
 
 
