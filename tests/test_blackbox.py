@@ -303,7 +303,7 @@ def test_black_box_stage_streams_and_refuses_what_cannot_stream(tmp_path):
 
 
 def _slow_gain_fn(audio, params, sample_rate):
-    time.sleep(0.5)
+    time.sleep(3.0)  # the Ctrl-C at 0.2 s must land inside the call, even on a busy machine
     return audio * 10 ** (params["gain_db"] / 20)
 
 
@@ -315,13 +315,18 @@ def test_an_interrupted_call_leaves_no_stale_answer():
 
     spec = CallableSpec("slow", _slow_gain_fn, GAIN_PARAMS)
     x = np.ones(10, np.float32)
-    with DevicePool(spec, SR, n_workers=1) as pool:
-        timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT))
-        timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            pool.process(x, np.array([20.0]))  # would answer 10x
-        timer.join()
-        y = pool.process(x, np.array([0.0]))
+    # Python's own Ctrl-C handler, whatever an earlier test in this process left installed
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with DevicePool(spec, SR, n_workers=1) as pool:
+            timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT))
+            timer.start()
+            with pytest.raises(KeyboardInterrupt):
+                pool.process(x, np.array([20.0]))  # would answer 10x
+            timer.join()
+            y = pool.process(x, np.array([0.0]))
+    finally:
+        signal.signal(signal.SIGINT, old)
     np.testing.assert_allclose(y, x, rtol=1e-6)
 
 
