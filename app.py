@@ -116,6 +116,16 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
     return out, audio, info, None, info.get("warning")
 
 
+def _chosen_model(models: dict, instrument: str):
+    """(model, meta) of the instrument chosen on the page; a friendly error otherwise."""
+    if instrument not in models:
+        _fail(f"Unknown instrument {instrument!r}.")
+    try:
+        return _model(str(models[instrument]))
+    except ModelFileError as err:
+        _fail(f"Could not load the {instrument} model: {err}")
+
+
 def chain_stages(models: dict) -> list[tuple[str, str]]:
     """(label, kind) of the sources and the room of the models' chains, in chain order, each
     once: the live amounts the page offers. A model's own effect stages (learned with it,
@@ -160,12 +170,7 @@ def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, lo
         gr.Warning("Upload or record some audio, or choose a MIDI file, first.")
         return (gr.skip(), gr.skip(), gr.skip(), gr.skip(),
                 "Upload or record some audio, or choose a MIDI file, first.")
-    if instrument not in models:
-        _fail(f"Unknown instrument {instrument!r}.")
-    try:
-        model, meta = _model(str(models[instrument]))
-    except ModelFileError as err:
-        _fail(f"Could not load the {instrument} model: {err}")
+    model, meta = _chosen_model(models, instrument)
     sr = model.config.synth.sample_rate
     own = set(model.synth.labels)
     options = TransferOptions(auto_adjust=bool(auto_adjust),
@@ -213,12 +218,7 @@ def run_tone_match(audio_path, midi_path, instrument, auto_adjust, pitch_shift, 
     if not reference:
         gr.Warning("Upload a reference recording first.")
         return [gr.skip()] * (len(rack.inputs) + 1)
-    if instrument not in models:
-        _fail(f"Unknown instrument {instrument!r}.")
-    try:
-        model, meta = _model(str(models[instrument]))
-    except ModelFileError as err:
-        _fail(f"Could not load the {instrument} model: {err}")
+    model, meta = _chosen_model(models, instrument)
     own = set(model.synth.labels)
     options = TransferOptions(auto_adjust=bool(auto_adjust),
                               pitch_shift_semitones=float(pitch_shift),

@@ -158,9 +158,18 @@ def run_gradient(problem: Problem, method: str, config: MatchConfig, steps: int,
     hybrid), from several starts; at each of ``sweep_at`` the best point so far has its
     frequencies grid-searched and Adam continues from there alone; CMA-ES if it stalls."""
     losses_fn = problem.real_losses if method == "hybrid" else problem.model_losses
-    with problem.phase(method):
+    return _loop_then_cma(problem, method, lambda: _gradient_loop(problem, method, config,
+                                                                  steps, bar),
+                          losses_fn, config, bar, seed)
+
+
+def _loop_then_cma(problem: Problem, phase: str, loop, losses_fn, config: MatchConfig, bar,
+                   seed: int) -> str:
+    """Run ``loop()`` in ``phase`` under the budget; a loop that converged without reaching
+    the goal hands the rest of the budget to CMA-ES. Returns why it stopped."""
+    with problem.phase(phase):
         try:
-            stopped = _gradient_loop(problem, method, config, steps, bar)
+            stopped = loop()
         except OutOfTime:
             return "max_seconds"
     if stopped != "converged":
@@ -202,14 +211,8 @@ def run_spsa(problem: Problem, config: MatchConfig, steps: int, bar, seed: int) 
     box) from the best points of a random search (all starts' perturbations in one pool
     call), with the frequency sweeps of the gradient methods; epsilon shrinks from
     ``spsa_epsilon_start``."""
-    with problem.phase("spsa"):
-        try:
-            stopped = _spsa_loop(problem, config, steps, bar, seed)
-        except OutOfTime:
-            return "max_seconds"
-    if stopped != "converged":
-        return stopped
-    return fallback_cma(problem, problem.real_losses, config, bar, seed, stopped)
+    return _loop_then_cma(problem, "spsa", lambda: _spsa_loop(problem, config, steps, bar, seed),
+                          problem.real_losses, config, bar, seed)
 
 
 def _spsa_loop(problem: Problem, config: MatchConfig, steps: int, bar, seed: int) -> str:
