@@ -171,16 +171,31 @@ def _partials() -> tuple[np.ndarray, np.ndarray]:
 _PARTIAL_RATIO, _PARTIAL_K = _partials()
 
 
-def _window_reduce(spec: np.ndarray, f_hz: np.ndarray, reduce) -> np.ndarray:
-    """``reduce`` (np.max / np.min) of ``spec`` over the log bins within +-2 of each
-    frequency: spec [n, bins], f_hz [n, ...] -> [n, ...]."""
+def _window_extremes(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Max and min of ``spec`` ([n, bins]) over every window of ``2 * PEAK_HALF_BINS + 1`` log
+    bins, the spectrum's edge values repeated past its ends: [n, bins + 2 * PEAK_HALF_BINS]
+    each, entry ``c + PEAK_HALF_BINS`` for the window centred on bin ``c``."""
+    h = PEAK_HALF_BINS
+    ext = np.concatenate([np.repeat(spec[:, :1], 2 * h, axis=1), spec,
+                          np.repeat(spec[:, -1:], 2 * h, axis=1)], axis=1)
+    width = spec.shape[1] + 2 * h
+    high, low = ext[:, :width].copy(), ext[:, :width].copy()
+    for i in range(1, 2 * h + 1):  # a few shifted passes: cheaper than a window view per call
+        np.maximum(high, ext[:, i : i + width], out=high)
+        np.minimum(low, ext[:, i : i + width], out=low)
+    return high, low
+
+
+def _window_reduce(extremes: np.ndarray, f_hz: np.ndarray) -> np.ndarray:
+    """The entry of ``extremes`` (one of :func:`_window_extremes`) for the window centred on
+    the log bin of each frequency (bins within +-2, clipped to the spectrum): extremes [n, ...],
+    f_hz [n, ...] -> [n, ...]."""
     centre = np.round(1200.0 * np.log2(np.maximum(np.nan_to_num(f_hz, nan=1.0), 1e-3)
                                        / LOG_BIN_LO_HZ) / LOG_BIN_CENTS)
-    centre = np.minimum(centre.astype(np.int64), N_LOG_BINS - 1)
-    idx = np.clip(centre[..., None] + np.arange(-PEAK_HALF_BINS, PEAK_HALF_BINS + 1),
-                  0, spec.shape[1] - 1)
-    vals = np.take_along_axis(spec, idx.reshape(len(spec), -1), axis=1).reshape(idx.shape)
-    return reduce(vals, axis=-1)
+    # a window centred further below bin 0 than its half-width holds bin 0 alone, as at -h
+    centre = np.clip(centre.astype(np.int64), -PEAK_HALF_BINS, N_LOG_BINS - 1)
+    idx = (centre + PEAK_HALF_BINS).reshape(len(extremes), -1)
+    return np.take_along_axis(extremes, idx, axis=1).reshape(centre.shape)
 
 
 def spectral_features(spec_db: np.ndarray, f0_hz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,10 +213,11 @@ def spectral_features(spec_db: np.ndarray, f0_hz: np.ndarray) -> tuple[np.ndarra
         prominence_db, level_db: [n_frames, len(DIVISORS) - 1] each (k = 2..8).
     """
     f = np.asarray(f0_hz, np.float64)[:, None, None]
-    base = _window_reduce(spec_db, f[:, 0], np.max)  # [n, 1]
-    peak = _window_reduce(spec_db, f * _PARTIAL_RATIO, np.max)
-    below = _window_reduce(spec_db, f * (_PARTIAL_RATIO - 0.5 / _PARTIAL_K), np.min)
-    above = _window_reduce(spec_db, f * (_PARTIAL_RATIO + 0.5 / _PARTIAL_K), np.min)
+    high, low = _window_extremes(spec_db)
+    base = _window_reduce(high, f[:, 0])  # [n, 1]
+    peak = _window_reduce(high, f * _PARTIAL_RATIO)
+    below = _window_reduce(low, f * (_PARTIAL_RATIO - 0.5 / _PARTIAL_K))
+    above = _window_reduce(low, f * (_PARTIAL_RATIO + 0.5 / _PARTIAL_K))
     prominence = np.where(np.isnan(_PARTIAL_RATIO), -np.inf, peak - 0.5 * (below + above))
     best = np.argmax(prominence, axis=-1)[..., None]
     return (np.take_along_axis(prominence, best, axis=-1)[..., 0],

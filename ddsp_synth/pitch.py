@@ -220,7 +220,7 @@ def viterbi_advance(score: np.ndarray, log_obs_t: np.ndarray, offsets: np.ndarra
     padded = np.full(n_bins + 2 * j, -np.inf)
     padded[j:-j] = score
     # cand[o, b] = score of arriving at bin b from bin b - offsets[o].
-    cand = np.stack([padded[j - o : j - o + n_bins] for o in offsets]) + trans_to
+    cand = np.lib.stride_tricks.sliding_window_view(padded, n_bins)[j - offsets] + trans_to
     best = np.argmax(cand, axis=0)
     arrive = cand[best, np.arange(n_bins)]
     source = np.arange(n_bins) - offsets[best]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..dsp.interpolation import n_frames_for
-from ..dsp.spectral import a_weighted_loudness
+from ..dsp.spectral import window_loudness_db
 from ..dsp.units import cents_to_hz
 from ..errors import InputError
 from ..features import FeatureConfig
@@ -76,9 +76,8 @@ class StreamingFeatures:
     @torch.inference_mode()
     def _frame(self, window: np.ndarray) -> Frame:
         x = torch.from_numpy(window)[None]
-        # The offline loudness, on the one frame centred in this window (frame 1 at hop n/2).
-        loud = float(a_weighted_loudness(x, self.config.sample_rate, CREPE_WINDOW // 2,
-                                              CREPE_WINDOW)[0, 1, 0])
+        # The offline loudness of the one frame centred in this window.
+        loud = window_loudness_db(window, self.config.sample_rate)
         act = self._crepe(normalise_frames(x).numpy())[0].astype(np.float64)
         log_obs = log_observations(act, self.min_bin, self.max_bin)
         if self.score is None:
