@@ -586,3 +586,64 @@ def test_bad_setups_through_jack_are_one_line(jack_server, argv, expected):
     code, out, err = Live(jack_server, *argv, "--seconds", "2").finish(timeout_s=120)
     assert code == 2 and ONE_LINE.match(err), err
     assert expected in err, err
+
+
+class _SlowOnce:
+    """An identity path (output sample n = input sample n) whose worker stalls once: for
+    the runner's slip test without a model."""
+
+    kind = "audio"
+    delay_s = 0.0
+
+    def __init__(self, stall_at: int, stall_s: float):
+        self.stall_at, self.stall_s, self.calls = stall_at, stall_s, 0
+
+    def warm_up(self):
+        return [0.1] * 20
+
+    def n_out(self, n_in: int) -> int:
+        return n_in
+
+    def process(self, block):
+        self.calls += 1
+        if self.calls == self.stall_at:
+            time.sleep(self.stall_s)
+        return np.array(block, np.float32)
+
+
+def _play_through(runner, x, block):
+    y = np.zeros_like(x)
+    t0 = time.perf_counter()
+    for c in range(len(x) // block):
+        time.sleep(max(0.0, t0 + c * block / RATE - time.perf_counter()))
+        runner.process(x[c * block : (c + 1) * block], y[c * block : (c + 1) * block])
+    runner.stop()
+    return y
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_late_block_slips_the_schedule_without_skipping_or_repeating_audio(fixed):
+    """With the warm-up's margin, a stalled worker's late blocks delay the schedule by the
+    samples they missed: every input sample is played once, in order, and the latency grows
+    by the silence played; with --margin-ms the schedule stays put and the stall is lost."""
+    block = 64
+    n = RATE // 2
+    x = (np.arange(1, n + 1) / n).astype(np.float32)  # every sample its own value
+    runner = LiveRunner(_SlowOnce(stall_at=100, stall_s=0.012), RATE, block)
+    runner.start(margin_ms=1.0 if fixed else None)
+    start_prefill = runner.prefill
+    y = _play_through(runner, x, block)
+    assert runner.error is None and runner.late_blocks >= 1
+    played = np.rint(y[y != 0] * n).astype(np.int64)
+    if fixed:
+        assert runner.slips == [] and runner.prefill == start_prefill
+        assert np.any(np.diff(played) > 1)  # the stall's samples were never played
+        return
+    assert len(runner.slips) >= 1 and runner.prefill == start_prefill + runner.slip_samples
+    assert runner.slip_samples == runner.late_samples  # each late sample delays the rest
+    np.testing.assert_array_equal(np.diff(played), 1)  # none skipped, none repeated
+    assert played[0] == 1
+    p = runner.prefill  # after the last slip, output n is input n - prefill
+    k = np.arange(runner.slips[-1][0] + block, len(y))
+    np.testing.assert_array_equal(y[k], x[k - p])
+    assert runner.latency_s == pytest.approx(p / RATE)

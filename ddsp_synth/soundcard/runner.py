@@ -17,8 +17,14 @@ Latency, exactly: the output for card sample ``n`` is the path's output sample `
 (computed from the path's output-count function and the block length), plus ``margin`` whole
 blocks for the worker to compute in. The latency from the input port to the output port is
 ``prefill`` plus the path's signal delay, whatever the machine does; a block whose samples the
-worker has not written in time is played as silence where they are missing and counted late,
-and the schedule does not move (the next blocks are on time again as soon as the worker is).
+worker has not written in time is played as silence where they are missing and counted late.
+
+With the margin from the warm-up (no ``margin_ms``), a late block also moves the schedule: the
+prefill grows by the samples that were missing (a *slip*), so the next block starts at the
+first sample not yet played (nothing is skipped or repeated) and a hop as slow as that one is
+on time from then on. A performance settles at the latency its slowest hops need, up to
+:data:`MAX_SLIP_MS` more than it started with; every slip is kept for the report. With
+``margin_ms`` the schedule never moves (tests and benchmarks that pin the latency).
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ HELPER_PRIORITY = 1
 MARGIN_FACTOR, WAKE_MS = 1.25, 0.5  # see margin_blocks_for
 WAKE_TIMEOUT_S = 0.1  # the worker looks at the stop flag at least this often
 MAX_LATE_KEPT = 1000  # late blocks whose time the report lists
+#: how far late blocks may move the schedule (ms beyond the starting prefill)
+MAX_SLIP_MS = 30.0
 
 
 class LiveError(AudioError):
@@ -177,6 +185,9 @@ class LiveRunner:
         self.rate = device_rate
         self.block = block_samples
         self.sync_prefill = sync_prefill(path.n_out, block_samples, device_rate)
+        self.slip_samples = 0  # added to the prefill by late blocks (see the module docstring)
+        self.max_slip = 0  # none until start() sets the margin from the warm-up
+        self.slips: list[tuple[int, int]] = []  # (card sample, prefill after the slip)
         self._set_margin(0)
         self.warmup_ms: list[float] = []
         self.audio_in = path.kind == "audio"
@@ -201,9 +212,24 @@ class LiveRunner:
 
     def _set_margin(self, blocks: int) -> None:
         self.margin_blocks = blocks
-        self.prefill = self.sync_prefill + blocks * self.block
+        self._set_prefill(self.sync_prefill + blocks * self.block + self.slip_samples)
+
+    def _set_prefill(self, prefill: int) -> None:
+        self.prefill = prefill
         #: input port -> output port, in seconds (the card's own buffers come on top)
         self.latency_s = self.prefill / self.rate + self.path.delay_s
+
+    def _slip(self, start: int, missing: int) -> None:
+        """A late block at card sample ``start`` missed ``missing`` samples: delay the
+        schedule by them, within :attr:`max_slip` (callback thread; no allocation beyond
+        the report's bounded list)."""
+        grow = min(missing, self.max_slip - self.slip_samples)
+        if grow <= 0:
+            return
+        self.slip_samples += grow
+        self._set_prefill(self.prefill + grow)
+        if len(self.slips) < MAX_LATE_KEPT:
+            self.slips.append((start, self.prefill))
 
     # -- the callback (the card's thread) ------------------------------------------------
     def process(self, in_block, out_block: np.ndarray, midi_events=()) -> None:
@@ -233,6 +259,8 @@ class LiveRunner:
             self.late_samples += missing
             if len(self.late_at) < MAX_LATE_KEPT:
                 self.late_at.append(start)
+            if self.max_slip:
+                self._slip(start, missing)
         self.sent.write(out_block)
         try:
             self._wake.release()
@@ -283,8 +311,9 @@ class LiveRunner:
 
     def start(self, margin_ms: float | None = None) -> None:
         """Start the worker, warm the model up on it, and set the margin: from the warm-up
-        (:func:`margin_blocks_for`) or ``margin_ms`` rounded up to whole blocks. Call before
-        the card starts; a warm-up failure is raised here."""
+        (:func:`margin_blocks_for`; late blocks may then slip the schedule) or ``margin_ms``
+        rounded up to whole blocks (a fixed schedule). Call before the card starts; a warm-up
+        failure is raised here."""
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._worker.start()
         self._ready.wait()
@@ -294,6 +323,7 @@ class LiveRunner:
         self._set_margin(margin_blocks_for(self.warmup_ms, self.block, self.rate)
                          if margin_ms is None else
                          max(1, math.ceil(margin_ms * self.rate / (1000 * self.block))))
+        self.max_slip = round(MAX_SLIP_MS * self.rate / 1000) if margin_ms is None else 0
         self._go.set()
 
     def stop(self) -> None:

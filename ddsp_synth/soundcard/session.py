@@ -181,6 +181,11 @@ class Session:
             "late_per_minute": r.late_blocks / (seconds / 60) if seconds > 0 else 0.0,
             "xruns": self.backend.xruns, "margin_blocks": r.margin_blocks,
             "worker_realtime": r.worker_realtime,
+            # late blocks that moved the schedule: when, and the latency from then on
+            "slips": [{"t_s": n / r.rate,
+                       "latency_ms": 1e3 * (p / r.rate + self.path.delay_s)}
+                      for n, p in r.slips],
+            "slip_ms": 1e3 * r.slip_samples / r.rate,
             "latency_ms": {"engine": engine_ms, "device_in": 1e3 * dev_in,
                            "device_out": 1e3 * dev_out,
                            "round_trip": engine_ms + 1e3 * (dev_in + dev_out),

@@ -179,6 +179,10 @@ def summary_text(r: dict) -> str:
              f"({lat['round_trip']:.1f} ms with the card's buffers); "
              f"margin {r['margin_blocks']} block(s) for the model's worker"
              + ("" if r["worker_realtime"] else " (normal priority: no real-time permission)")]
+    if r.get("slips"):
+        lines.append(f"late blocks moved the schedule {len(r['slips'])} time(s), by "
+                     f"{r['slip_ms']:.1f} ms in all (the last at {r['slips'][-1]['t_s']:.1f} s); "
+                     f"--margin-ms fixes the schedule instead")
     c, cb = r["compute_per_hop"], r["callback"]
     lines.append(f"model per hop median {c['median_ms']:.2f} ms, p99 {c['p99_ms']:.2f} ms, max "
                  f"{c['max_ms']:.2f} ms; callback median {1e3 * cb['median_ms']:.0f} us, p99 "
