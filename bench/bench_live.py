@@ -13,8 +13,11 @@ block size, idle and next to a busy neighbour (a process spinning on one core, s
   live playing adds) and to its audible onset (-50 dBFS: with the trumpet's own attack, the
   same offline), each measured in the recording where the engine said;
 * the model's compute per hop and the callback's per block (median, p99, maximum), late
-  blocks per minute (ours: output not ready), and the xruns JACK reported (any client's, or
-  the dummy driver's own timing: on a virtual machine it wakes late at small periods).
+  blocks per minute (ours: output not ready), those after the first ``SETTLE_S`` (with the
+  warm-up's margin each late block slips the schedule by what it missed, so they come early
+  and the latency grows: its start and end are both in the row), and the xruns JACK reported
+  (any client's, or the dummy driver's own timing: on a virtual machine it wakes late at small
+  periods).
 
 Prints a table and writes ``bench/results_live.json`` with the machine (``bench/machine.py``);
 ``--run NAME`` keeps the table there and files this run under ``runs`` / NAME instead (the goal
@@ -159,6 +162,9 @@ def _stats(v) -> dict:
     return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max())}
 
 
+SETTLE_S = 10.0
+
+
 def one(block, load, path, seconds, measure_s, margin_ms=None):
     load_before = os.getloadavg()
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load == "busy" else None
@@ -185,6 +191,10 @@ def one(block, load, path, seconds, measure_s, margin_ms=None):
            "worker_realtime": rep["worker_realtime"],
            "compute_per_hop": rep["compute_per_hop"], "callback": rep["callback"],
            "late_blocks": rep["late_blocks"], "late_per_minute": rep["late_blocks"] / minutes,
+           # late blocks after the first SETTLE_S (the schedule slips on the first ones)
+           "late_after_settling": sum(t >= SETTLE_S for t in rep["late_block_times_s"]),
+           "slips": len(rep.get("slips", [])), "slip_ms": rep.get("slip_ms", 0.0),
+           "latency_start_ms": rep["latency_ms"]["engine"] - rep.get("slip_ms", 0.0),
            "xruns_reported_by_jack": rep["xruns"], **extra}
     return row
 
@@ -202,7 +212,9 @@ def print_row(r):
     print(f"{r['path']:5s} {r['block']:4d} {r['load']:4s} | {lat} | hop {c['median_ms']:.2f}/"
           f"{c['p99_ms']:.2f}/{c['max_ms']:.2f} ms | callback {1e3 * cb['median_ms']:.0f}/"
           f"{1e3 * cb['p99_ms']:.0f}/{1e3 * cb['max_ms']:.0f} us | late {r['late_per_minute']:.1f}"
-          f"/min (margin {r['margin_blocks']}) | JACK xruns {r['xruns_reported_by_jack']} | load "
+          f"/min, {r['late_after_settling']} after {SETTLE_S:g} s (margin {r['margin_blocks']}, "
+          f"{r['slips']} slips: {r['latency_start_ms']:.1f} -> {r['latency_ms']['engine']:.1f} ms)"
+          f" | JACK xruns {r['xruns_reported_by_jack']} | load "
           f"{r['load_average'][0]:.2f}", flush=True)
 
 
