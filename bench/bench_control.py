@@ -187,8 +187,8 @@ def experiment(args) -> dict:
     rows["loudness"] = {**scores(outputs["loudness"], ex, SR),
                         "by_material": by_material(outputs["loudness"], ex)}
     # one gain matching the mean log-magnitude spectrum (what rel_spec measures) instead
-    outputs["logmatch"] = ex.input * (10.0 ** (log_level_db(ex.reference)
-                                               - log_level_db(ex.input)) / 20.0)[:, None]
+    gain_db = log_level_db(ex.reference) - log_level_db(ex.input)
+    outputs["logmatch"] = ex.input * (10.0 ** (gain_db / 20.0))[:, None]
     rows["logmatch"] = {**scores(outputs["logmatch"], ex, SR),
                         "by_material": by_material(outputs["logmatch"], ex)}
     for spec in args.runs:
