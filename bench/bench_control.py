@@ -89,6 +89,43 @@ def heldout_examples(n: int, seconds: float):
     return examples, renderer, kind, source.names
 
 
+def material(name: str) -> str:
+    """The kind of recording an example was cut from (``file@start``): speech, singing
+    (sung voices: the real sung scale and the rendered choir/voice 'oohs') or instrument."""
+    stem = name.split("@")[0].lower()
+    if stem.startswith("speech"):
+        return "speech"
+    if "singing" in stem or stem.startswith(("voiceoohs", "choiraahs")):
+        return "singing"
+    return "instrument"
+
+
+def log_level_db(audio, n_fft: int = 1024, hop: int = 256, gate_db: float = 40.0):
+    """[batch] mean log-magnitude (dB) over the STFT bins and the frames within ``gate_db``
+    of the loudest: a level as the log-spectral distance sees it (every linear-frequency bin
+    counts the same, so the quiet high bands weigh more than in a loudness)."""
+    import torch
+
+    mag = torch.stft(audio, n_fft, hop, window=torch.hann_window(n_fft),
+                     return_complex=True).abs()
+    energy = 10.0 * torch.log10(mag.square().sum(1) + 1e-20)
+    mask = (energy > energy.max(-1, keepdim=True).values - gate_db).float()
+    frames = (20.0 * torch.log10(mag + 1e-5)).mean(1)
+    return (frames * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)
+
+
+def by_material(output, examples) -> dict:
+    """rel_spec and the loudness error of each kind of material (:func:`material`)."""
+    from ddsp_synth.control.metrics import loudness_errors, spectral_errors
+
+    kinds = np.array([material(n) for n in examples.names])
+    d, d0 = spectral_errors(output, examples.target, examples.input)
+    lu = loudness_errors(output.numpy(), examples.target.numpy(), SR)
+    return {k: {"rel_spec": float(d[kinds == k].mean() / max(d0[kinds == k].mean(), 1e-12)),
+                "loudness_lu": float(lu[kinds == k].mean()), "examples": int((kinds == k).sum())}
+            for k in sorted(set(kinds))}
+
+
 def _step_times(run_dir: Path) -> dict:
     """Median step time, steps and the best in-training validation of a run."""
     steps, times, best = 0, [], None
@@ -102,6 +139,8 @@ def _step_times(run_dir: Path) -> dict:
             best = rec["val"]["rel_spec"]
     settings = json.loads((run_dir / "run.json").read_text())
     return {"steps": steps, "step_s": float(np.median(times)) if times else None,
+            "loss": settings.get("loss", "mr"),
+            "segment_seconds": settings["data"]["segment_seconds"],
             "batch_size": settings["train"]["batch_size"],
             "max_minutes": settings["train"]["max_minutes"], "val_rel_spec_best": best}
 
@@ -132,16 +171,33 @@ def experiment(args) -> dict:
     print(f"{len(ex)} held-out examples of {args.seconds:g} s from {len(names)} recordings "
           f"({kind} devices, {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     rows, outputs = {}, {"none": ex.input}
-    rows["none"] = scores(ex.input, ex, SR)
+    rows["none"] = {**scores(ex.input, ex, SR), "by_material": by_material(ex.input, ex)}
     rule = np.stack([rule_baseline(x.numpy(), r.numpy(), SR)
                      for x, r in zip(ex.input, ex.reference)])
     outputs["rule"] = torch.from_numpy(rule)
-    rows["rule"] = scores(outputs["rule"], ex, SR)
+    rows["rule"] = {**scores(outputs["rule"], ex, SR),
+                    "by_material": by_material(outputs["rule"], ex)}
+    # the rule's loudness stage alone (no EQ): the input at the reference's loudness
+    from ddsp_synth.control.metrics import SILENT_LUFS, integrated_loudness
+    lev = []
+    for x, r in zip(ex.input.numpy(), ex.reference.numpy()):
+        a, b = integrated_loudness(x, SR), integrated_loudness(r, SR)
+        lev.append(x * 10.0 ** ((b - a) / 20.0) if min(a, b) > SILENT_LUFS else x)
+    outputs["loudness"] = torch.from_numpy(np.stack(lev).astype(np.float32))
+    rows["loudness"] = {**scores(outputs["loudness"], ex, SR),
+                        "by_material": by_material(outputs["loudness"], ex)}
+    # one gain matching the mean log-magnitude spectrum (what rel_spec measures) instead
+    gain_db = log_level_db(ex.reference) - log_level_db(ex.input)
+    outputs["logmatch"] = ex.input * (10.0 ** (gain_db / 20.0))[:, None]
+    rows["logmatch"] = {**scores(outputs["logmatch"], ex, SR),
+                        "by_material": by_material(outputs["logmatch"], ex)}
     for spec in args.runs:
         method, path = spec.split("=", 1)
         net, meta = load_controller(path)
         out = outputs[method] = render_examples(net, ex, renderer)
-        rows[method] = {**scores(out, ex, SR), **_step_times(Path(path))}
+        rows[method] = {**scores(out, ex, SR), **_step_times(Path(path)),
+                        "by_material": by_material(out, ex), "run": str(path),
+                        "level_match": bool(net.config.level_match)}
         print(f"  {method}: {rows[method]['rel_spec']:.3f}", file=sys.stderr)
     if args.match_examples:
         k = min(args.match_examples, len(ex))
@@ -156,25 +212,32 @@ def experiment(args) -> dict:
     result = {"chain": CHAIN, "sample_rate": SR, "examples": len(ex),
               "example_seconds": args.seconds, "heldout_files": names, "seed": SEED,
               "rows": rows, "deepafx_st": DEEPAFX_ST, "goals": GOALS, "machine": machine_info()}
-    _save("experiment", result)
+    _save(args.key, result)
     print(experiment_table(result))
+    print(material_table(result))
     return result
 
 
 LABELS = {"none": "do nothing", "rule": "rule baseline (LTAS EQ + loudness)",
+          "loudness": "loudness match only (the rule without its EQ)",
+          "logmatch": "one gain matching the mean log spectrum",
           "autodiff": "autodiff (twins)", "spsa": "SPSA (real devices)",
           "proxy": "proxy (compressor proxy, EQ twins)",
           "hybrid": "hybrid (real forward, proxy backward)",
+          "autodiff_level": "autodiff with the level path (--level-match)",
+          "autodiff_log": "autodiff, log-magnitude loss (--loss log)",
+          "autodiff_5s": "autodiff, trained on 5 s clips (--segment-seconds 5)",
           "match": "match per example (sees the target: ceiling)"}
 
 
 def experiment_table(result: dict) -> str:
     rows = result["rows"]
     ref = DEEPAFX_ST
-    lines = ["| method | rel_spec (ours) | DeepAFx-ST | goal | loudness error (LU) | "
+    lines = ["| method | rel_spec (ours) | median | DeepAFx-ST | goal | loudness error (LU) | "
              "step time (s, batch 8) | steps in budget |",
-             "|---|---|---|---|---|---|---|"]
-    for key in ("none", "rule", "autodiff", "spsa", "proxy", "hybrid", "match"):
+             "|---|---|---|---|---|---|---|---|"]
+    order = ("none", "rule", "loudness", "logmatch", "autodiff", "spsa", "proxy", "hybrid")
+    for key in [*order, *(k for k in rows if k not in order and k != "match"), "match"]:
         if key not in rows:
             continue
         r = rows[key]
@@ -182,9 +245,24 @@ def experiment_table(result: dict) -> str:
         deep = f"{ref[key]:.2f}" if key in ref else "-"
         goal = f"<= {GOALS[key]:.2f}" if key in GOALS else "-"
         n = f" (n={r['examples']})" if key == "match" else ""
-        lines.append(f"| {LABELS[key]} | {r['rel_spec']:.3f}{n} | {deep} | {goal} | "
+        lines.append(f"| {LABELS.get(key, key)} | {r['rel_spec']:.3f}{n} | "
+                     f"{r['rel_spec_median']:.3f} | {deep} | {goal} | "
                      f"{r['loudness_lu']:.2f} | {step} | {r.get('steps', '-')} |")
     return "\n".join(lines)
+
+
+def material_table(result: dict) -> str:
+    """rel_spec (loudness error) per kind of material, one row per method."""
+    rows = result["rows"]
+    kinds = sorted(rows["none"]["by_material"])
+    counts = ", ".join(f"{k} n={rows['none']['by_material'][k]['examples']}" for k in kinds)
+    lines = [f"| method | {' | '.join(kinds)} |", "|---" * (len(kinds) + 1) + "|"]
+    for key, r in rows.items():
+        if "by_material" in r:
+            cells = [f"{r['by_material'][k]['rel_spec']:.3f} ({r['by_material'][k]['loudness_lu']:.1f} LU)"
+                     for k in kinds]
+            lines.append(f"| {LABELS.get(key, key)} | {' | '.join(cells)} |")
+    return "\n".join(lines) + f"\n\n({counts})"
 
 
 # --------------------------------------------------------------------------------- steps
@@ -295,6 +373,8 @@ def main(argv=None) -> int:
     e.add_argument("--seconds", type=float, default=2.0)
     e.add_argument("--match-examples", type=int, default=16)
     e.add_argument("--match-seconds", type=float, default=6.0)
+    e.add_argument("--key", default="experiment",
+                   help="section of results_control.json the results go to")
     t = sub.add_parser("steps")
     t.add_argument("--methods", default="autodiff,spsa,proxy,hybrid")
     t.add_argument("--workers", default="1,2")

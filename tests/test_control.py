@@ -107,6 +107,98 @@ def test_per_frame_controller_gives_one_frame_per_hop():
         net(x)
 
 
+def _level_net(chain_text, method="autodiff", **config):
+    chain = build_chain(chain_text, SR, method)
+    declared, fixed, devices = declared_params(chain)
+    chain.close()
+    cfg = ControllerConfig(**{**TINY.__dict__, "reference": True, "level_match": True, **config})
+    torch.manual_seed(0)
+    return Controller(cfg, declared, fixed, neutral_values(declared, devices), devices), declared
+
+
+@pytest.mark.parametrize("per_frame", [False, True])
+def test_level_match_starts_the_output_gain_at_the_level_difference(per_frame):
+    """An untrained controller sets its output gain to the reference's level minus the
+    input's (the seed's controllers learned only 0.4x of it in 200 steps); without the
+    level path the gain stays near its neutral 0 dB whatever the levels."""
+    x = torch.from_numpy(np.stack([_tone(1.0, seed=s, level=0.05) for s in range(2)]))
+    ref = torch.from_numpy(np.stack([_tone(1.0, seed=5 + s, level=0.05) for s in range(2)]))
+    for level_match in (True, False):
+        net, declared = _level_net("peak,compressor,gain", per_frame=per_frame,
+                                   level_match=level_match)
+        gain = [q.name for q in declared].index("gain.gain_db")
+        for db in (-15.0, 0.0, 12.0):
+            r = ref * 10 ** (db / 20)
+            p = net.predict(x, r)[..., gain]
+            expect = db if level_match else 0.0
+            assert torch.all((p - expect).abs() < 1.5), (level_match, db, p)
+            # the embedding path (apply, style) gives the same settings
+            e = net.embed(r)
+            assert torch.allclose(net(x, reference_embedding=e), net(x, r), atol=1e-5)
+    # the offset has no gradient of its own but the head's does: trainable as before
+    net, _ = _level_net("peak,gain", per_frame=per_frame)
+    net(x, ref).sum().backward()
+    assert float(net.head[-1].weight.grad.abs().sum()) > 0
+
+
+def test_level_match_only_with_a_reference_and_a_free_gain():
+    assert _level_net("peak,gain")[0].level_index == 3  # the gain's one value
+    assert _level_net("gain,peak,gain")[0].level_index == 4  # the last gain
+    assert _level_net("peak,gain:gain_db=-3")[0].level_index is None  # fixed
+    assert _level_net("peak,compressor")[0].level_index is None  # no gain
+    assert _level_net("peak,gain", reference=False)[0].level_index is None
+    assert _level_net("peak,gain", level_match=False)[0].level_index is None
+    # a chain run as one black box (SPSA) names every parameter 'peak+gain.NAME': the
+    # devices, not the names, find the gain
+    net, declared = _level_net("peak,gain", "spsa")
+    assert [q.name for q in declared].count("peak+gain.gain_db") == 2
+    assert net.level_index == 3
+
+
+def test_level_match_is_off_by_default_and_in_old_files():
+    """Off unless asked (it trades spectral error for loudness error: docs/control.md); run
+    files and controller files written before the setting read it as off."""
+    from ddsp_synth.control.run import RunSettings
+
+    assert ControllerConfig().level_match is False
+    assert _level_net("peak,gain", level_match=False)[0].level_index is None
+    settings = RunSettings(("gain",), "autodiff", None, ("x",), TINY, SHORT,
+                           control_train_config()).to_dict()
+    del settings["controller"]["level_match"], settings["loss"]
+    old = RunSettings.from_dict(settings)
+    assert old.controller.level_match is False and old.loss == "mr"
+
+
+def test_log_loss_is_the_distance_rel_spec_measures():
+    """``loss="log"`` trains on the log-magnitude term alone (the metric's distance); the
+    default adds the linear-magnitude term, which weights loud examples and bins."""
+    from types import SimpleNamespace
+
+    from ddsp_synth.control.data import Examples
+    from ddsp_synth.control.run import RunSettings
+    from ddsp_synth.control.train import loss_of
+    from ddsp_synth.dsp.spectral import mr_log_distance
+
+    net, declared = _level_net("peak,gain", level_match=False)
+    chain = build_chain("peak,gain", SR, "autodiff")
+    x = torch.from_numpy(np.stack([_tone(0.5, seed=s, level=0.5) for s in range(2)]))
+    batch = Examples(x, 0.5 * x.flip(-1), x, ["a", "b"])
+    with torch.no_grad():
+        out, _ = chain(x, net.predict(x, x))
+        metric = float(mr_log_distance(out, batch.target).mean())
+        losses = {}
+        for loss in ("log", "mr"):
+            settings = RunSettings(("peak", "gain"), "autodiff", None, ("x",), net.config,
+                                   SHORT, control_train_config(), loss=loss)
+            run = SimpleNamespace(net=net, controller=net, chain=chain, settings=settings)
+            losses[loss] = float(loss_of(run, batch))
+    assert losses["log"] == pytest.approx(metric, rel=1e-5)
+    assert losses["mr"] > losses["log"] + 0.01
+    with pytest.raises(ControlError, match="unknown loss 'l2'"):
+        RunSettings(("gain",), "autodiff", None, ("x",), TINY, SHORT, control_train_config(),
+                    loss="l2")
+
+
 # ----------------------------------------------------------------------------- loudness
 def test_bs1770_reference_values():
     """The K-weighting's 48 kHz coefficients are checked in test_tone (one implementation:
@@ -312,6 +404,20 @@ def test_controller_file_round_trip_and_damage(trained, tmp_path):
     (copy / "controller.json").write_text(json.dumps(meta))
     with pytest.raises(ControllerFileError, match="version 99 is not supported"):
         load_controller(copy)
+
+
+def test_loaded_style_controller_has_its_level_path(recordings, tmp_path):
+    """The file's chain gives the devices back: a loaded controller finds its output gain
+    (as trained), through the SPSA black box too."""
+    run = tmp_path / "style"
+    _train(run, style=[recordings], chain="peak,gain", method="spsa", steps=2, lr=1e-6,
+           controller=ControllerConfig(**{**TINY.__dict__, "reference": True,
+                                          "level_match": True}))
+    net, _ = load_controller(run)
+    assert net.level_index == 3  # after the peak's three values
+    x = torch.from_numpy(_tone(1.0, level=0.05))[None]
+    gains = [float(net.predict(x, x * 10 ** (db / 20))[0, 3]) for db in (-10.0, 10.0)]
+    assert gains[1] - gains[0] == pytest.approx(20.0, abs=2.0)
 
 
 def test_apply_any_rate_stereo_same_settings_and_chunks(trained, monkeypatch):

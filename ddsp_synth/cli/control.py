@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import sys
 from pathlib import Path
@@ -33,10 +35,12 @@ def _cmd_train(args) -> int:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     controller = ControllerConfig(per_frame=args.per_frame,
-                                  reference=bool(args.style) or args.reference)
+                                  reference=bool(args.style) or args.reference,
+                                  level_match=args.level_match)
     data = ControlDataConfig(segment_seconds=args.segment_seconds, workers=args.workers,
                              reference_seconds=args.segment_seconds)
     summary = train_controller(args.output, args.chain, args.method, pairs=args.pairs,
+                               loss=args.loss,
                                style=args.style, controller=controller, data=data,
                                config=control_train_config(**overrides),
                                proxy_dirs=args.proxy_dir or (), workers=args.workers,
@@ -91,6 +95,13 @@ def _add_train(actions) -> None:
     t.add_argument("--reference", action="store_true",
                    help="with --pairs: also condition on another part of the target file "
                         "(always so with --style)")
+    t.add_argument("--level-match", action=argparse.BooleanOptionalAction, default=False,
+                   help="the output gain as a correction to the reference's level minus the "
+                        "input's, not learned from scratch (off: better loudness, worse "
+                        "spectral match; docs/control.md)")
+    t.add_argument("--loss", choices=("mr", "log"), default="mr",
+                   help="training loss: 'mr' the multi-resolution spectral distance (linear + "
+                        "log magnitudes), 'log' its log term alone (what rel_spec measures)")
     t.add_argument("--batch-size", type=number(int, 1, 4096), help="examples per step (8)")
     t.add_argument("--learning-rate", type=number(float, 1e-7, 1.0), help="Adam's (1e-3)")
     t.add_argument("--segment-seconds", type=number(float, 0.1, 600.0), default=2.0,

@@ -33,6 +33,11 @@ class ControllerConfig:
             per clip.
         reference: condition on a reference recording ("make it sound like this").
         min_reference_seconds: the shortest reference (and input) it analyses.
+        level_match: with a reference and an output ``gain`` in the chain, that gain starts
+            from the level difference of the reference and the input (the power of their
+            long-term average log-mel spectra, active frames only) and the head predicts a
+            correction to it, instead of the whole level from scratch. Off by default: it
+            halves the loudness error but not the spectral one (docs/control.md).
     """
 
     sample_rate: int = 16000
@@ -45,6 +50,7 @@ class ControllerConfig:
     per_frame: bool = False
     reference: bool = True
     min_reference_seconds: float = 0.5
+    level_match: bool = False
 
     def __post_init__(self):
         check_fields(self, ranges={

@@ -11,18 +11,28 @@ features and the log-mel frames themselves (absolute levels and spectral balance
 EQ and a gain are set from) are pooled over time. A per-clip head sees the input's pooled
 vector and the reference's; a per-frame head sees, at every frame, the input's features and
 log-mel frame there, plus both pooled vectors (the clip's context and the style). The last layer starts near zero with its bias at the neutral settings, so an
-untrained controller does (almost) nothing.
+untrained controller does (almost) nothing to the tone.
+
+The level (``config.level_match``, with a reference and a ``gain`` device in the chain): the
+last such gain starts from the level difference of the reference and the input, measured
+on the pooled log-mel (:func:`level_db`), and the head only corrects it (in the gain's raw
+units: a head output at its start leaves the gain at that difference exactly). A level that
+spans +-25 dB is otherwise learned slowly from scratch: the seed's controllers, trained
+without it, set their gain at about 0.4x the level difference after 200-300 steps, and a
+level match alone (no EQ, no compressor) beat them.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from ..stages.params import Param, n_values, normalise, params_from_raw
+from ..stages.params import Param, expand, n_values, normalise, params_from_raw
 from ..stages.twins import default_hop
 from .config import ControllerConfig
-from .encoder import Encoder, active_frames, pool, pool_mel
+from .encoder import DB_SCALE, Encoder, active_frames, pool, pool_mel
 
 # settings that leave the sound unchanged, where the device's default does not
 # (device name, parameter name) -> natural value
@@ -31,6 +41,30 @@ NEUTRAL = {("compressor", "threshold_db"): 0.0, ("compressor", "ratio"): 1.0,
 # the initial settings are kept this far inside each range (a sigmoid at 0 or 1 is flat)
 INIT_MARGIN = 0.02
 INIT_SCALE = 0.1  # of the last layer's default initialisation
+
+
+def level_db(ltas: torch.Tensor) -> torch.Tensor:
+    """[..., n_mels] long-term average log-mel spectrum (:func:`pool_mel`'s first half) ->
+    [...] its total power in dB (the bands' powers summed)."""
+    k = DB_SCALE / 10.0 * math.log(10.0)  # log-mel units -> natural log of power
+    return 10.0 / math.log(10.0) * torch.logsumexp(k * ltas, -1)
+
+
+def level_index(declared: tuple[Param, ...], fixed: dict[int, float],
+                devices: list[str] | None) -> int | None:
+    """The value index of the chain's last free output-gain level (the ``gain_db`` of a
+    ``gain`` device; ``devices[i]`` is the device of ``declared[i]``), or None. Parameter
+    names alone cannot tell (a chain run as one black box names every parameter
+    ``lowshelf+...+gain.NAME``)."""
+    if devices is None:
+        return None
+    found, i = None, 0
+    for p, device in zip(declared, devices):
+        for j in range(p.size):
+            if device == "gain" and p.name.split(".")[-1] == "gain_db" and i + j not in fixed:
+                found = i + j
+        i += p.size
+    return found
 
 
 def neutral_values(declared: tuple[Param, ...], devices: list[str]) -> list[float]:
@@ -51,10 +85,14 @@ class Controller(nn.Module):
         fixed: {index into the parameter values: natural value} held fixed.
         start: [n_values] natural values the untrained controller predicts (default: the
             declared defaults).
+        devices: the device name of each declared parameter (:func:`.devices.declared_params`
+            and a controller file's chain give them): where the level path finds the output
+            gain; without them there is no level path.
     """
 
     def __init__(self, config: ControllerConfig, declared: tuple[Param, ...],
-                 fixed: dict[int, float] | None = None, start: list[float] | None = None):
+                 fixed: dict[int, float] | None = None, start: list[float] | None = None,
+                 devices: list[str] | None = None):
         super().__init__()
         self.config = config
         self.declared = tuple(declared)
@@ -68,6 +106,8 @@ class Controller(nn.Module):
         self.head = nn.Sequential(nn.Linear(n_in, h), nn.GELU(), nn.Linear(h, h), nn.GELU(),
                                   nn.Linear(h, self.n_raw))
         self._init_output(start)
+        self.level_index = level_index(self.declared, self.fixed, devices) \
+            if config.level_match and config.reference else None
 
     def _init_output(self, start) -> None:
         last = self.head[-1]
@@ -87,6 +127,21 @@ class Controller(nn.Module):
     def _pooled(features: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         mask = active_frames(mel)
         return torch.cat([pool(features, mask), pool_mel(mel, mask)], -1)
+
+    def _ltas(self, pooled: torch.Tensor) -> torch.Tensor:
+        c = self.config.channels
+        return pooled[..., 2 * c : 2 * c + self.config.n_mels]
+
+    def level_offset(self, pooled: torch.Tensor, reference_embedding: torch.Tensor
+                     ) -> torch.Tensor:
+        """[batch] raw-unit offset of the output gain that sets it to the level difference
+        (reference - input, dB) when the head's own output is at the gain's default."""
+        p = expand(self.declared)[self.level_index]
+        diff = (level_db(self._ltas(reference_embedding)) - level_db(self._ltas(pooled)))
+        lo, hi = INIT_MARGIN, 1.0 - INIT_MARGIN
+        u = p.to_normalised(p.default + diff.detach()).clamp(lo, hi)
+        u0 = min(max(float(p.to_normalised(p.default)), lo), hi)
+        return torch.log(u / (1.0 - u)) - math.log(u0 / (1.0 - u0))
 
     def embed(self, audio: torch.Tensor) -> torch.Tensor:
         """[batch, n_samples] -> [batch, 2 * (channels + n_mels)]: a recording as one vector
@@ -116,10 +171,17 @@ class Controller(nn.Module):
             parts.append(reference_embedding)
         context = torch.cat(parts, -1)  # [B, 2 (C + M)], with a reference 4 (C + M)
         if not self.config.per_frame:
-            return self.head(context)
-        frames = torch.cat([features, mel], 1).transpose(1, 2)  # [B, T, C + M]
-        context = context[:, None].expand(-1, frames.shape[1], -1)
-        return self.head(torch.cat([frames, context], -1))
+            raw = self.head(context)
+        else:
+            frames = torch.cat([features, mel], 1).transpose(1, 2)  # [B, T, C + M]
+            raw = self.head(torch.cat([frames, context[:, None].expand(
+                -1, frames.shape[1], -1)], -1))
+        if self.level_index is None:
+            return raw
+        offset = torch.zeros(raw.shape[-1], dtype=raw.dtype, device=raw.device)
+        offset = offset.index_fill(0, torch.tensor([self.level_index], device=raw.device), 1.0)
+        shift = self.level_offset(parts[0], reference_embedding)  # [B]
+        return raw + (shift[:, None, None] if raw.dim() == 3 else shift[:, None]) * offset
 
     def natural(self, raw: torch.Tensor) -> torch.Tensor:
         """[..., n_raw] -> [..., n_values] natural units, fixed parameters at their values."""

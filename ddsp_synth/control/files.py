@@ -80,6 +80,11 @@ def read_controller_meta(folder: str | os.PathLike) -> dict:
     return meta
 
 
+def chain_devices(meta: dict) -> list[str]:
+    """The device name of each declared parameter of a controller file (its chain's)."""
+    return [e["device"] for e in meta["chain"] for _ in e["params"]]
+
+
 def _rebuild(meta: dict, where: Path) -> Controller:
     """The network a description implies, checked field by field (on the meta device)."""
     import torch
@@ -93,11 +98,14 @@ def _rebuild(meta: dict, where: Path) -> Controller:
         if not isinstance(meta["chain"], list) or not all(
                 isinstance(e, dict) and isinstance(e.get("source"), str) for e in meta["chain"]):
             raise ValueError("the chain is not a list of devices")
-    except (ConfigError, DeviceError, ValueError, TypeError, AttributeError) as err:
+        devices = chain_devices(meta)
+        if len(devices) != len(declared):
+            raise ValueError("the chain's devices do not match the declared parameters")
+    except (ConfigError, DeviceError, ValueError, TypeError, AttributeError, KeyError) as err:
         raise ControllerFileError(f"{where}: invalid controller description "
                                   f"({one_line(err)})") from None
     with torch.device("meta"):
-        net = Controller(config, declared, fixed)
+        net = Controller(config, declared, fixed, devices=devices)
     if net.n_weights() > MAX_CONTROLLER_WEIGHTS:
         raise ControllerFileError(f"{where}: a network of {net.n_weights()} weights exceeds the "
                                   f"{MAX_CONTROLLER_WEIGHTS} limit")
@@ -114,7 +122,8 @@ def load_controller(folder: str | os.PathLike) -> tuple[Controller, dict]:
     tensors = load_artifact_tensors(path, CONTROLLER_FILES, meta, expected)
     config = from_dict(ControllerConfig, meta["config"])
     net = Controller(config, tuple(Param.from_dict(p) for p in meta["declared"]),
-                     {int(k): float(v) for k, v in meta["fixed"].items()})
+                     {int(k): float(v) for k, v in meta["fixed"].items()},
+                     devices=chain_devices(meta))
     net.load_state_dict(tensors)
     net.eval()
     return net, meta

@@ -33,6 +33,7 @@ CONTROL_TRAIN_DEFAULTS = dict(steps=100_000, batch_size=8, learning_rate=1e-3, l
                               lr_decay_steps=1000, warmup_steps=50, grad_clip=1.0,
                               log_every=10, val_every=250, checkpoint_every=100,
                               audio_every=500, val_examples=32, max_bad_steps=20)
+LOSSES = ("mr", "log")  # RunSettings.loss
 VAL_STREAM = 7_777_777  # the validation examples' random stream (apart from any step's)
 
 
@@ -53,6 +54,9 @@ class RunSettings:
         controller, data, train, spsa: the settings.
         proxy_dirs: folders searched for proxies first.
         workers: worker processes of each group of real devices.
+        loss: ``"mr"`` the multi-resolution spectral distance (linear and log magnitudes),
+            ``"log"`` its log term alone (:func:`~ddsp_synth.dsp.spectral.mr_log_distance`,
+            the distance behind rel_spec).
     """
 
     chain: tuple[str, ...]
@@ -65,6 +69,11 @@ class RunSettings:
     spsa: SPSAConfig = SPSAConfig()
     proxy_dirs: tuple[str, ...] = ()
     workers: int = 2
+    loss: str = "mr"
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ControlError(f"unknown loss {self.loss!r} (known: {', '.join(LOSSES)})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,7 +88,8 @@ class RunSettings:
                 from_dict(ControlDataConfig, d["data"], "data."),
                 from_dict(TrainConfig, d["train"], "train."),
                 from_dict(SPSAConfig, d.get("spsa", {}), "spsa."),
-                tuple(d.get("proxy_dirs", ())), int(d.get("workers", 2)))
+                tuple(d.get("proxy_dirs", ())), int(d.get("workers", 2)),
+                str(d.get("loss", "mr")))
         except (KeyError, TypeError, ValueError) as err:
             raise TrainingError(f"damaged run.json ({err})") from None
 
@@ -184,7 +194,7 @@ def build(run_dir: Path, settings: RunSettings, resume: bool) -> ControlRun:
         source = _source(settings, chain, renderer)
         declared, fixed, devices = declared_params(chain)
         controller = Controller(settings.controller, declared, fixed,
-                                neutral_values(declared, devices))
+                                neutral_values(declared, devices), devices)
     except BaseException:
         chain.close()
         renderer.close()

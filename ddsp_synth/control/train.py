@@ -52,10 +52,12 @@ def _seed_perturbations(run: ControlRun) -> None:
 
 
 def loss_of(run: ControlRun, batch: Examples) -> torch.Tensor:
-    """Mean multi-resolution spectral distance of the chain's output to the target."""
+    """Mean multi-resolution spectral distance of the chain's output to the target (with
+    ``loss="log"`` its log-magnitude term alone, the distance rel_spec measures)."""
     raw = run.net(batch.input, batch.reference)
     output, _ = run.chain(batch.input, run.controller.natural(raw))
-    return spectral_distance(output, batch.target).mean()
+    linear = 0.0 if run.settings.loss == "log" else 1.0
+    return spectral_distance(output, batch.target, linear_weight=linear).mean()
 
 
 def train_step(run: ControlRun, stop: StopFlag) -> tuple[float, float, bool, bool]:
@@ -263,7 +265,7 @@ def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "auto
                      pairs=None, style=None, controller: ControllerConfig = ControllerConfig(),
                      data: ControlDataConfig = ControlDataConfig(),
                      config: TrainConfig | None = None, spsa: SPSAConfig = SPSAConfig(),
-                     proxy_dirs=(), workers: int = 2, resume: bool = False,
+                     proxy_dirs=(), workers: int = 2, loss: str = "mr", resume: bool = False,
                      force: bool = False, show_progress: bool = True) -> dict:
     """Train a controller of ``chain`` (or continue the run in ``run_dir``).
 
@@ -279,6 +281,7 @@ def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "auto
             only its ``steps``, ``max_minutes`` and ``num_threads`` are taken.
         spsa: SPSA's settings; proxy_dirs: folders searched for proxies first.
         workers: worker processes of each group of real devices.
+        loss: ``"mr"`` (linear and log magnitudes) or ``"log"`` (log magnitudes alone).
 
     Returns:
         A summary: steps, wall time, the last and best validation, the checkpoint.
@@ -297,7 +300,7 @@ def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "auto
     settings = None if resume else RunSettings(
         chain_settings(chain), method, tuple(map(str, pairs)) if pairs else None,
         tuple(map(str, style)) if style else None, controller, data, config, spsa,
-        tuple(map(str, proxy_dirs)), workers)
+        tuple(map(str, proxy_dirs)), workers, loss)
     overrides = {"steps": config.steps, "max_minutes": config.max_minutes,
                  "num_threads": config.num_threads}
     settings = settle(run_dir, settings, resume, force, overrides, rank == 0)
