@@ -60,6 +60,32 @@ CHECK_INTERCEPT = -0.102
 DIVISOR_BIAS = 2.0
 # Cost (nats) of changing the divisor between two frames.
 DIVISOR_SWITCH = 10.0
+# The streaming front end's online divisor filter cannot carry a reading back to a note's
+# first frames as the offline path does: every frame it waits for evidence is a frame played
+# wrong, the lowest notes (read at 3x from their start) most of all. So for a divisor whose
+# pitch f / k lies below STREAM_LOW_HZ (k >= 3: the octave below is left to the usual filter,
+# which a cheaper switch to f / 2 made read more 100-200 Hz notes at half), its evidence counts
+# in full from a note's first frame (no onset part in :func:`evidence_weight`: the legato
+# intervals the onset weighting is for are those of higher notes) and switching to it costs
+# STREAM_LOW_SWITCH nats. Chosen on the
+# fit renders (seeds 9000..9103: the low instruments and the violins) and the legato tests,
+# then measured on the benchmark; a lower cost for every divisor read legato violin notes at
+# half, and offline, where the divisor path looks both ways, neither helped.
+STREAM_LOW_HZ = 100.0
+STREAM_LOW_MIN_DIVISOR = 3
+STREAM_LOW_SWITCH = 5.0
+
+
+def stream_low(f0_hz: np.ndarray) -> np.ndarray:
+    """[n_frames, len(DIVISORS)] bool: the divisors the streaming filter treats as low."""
+    k = DIVISORS[None, :]
+    return (np.asarray(f0_hz, np.float64)[:, None] / k < STREAM_LOW_HZ) & (
+        k >= STREAM_LOW_MIN_DIVISOR)
+
+
+def stream_switch_costs(f0_hz: float) -> np.ndarray:
+    """[len(DIVISORS)] nats to switch to each divisor in the streaming filter."""
+    return np.where(stream_low(np.array([f0_hz]))[0], STREAM_LOW_SWITCH, DIVISOR_SWITCH)
 # After a note change the window still holds the previous note (and its release): two notes
 # a fifth or a fourth apart are both harmonics of a lower tone, so the check read the first
 # frames of many legato notes (violin, and the models' outputs of it) at half their pitch;
@@ -300,16 +326,24 @@ def frames_since_change(f0_hz: np.ndarray, previous: tuple[float, int] | None = 
     return out
 
 
-def evidence_weight(since_change: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-    """Weight in [0, 1] of each frame's evidence for a divisor: ``min(1, since_change /
-    ONSET_FRAMES) * min(1, confidence / CONFIDENT)`` (see :data:`ONSET_FRAMES`).
+def evidence_weight(since_change: np.ndarray, confidence: np.ndarray,
+                    exempt: np.ndarray | None = None) -> np.ndarray:
+    """Weight in [0, 1] of each frame's evidence for each divisor: ``min(1, since_change /
+    ONSET_FRAMES) * min(1, confidence / CONFIDENT)`` (see :data:`ONSET_FRAMES`), without the
+    onset part where ``exempt`` (the streaming filter's :func:`stream_low` divisors).
 
     Args:
         since_change: [n_frames] from :func:`frames_since_change`.
         confidence: [n_frames] CREPE's activation at the tracked bin.
+        exempt: [n_frames, len(DIVISORS)] bool, or None (none exempt).
+
+    Returns:
+        [n_frames, len(DIVISORS)].
     """
-    return (np.minimum(1.0, np.asarray(since_change, np.float64) / ONSET_FRAMES)
-            * np.minimum(1.0, np.asarray(confidence, np.float64) / CONFIDENT))
+    onset = np.minimum(1.0, np.asarray(since_change, np.float64) / ONSET_FRAMES)[:, None]
+    sure = np.minimum(1.0, np.asarray(confidence, np.float64) / CONFIDENT)[:, None]
+    onset = np.broadcast_to(onset, (len(onset), len(DIVISORS)))
+    return (onset if exempt is None else np.where(exempt, 1.0, onset)) * sure
 
 
 def divisor_emissions(features: np.ndarray, f0_hz: np.ndarray,
@@ -320,15 +354,15 @@ def divisor_emissions(features: np.ndarray, f0_hz: np.ndarray,
     Args:
         features: [n_frames, len(DIVISORS), 4] from :func:`check_features`.
         f0_hz: [n_frames]; divisors that would go below ``min_hz`` are excluded (-inf).
-        weight: [n_frames] from :func:`evidence_weight`: positive log-odds are multiplied by
-            it (None: every frame counts in full).
+        weight: [n_frames, len(DIVISORS)] from :func:`evidence_weight`: positive log-odds
+            are multiplied by it (None: every frame counts in full).
 
     Returns:
         [n_frames, len(DIVISORS)]; column 0 (the tracked pitch itself) is 0.
     """
     logits = features @ CHECK_WEIGHTS + CHECK_INTERCEPT + DIVISOR_BIAS
     if weight is not None:
-        w = np.asarray(weight, np.float64)[:, None]
+        w = np.asarray(weight, np.float64)
         logits = np.where(logits > 0.0, logits * w, logits)
     logits[:, 0] = 0.0
     too_low = np.asarray(f0_hz)[:, None] / DIVISORS[None, :] < min_hz
@@ -336,16 +370,19 @@ def divisor_emissions(features: np.ndarray, f0_hz: np.ndarray,
     return np.where(too_low, -np.inf, logits)
 
 
-def divisor_advance(score: np.ndarray | None, emission_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def divisor_advance(score: np.ndarray | None, emission_t: np.ndarray,
+                    switch: float | np.ndarray = DIVISOR_SWITCH
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """One step of the divisor Viterbi: (new score [K], back-pointers [K] to the previous
-    divisor index). ``score`` None starts a path at this frame."""
+    divisor index). ``score`` None starts a path at this frame; ``switch`` (nats, or [K]: per
+    divisor switched to) is the cost of changing the divisor."""
     k = len(emission_t)
     if score is None:
         return emission_t - np.max(emission_t), np.arange(k)
     best = int(np.argmax(score))
-    stay = score >= score[best] - DIVISOR_SWITCH
+    stay = score >= score[best] - switch
     back = np.where(stay, np.arange(k), best)
-    new = np.where(stay, score, score[best] - DIVISOR_SWITCH) + emission_t
+    new = np.where(stay, score, score[best] - switch) + emission_t
     return new - np.max(new), back
 
 

@@ -137,6 +137,20 @@ def test_legato_note_changes_are_not_read_at_half_pitch(f1_hz, f2_hz):
         assert np.median(np.abs(err)) < 20
 
 
+@pytest.mark.parametrize("f1_hz, f2_hz", [(147.0, 55.0), (130.8, 65.4)])
+def test_streaming_reads_a_low_note_right_from_its_start(f1_hz, f2_hz):
+    """A note change down to a low cello note (CREPE alone reads it at 3x): the online divisor
+    filter cannot carry a later reading back, so it must take the divisor from the note's
+    first frames (a divisor below 100 Hz counts from the change, and switching costs less
+    than offline). From 50 ms into the note no frame may be at 3x."""
+    a = harmonic_tone(f1_hz, BOWED_DB, seconds=1.2, seed=1)
+    n = int(0.6 * 16000)
+    a[n:] *= np.exp(-np.arange(len(a) - n) / 16000 / (0.05 / 6.9))
+    a[n:] += harmonic_tone(f2_hz, CELLO_LOW_DB, seconds=0.6, seed=2)
+    err = 1200 * np.log2(streamed_f0(a)[n // 160 + 5 : n // 160 + 55] / f2_hz)
+    assert np.all(np.abs(err) < 50), np.round(err[:10])
+
+
 @pytest.mark.parametrize("f0_hz", [440.0, 660.0, 990.0])
 def test_high_notes_with_a_strong_second_harmonic_stay_put(f0_hz):
     """A note whose second harmonic is 6 dB over its fundamental (the models' outputs of

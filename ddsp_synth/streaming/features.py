@@ -4,8 +4,9 @@ Frame ``t`` (centred on sample ``t * hop``, as on the offline grid) is emitted a
 sample ``t * hop + window / 2 - 1`` has arrived: half a CREPE window (512 samples = 32 ms at
 16 kHz) of look-ahead. Loudness equals the offline frame exactly; f0 uses the same CREPE model,
 bin refinement and harmonic check as :mod:`ddsp_synth.pitch`, decoded by online Viterbi
-filters (the best-scoring current bin, then the best-scoring current divisor, under the same
-transition priors, no backtracking). The harmonic check reads the same window, so it adds no
+filters (the best-scoring current bin, then the best-scoring current divisor, no
+backtracking; the divisor filter switches for less and weighs the evidence for a divisor
+below 100 Hz from a note's first frame: ``harmonic_check.STREAM_LOW_HZ``). The harmonic check reads the same window, so it adds no
 latency.
 """
 
@@ -97,10 +98,12 @@ class StreamingFeatures:
         f0 = np.array([f0_hz])
         since = harmonic_check.frames_since_change(f0, self.last_f0)
         self.last_f0 = (f0_hz, int(since[0]))
-        weight = harmonic_check.evidence_weight(since, np.array([confidence]))
+        weight = harmonic_check.evidence_weight(since, np.array([confidence]),
+                                                 harmonic_check.stream_low(f0))
         feats = harmonic_check.check_features(window[None], act[None], f0)
         emission = harmonic_check.divisor_emissions(feats, f0, self.check_min_hz, weight)[0]
-        self.divisor_score, _ = harmonic_check.divisor_advance(self.divisor_score, emission)
+        self.divisor_score, _ = harmonic_check.divisor_advance(
+            self.divisor_score, emission, harmonic_check.stream_switch_costs(f0_hz))
         return int(harmonic_check.DIVISORS[int(np.argmax(self.divisor_score))])
 
     def push(self, audio: np.ndarray) -> list[Frame]:
