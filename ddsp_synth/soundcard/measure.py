@@ -17,6 +17,9 @@ import numpy as np
 ENVELOPE_HOP_S = 0.001
 ENVELOPE_WINDOW_S = 0.01
 ENVELOPE_FLOOR_DB = -60.0
+#: offset_by_equality compares at most this many samples (about 10 s at 48 kHz): a 5-minute
+#: recording would otherwise cost minutes for the same answer
+MAX_EQUALITY_SAMPLES = 1 << 19
 
 
 def lag_by_reference(recording: np.ndarray, reference: np.ndarray, lags: range,
@@ -87,12 +90,13 @@ def without_late_blocks(recording: np.ndarray, report: dict) -> np.ndarray:
 
 def offset_by_equality(a: np.ndarray, b: np.ndarray, guess: int, search: int) -> tuple[int, float]:
     """Where ``b`` sits in ``a``: the offset ``d`` within ``guess +- search`` at which the
-    most samples ``a[d + k] == b[k]`` among the nonzero samples of ``b``, and that share.
+    most samples ``a[d + k] == b[k]`` among the nonzero samples of ``b`` (the first
+    :data:`MAX_EQUALITY_SAMPLES`), and that share.
 
     The same samples seen by two clients (what the engine sent and what the next client
     recorded) map one clock onto the other, to the sample, whatever the clocks reported.
     """
-    k = np.flatnonzero(b)
+    k = np.flatnonzero(b)[:MAX_EQUALITY_SAMPLES]  # a clock offset shows in any stretch
     best = (guess, 0.0)
     for d in range(guess - search, guess + search + 1):
         inside = k[(k + d >= 0) & (k + d < len(a))]
