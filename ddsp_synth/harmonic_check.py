@@ -67,25 +67,13 @@ DIVISOR_SWITCH = 10.0
 # which a cheaper switch to f / 2 made read more 100-200 Hz notes at half), its evidence counts
 # in full from a note's first frame (no onset part in :func:`evidence_weight`: the legato
 # intervals the onset weighting is for are those of higher notes) and switching to it costs
-# STREAM_LOW_SWITCH nats. Chosen on the
-# fit renders (seeds 9000..9103: the low instruments and the violins) and the legato tests,
-# then measured on the benchmark; a lower cost for every divisor read legato violin notes at
-# half, and offline, where the divisor path looks both ways, neither helped.
+# STREAM_LOW_SWITCH nats. Chosen on the fit renders (seeds 9000..9103: the low instruments
+# and the violins) and the legato tests, then measured on the benchmark; a lower cost for every
+# divisor read legato violin notes at half, and offline, where the divisor path looks both
+# ways, neither helped.
 STREAM_LOW_HZ = 100.0
 STREAM_LOW_MIN_DIVISOR = 3
 STREAM_LOW_SWITCH = 5.0
-
-
-def stream_low(f0_hz: np.ndarray) -> np.ndarray:
-    """[n_frames, len(DIVISORS)] bool: the divisors the streaming filter treats as low."""
-    k = DIVISORS[None, :]
-    return (np.asarray(f0_hz, np.float64)[:, None] / k < STREAM_LOW_HZ) & (
-        k >= STREAM_LOW_MIN_DIVISOR)
-
-
-def stream_switch_costs(f0_hz: float) -> np.ndarray:
-    """[len(DIVISORS)] nats to switch to each divisor in the streaming filter."""
-    return np.where(stream_low(np.array([f0_hz]))[0], STREAM_LOW_SWITCH, DIVISOR_SWITCH)
 # After a note change the window still holds the previous note (and its release): two notes
 # a fifth or a fourth apart are both harmonics of a lower tone, so the check read the first
 # frames of many legato notes (violin, and the models' outputs of it) at half their pitch;
@@ -344,6 +332,18 @@ def evidence_weight(since_change: np.ndarray, confidence: np.ndarray,
     sure = np.minimum(1.0, np.asarray(confidence, np.float64) / CONFIDENT)[:, None]
     onset = np.broadcast_to(onset, (len(onset), len(DIVISORS)))
     return (onset if exempt is None else np.where(exempt, 1.0, onset)) * sure
+
+
+def stream_low(f0_hz: np.ndarray) -> np.ndarray:
+    """[n_frames, len(DIVISORS)] bool: the divisors the streaming filter treats as low."""
+    k = DIVISORS[None, :]
+    return (np.asarray(f0_hz, np.float64)[:, None] / k < STREAM_LOW_HZ) & (
+        k >= STREAM_LOW_MIN_DIVISOR)
+
+
+def stream_switch_costs(f0_hz: float) -> np.ndarray:
+    """[len(DIVISORS)] nats to switch to each divisor in the streaming filter."""
+    return np.where(stream_low(np.array([f0_hz]))[0], STREAM_LOW_SWITCH, DIVISOR_SWITCH)
 
 
 def divisor_emissions(features: np.ndarray, f0_hz: np.ndarray,
