@@ -341,9 +341,10 @@ def stream_low(f0_hz: np.ndarray) -> np.ndarray:
         k >= STREAM_LOW_MIN_DIVISOR)
 
 
-def stream_switch_costs(f0_hz: float) -> np.ndarray:
-    """[len(DIVISORS)] nats to switch to each divisor in the streaming filter."""
-    return np.where(stream_low(np.array([f0_hz]))[0], STREAM_LOW_SWITCH, DIVISOR_SWITCH)
+def stream_switch_costs(low: np.ndarray) -> np.ndarray:
+    """[len(DIVISORS)] nats to switch to each divisor in the streaming filter, from one
+    frame's row of :func:`stream_low`."""
+    return np.where(low, STREAM_LOW_SWITCH, DIVISOR_SWITCH)
 
 
 def divisor_emissions(features: np.ndarray, f0_hz: np.ndarray,

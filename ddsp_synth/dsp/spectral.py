@@ -99,18 +99,17 @@ def window_loudness_db(window: np.ndarray, sample_rate: float,
     ([n_fft] samples, the frame's centre at ``n_fft // 2``) -> dB. The streaming front end's
     path (a few microseconds instead of a batched torch call); equal to the batched frame
     within float32 rounding."""
-    n_fft = len(window)
-    weight, ref_power = _a_weights_np(float(sample_rate), n_fft)
-    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)  # periodic, as torch's
+    weight, ref_power, hann = _a_weights_np(float(sample_rate), len(window))
     spec = np.fft.rfft(np.asarray(window, np.float64) * hann)
     power = float(np.dot(spec.real ** 2 + spec.imag ** 2, weight)) / ref_power
     return float(10.0 * np.log10(power + 10.0 ** (floor_db / 10.0)))
 
 
 @functools.lru_cache(maxsize=16)
-def _a_weights_np(sample_rate: float, n_fft: int) -> tuple[np.ndarray, float]:
+def _a_weights_np(sample_rate: float, n_fft: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """:func:`_a_weights` in numpy, and the periodic Hann window (as torch's)."""
     weight, ref_power = _a_weights(sample_rate, n_fft)
-    return weight.numpy(), ref_power
+    return weight.numpy(), ref_power, torch.hann_window(n_fft, dtype=torch.float64).numpy()
 
 
 def a_weighted_loudness(

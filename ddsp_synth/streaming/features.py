@@ -98,12 +98,12 @@ class StreamingFeatures:
         f0 = np.array([f0_hz])
         since = harmonic_check.frames_since_change(f0, self.last_f0)
         self.last_f0 = (f0_hz, int(since[0]))
-        weight = harmonic_check.evidence_weight(since, np.array([confidence]),
-                                                 harmonic_check.stream_low(f0))
+        low = harmonic_check.stream_low(f0)
+        weight = harmonic_check.evidence_weight(since, np.array([confidence]), low)
         feats = harmonic_check.check_features(window[None], act[None], f0)
         emission = harmonic_check.divisor_emissions(feats, f0, self.check_min_hz, weight)[0]
         self.divisor_score, _ = harmonic_check.divisor_advance(
-            self.divisor_score, emission, harmonic_check.stream_switch_costs(f0_hz))
+            self.divisor_score, emission, harmonic_check.stream_switch_costs(low[0]))
         return int(harmonic_check.DIVISORS[int(np.argmax(self.divisor_score))])
 
     def push(self, audio: np.ndarray) -> list[Frame]:
