@@ -39,24 +39,31 @@ def harmonic_share(audio: np.ndarray, f0_hz: np.ndarray, confidence: np.ndarray,
         audio: [n_samples] at ``sample_rate``.
         f0_hz, confidence, loudness_db: [n_frames] features on the hop grid of ``hop``.
     """
-    import librosa
+    import torch
+
+    from .dsp.spectral import magnitude_spectrogram
 
     audio = np.asarray(audio, np.float32)
     if len(audio) < N_FFT:  # a clip shorter than one window: zeros after it
         audio = np.pad(audio, (0, N_FFT - len(audio)))
-    spec = np.abs(librosa.stft(audio, n_fft=N_FFT, hop_length=hop, center=True)) ** 2
-    n = min(spec.shape[1], len(f0_hz), len(confidence), len(loudness_db))
+    n_frames = 1 + len(audio) // hop
+    n = min(n_frames, len(f0_hz), len(confidence), len(loudness_db))
     loud = np.asarray(loudness_db[:n], np.float64)
     sounding = loud > np.percentile(loud, 95) - SOUNDING_DB if n else np.zeros(0, bool)
     if not sounding.any():
         return 1.0
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sample_rate)
+    n_bins = int(np.searchsorted(freqs, MAX_HZ))  # only bins below MAX_HZ count
+    with torch.inference_mode():
+        mag = magnitude_spectrogram(torch.from_numpy(audio)[None], N_FFT, hop)[0]
+        # [bins < MAX_HZ, sounding frames] power
+        spec = mag[:n_bins, :n][:, torch.from_numpy(sounding)].square().double().numpy()
     f0 = np.maximum(np.asarray(f0_hz[:n], np.float64)[sounding], 1.0)  # [m]
-    spec = spec[:, :n][:, sounding]  # [bins, m]
-    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sample_rate)[:, None]  # [bins, 1]
+    freqs = freqs[:n_bins, None]  # [bins, 1]
     k = freqs / f0
     width = np.maximum(2.0 * sample_rate / N_FFT, HARMONIC_TOLERANCE * f0)
     near = (np.abs(k - np.round(k)) * f0 < width) & (np.round(k) >= 1)
-    band = (freqs > 0.8 * f0) & (freqs < MAX_HZ)
+    band = freqs > 0.8 * f0
     share = (spec * (band & near)).sum(0) / np.maximum((spec * band).sum(0), 1e-12)
     share[np.asarray(confidence[:n])[sounding] < MIN_CONFIDENCE] = 0.0
     return float(np.median(share))

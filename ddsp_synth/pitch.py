@@ -60,8 +60,6 @@ def crepe_runner(model: str = "tiny", threads: int | None = None):
     is cached in :func:`cache_dir`. Falls back to PyTorch where onnxruntime is missing or
     ``DDSP_SYNTH_CREPE=torch``.
     """
-    import torchcrepe
-
     if model not in ("tiny", "full"):
         raise ValueError(f"crepe model must be 'tiny' or 'full', got {model!r}")
     threads = threads or torch.get_num_threads()
@@ -75,6 +73,8 @@ def crepe_runner(model: str = "tiny", threads: int | None = None):
         except ImportError:
             runner = None
     if runner is None:
+        import torchcrepe  # only here and for the export: its import costs 0.3 s
+
         def runner(frames: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 return torchcrepe.infer(torch.from_numpy(frames), model=model).numpy()

@@ -121,10 +121,12 @@ def add_tone(p: argparse.ArgumentParser) -> None:
                    help="how far to move toward the reference: 0 = no change, 100 = the full "
                         "match (EQ gains and the loudness change scale with it, the ratio "
                         "geometrically)")
-    g.add_argument("--tone-aspects", type=tone_aspects, default="eq,dynamics,loudness",
+    # the default is already parsed: argparse would convert a string default, which imports
+    # the tone matcher (1.6 s) for every command that offers the option
+    g.add_argument("--tone-aspects", type=tone_aspects, default=("eq", "dynamics", "loudness"),
                    metavar="LIST",
                    help="which to match, comma-separated: eq, dynamics, loudness (the others "
-                        "stay neutral)")
+                        "stay neutral; default: all three)")
     g.add_argument("--preset-out", metavar="PRESET.json",
                    help="also save the rack applied after the instrument (--effects' devices, "
                         "then the tone match's) as a preset: '--effects PRESET.json' plays it "

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,9 +114,9 @@ class Controller(nn.Module):
         last = self.head[-1]
         with torch.no_grad():
             last.weight.mul_(INIT_SCALE)
-            values = torch.tensor(start if start is not None else
-                                  [p.default for p in self.declared for _ in range(p.size)],
-                                  dtype=torch.float64)
+            values = torch.from_numpy(np.array(  # a CPU tensor, even on the meta device
+                start if start is not None else
+                [p.default for p in self.declared for _ in range(p.size)], np.float64))
             u = normalise(self.declared, values).clamp(INIT_MARGIN, 1 - INIT_MARGIN)
             last.bias.copy_(torch.log(u / (1 - u)).float())
 

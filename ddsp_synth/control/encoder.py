@@ -49,7 +49,9 @@ class LogMel(nn.Module):
         # the one-sided power of a full-scale sine through the periodic Hann window (whose
         # sum is n_fft / 2): about 0 dB at full scale
         ref = (n_fft / 2) ** 2 / 4.0
-        self.register_buffer("mel", torch.tensor(mel, dtype=torch.float32) / ref,
+        # from_numpy: a CPU tensor even on the meta device a controller file's shapes are
+        # checked on (torch.tensor there imports torch's compiler, about a second)
+        self.register_buffer("mel", torch.from_numpy(mel.astype("float32")) / ref,
                              persistent=False)
 
     def _frames(self, audio: torch.Tensor) -> torch.Tensor:
