@@ -1,5 +1,8 @@
 """Timbre transfer: auto-adjust, chunked rendering with carried state, the one-call API."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -110,6 +113,57 @@ def _share(y, sr=16000):
     fc = FeatureConfig()
     f0, conf = compute_f0(y, fc)
     return harmonic_share(y, f0, conf, compute_loudness(y, fc), sr, fc.hop)
+
+
+def test_harmonic_share_equals_a_librosa_stft_reference():
+    """The share is computed on the package's own STFT; librosa's (the implementation it
+    replaced: periodic Hann, centred zero-padded frames) gives the same figure."""
+    import librosa
+
+    from ddsp_synth.features import compute_loudness
+    from ddsp_synth.melodic import HARMONIC_TOLERANCE, MAX_HZ, MIN_CONFIDENCE, N_FFT, \
+        SOUNDING_DB
+
+    sr, fc = 16000, FeatureConfig()
+    rng = np.random.default_rng(3)
+    y = (synth_tone(3.0, sr, 196.0) + 0.3 * synth_tone(3.0, sr, 311.0, seed=1)
+         + 0.02 * rng.standard_normal(3 * sr)).astype(np.float32)
+    f0, conf = compute_f0(y, fc)
+    loud = compute_loudness(y, fc)
+    spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=fc.hop, center=True,
+                               pad_mode="constant")) ** 2
+    n = min(spec.shape[1], len(f0))
+    sounding = loud[:n] > np.percentile(loud[:n], 95) - SOUNDING_DB
+    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sr)[:, None]
+    f = np.maximum(f0[:n][sounding], 1.0)
+    k = freqs / f
+    near = (np.abs(k - np.round(k)) * f < np.maximum(2.0 * sr / N_FFT, HARMONIC_TOLERANCE * f)) \
+        & (np.round(k) >= 1)
+    band = (freqs > 0.8 * f) & (freqs < MAX_HZ)
+    s = spec[:, :n][:, sounding]
+    share = (s * (band & near)).sum(0) / np.maximum((s * band).sum(0), 1e-12)
+    share[conf[:n][sounding] < MIN_CONFIDENCE] = 0.0
+    expected = float(np.median(share))
+    assert 0.4 < expected < 0.99  # the second tone's partials count against the share
+    assert abs(_share(y) - expected) < 1e-4
+
+
+def test_transfer_start_up_imports_neither_the_compiler_nor_the_tone_matcher(exported):
+    """Loading a model and parsing the transfer command stay light: building the model on
+    the meta device imported torch's compiler (1.5-2 s) and the --tone-aspects default the
+    tone matcher (1.6 s) on every run."""
+    code = ("import sys\n"
+            "from ddsp_synth.cli import build_parser\n"
+            "from ddsp_synth.model import load_model\n"
+            "args = build_parser().parse_args(['transfer', 'x.wav', '--model', sys.argv[1],\n"
+            "                                  '-o', 'y.wav'])\n"
+            "assert args.tone_aspects == ('eq', 'dynamics', 'loudness'), args.tone_aspects\n"
+            "load_model(sys.argv[1])\n"
+            "print(sorted(m for m in ('torch._dynamo', 'ddsp_synth.tone.match')\n"
+            "             if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(exported)], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_one_melody_passes_and_a_chord_gets_a_note(exported):
