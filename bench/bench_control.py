@@ -30,6 +30,7 @@ Prints Markdown tables; writes ``bench/results_control.json`` (merged per sectio
     python bench/bench_control.py experiment --runs autodiff=RUN spsa=RUN proxy=RUN hybrid=RUN
     python bench/bench_control.py steps
     python bench/bench_control.py style
+    python bench/bench_control.py proxy RUN_DIR     # the compressor proxy where RUN_DIR goes
 """
 
 from __future__ import annotations
@@ -218,6 +219,87 @@ def experiment(args) -> dict:
     return result
 
 
+def proxy_where(args) -> dict:
+    """The compressor proxy against the real compressor on the held-out examples, at the
+    settings a trained controller predicts and at settings drawn uniformly (what the proxy
+    was trained on): its output's MR log-spectral distance to the device's (and the dry
+    input's, for scale), and the cosine between its parameter gradient of a spectral
+    matching loss and the exact one (the twin, equal to pedalboard's compressor to 1e-7).
+    The matching target is the device at settings moved by N(0, 0.15) in normalised units."""
+    import torch
+
+    from ddsp_synth.control import load_controller
+    from ddsp_synth.control.devices import build_chain
+    from ddsp_synth.dsp.spectral import spectral_distance
+    from ddsp_synth.gradients.proxy.files import load_proxy
+    from ddsp_synth.stages.params import expand, normalise
+
+    torch.set_num_threads(1)
+    ex, renderer, _, _ = heldout_examples(args.examples, args.seconds)
+    renderer.close()
+    net, _ = load_controller(args.run)
+    with torch.no_grad():
+        settings = net.predict(ex.input, ex.reference)
+    eq = build_chain("lowshelf,peak,peak,highshelf", SR, "autodiff")
+    twin = build_chain("compressor", SR, "autodiff")
+    real = build_chain("compressor", SR, "spsa")
+    proxy = load_proxy(ROOT / "models" / "proxies" / "compressor", twin.hop)
+    n_eq, n_c = sum(eq.sizes), sum(twin.sizes)
+    with torch.no_grad():
+        x, _ = eq(ex.input, settings[:, :n_eq])  # what the compressor hears
+    declared = expand(tuple(twin.params))
+    rng = np.random.default_rng(0)
+
+    def natural(u: np.ndarray) -> torch.Tensor:
+        return torch.tensor([[p.from_normalised(float(v)) for p, v in zip(declared, row)]
+                             for row in u], dtype=torch.float32)
+
+    def log_distance(a, b) -> np.ndarray:
+        return spectral_distance(a, b, linear_weight=0.0).numpy()
+
+    def gradient(model, p, target) -> torch.Tensor:
+        q = p.clone().requires_grad_(True)
+        y, _ = model(x, q)
+        (g,) = torch.autograd.grad(spectral_distance(y, target, linear_weight=0.0).sum(), q)
+        return g
+
+    kinds = np.array([material(n) for n in ex.names])
+    result = {"run": str(args.run), "examples": len(ex), "example_seconds": args.seconds,
+              "settings": {}, "machine": machine_info()}
+    for label, p in (("controller", settings[:, n_eq:n_eq + n_c].float()),
+                     ("uniform", natural(rng.uniform(size=(len(ex), n_c))))):
+        u = normalise(tuple(twin.params), p.double()).numpy()
+        moved = natural(np.clip(u + rng.normal(0.0, 0.15, u.shape), 0.0, 1.0))
+        with torch.no_grad():
+            y_real, _ = real(x, p)
+            y_proxy, _ = proxy(x, p)
+            target, _ = real(x, moved)
+        cos = torch.nn.functional.cosine_similarity(
+            gradient(proxy, p, target), gradient(twin, p, target), dim=-1).numpy()
+        d_proxy, d_dry = log_distance(y_proxy, y_real), log_distance(x, y_real)
+        rows = {"all": np.ones(len(ex), bool), **{k: kinds == k for k in sorted(set(kinds))}}
+        result["settings"][label] = {
+            "median_settings": dict(zip([q.name for q in declared],
+                                        np.median(p.numpy(), 0).round(3).tolist())),
+            **{k: {"examples": int(m.sum()),
+                   "proxy_vs_device": float(np.median(d_proxy[m])),
+                   "dry_vs_device": float(np.median(d_dry[m])),
+                   "gradient_cosine_median": float(np.median(cos[m])),
+                   "gradient_cosine_mean": float(np.mean(cos[m]))} for k, m in rows.items()}}
+    real.close()
+    _save("proxy_where", result)
+    print("| settings | material | examples | proxy vs device (MR log) | dry vs device | "
+          "gradient cosine with the exact one, median / mean |\n|---|---|---|---|---|---|")
+    for label, r in result["settings"].items():
+        for k, v in r.items():
+            if k != "median_settings":
+                print(f"| {label} | {k} | {v['examples']} | {v['proxy_vs_device']:.3f} | "
+                      f"{v['dry_vs_device']:.3f} | {v['gradient_cosine_median']:.2f} / "
+                      f"{v['gradient_cosine_mean']:.2f} |")
+        print(f"| {label} | median settings: {r['median_settings']} | | | | |")
+    return result
+
+
 LABELS = {"none": "do nothing", "rule": "rule baseline (LTAS EQ + loudness)",
           "loudness": "loudness match only (the rule without its EQ)",
           "logmatch": "one gain matching the mean log spectrum",
@@ -379,10 +461,15 @@ def main(argv=None) -> int:
     t.add_argument("--methods", default="autodiff,spsa,proxy,hybrid")
     t.add_argument("--workers", default="1,2")
     t.add_argument("--steps", type=int, default=12)
+    q = sub.add_parser("proxy", help="the compressor proxy where a controller goes")
+    q.add_argument("run", help="a trained controller (its run folder)")
+    q.add_argument("--examples", type=int, default=64)
+    q.add_argument("--seconds", type=float, default=2.0)
     s = sub.add_parser("style")
     s.add_argument("--song-seconds", type=float, default=180.0)
     args = ap.parse_args(argv)
-    {"experiment": experiment, "steps": steps_bench, "style": style_bench}[args.what](args)
+    {"experiment": experiment, "steps": steps_bench, "style": style_bench,
+     "proxy": proxy_where}[args.what](args)
     return 0
 
 

@@ -86,11 +86,34 @@ def test_controller_starts_neutral_and_is_trainable():
     assert torch.all(p[:, names.index("gain.gain_db")] == -3.0)  # fixed
     start = p.detach()[0]
     assert abs(float(start[names.index("peak.gain_db")])) < 2.0  # near 0 dB
-    assert float(start[names.index("compressor.threshold_db")]) > -3.0  # near neutral
+    assert float(start[names.index("compressor.ratio")]) < 1.1  # (almost) no compression
     y, _ = chain(x, p)
     y.square().mean().backward()
     grads = [q.grad for q in net.encoder.parameters()]
     assert all(g is not None for g in grads) and any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_untrained_compressor_settings_receive_a_gradient():
+    """The compressor starts where its gradient is alive: under a threshold the signal
+    passes. At the old start (threshold 0 dB, ratio 1) a -12 dBFS signal never reached it
+    and the seed's controllers never moved their compressors."""
+    from ddsp_synth.dsp.spectral import spectral_distance
+
+    chain = build_chain("compressor", SR, "autodiff")
+    declared, fixed, devices = declared_params(chain)
+    net = Controller(TINY, declared, fixed, neutral_values(declared, devices))
+    x = torch.from_numpy(np.stack([_tone(0.5, seed=s) for s in range(2)]))
+    x = x * (10 ** (-12 / 20) / x.abs().amax(-1, keepdim=True))  # peaks at -12 dBFS
+    target, _ = chain(x, torch.tensor([[-30.0, 4.0, 5.0, 100.0]] * 2))
+    raw = net(x)
+    raw.retain_grad()
+    y, _ = chain(x, net.natural(raw))
+    spectral_distance(y, target.detach()).mean().backward()
+    names = [q.name for q in declared]
+    g = raw.grad.abs().sum(0)
+    assert float(g[names.index("compressor.ratio")]) > 1e-4
+    values = net.natural(raw).detach()[0]
+    assert float(values[names.index("compressor.threshold_db")]) < -20.0
 
 
 def test_per_frame_controller_gives_one_frame_per_hop():

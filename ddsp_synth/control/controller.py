@@ -35,9 +35,14 @@ from ..stages.twins import default_hop
 from .config import ControllerConfig
 from .encoder import DB_SCALE, Encoder, active_frames, pool, pool_mel
 
-# settings that leave the sound unchanged, where the device's default does not
-# (device name, parameter name) -> natural value
-NEUTRAL = {("compressor", "threshold_db"): 0.0, ("compressor", "ratio"): 1.0,
+# settings that leave the sound (almost) unchanged, where the device's default does not
+# (device name, parameter name) -> natural value. The compressor starts at ratio 1 (with
+# INIT_MARGIN: 1.06) under a threshold of -30 dB, not 0 dB: a threshold above the signal
+# leaves both its gradients at zero, and the controllers of the seed's experiment never left
+# it (median threshold -0.3 dB, ratio 1.04 after training, where the style data's
+# compressors span -40..0 dB and 1..8). At ratio 1 the ratio's gradient is alive wherever
+# the signal passes -30 dB, and the threshold's comes alive as the ratio grows.
+NEUTRAL = {("compressor", "threshold_db"): -30.0, ("compressor", "ratio"): 1.0,
            ("distortion", "drive_db"): 0.0}
 # the initial settings are kept this far inside each range (a sigmoid at 0 or 1 is flat)
 INIT_MARGIN = 0.02
