@@ -243,7 +243,8 @@ def proxy_where(args) -> dict:
     eq = build_chain("lowshelf,peak,peak,highshelf", SR, "autodiff")
     twin = build_chain("compressor", SR, "autodiff")
     real = build_chain("compressor", SR, "spsa")
-    proxy = load_proxy(ROOT / "models" / "proxies" / "compressor", twin.hop)
+    proxy = load_proxy(Path(args.proxy) if args.proxy else
+                       ROOT / "models" / "proxies" / "compressor", twin.hop)
     n_eq, n_c = sum(eq.sizes), sum(twin.sizes)
     with torch.no_grad():
         x, _ = eq(ex.input, settings[:, :n_eq])  # what the compressor hears
@@ -264,7 +265,8 @@ def proxy_where(args) -> dict:
         return g
 
     kinds = np.array([material(n) for n in ex.names])
-    result = {"run": str(args.run), "examples": len(ex), "example_seconds": args.seconds,
+    result = {"run": str(args.run), "proxy": args.proxy or "models/proxies/compressor",
+              "examples": len(ex), "example_seconds": args.seconds,
               "settings": {}, "machine": machine_info()}
     for label, p in (("controller", settings[:, n_eq:n_eq + n_c].float()),
                      ("uniform", natural(rng.uniform(size=(len(ex), n_c))))):
@@ -287,7 +289,7 @@ def proxy_where(args) -> dict:
                    "gradient_cosine_median": float(np.median(cos[m])),
                    "gradient_cosine_mean": float(np.mean(cos[m]))} for k, m in rows.items()}}
     real.close()
-    _save("proxy_where", result)
+    _save(args.key, result)
     print("| settings | material | examples | proxy vs device (MR log) | dry vs device | "
           "gradient cosine with the exact one, median / mean |\n|---|---|---|---|---|---|")
     for label, r in result["settings"].items():
@@ -465,6 +467,9 @@ def main(argv=None) -> int:
     q.add_argument("run", help="a trained controller (its run folder)")
     q.add_argument("--examples", type=int, default=64)
     q.add_argument("--seconds", type=float, default=2.0)
+    q.add_argument("--proxy", help="a compressor proxy folder (default: the shipped one)")
+    q.add_argument("--key", default="proxy_where",
+                   help="section of results_control.json the results go to")
     s = sub.add_parser("style")
     s.add_argument("--song-seconds", type=float, default=180.0)
     args = ap.parse_args(argv)
