@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -207,13 +208,14 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPM
         config = ModelConfig.from_dict(meta["model"])
     except ConfigError as err:
         raise ModelFileError(f"{model_dir / MODEL_CONFIG}: invalid model settings ({err})") from None
-    # Shapes from the settings against the file's header, before any tensor is read. The
-    # model is built once, on the CPU (a few MB; building it on the meta device instead
-    # imports torch's compiler for its random initialisations: 1.5-2 s per load).
-    model = DDSPModel(config)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    # Shapes from the settings on the meta device (nothing allocated) against the file's
+    # header, before any tensor is read.
+    with torch.device("meta"), warnings.catch_warnings():
+        # a proxy inside the chain loads its weights into the meta tensors: a no-op
+        warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter")
+        expected = {k: tuple(v.shape) for k, v in DDSPModel(config).state_dict().items()}
     tensors = load_artifact_tensors(model_dir, MODEL_FILES, meta, expected, device)
-    model = model.to(device)
+    model = DDSPModel(config).to(device)
     model.load_state_dict(tensors)
     model.eval()
     model.meta = meta

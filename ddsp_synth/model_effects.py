@@ -193,7 +193,9 @@ def _devices(chain: Chain, config: EffectsConfig) -> list[_Device]:
 
 def _raw_start(params: tuple[Param, ...], values: list[float]) -> torch.Tensor:
     """Raw outputs whose mapping (sigmoid onto the ranges) gives ``values``."""
-    u = normalise(params, torch.tensor(values, dtype=torch.float64)[None])[0]
+    # on the CPU explicitly, also where a model file's shapes are checked on the meta device
+    # (tensor ops there import torch's compiler: about a second)
+    u = normalise(params, torch.tensor(values, dtype=torch.float64, device="cpu")[None])[0]
     u = u.clamp(INIT_MARGIN, 1.0 - INIT_MARGIN)
     return torch.logit(u).float()
 
@@ -213,7 +215,8 @@ class EffectSettings(nn.Module):
         self.once = nn.ParameterDict({
             d.label: nn.Parameter(self._start(d)) for d in self.devices if d.source == "once"})
         for d in self.devices:  # fixed and starting values, natural units (not saved)
-            self.register_buffer(f"values_{d.label}", torch.tensor(d.values), persistent=False)
+            self.register_buffer(f"values_{d.label}", torch.tensor(d.values, device="cpu"),
+                                 persistent=False)
 
     @staticmethod
     def _start(d: _Device) -> torch.Tensor:

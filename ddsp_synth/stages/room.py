@@ -46,18 +46,22 @@ class Reverb(Stage):
         if ir_samples < 2:
             raise ValueError(f"ir_samples must be at least 2, got {ir_samples}")
         self.parameterization = parameterization
+        # Made on the CPU explicitly, also where a model file's shapes are checked on the meta
+        # device: a seeded randn (or torch.tensor) there imports torch's compiler (1.5-2 s).
+        cpu = torch.device("cpu")
         gen = torch.Generator().manual_seed(seed)
-        noise = torch.randn(1, ir_samples, generator=gen)
+        noise = torch.randn(1, ir_samples, generator=gen, device=cpu)
         noise[:, 0] = 0.0
         if parameterization == "free":
             # Start as a quiet, short exponential room; every tap is then free to learn.
-            t = torch.arange(ir_samples) / sample_rate
+            t = torch.arange(ir_samples, device=cpu) / sample_rate
             init = 1e-3 * noise * torch.exp(-t / 0.1)
             self.tail = nn.Parameter(init, requires_grad=trainable)
         else:
             self.register_buffer("noise", noise)
-            self.log_gain = nn.Parameter(torch.tensor(-7.0), requires_grad=trainable)
-            self.log_decay_s = nn.Parameter(torch.tensor(-2.3), requires_grad=trainable)
+            self.log_gain = nn.Parameter(torch.tensor(-7.0, device=cpu), requires_grad=trainable)
+            self.log_decay_s = nn.Parameter(torch.tensor(-2.3, device=cpu),
+                                            requires_grad=trainable)
 
     def impulse_response(self) -> torch.Tensor:
         """[1, ir_samples] the full response, direct path included."""
