@@ -14,6 +14,7 @@ import argparse
 import atexit
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -353,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     demo = build(args.models_dir, args.max_seconds)
+    # a service manager's stop (SIGTERM) exits like Ctrl-C, so the atexit cleanup of the
+    # outputs' folder runs (left behind otherwise: one folder per server start)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                 max_file_size=f"{args.max_upload_mb:g}mb")
     return 0

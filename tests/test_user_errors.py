@@ -1560,12 +1560,14 @@ def app_server(ws, tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = root / "terminal.log"
+    tmp = root / "tmp"  # the app's temporary folders: checked empty after it stops
+    tmp.mkdir()
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [PY, str(REPO / "app.py"), "--port", str(port), "--models-dir", str(root / "models"),
              "--max-seconds", str(APP_MAX_SECONDS), "--max-upload-mb", "2"],
             stdout=fh, stderr=subprocess.STDOUT, cwd=root,
-            env={**CHILD_ENV, "GRADIO_ANALYTICS_ENABLED": "False"})
+            env={**CHILD_ENV, "GRADIO_ANALYTICS_ENABLED": "False", "TMPDIR": str(tmp)})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 240
     while True:
@@ -1580,11 +1582,13 @@ def app_server(ws, tmp_path_factory):
                 pytest.fail("the app did not start")
             time.sleep(0.5)
     yield AppServer(url, proc, log)
-    proc.terminate()
+    proc.terminate()  # as a service manager stops it: its outputs' folder goes with it
     try:
         proc.wait(30)
     except subprocess.TimeoutExpired:
         proc.kill()
+        return
+    assert not list(tmp.glob("ddsp_synth_app_*")), "the app left its outputs' folder behind"
 
 
 def _app_predict(server, audio=None, midi=None, instrument="tiny", pitch=0.0, quiet_db=40.0):
