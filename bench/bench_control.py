@@ -232,7 +232,7 @@ def proxy_where(args) -> dict:
     from ddsp_synth.control.devices import build_chain
     from ddsp_synth.dsp.spectral import spectral_distance
     from ddsp_synth.gradients.proxy.files import load_proxy
-    from ddsp_synth.stages.params import expand, normalise
+    from ddsp_synth.stages.params import denormalise, expand, normalise
 
     torch.set_num_threads(1)
     ex, renderer, _, _ = heldout_examples(args.examples, args.seconds)
@@ -252,8 +252,7 @@ def proxy_where(args) -> dict:
     rng = np.random.default_rng(0)
 
     def natural(u: np.ndarray) -> torch.Tensor:
-        return torch.tensor([[p.from_normalised(float(v)) for p, v in zip(declared, row)]
-                             for row in u], dtype=torch.float32)
+        return denormalise(declared, torch.from_numpy(u)).float()
 
     def log_distance(a, b) -> np.ndarray:
         return spectral_distance(a, b, linear_weight=0.0).numpy()

@@ -211,11 +211,9 @@ class LiveRunner:
         self._switch_interval = sys.getswitchinterval()
 
     def _set_margin(self, blocks: int) -> None:
+        """The schedule: prefill and latency from the margin and the slips so far."""
         self.margin_blocks = blocks
-        self._set_prefill(self.sync_prefill + blocks * self.block + self.slip_samples)
-
-    def _set_prefill(self, prefill: int) -> None:
-        self.prefill = prefill
+        self.prefill = self.sync_prefill + blocks * self.block + self.slip_samples
         #: input port -> output port, in seconds (the card's own buffers come on top)
         self.latency_s = self.prefill / self.rate + self.path.delay_s
 
@@ -227,7 +225,7 @@ class LiveRunner:
         if grow <= 0:
             return
         self.slip_samples += grow
-        self._set_prefill(self.prefill + grow)
+        self._set_margin(self.margin_blocks)
         if len(self.slips) < MAX_LATE_KEPT:
             self.slips.append((start, self.prefill))
 

@@ -6,8 +6,8 @@ sample ``t * hop + window / 2 - 1`` has arrived: half a CREPE window (512 sample
 bin refinement and harmonic check as :mod:`ddsp_synth.pitch`, decoded by online Viterbi
 filters (the best-scoring current bin, then the best-scoring current divisor, no
 backtracking; the divisor filter switches for less and weighs the evidence for a divisor
-below 100 Hz from a note's first frame: ``harmonic_check.STREAM_LOW_HZ``). The harmonic check reads the same window, so it adds no
-latency.
+below 100 Hz from a note's first frame: ``harmonic_check.STREAM_LOW_HZ``). The harmonic
+check reads the same window, so it adds no latency.
 """
 
 from __future__ import annotations
