@@ -10,7 +10,9 @@ harmonic check: the best tracker measured by ``bench/bench_pitch.py``) against t
 
 * ``before``: the model files of ``--before`` (read with ``git show``), the input analysed as
   that commit did (the banded Viterbi alone, no harmonic check);
-* ``after``: the models in ``models/`` and today's analysis.
+* ``after``: the models in ``models/`` and today's analysis;
+* ``learned_room``: the same with each model's room played as learned (``reverb_phase
+  "learned"``) where the model ships it minimum-phase: what that choice changes.
 
 Writes ``bench/results_models_truth.json`` (shares in [0, 1]) and prints a table.
 """
@@ -37,6 +39,7 @@ from ddsp_synth.audio_io import load_audio  # noqa: E402
 from ddsp_synth.evaluate import midi_truth, pool_truth, truth_metrics  # noqa: E402
 from ddsp_synth.features import FeatureConfig, compute_f0, features_in_blocks  # noqa: E402
 from ddsp_synth.model import load_model  # noqa: E402
+from ddsp_synth.stages.room import Reverb  # noqa: E402
 from ddsp_synth.transfer import TransferOptions, render  # noqa: E402
 
 NAMES = ("violin", "flute", "trumpet", "altosax", "cello")
@@ -87,8 +90,13 @@ def _features_without_check(audio: np.ndarray, fc: FeatureConfig) -> dict:
         features.decode_f0 = real
 
 
-def measure(model_dir: Path, name: str, old: bool) -> dict:
+def measure(model_dir: Path, name: str, old: bool, room_phase: str | None = None) -> dict:
+    """``room_phase``: play the learned room with this phase instead of the model's own."""
     model, _ = load_model(model_dir)
+    if room_phase is not None:
+        for stage in model.modules():
+            if isinstance(stage, Reverb):
+                stage.phase = room_phase
     rows = {f.name: resynth_truth(model, f, old) for f in unseen_files(name)}
     result = {"files": rows, "pooled": {s: pool_truth([r[s] for r in rows.values()])
                                         for s in ("input", "output")}}
@@ -104,6 +112,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", required=True, help="commit of the models and analysis before")
     ap.add_argument("--names", nargs="+", default=list(NAMES), choices=NAMES)
+    ap.add_argument("--out", type=Path, default=HERE / "results_models_truth.json")
     args = ap.parse_args()
     results = {"machine": machine_info(), "before": args.before, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,16 +120,19 @@ def main() -> int:
             before = measure(model_at(args.before, name, Path(tmp)), name, old=True)
             after = measure(ROOT / "models" / name, name, old=False)
             results["models"][name] = {"before": before, "after": after}
-            for label, r in (("before", before), ("after", after)):
+            if load_model(ROOT / "models" / name)[0].config.synth.reverb_phase != "learned":
+                results["models"][name]["learned_room"] = measure(
+                    ROOT / "models" / name, name, old=False, room_phase="learned")
+            for label, r in results["models"][name].items():
                 o, i = r["pooled"]["output"]["all"], r["pooled"]["input"]["all"]
-                line = (f"{name:8s} {label:6s} input >50c {100 * i['off_50c']:5.2f} %  output >50c "
+                line = (f"{name:8s} {label:12s} input >50c {100 * i['off_50c']:5.2f} %  output >50c "
                         f"{100 * o['off_50c']:5.2f} %  2x {100 * o['x2']:5.2f}  3x {100 * o['x3']:5.2f}")
                 if "low_transfer" in r:
                     lo = r["low_transfer"]["output"]["all"]
                     line += (f"  | bassoon->{name}: >50c {100 * lo['off_50c']:5.2f} % 2x "
                              f"{100 * lo['x2']:5.2f} 3x {100 * lo['x3']:5.2f}")
                 print(line, flush=True)
-    (HERE / "results_models_truth.json").write_text(json.dumps(results, indent=1))
+    args.out.write_text(json.dumps(results, indent=1))
     return 0
 
 

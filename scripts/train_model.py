@@ -19,6 +19,12 @@
    (which keeps the recipe: the command of every stage that led to the model, so a model is
    rebuilt from scratch by running them in order).
 
+``--room-phase minimum`` trains nothing: it sets how ``models/NAME`` plays its learned room
+(``reverb_phase``: the minimum-phase response with the learned magnitude, so the room's colour
+stays and the previous note's smear no longer covers a new note's attack), records that as a
+stage of the recipe, evaluates again and rewrites the card. A later ``--init-from-shipped``
+stage keeps it only if its ``--config`` sets ``reverb_phase`` too.
+
 ``--config FILE`` passes settings to ``ddsp-synth train --config`` (e.g. a shorter learned
 room, ``{"model": {"synth": {"reverb_s": 0.2}}}``; with ``--init-from-shipped`` the model's
 weights are carried over into the new settings).
@@ -186,7 +192,7 @@ def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, 
 | | |
 |---|---|
 | data | `{source.name}` from the project's shared data: FluidR3_GM {name} (MIT) rendered from seeded random melodies, 16 kHz mono, 180 s; last 20 s held out{extra} |
-| model | DDSP solo-instrument decoder, width {meta['model']['decoder']['hidden']}, {meta['n_parameters']:,} parameters; {meta['model']['synth']['n_harmonics']} harmonics, {meta['model']['synth']['n_noise_bands']} noise bands, {meta['model']['synth']['reverb_s']:g} s learned reverb |
+| model | DDSP solo-instrument decoder, width {meta['model']['decoder']['hidden']}, {meta['n_parameters']:,} parameters; {meta['model']['synth']['n_harmonics']} harmonics, {meta['model']['synth']['n_noise_bands']} noise bands, {meta['model']['synth']['reverb_s']:g} s learned reverb{" (played minimum-phase)" if meta['model']['synth'].get('reverb_phase') == 'minimum' else ""} |
 | features | {meta['sample_rate']} Hz, {meta['frame_rate_hz']:g} frames/s, pitch {meta['pitch_model']} (deterministic decoding), A-weighted loudness |
 | training | {steps} steps of batch {tr['train_config']['batch_size']} x 4 s, {minutes} min of training time on {cpu_name()} (2 cores, CPU only){" in " + str(len(recipe)) + " stages (see below)" if len(recipe) > 1 else ""} |
 | pitch range (voiced, train part) | MIDI {stats['pitch_midi_quantiles'][5]:.1f} to {stats['pitch_midi_quantiles'][95]:.1f} (5th-95th percentile), mean {stats['pitch_midi_mean']:.1f} |
@@ -235,6 +241,27 @@ KNOWN_LIMITS = {
   told; ddsp_synth's harmonic check now reads them right, and the last stage above retrained
   the model on data analysed with it. See docs/quality.md.""",
 }
+
+
+def set_room_phase(model: Path, name: str, phase: str) -> None:
+    """Set ``reverb_phase`` in the model's config.json and train_config.json, and add the
+    change to the recipe as a stage of no training steps."""
+    meta = json.loads((model / "config.json").read_text())
+    if meta["model"]["synth"].get("reverb_phase", "learned") == phase:
+        sys.exit(f"{model} already plays its room with phase '{phase}'")
+    meta["model"]["synth"]["reverb_phase"] = phase
+    (model / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
+    train_config = json.loads((model / "train_config.json").read_text())
+    train_config["model"]["synth"]["reverb_phase"] = phase
+    last = train_config["recipe"][-1]
+    train_config["recipe"].append({
+        "run": f"room-phase-{phase}",
+        "command": f"python scripts/train_model.py {name} --room-phase {phase}",
+        "steps": 0, "minutes": 0.0, "extra_seconds": last.get("extra_seconds", 0),
+        "note": ("no training: the learned room played as its minimum-phase equivalent (same "
+                 "magnitude response, energy as early as causality allows)"
+                 if phase == "minimum" else "no training: the learned room played as learned")})
+    (model / "train_config.json").write_text(json.dumps(train_config, indent=2))
 
 
 def render_extra(name: str, seconds: float) -> Path:
@@ -408,6 +435,9 @@ def main() -> int:
                              "performances) and rewrite eval.json and the card")
     parser.add_argument("--card-only", action="store_true",
                         help="only rewrite MODEL_CARD.md from the model's eval.json and recipe")
+    parser.add_argument("--room-phase", choices=("learned", "minimum"),
+                        help="no training: play models/NAME's learned room with this phase, "
+                             "record it in the recipe, evaluate again and rewrite the card")
     args = parser.parse_args()
     source = SHARED / f"{args.name}.flac"
     if not source.exists() and not args.card_only:
@@ -417,7 +447,9 @@ def main() -> int:
     if args.card_only:
         write_card(args.name, ROOT / "models" / args.name, source)
         return 0
-    if args.eval_only:
+    if args.room_phase:
+        set_room_phase(ROOT / "models" / args.name, args.name, args.room_phase)
+    if args.eval_only or args.room_phase:
         model = ROOT / "models" / args.name
         run(["prepare", str(source), "-o", str(ROOT / "data" / args.name), "--quiet"])
         write_eval(args.name, model, ROOT / "data" / args.name, args.full_pitch_eval)

@@ -306,6 +306,34 @@ def test_fft_convolve_matches_scipy():
         np.testing.assert_allclose(y[b], scipy.signal.fftconvolve(x[b], ir[0]), atol=1e-10)
 
 
+def test_minimum_phase_reflects_outer_zeros_and_keeps_the_magnitude():
+    # (1 - 2 z^-1)(1 - 0.5 z^-1): the zero at 2 reflected to 0.5, gain 2 keeps |H|
+    mixed = torch.tensor([[1.0, -2.5, 1.0, 0.0]], dtype=torch.float64)
+    np.testing.assert_allclose(convolution.minimum_phase(mixed)[0].numpy(), [2.0, -2.0, 0.5, 0.0],
+                               atol=1e-6)
+    already = torch.tensor([[1.0, 0.5, 0.0]], dtype=torch.float64)  # its zero at -0.5 is inside
+    np.testing.assert_allclose(convolution.minimum_phase(already)[0].numpy(), [1.0, 0.5, 0.0],
+                               atol=1e-6)
+    # a room-like response: smeared noise with a pre-delay; the magnitude is kept, the energy
+    # comes as early as it can (partial energies at least those of the original, everywhere)
+    rng = np.random.default_rng(0)
+    n = 800
+    h = rng.standard_normal(n) * np.exp(-np.arange(n) / 150.0) * (np.arange(n) > 40)
+    h[0] = 1.0
+    hm = convolution.minimum_phase(torch.tensor(h)[None])[0].numpy()
+    mag, mag_m = (np.abs(np.fft.rfft(v, 8192)) for v in (h, hm))
+    err_db = 20 * np.log10(mag_m / mag)
+    assert np.quantile(np.abs(err_db), 0.99) < 0.05, np.quantile(np.abs(err_db), 0.99)
+    np.testing.assert_allclose(np.sum(hm**2), np.sum(h**2), rtol=1e-3)
+    assert np.all(np.cumsum(hm**2) >= np.cumsum(h**2) - 1e-4 * np.sum(h**2))
+    assert np.sum(hm[:40] ** 2) > 0.5 * np.sum(hm**2) > np.sum(h[:40] ** 2)
+
+
+def test_minimum_phase_gradcheck():
+    ir = torch.tensor([[1.0, -0.3, 0.8, 0.2, -0.5]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(convolution.minimum_phase, (ir,))
+
+
 # ----------------------------------------------------------------------------- loudness
 def test_a_weighting_matches_librosa():
     freqs = np.linspace(10, 8000, 500)  # librosa's formula is -inf at 0 Hz

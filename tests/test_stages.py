@@ -147,7 +147,40 @@ def test_reverb_gradcheck():
     assert torch.autograd.gradcheck(lambda a: rev(a)[0], (x,))
 
 
+def test_minimum_phase_room_keeps_the_colour_and_streams_the_same():
+    learned = Reverb(16000, 160, 1600, seed=4)
+    with torch.no_grad():  # a room much louder than the direct path and mostly over in 25 ms,
+        t = torch.arange(1600) / 16000.0  # as the shipped models' trained rooms are
+        learned.tail.copy_(torch.randn(1, 1600, generator=torch.Generator().manual_seed(2))
+                           * 0.7 * torch.exp(-t / 0.01))
+    minimum = Reverb(16000, 160, 1600, seed=4, phase="minimum")
+    minimum.load_state_dict(learned.state_dict())
+    h, hm = learned.impulse_response().detach(), minimum.impulse_response().detach()
+    mag, mag_m = (torch.fft.rfft(v[0], 16384).abs() for v in (h, hm))
+    assert float((20 * torch.log10(mag_m / mag)).abs().quantile(0.99)) < 0.05
+    # the energy as early as causality allows: more of it by every tap, its centre sooner
+    energy, energy_m = h[0].square().cumsum(0), hm[0].square().cumsum(0)
+    assert bool((energy_m >= energy - 1e-4 * energy[-1]).all())
+    centre, centre_m = (float((v[0].square() * torch.arange(1600)).sum() / v.square().sum())
+                        for v in (h, hm))
+    assert centre_m < 0.6 * centre, (centre_m, centre)
+    minimum.impulse_response().square().sum().backward()
+    assert float(minimum.tail.grad.abs().sum()) > 0  # it can be trained this way too
+    # the one-hop step plays the same response
+    with torch.no_grad():
+        x = torch.randn(1, 4000, generator=torch.Generator().manual_seed(1))
+        ref, _ = minimum(x)
+        step = minimum.make_step()
+        state, out = step.initial_state(1), []
+        for t in range(0, 4000, 160):
+            y, state = step(None, None, state, x[:, t : t + 160], None)
+            out.append(y)
+    torch.testing.assert_close(torch.cat(out, 1), ref, atol=2e-4, rtol=1e-4)
+
+
 def test_reverb_rejects_bad_settings():
+    with pytest.raises(ValueError, match="phase"):
+        Reverb(16000, 160, 100, phase="linear")
     with pytest.raises(ValueError, match="parameterization"):
         Reverb(16000, 160, 100, parameterization="plate")
     with pytest.raises(ValueError, match="ir_samples"):

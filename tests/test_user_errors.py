@@ -663,6 +663,7 @@ BAD = [
       for name, edit, expect in [
           ("format-version-99", _set("format_version", 99), "format version 99"),
           ("reverb-30000s", _set("model.synth.reverb_s", 30000), "reverb_s"),
+          ("reverb-phase-linear", _set("model.synth.reverb_phase", "linear"), "reverb_phase"),
           ("hidden-1e6", _set("model.decoder.hidden", 1_000_000), "hidden"),
           ("harmonics-1e9", _set("model.synth.n_harmonics", 1e9), "n_harmonics"),
           ("hop-0", lambda m: (_set("model.synth.hop", 0)(m), _set("model.features.hop", 0)(m)),

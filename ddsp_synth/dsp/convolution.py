@@ -1,5 +1,6 @@
 """FIR design and convolution: frequency-sampled FIRs, time-varying FIR filtering with
-overlap-add, FFT convolution, and the uniformly partitioned convolution of the streaming step.
+overlap-add, FFT convolution, minimum-phase responses, and the uniformly partitioned
+convolution of the streaming step.
 """
 
 from __future__ import annotations
@@ -122,6 +123,42 @@ def exp_decay_ir(
     check_tensor(noise, "noise", rank=2)
     t = torch.arange(noise.shape[1], dtype=noise.dtype, device=noise.device) / sample_rate
     return gain * noise * torch.exp(-t / decay_s)
+
+
+def minimum_phase(ir: torch.Tensor, oversample: int = 8, floor_db: float = -120.0
+                  ) -> torch.Tensor:
+    """The minimum-phase response with the magnitude spectrum of ``ir`` (real-cepstrum
+    folding), differentiable.
+
+    Of all causal responses with one magnitude spectrum, the minimum-phase one has its energy
+    as early as causality allows: the same colour, without the smear of a mixed-phase
+    response. The cepstrum is taken on an FFT ``oversample`` times longer than the response
+    (to keep its aliasing small) and the result cut back to the response's length.
+
+    Args:
+        ir: [batch, n_taps] impulse responses.
+        oversample: FFT length over ``n_taps`` (rounded up to a power of two).
+        floor_db: magnitudes are floored this far below each response's peak before the log
+            (a spectral zero has no finite log).
+
+    Returns:
+        [batch, n_taps].
+    """
+    check_tensor(ir, "ir", rank=2)
+    check_positive_int(oversample, "oversample")
+    n_taps = ir.shape[1]
+    n_fft = 1 << (oversample * n_taps - 1).bit_length()
+    spec = torch.fft.rfft(ir, n_fft)
+    power = spec.real.square() + spec.imag.square()
+    floor = power.amax(dim=1, keepdim=True).detach() * 10.0 ** (floor_db / 10.0) + 1e-30
+    log_magnitude = 0.5 * torch.log(torch.maximum(power, floor))
+    cepstrum = torch.fft.irfft(log_magnitude, n_fft)
+    # Fold the (even) real cepstrum onto positive quefrencies: the minimum-phase cepstrum.
+    fold = torch.zeros(n_fft, dtype=ir.dtype, device=ir.device)
+    fold[0] = 1.0
+    fold[1 : n_fft // 2] = 2.0
+    fold[n_fft // 2] = 1.0
+    return torch.fft.irfft(torch.exp(torch.fft.rfft(cepstrum * fold, n_fft)), n_fft)[:, :n_taps]
 
 
 def partitioned_convolution_step(block: torch.Tensor, previous_block: torch.Tensor,

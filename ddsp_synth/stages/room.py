@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..dsp.convolution import (exp_decay_ir, fft_convolve, partition_kernel,
+from ..dsp.convolution import (exp_decay_ir, fft_convolve, minimum_phase, partition_kernel,
                                partitioned_convolution_step, real_dft_matrices)
 from .base import Stage, StageStep
 
 PARAMETERIZATIONS = ("free", "exp_decay")
+PHASES = ("learned", "minimum")
 
 
 class Reverb(Stage):
@@ -32,17 +33,26 @@ class Reverb(Stage):
             time learned over a fixed noise excitation).
         seed: seed of the fixed noise that initialises / excites the response.
         trainable: whether the response learns.
+        phase: ``"learned"`` (the response as its taps are) or ``"minimum"`` (the
+            minimum-phase response with the learned response's magnitude: the room's colour
+            with its energy as early as causality allows, so the previous note's smear does
+            not cover a new note's attack; differentiable, so a room can also be trained this
+            way).
     """
 
     name = "reverb"
     exportable = True
 
     def __init__(self, sample_rate: int, hop: int, ir_samples: int,
-                 parameterization: str = "free", seed: int = 0, trainable: bool = True):
+                 parameterization: str = "free", seed: int = 0, trainable: bool = True,
+                 phase: str = "learned"):
         super().__init__(sample_rate, hop, ())
         if parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got "
                              f"{parameterization!r}")
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+        self.phase = phase
         if ir_samples < 2:
             raise ValueError(f"ir_samples must be at least 2, got {ir_samples}")
         self.parameterization = parameterization
@@ -64,7 +74,8 @@ class Reverb(Stage):
                                             requires_grad=trainable)
 
     def impulse_response(self) -> torch.Tensor:
-        """[1, ir_samples] the full response, direct path included."""
+        """[1, ir_samples] the full response, direct path included (made minimum-phase where
+        ``phase`` says so)."""
         if self.parameterization == "free":
             tail = self.tail
         else:
@@ -75,7 +86,8 @@ class Reverb(Stage):
         mask[:, 0] = 0.0
         delta = torch.zeros_like(tail)
         delta[:, 0] = 1.0
-        return delta + tail * mask
+        response = delta + tail * mask
+        return minimum_phase(response) if self.phase == "minimum" else response
 
     def forward(self, audio, params=None, state=None, **kwargs):
         """The whole response applied to ``audio`` [batch, n] (FFT convolution), the

@@ -42,6 +42,9 @@ class SynthConfig:
         reverb_parameterization: ``"free"`` (every tap learned) or ``"exp_decay"`` (gain and
             decay time learned over a fixed noise excitation).
         reverb_seed: seed of the fixed noise used to initialise / excite the reverb.
+        reverb_phase: ``"learned"`` (the response as learned) or ``"minimum"`` (its
+            minimum-phase equivalent: the same magnitude response, its energy as early as
+            causality allows; see :class:`~ddsp_synth.stages.room.Reverb`).
         processors: the signal chain, in order: the synthesizer's stages (``harmonic``,
             ``noise``, ``reverb``, each at most once, a source first) and, anywhere after the
             first source, built-in effect devices in the chain syntax of
@@ -60,6 +63,7 @@ class SynthConfig:
     reverb_s: float = 1.0
     reverb_parameterization: str = "free"
     reverb_seed: int = 0
+    reverb_phase: str = "learned"
     processors: tuple[str, ...] = SYNTH_STAGE_NAMES
 
     def __post_init__(self):
@@ -67,7 +71,8 @@ class SynthConfig:
             "sample_rate": (8000, 192000), "hop": (8, 8192), "n_harmonics": (1, 1024),
             "n_noise_bands": (2, 2049), "noise_bias": (-100.0, 100.0), "reverb_s": (0.001, 10.0),
             "reverb_seed": (0, 2**63 - 1)},
-            choices={"reverb_parameterization": ("free", "exp_decay")})
+            choices={"reverb_parameterization": ("free", "exp_decay"),
+                     "reverb_phase": ("learned", "minimum")})
         if not 10.0 <= self.frame_rate_hz <= 1000.0:
             raise ConfigError(f"hop {self.hop} at {self.sample_rate} Hz gives "
                               f"{self.frame_rate_hz:g} frames/s; use 10 to 1000")
@@ -107,7 +112,8 @@ class SynthConfig:
             return FilteredNoise(self.sample_rate, self.hop, self.n_noise_bands, self.noise_bias)
         if name == "reverb":
             return Reverb(self.sample_rate, self.hop, self.reverb_samples,
-                          self.reverb_parameterization, self.reverb_seed)
+                          self.reverb_parameterization, self.reverb_seed,
+                          phase=self.reverb_phase)
         raise ConfigError(f"'{name}' is not a stage of the synthesizer "
                           f"({', '.join(SYNTH_STAGE_NAMES)})")
 
