@@ -33,14 +33,19 @@ def test_all_five_instruments_ship_with_cards():
         assert f"**{unseen['mean']['loudness_l1_db']:.2f}**" in card
         train_config = json.loads((d / "train_config.json").read_text())
         assert train_config["train"]["batch_size"] > 0
-        # the recipe's last stage is the run that was exported, and the card shows every stage
+        # the recipe's last training stage is the run that was exported, a stage without
+        # training sets how the room is played, and the card shows every stage
         recipe = train_config["recipe"]
         meta = json.loads((d / "config.json").read_text())
-        assert recipe[-1]["steps"] == meta["training"]["steps"]
+        trained = [stage for stage in recipe if stage["steps"] > 0]
+        assert trained[-1]["steps"] == meta["training"]["steps"]
         for stage in recipe:
             assert stage["command"] in card
-            if stage["command"].startswith("python scripts/train_model.py"):
+            if stage in trained and stage["command"].startswith("python scripts/train_model.py"):
                 assert f"--steps {stage['steps']}" in stage["command"]
+            elif stage not in trained:
+                assert stage["command"].endswith(
+                    f"--room-phase {meta['model']['synth']['reverb_phase']}")
 
 
 @pytest.mark.parametrize("name", INSTRUMENTS)
