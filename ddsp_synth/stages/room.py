@@ -24,6 +24,8 @@ class Reverb(Stage):
 
     The full response is ``delta + tail``: tap 0 is the direct path (fixed at 1, as in DDSP,
     so the network cannot hide level in the reverb) and the learned tail starts at tap 1.
+    With ``phase="minimum"`` that whole response is replaced by its minimum-phase equivalent
+    (same magnitude response), whose tap 0 is then no longer 1.
     A chain's live ``amount`` of this stage is its wet/dry mix, ``out = dry + amount * (dry *
     tail)``. State: the wet ring-out still to be added [batch, ir_size - 1] (longer while the
     input so far is shorter than the response).
