@@ -99,7 +99,8 @@ def measure(model_dir: Path, name: str, old: bool, room_phase: str | None = None
                 stage.phase = room_phase
     rows = {f.name: resynth_truth(model, f, old) for f in unseen_files(name)}
     result = {"files": rows, "pooled": {s: pool_truth([r[s] for r in rows.values()])
-                                        for s in ("input", "output")}}
+                                        for s in ("input", "output")},
+              "room_phase": room_phase or model.config.synth.reverb_phase}
     low = [ROOT / "data" / "pitch_bench" / f"{i}_{s}.wav" for i, s in LOW_TRANSFER.get(name, [])]
     low = [w for w in low if w.exists()]
     if low:
@@ -120,7 +121,7 @@ def main() -> int:
             before = measure(model_at(args.before, name, Path(tmp)), name, old=True)
             after = measure(ROOT / "models" / name, name, old=False)
             results["models"][name] = {"before": before, "after": after}
-            if load_model(ROOT / "models" / name)[0].config.synth.reverb_phase != "learned":
+            if after["room_phase"] != "learned":
                 results["models"][name]["learned_room"] = measure(
                     ROOT / "models" / name, name, old=False, room_phase="learned")
             for label, r in results["models"][name].items():

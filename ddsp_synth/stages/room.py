@@ -54,10 +54,10 @@ class Reverb(Stage):
                              f"{parameterization!r}")
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
-        self.phase = phase
         if ir_samples < 2:
             raise ValueError(f"ir_samples must be at least 2, got {ir_samples}")
         self.parameterization = parameterization
+        self.phase = phase
         # Made on the CPU explicitly, also where a model file's shapes are checked on the meta
         # device: a seeded randn (or torch.tensor) there imports torch's compiler (1.5-2 s).
         cpu = torch.device("cpu")
