@@ -43,6 +43,13 @@ REFINE_HALF_WIDTH = 4
 VOICED_CONFIDENCE = 0.85
 # Below this a frame is unpitched (breath, consonant, noise): muted by auto-adjust and live use
 PITCHED_CONFIDENCE = 0.5
+# A frame below PITCHED_CONFIDENCE still counts as pitched inside a steady run: CREPE's
+# estimate moves less than STEADY_CENTS from frame to frame for at least STEADY_MS with a
+# confidence of at least STEADY_MIN_CONFIDENCE (reeds and brass in their lowest register read
+# 0.2-0.45 while their pitch holds still; breath and noise jump about).
+STEADY_MIN_CONFIDENCE = 0.15
+STEADY_CENTS = 25.0
+STEADY_MS = 60.0
 
 
 def _bin_cents(bins: np.ndarray) -> np.ndarray:

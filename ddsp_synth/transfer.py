@@ -23,7 +23,8 @@ from .stages.chain import check_amounts
 from .features import analyse
 from .melodic import harmonic_share, melody_warning
 from .rack import Preset, Rack, check_preset
-from .pitch import PITCHED_CONFIDENCE, VOICED_CONFIDENCE
+from .pitch import (PITCHED_CONFIDENCE, STEADY_CENTS, STEADY_MIN_CONFIDENCE, STEADY_MS,
+                    VOICED_CONFIDENCE)
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,6 @@ def interior_runs(mask: np.ndarray, max_len: int) -> np.ndarray:
     return out
 
 
-# A frame below PITCHED_CONFIDENCE still counts as pitched inside a steady run: CREPE's
-# estimate moves less than STEADY_CENTS from frame to frame for at least STEADY_MS with a
-# confidence of at least STEADY_MIN_CONFIDENCE (reeds and brass in their lowest register read
-# 0.2-0.45 while their pitch holds still; breath and noise jump about).
-STEADY_MIN_CONFIDENCE = 0.15
-STEADY_CENTS = 25.0
-STEADY_MS = 60.0
 # The last frames of an unpitched stretch before a note (its attack, before CREPE is sure)
 # sound at the note's pitch: at most this long.
 ONSET_MS = 40.0

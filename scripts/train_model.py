@@ -322,18 +322,17 @@ def stream_truth(model: Path, files: list[Path]) -> dict:
     from ddsp_synth.audio_io import load_audio
     from ddsp_synth.model import load_model
     from ddsp_synth.streaming import LiveEngine
-    from ddsp_synth.streaming.live import LiveOptions, live_frame
 
     m, _ = load_model(model)
     rows = []
     for f in files:
         audio = load_audio(f, 16000)
-        live, options = LiveEngine(m), LiveOptions()
+        live = LiveEngine(m)
         heard, out = [], []
         for start in range(0, len(audio), 160):  # LiveEngine.process, keeping the frames
             frames = live.features.push(audio[start : start + 160])
             heard += [fr.f0_hz for fr in frames]
-            out += [live.synth.process_frame(*live_frame(fr, options)) for fr in frames]
+            out += [live.synth.process_frame(*live.controls(fr)) for fr in frames]
         # In samples the output lags the input by the synthesis hop only (the blocks before
         # the look-ahead fills return nothing; the look-ahead delays it in time).
         y = np.concatenate(out)[live.synth.latency_samples :]

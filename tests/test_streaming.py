@@ -201,3 +201,51 @@ def test_midi_live_engine_equals_offline_midi_render(trumpet):
     assert np.all(got[:HOP] == 0.0) and len(got) == len(offline) + HOP
     assert np.abs(got[HOP:] - offline).max() < 1e-4
     assert np.abs(offline).max() > 0.05
+
+
+def _gate_run(confidence, f0_hz, **options):
+    from ddsp_synth.streaming.features import Frame
+    from ddsp_synth.streaming.live import LiveOptions, PitchedGate
+
+    gate = PitchedGate(LiveOptions(**options))
+    return np.array([gate(Frame(f0_hz=float(f), confidence=float(c), loudness_db=-20.0))
+                     for f, c in zip(f0_hz, confidence)])
+
+
+def test_pitched_gate_bridges_a_legato_dip_and_mutes_a_long_unpitched_stretch():
+    """A note change whose confidence dips for 3 frames while the pitch jumps keeps sounding;
+    an unpitched stretch (noise: the pitch jumps about) is muted once it outlasts bridge_ms."""
+    rng = np.random.default_rng(0)
+    f0 = np.r_[np.full(20, 440.0), np.full(3, 500.0), np.full(20, 494.0),
+               rng.uniform(100, 1000, 30), np.full(10, 330.0)]
+    conf = np.r_[np.full(20, 0.9), np.full(3, 0.3), np.full(20, 0.9),
+                 np.full(30, 0.3), np.full(10, 0.9)]
+    sounding = _gate_run(conf, f0, bridge_ms=80.0)
+    assert sounding[:43].all()  # the dip at the note change is bridged
+    assert sounding[43:51].all() and not sounding[52:73].any()  # 80 ms, then muted
+    assert sounding[73:].all()
+    # With no bridge the dip is muted, as the engine did before (min_confidence alone).
+    assert not _gate_run(conf, f0, bridge_ms=0.0)[20:23].any()
+
+
+def test_pitched_gate_keeps_a_steady_low_confidence_note():
+    """A low reed's note read at confidence 0.3 with a still pitch sounds after STEADY_MS;
+    the same confidence with the pitch jumping about stays muted."""
+    steady = _gate_run(np.full(40, 0.3), 60.0 * 2 ** (np.arange(40) % 2 * 0.01 / 12),
+                       bridge_ms=0.0)
+    assert not steady[:5].any() and steady[5:].all()
+    jumping = _gate_run(np.full(40, 0.3), np.tile([100.0, 160.0], 20), bridge_ms=0.0)
+    assert not jumping.any()
+
+
+def test_live_engine_plays_through_a_confidence_dip(trumpet):
+    """LiveEngine.controls: a dip in confidence inside a note keeps the loudness (not muted)."""
+    from ddsp_synth.streaming.features import Frame
+
+    live = LiveEngine(trumpet)
+    frames = [Frame(f0_hz=440.0, confidence=c, loudness_db=-25.0)
+              for c in [0.9] * 10 + [0.2, 0.25] + [0.9] * 5]
+    loud = [live.controls(fr)[1] for fr in frames]
+    assert loud == [-25.0] * len(frames)
+    live.reset()
+    assert live.controls(Frame(f0_hz=440.0, confidence=0.2, loudness_db=-25.0))[1] == -120.0
