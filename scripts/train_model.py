@@ -405,6 +405,19 @@ def write_eval(name: str, model: Path, data: Path, full: bool) -> dict:
     return metrics
 
 
+def rewrite_stream_eval(name: str, model: Path) -> None:
+    """eval.json with only the streaming engine measured again (its front end or gate changed;
+    the model did not)."""
+    path = model / "eval.json"
+    metrics = json.loads(path.read_text())
+    files = unseen_files(name)
+    if not files or not (metrics.get("unseen") or {}).get("midi_truth"):
+        sys.exit(f"error: {path} has no unseen performances with MIDI truth to measure again "
+                 "(python scripts/render_heldout.py, then --eval-only)")
+    metrics["unseen"]["stream"] = stream_truth(model, files)
+    path.write_text(json.dumps(metrics, indent=2))
+
+
 def stage_command(args) -> str:
     opts = [f"--extra-seconds {args.extra_seconds:g}" if args.extra_seconds else "",
             "--init-from-shipped" if args.init_from_shipped else "",
@@ -434,15 +447,21 @@ def main() -> int:
                              "performances) and rewrite eval.json and the card")
     parser.add_argument("--card-only", action="store_true",
                         help="only rewrite MODEL_CARD.md from the model's eval.json and recipe")
+    parser.add_argument("--stream-eval-only", action="store_true",
+                        help="only measure the streaming engine again on the unseen "
+                             "performances, update eval.json and rewrite the card")
     parser.add_argument("--room-phase", choices=("learned", "minimum"),
                         help="no training: play models/NAME's learned room with this phase, "
                              "record it in the recipe, evaluate again and rewrite the card")
     args = parser.parse_args()
     source = SHARED / f"{args.name}.flac"
-    if not source.exists() and not args.card_only:
+    if not source.exists() and not (args.card_only or args.stream_eval_only):
         sys.exit(f"error: {source} is missing: the shipped models are trained on the project's "
                  "shared data, a folder 'shared' beside the checkout (see the README, 'Where "
                  "the training data comes from')")
+    if args.stream_eval_only:
+        rewrite_stream_eval(args.name, ROOT / "models" / args.name)
+        args.card_only = True
     if args.card_only:
         write_card(args.name, ROOT / "models" / args.name, source)
         return 0

@@ -113,7 +113,7 @@ class AudioPath:
         if fr is None:
             return {}
         return {"f0_hz": fr.f0_hz, "confidence": fr.confidence, "loudness_db": fr.loudness_db,
-                "pitched": (fr.confidence >= self.engine.options.min_confidence
+                "pitched": (self.engine.last_pitched
                             and fr.loudness_db >= self.engine.options.gate_db)}
 
     def warm_up(self, seconds: float = WARMUP_SECONDS) -> list[float]:

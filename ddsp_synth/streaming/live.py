@@ -8,6 +8,7 @@ would and times each block.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -101,7 +102,7 @@ class PitchedGate:
         if frame.confidence < STEADY_MIN_CONFIDENCE or frame.f0_hz <= 0:
             self._steady = 0
         elif self._steady and self._last_f0 > 0 and abs(
-                1200.0 * np.log2(frame.f0_hz / self._last_f0)) < STEADY_CENTS:
+                1200.0 * math.log2(frame.f0_hz / self._last_f0)) < STEADY_CENTS:
             self._steady += 1
         else:
             self._steady = 1
@@ -121,10 +122,12 @@ class LiveEngine:
     exactly ``len(block)`` samples when blocks are whole hops) and records the time spent in
     features and synthesis. Output lags input by ``latency_samples`` (feature look-ahead +
     one hop), plus whatever block buffering the host adds. ``last_frame`` is the newest
-    analysed frame (None before the first), for a host's display.
+    analysed frame (None before the first) and ``last_pitched`` whether it sounded as
+    pitched (:class:`PitchedGate`), for a host's display.
     """
 
     last_frame: Frame | None = None
+    last_pitched: bool = False
 
     def __init__(self, model, options: LiveOptions = LiveOptions(), engine: str = "onnx",
                  crepe_model: str | None = None, seed: int = 0, amounts: dict | None = None,
@@ -144,11 +147,13 @@ class LiveEngine:
         self.synth.reset()
         self.rack.reset()
         self.gate.reset()
+        self.last_frame, self.last_pitched = None, False
 
     def controls(self, frame: Frame) -> tuple[float, float]:
         """(f0_hz, loudness_db) for the synthesizer from the next analysed frame (the gate's
-        state moves on: call once per frame, in order)."""
-        return live_frame(frame, self.options, self.gate(frame))
+        state moves on: call once per frame, in order; ``last_pitched`` keeps its verdict)."""
+        self.last_pitched = self.gate(frame)
+        return live_frame(frame, self.options, self.last_pitched)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
@@ -296,7 +301,9 @@ def stream_audio(model, audio: np.ndarray, block_samples: int, options: LiveOpti
     after the instrument by its twins, its time counted in the synthesis column.
 
     Returns:
-        output audio [len(audio)] (delayed by the total algorithmic latency, as live), and a
+        output audio [len(audio)]: the blocks' outputs joined (the blocks before the feature
+        look-ahead fills return nothing, so it lags ``audio`` by the synthesis hop only; live,
+        those blocks are silence and the lag is the total below), and a
         report: per-block compute times (features, synthesis, total; median and p99 in ms),
         the block length and the algorithmic latency of each stage in ms.
     """
