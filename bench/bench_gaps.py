@@ -7,7 +7,12 @@ shipped model with the command line's defaults, the frames where the input is su
 the share of them where the output falls more than 30 dB below its own median level over the
 same frames is counted: a gap inside sustained input. Goal: at most 0.5 %.
 
-    python bench/bench_gaps.py [--models violin,cello] [--out bench/results_gaps.json]
+With ``--engine stream`` the inputs go through the live engine instead (``ddsp-synth stream``:
+10 ms blocks, online pitch, no auto-adjust, the live defaults), its output moved back by the
+synthesis hop before the comparison.
+
+    python bench/bench_gaps.py [--models violin,cello] [--engine transfer|stream]
+                               [--out bench/results_gaps.json]
 
 Prints a table and writes the JSON (machine, per input and model: sustained frames, gap
 frames, share, the longest gap in ms).
@@ -77,7 +82,18 @@ def gaps(input_db: np.ndarray, output_db: np.ndarray, hop_ms: float) -> dict:
             "longest_gap_ms": longest * hop_ms}
 
 
-def measure(path: Path, model_name: str) -> dict:
+def streamed(model, audio: np.ndarray) -> np.ndarray:
+    """The live engine's output for ``audio`` (10 ms blocks), aligned with the input."""
+    from ddsp_synth.streaming import stream_audio
+
+    hop = model.config.synth.hop
+    out, _ = stream_audio(model, np.r_[audio, np.zeros(4 * hop, np.float32)], hop,
+                               engine="onnx")
+    lag = hop  # the joined blocks lag the input by the synthesis hop (stream_audio)
+    return out[lag : lag + len(audio)]
+
+
+def measure(path: Path, model_name: str, engine: str = "transfer") -> dict:
     import torch
 
     from ddsp_synth.audio_io import load_audio
@@ -89,7 +105,10 @@ def measure(path: Path, model_name: str) -> dict:
     model, meta = load_model(model_name)
     fc = model.config.features
     audio = load_audio(path, fc.sample_rate)
-    out, _ = transfer_audio(model, meta, audio, cache=False)
+    if engine == "stream":
+        out = streamed(model, audio)
+    else:
+        out, _ = transfer_audio(model, meta, audio, cache=False)
     return gaps(compute_loudness(audio, fc), compute_loudness(out, fc), 1000.0 / fc.frame_rate_hz)
 
 
@@ -99,8 +118,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="violin,cello,flute,trumpet,altosax")
     parser.add_argument("--data", default=str(ROOT / "data" / "gaps"), help="held-out renders")
-    parser.add_argument("--out", default=str(HERE / "results_gaps.json"))
+    parser.add_argument("--engine", choices=("transfer", "stream"), default="transfer",
+                        help="the offline transfer (default) or the live engine")
+    parser.add_argument("--out", help="JSON (default: bench/results_gaps.json, "
+                                      "bench/results_gaps_stream.json with --engine stream)")
     args = parser.parse_args(argv)
+    args.out = args.out or str(HERE / ("results_gaps_stream.json" if args.engine == "stream"
+                                       else "results_gaps.json"))
     folder = Path(args.data)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -108,7 +132,8 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|")
     for path in render_inputs(folder):
         for model_name in args.models.split(","):
-            r = {"input": path.name, "model": model_name, **measure(path, model_name)}
+            r = {"input": path.name, "model": model_name,
+                 **measure(path, model_name, args.engine)}
             rows.append(r)
             print(f"| {r['input']} | {model_name} | {r['sustained_frames']} | {r['gap_frames']} "
                   f"| {100 * r['gap_share']:.2f} % | {r['longest_gap_ms']:.0f} ms |", flush=True)
@@ -117,7 +142,7 @@ def main(argv=None) -> int:
     worst = max(r["gap_share"] for r in rows)
     print(f"\nall: {100 * share:.3f} % of {total} sustained frames in gaps; worst pair "
           f"{100 * worst:.2f} % (goal: at most 0.5 %)")
-    result = {"machine": machine_info(), "rows": rows, "share": share, "worst_share": worst,
+    result = {"machine": machine_info(), "engine": args.engine, "rows": rows, "share": share, "worst_share": worst,
               "goal_share": 0.005}
     atomic_write_text(args.out, json.dumps(result, indent=2))
     return 0
