@@ -88,7 +88,7 @@ def streamed(model, audio: np.ndarray) -> np.ndarray:
 
     hop = model.config.synth.hop
     out, _ = stream_audio(model, np.r_[audio, np.zeros(4 * hop, np.float32)], hop,
-                               engine="onnx")
+                          engine="onnx")
     lag = hop  # the joined blocks lag the input by the synthesis hop (stream_audio)
     return out[lag : lag + len(audio)]
 
@@ -142,8 +142,8 @@ def main(argv=None) -> int:
     worst = max(r["gap_share"] for r in rows)
     print(f"\nall: {100 * share:.3f} % of {total} sustained frames in gaps; worst pair "
           f"{100 * worst:.2f} % (goal: at most 0.5 %)")
-    result = {"machine": machine_info(), "engine": args.engine, "rows": rows, "share": share, "worst_share": worst,
-              "goal_share": 0.005}
+    result = {"machine": machine_info(), "engine": args.engine, "rows": rows, "share": share,
+              "worst_share": worst, "goal_share": 0.005}
     atomic_write_text(args.out, json.dumps(result, indent=2))
     return 0
 
