@@ -87,9 +87,10 @@ def streamed(model, audio: np.ndarray) -> np.ndarray:
     from ddsp_synth.streaming import stream_audio
 
     hop = model.config.synth.hop
-    out, _ = stream_audio(model, np.r_[audio, np.zeros(4 * hop, np.float32)], hop,
-                          engine="onnx")
-    lag = hop  # the joined blocks lag the input by the synthesis hop (stream_audio)
+    out, report = stream_audio(model, np.r_[audio, np.zeros(4 * hop, np.float32)], hop,
+                               engine="onnx")
+    # The joined blocks lag the input by the synthesis hop only (see stream_audio).
+    lag = round(report["latency_ms"]["synthesis"] * model.config.synth.sample_rate / 1000)
     return out[lag : lag + len(audio)]
 
 
