@@ -46,6 +46,10 @@ GAIN_PRIOR = 0.02  # dB of misfit per dB of filter gain (see _EQFit.penalty)
 FD_STEP = 1e-4  # forward-difference step of the EQ fit's Jacobian, normalised units
 EQ_FIT_EVALUATIONS = 60  # Jacobian evaluations of each refinement
 ATTACK_RELEASE_MS = ((1.0, 50.0), (5.0, 100.0), (20.0, 300.0), (2.0, 200.0))
+FRAME_GAIN_BANDS_PER_OCTAVE = 3  # bands of the per-frame gain fit
+FRAME_GAIN_RANGE_DB = 30.0  # bands this far below their loudest frame get no weight there
+FRAME_GAIN_ITERATIONS = 10
+BIAS_ITERATIONS = 2  # re-fits of the EQ with the distortion's bias taken out
 
 
 @dataclass
@@ -67,10 +71,44 @@ class Guesses:
 
 
 # --------------------------------------------------------------------------- transfer
+def frame_gains_db(X: np.ndarray, Y: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarray:
+    """Broadband gain of each frame of target over dry (a compressor's gain, in the main),
+    apart from a fixed response: ``log|Y|^2 - log|X|^2 = h(band) + c(frame)`` fitted by
+    alternating weighted means over octave-wide bands (weights: the dry band within
+    ``FRAME_GAIN_RANGE_DB`` of its loudest frame and of the clip's loudest band).
+
+    A compressor turns loud frames down, so a plain Welch estimate weighs each band's
+    gain by where its energy lies: bands that sound in loud notes read lower, those of
+    soft notes higher, by up to 10 dB. Dividing each frame by ``c`` takes that out.
+
+    Args:
+        X, Y: [n_frames, n_fft // 2 + 1] spectra of dry and target frames.
+
+    Returns:
+        c: [n_frames] dB, median 0.
+    """
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    keep = (freqs >= 20.0) & (freqs <= 0.45 * sample_rate)
+    band = np.floor(np.log2(np.maximum(freqs, 1.0) / 20.0) * FRAME_GAIN_BANDS_PER_OCTAVE)
+    bands = [band == k for k in np.unique(band[keep])]
+    px = np.stack([(np.abs(X[:, b & keep]) ** 2).sum(1) for b in bands], 1)
+    py = np.stack([(np.abs(Y[:, b & keep]) ** 2).sum(1) for b in bands], 1)
+    lx, ly = 10 * np.log10(px + 1e-30), 10 * np.log10(py + 1e-30)
+    w = (np.clip((lx - (lx.max(0, keepdims=True) - FRAME_GAIN_RANGE_DB)) / 10.0, 0.0, 1.0)
+         * np.clip((lx - (lx.max() - 2 * FRAME_GAIN_RANGE_DB)) / 10.0, 0.0, 1.0))
+    d, c = ly - lx, np.zeros(len(lx))
+    for _ in range(FRAME_GAIN_ITERATIONS):
+        h = ((d - c[:, None]) * w).sum(0) / np.maximum(w.sum(0), 1e-9)
+        c = ((d - h[None]) * w).sum(1) / np.maximum(w.sum(1), 1e-9)
+    return c - np.median(c[w.sum(1) > 0]) if np.any(w.sum(1) > 0) else np.zeros(len(c))
+
+
 def transfer_db(dry: np.ndarray, target: np.ndarray, sample_rate: int,
-                n_fft: int = TRANSFER_FFT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                n_fft: int = TRANSFER_FFT, frame_gains: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Transfer magnitude of dry -> target on 1/48-octave bands of an ``n_fft`` FFT (20 Hz
-    to 0.45 x the sample rate).
+    to 0.45 x the sample rate), with each target frame's broadband gain
+    (:func:`frame_gains_db`) divided out when ``frame_gains``.
 
     The matching loss's log-magnitude term counts every FFT bin alike, quiet or loud, so
     most of it sits at high frequencies; the compressor's level, on the other hand, is
@@ -95,6 +133,8 @@ def transfer_db(dry: np.ndarray, target: np.ndarray, sample_rate: int,
     win = np.hanning(n_fft)
     X = np.fft.rfft(dry[idx] * win, axis=1)
     Y = np.fft.rfft(target[idx] * win, axis=1)
+    if frame_gains:
+        Y = Y / 10.0 ** (frame_gains_db(X, Y, sample_rate, n_fft)[:, None] / 20.0)
     sxx, syy = (np.abs(X) ** 2).mean(0), (np.abs(Y) ** 2).mean(0)
     sxy = np.abs((np.conj(X) * Y).mean(0))
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
@@ -423,8 +463,10 @@ def informed_guesses(chain_devices, params, base: np.ndarray, free, dry: np.ndar
     linear = [dv for dv in devices if isinstance(dv[2], (Gain, _Biquad))]
     if linear:
         others = any(not isinstance(t, (Gain, _Biquad)) for _, _, t in devices)
-        freqs, gains, weights = transfer_db(dry, target, sample_rate)
-        u, err = _EQFit(linear, free, freqs, gains, weights, others).fit(u)
+        # a chain of linear devices alone has no level-dependent gain to take out
+        freqs, gains, weights = transfer_db(dry, target, sample_rate, frame_gains=others)
+        eq = _EQFit(linear, free, freqs, gains, weights, others)
+        u, err = eq.fit(u)
         out.eq_error_db = err
         out.notes.append(f"EQ from the long-term spectra (misfit {err:.1f} dB RMS)")
     if not all(t is not None for _, _, t in devices):
@@ -432,20 +474,20 @@ def informed_guesses(chain_devices, params, base: np.ndarray, free, dry: np.ndar
         return out
     frame = max(1, int(round(config.guess_frame_seconds * sample_rate)))
     dry_t = torch.from_numpy(np.asarray(dry, np.float32))[None]
-    for k, (off, device, twin) in enumerate(devices):
-        if not isinstance(twin, (Compressor, Distortion)):
-            continue
-        x_in = _twin_render(devices, u[None], dry_t, upto=k)[0].numpy()
-        if isinstance(twin, Compressor):
-            fit = compressor_from_envelope(x_in, target, sample_rate, frame)
-            out.notes.append(f"compressor from envelopes: threshold {fit['threshold_db']:.0f} "
-                             f"dB, ratio {fit['ratio']:.1f} (misfit {fit['misfit_db']:.1f} dB)")
-        else:
-            fit = {"drive_db": drive_from_soft_frames(x_in, target, frame)}
-            out.notes.append(f"distortion from the soft passages: drive {fit['drive_db']:.0f} dB")
-        for i, p in enumerate(device.params):
-            if off + i in set(free) and p.name in fit:
-                u[off + i] = p.to_normalised(min(max(fit[p.name], p.min), p.max))
+    u = _dynamics(devices, u, free, dry, dry_t, target, sample_rate, frame, out.notes)
+    if linear and _harmonics_after_eq(devices):
+        for _ in range(BIAS_ITERATIONS):
+            y_hat = _twin_render(devices, u[None], dry_t)[0].numpy()
+            _, gains_hat, _ = transfer_db(dry, y_hat, sample_rate)
+            with torch.no_grad():
+                eq_now = eq._total(u[None])[0].numpy()
+            bias = gains_hat - eq_now  # what the nonlinear devices add to the estimate
+            eq = _EQFit(linear, free, freqs, gains - bias, weights, others)
+            u, err = eq.fit(u)
+            u = _dynamics(devices, u, free, dry, dry_t, target, sample_rate, frame, None)
+        out.eq_error_db = err
+        out.notes.append(f"EQ corrected for the distortion's harmonics (misfit {err:.1f} dB "
+                         f"RMS)")
     starts = [u]
     if _level_coords(devices, free):
         levels_u, dist = refine_levels(devices, u, free, x, target_windows, preroll, frame,
@@ -454,3 +496,39 @@ def informed_guesses(chain_devices, params, base: np.ndarray, free, dry: np.ndar
         out.notes.append(f"levels from frame levels ({dist:.1f} dB apart)")
     out.starts, out.seconds = starts, time.monotonic() - t0
     return out
+
+
+def _harmonics_after_eq(devices) -> bool:
+    """Whether a distortion follows a linear device: its harmonics, phase-locked to the dry
+    signal's, bias the transfer estimate (a high-frequency boost that is not there)."""
+    seen_linear = False
+    for _, _, twin in devices:
+        seen_linear = seen_linear or isinstance(twin, (Gain, _Biquad))
+        if seen_linear and isinstance(twin, Distortion):
+            return True
+    return False
+
+
+def _dynamics(devices, u: np.ndarray, free, dry: np.ndarray, dry_t: torch.Tensor,
+              target: np.ndarray, sample_rate: int, frame: int, notes: list | None
+              ) -> np.ndarray:
+    """The compressors' and distortions' settings from envelopes, device by device on what
+    the devices before them (at ``u``) make of the dry signal: u [P] -> a new u [P]."""
+    u = u.copy()
+    for k, (off, device, twin) in enumerate(devices):
+        if not isinstance(twin, (Compressor, Distortion)):
+            continue
+        x_in = _twin_render(devices, u[None], dry_t, upto=k)[0].numpy()
+        if isinstance(twin, Compressor):
+            fit = compressor_from_envelope(x_in, target, sample_rate, frame)
+            note = (f"compressor from envelopes: threshold {fit['threshold_db']:.0f} dB, ratio "
+                    f"{fit['ratio']:.1f} (misfit {fit['misfit_db']:.1f} dB)")
+        else:
+            fit = {"drive_db": drive_from_soft_frames(x_in, target, frame)}
+            note = f"distortion from the soft passages: drive {fit['drive_db']:.0f} dB"
+        if notes is not None:
+            notes.append(note)
+        for i, p in enumerate(device.params):
+            if off + i in set(free) and p.name in fit:
+                u[off + i] = p.to_normalised(min(max(fit[p.name], p.min), p.max))
+    return u
