@@ -31,11 +31,16 @@ cma, <= 0.3 for spsa and hybrid; pinned-down parameters within 0.5 octave and 2 
 Every finished run is appended to the JSON at once, so an interrupted run continues with
 ``--resume``. Prints a Markdown table; writes ``bench/results_match.json``.
 
+``--starts`` measures what every method starts from instead: the rel_spec of match's first
+informed start (:mod:`ddsp_synth.match.guess`, no search), deterministic and about 3 s per
+task; writes ``bench/results_match_starts.json``.
+
     python bench/bench_match.py                        # both suites x 5 methods x 3 seeds
     python bench/bench_match.py --quick                # 6 tasks x autodiff,cma x 1 seed
     python bench/bench_match.py --suite real --methods spsa --seeds 1
     python bench/bench_match.py --library /path/to/other/checkout --out before.json
     python bench/bench_match.py --resume               # continue an interrupted run
+    python bench/bench_match.py --starts --library /path/to/other/checkout --out s.json
 """
 
 from __future__ import annotations
@@ -346,6 +351,41 @@ def run_one(task, method: str, seed: int, workdir: Path, target: np.ndarray,
 
 
 # ------------------------------------------------------------------------------ summary
+def start_quality(task, target: np.ndarray) -> dict:
+    """rel_spec of match's first informed start (the guess before any search), the dry clip
+    through the real chain at those settings: deterministic, a few seconds per task."""
+    import torch
+
+    from ddsp_synth.chains import chain_devices, make_chain
+    from ddsp_synth.control.metrics import spectral_errors
+    from ddsp_synth.match.config import MatchConfig
+    from ddsp_synth.match.guess import informed_guesses
+    from ddsp_synth.match.windows import analysis_windows
+    from ddsp_synth.stages.params import denormalise, normalise
+
+    dry = task["audio"].astype(np.float32)
+    chain = make_chain(",".join(task["chain"]), SR, method="autodiff")
+    config = MatchConfig()
+    base = normalise(chain.params, np.array([p.default for p in chain.params]))
+    w = analysis_windows(dry, SR, config)
+    devices = chain_devices(chain)
+    t0 = time.monotonic()
+    g = informed_guesses(devices, chain.params, base, list(range(len(base))), dry, target,
+                         w.cut(dry), w.cut(target, False), w.preroll, SR, config,
+                         time.monotonic() + config.guess_max_seconds)
+    seconds = time.monotonic() - t0
+    natural = denormalise(chain.params, g.starts[0][None])[0]
+    params, k = [], 0
+    for _, device in devices:
+        params.append({p.name: float(natural[k + i]) for i, p in enumerate(device.params)})
+        k += len(device.params)
+    y = render_target(dict(task, params=params))
+    d1, d0 = spectral_errors(*(torch.from_numpy(a[None]) for a in (y, target, dry)))
+    return {"task": task["id"], "suite": task["suite"], "chain": task["chain"],
+            "start_rel_spec": float(d1[0] / d0[0]), "guess_seconds": seconds,
+            "start": params}
+
+
 def _pinned_summary(ok: list[dict]) -> dict:
     """Pooled errors of the pinned-down parameters: median, worst and share within goal."""
     out = {}
@@ -500,6 +540,9 @@ def main(argv=None) -> int:
                         help="match's time budget per run (default: match's own, 45 s)")
     parser.add_argument("--resume", action="store_true", help="skip runs already in --out")
     parser.add_argument("--out", default=str(HERE / "results_match.json"))
+    parser.add_argument("--starts", action="store_true",
+                        help="measure only the first informed start of every task (no search; "
+                             "deterministic) and write results_match_starts.json unless --out")
     parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
                         help="print rel_spec per task and method of two result files, and exit")
     args = parser.parse_args(argv)
@@ -518,6 +561,8 @@ def main(argv=None) -> int:
     unknown = set(methods) - set(METHODS)
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}")
+    if args.starts and args.out == str(HERE / "results_match.json"):
+        args.out = str(HERE / "results_match_starts.json")
     out = Path(args.out)
     import ddsp_synth
 
@@ -536,6 +581,8 @@ def main(argv=None) -> int:
         keep = {int(i) for i in args.task_ids.split(",")}
         tasks = [t for t in tasks if t["id"] in keep]
     result["tasks"] = [{k: v for k, v in t.items() if k != "audio"} for t in tasks]
+    if args.starts:
+        return _run_starts(result, tasks, out)
     targets = {}
     with tempfile.TemporaryDirectory(prefix="bench_match_") as tmp:
         # Seed by seed over all tasks, so that a partial run covers every chain.
@@ -562,6 +609,24 @@ def main(argv=None) -> int:
     if loads:
         result["machine"]["load_average_1min_median"] = float(np.median(loads))
     print(result["table"])
+    _save(result, out)
+    return 0
+
+
+def _run_starts(result: dict, tasks: list[dict], out: Path) -> int:
+    """``--starts``: the first informed start of every task; prints a table, writes JSON."""
+    rows = []
+    print("| task | chain | first start rel_spec | guess s |\n|---|---|---|---|")
+    for task in tasks:
+        row = start_quality(task, render_target(task))
+        rows.append(row)
+        print(f"| {row['task']} | {'+'.join(row['chain'])} | {row['start_rel_spec']:.3f} | "
+              f"{row['guess_seconds']:.1f} |", flush=True)
+    values = [r["start_rel_spec"] for r in rows]
+    result["starts"] = rows
+    result["summary"] = {"mean": float(np.mean(values)), "median": float(np.median(values)),
+                         "tasks": len(rows)}
+    print(f"mean {np.mean(values):.3f}, median {np.median(values):.3f} over {len(rows)} tasks")
     _save(result, out)
     return 0
 

@@ -668,3 +668,40 @@ def test_transfer_estimate_takes_a_compressors_gain_out_of_the_eq():
 
     plain, per_frame = error_db(False), error_db(True)  # 7.1 and 2.0 dB when written
     assert per_frame < 2.5 and plain > 5.0
+
+
+def test_eq_guess_before_a_distortion_is_refitted_without_its_harmonics(monkeypatch):
+    """A distortion's harmonics are coherent with the dry signal's and read as a treble
+    boost in the long-term estimate; the re-fit measures that bias on the twins' output and
+    recovers the high shelf's cut."""
+    import importlib
+
+    guess = importlib.import_module("ddsp_synth.match.guess")  # the package exports match()
+    dry = _steps_tone([-6, -30, -12, -24], 1.0, f0=196.0)
+    target = _pedalboard([("HighShelfFilter", dict(cutoff_frequency_hz=2500.0, gain_db=-10.0)),
+                          ("Distortion", dict(drive_db=18.0))], dry)
+    chain = "highshelf:q=0.7071,distortion"
+    refitted, g = _guesses(chain, dry, target)
+    monkeypatch.setattr(guess, "BIAS_ITERATIONS", 0)
+    plain, _ = _guesses(chain, dry, target)
+    assert any("without the distortion's harmonics" in n for n in g.notes)
+    # the shelf's gain (-10 dB): -8.2 re-fitted, -3.9 without, when written
+    assert abs(refitted[0][1] + 10.0) < 2.5 and abs(plain[0][1] + 10.0) > 4.0
+
+
+def test_a_gradient_method_out_of_steps_short_of_a_match_hands_over_to_cma(tmp_path):
+    """Running out of steps short of a match is a stall too: the rest of the budget goes to
+    CMA-ES instead of being left unused."""
+    pytest.importorskip("pedalboard")
+    dry = _dry(2.0)
+    target = _pedalboard([("Gain", dict(gain_db=-5.0)), ("Distortion", dict(drive_db=14.0))],
+                         dry)
+    d, t = _write(tmp_path, dry, target)
+    # never converges (a long patience), never good enough: only the steps end the loop
+    config = MatchConfig(n_workers=1, good_enough=0.0, fallback_above=0.0,
+                         patience={"autodiff": 10**6, "proxy": 5, "hybrid": 5, "spsa": 5})
+    report = match_files(d, t, "gain,distortion", "autodiff", tmp_path / "o", steps=15,
+                         max_seconds=10.0, progress=False, config=config)
+    names = [p["phase"] for p in report["phases"]]
+    assert names.index("cma (the gradient stalled)") > names.index("autodiff")
+    assert report["phases"][names.index("cma (the gradient stalled)")]["iterations"] > 0

@@ -6,7 +6,12 @@
   coherence, the dry level and how the loss counts frequencies, is fitted by the chain's linear devices (filters, gain) in
   the frequency domain: greedily, the device and setting from a grid that explains most of
   what is left, then Adam on all of them together. A flat offset is free where nonlinear
-  or unknown devices change the level too.
+  or unknown devices change the level too. With such devices, each target frame is first
+  divided by its own broadband gain (:func:`frame_gains_db`: a compressor's gain would
+  otherwise read as an EQ, low in the bands of the loud notes). When a distortion follows
+  the filters, its harmonics (phase-locked to the dry signal's, so coherent) read as a
+  boost: the same estimate on the twins' output at the guessed settings measures that bias,
+  and the EQ is re-fitted without it (twice, with the dynamics re-read each time).
 * **Dynamics from envelopes.** The compressor's input (the dry signal through the devices
   before it, at their guesses) has a peak envelope ``E`` per frame; the level change
   target - input against ``E`` is a hinge, flat below the threshold and of slope
@@ -74,7 +79,7 @@ class Guesses:
 def frame_gains_db(X: np.ndarray, Y: np.ndarray, sample_rate: int, n_fft: int) -> np.ndarray:
     """Broadband gain of each frame of target over dry (a compressor's gain, in the main),
     apart from a fixed response: ``log|Y|^2 - log|X|^2 = h(band) + c(frame)`` fitted by
-    alternating weighted means over octave-wide bands (weights: the dry band within
+    alternating weighted means over third-octave bands (weights: the dry band within
     ``FRAME_GAIN_RANGE_DB`` of its loudest frame and of the clip's loudest band).
 
     A compressor turns loud frames down, so a plain Welch estimate weighs each band's
@@ -290,7 +295,7 @@ class _EQFit:
             full = np.repeat(u[None], len(v), 0)
             full[:, idx] = v
             with torch.no_grad():
-                r = self.residual(self._total(full)).numpy()
+                r = self.residual(self.total(full)).numpy()
             return np.concatenate([r, self.penalty(full)], 1)
 
         def jac(v):
@@ -307,9 +312,9 @@ class _EQFit:
 
     def _misfit(self, u_full: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return self.residual(self._total(u_full)).square().sum(1).sqrt().numpy()
+            return self.residual(self.total(u_full)).square().sum(1).sqrt().numpy()
 
-    def _total(self, u_full: np.ndarray) -> torch.Tensor:
+    def total(self, u_full: np.ndarray) -> torch.Tensor:
         """[N, P] -> [N, K] summed dB responses of the linear devices."""
         return sum(self.device_db(k, u_full[:, off : off + len(d.params)])
                    for k, (off, d, _) in enumerate(self.linear))
@@ -474,20 +479,22 @@ def informed_guesses(chain_devices, params, base: np.ndarray, free, dry: np.ndar
         return out
     frame = max(1, int(round(config.guess_frame_seconds * sample_rate)))
     dry_t = torch.from_numpy(np.asarray(dry, np.float32))[None]
-    u = _dynamics(devices, u, free, dry, dry_t, target, sample_rate, frame, out.notes)
+    u, notes = _dynamics(devices, u, free, dry_t, target, sample_rate, frame)
     if linear and _harmonics_after_eq(devices):
+        # The estimate the twins' own output gives at these settings, less the EQ's
+        # response there, is what the nonlinear devices add to it: take it out and re-fit.
         for _ in range(BIAS_ITERATIONS):
             y_hat = _twin_render(devices, u[None], dry_t)[0].numpy()
-            _, gains_hat, _ = transfer_db(dry, y_hat, sample_rate)
+            _, gains_hat, _ = transfer_db(dry, y_hat, sample_rate, frame_gains=others)
             with torch.no_grad():
-                eq_now = eq._total(u[None])[0].numpy()
-            bias = gains_hat - eq_now  # what the nonlinear devices add to the estimate
+                bias = gains_hat - eq.total(u[None])[0].numpy()
             eq = _EQFit(linear, free, freqs, gains - bias, weights, others)
             u, err = eq.fit(u)
-            u = _dynamics(devices, u, free, dry, dry_t, target, sample_rate, frame, None)
+            u, notes = _dynamics(devices, u, free, dry_t, target, sample_rate, frame)
         out.eq_error_db = err
-        out.notes.append(f"EQ corrected for the distortion's harmonics (misfit {err:.1f} dB "
-                         f"RMS)")
+        out.notes.append(f"EQ re-fitted without the distortion's harmonics (misfit {err:.1f} "
+                         f"dB RMS)")
+    out.notes.extend(notes)
     starts = [u]
     if _level_coords(devices, free):
         levels_u, dist = refine_levels(devices, u, free, x, target_windows, preroll, frame,
@@ -509,12 +516,12 @@ def _harmonics_after_eq(devices) -> bool:
     return False
 
 
-def _dynamics(devices, u: np.ndarray, free, dry: np.ndarray, dry_t: torch.Tensor,
-              target: np.ndarray, sample_rate: int, frame: int, notes: list | None
-              ) -> np.ndarray:
+def _dynamics(devices, u: np.ndarray, free, dry_t: torch.Tensor, target: np.ndarray,
+              sample_rate: int, frame: int) -> tuple[np.ndarray, list[str]]:
     """The compressors' and distortions' settings from envelopes, device by device on what
-    the devices before them (at ``u``) make of the dry signal: u [P] -> a new u [P]."""
-    u = u.copy()
+    the devices before them (at ``u``) make of the dry signal ``dry_t`` [1, n]: u [P] ->
+    (a new u [P], one note per device)."""
+    u, notes = u.copy(), []
     for k, (off, device, twin) in enumerate(devices):
         if not isinstance(twin, (Compressor, Distortion)):
             continue
@@ -526,9 +533,8 @@ def _dynamics(devices, u: np.ndarray, free, dry: np.ndarray, dry_t: torch.Tensor
         else:
             fit = {"drive_db": drive_from_soft_frames(x_in, target, frame)}
             note = f"distortion from the soft passages: drive {fit['drive_db']:.0f} dB"
-        if notes is not None:
-            notes.append(note)
+        notes.append(note)
         for i, p in enumerate(device.params):
             if off + i in set(free) and p.name in fit:
                 u[off + i] = p.to_normalised(min(max(fit[p.name], p.min), p.max))
-    return u
+    return u, notes

@@ -1,8 +1,9 @@
 """The optimisers of ``match``: Adam through a chain's gradients, Adam on SPSA estimates from
 the real devices, and CMA-ES; each with the frequency sweeps of :class:`~.problem.Problem`,
 an early stop on convergence, and the deadline obeyed in every phase. A gradient method that
-stalls (converges with the loss still above ``fallback_above`` of the dry file's) hands the
-rest of the time to CMA-ES from its best point, through the same losses.
+stalls (converges, or uses up its steps, with the loss still above ``fallback_above`` of the
+dry file's) hands the rest of the time to CMA-ES from its best point, through the same
+losses.
 """
 
 from __future__ import annotations
@@ -119,8 +120,8 @@ class Schedule:
 def fallback_cma(problem: Problem, losses_fn, config: MatchConfig, bar, seed: int,
                  stalled: str) -> str:
     """CMA-ES from the best point so far, for the rest of the time, when the method
-    ``stalled`` converged short of a match (``fallback_above`` of the dry loss); else
-    ``stalled`` ("converged") is returned as it is."""
+    stopped short of a match (above ``fallback_above`` of the dry loss); else ``stalled``
+    (why it stopped: "converged" or "steps") is returned as it is."""
     if (problem.matched or problem.best <= config.fallback_above * problem.dry_loss
             or problem.deadline - time.monotonic() < config.fallback_min_seconds):
         return stalled
@@ -165,14 +166,15 @@ def run_gradient(problem: Problem, method: str, config: MatchConfig, steps: int,
 
 def _loop_then_cma(problem: Problem, phase: str, loop, losses_fn, config: MatchConfig, bar,
                    seed: int) -> str:
-    """Run ``loop()`` in ``phase`` under the budget; a loop that converged without reaching
-    the goal hands the rest of the budget to CMA-ES. Returns why it stopped."""
+    """Run ``loop()`` in ``phase`` under the budget; a loop that converged, or used up its
+    steps, without reaching the goal hands the rest of the budget to CMA-ES. Returns why
+    it stopped."""
     with problem.phase(phase):
         try:
             stopped = loop()
         except OutOfTime:
             return "max_seconds"
-    if stopped != "converged":
+    if stopped not in ("converged", "steps"):
         return stopped
     return fallback_cma(problem, losses_fn, config, bar, seed, stopped)
 

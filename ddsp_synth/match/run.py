@@ -22,8 +22,8 @@ The four gradient methods grid-search each filter's frequency (and gain) when th
 their starts down to one and whenever they converge, through the same model they take
 gradients from, and go on from the best point at a lower rate: a gradient cannot move a
 peak whose frequency is far off, because its effect does not overlap the target's. They
-stop once neither Adam nor the sweep improves; one that stops short of a match (a stall)
-hands the rest of ``max_seconds`` to CMA-ES from its best point. The loss is a
+stop once neither Adam nor the sweep improves; one that stops (converged or out of steps)
+short of a match, a stall, hands the rest of ``max_seconds`` to CMA-ES from its best point. The loss is a
 multi-resolution spectral distance plus a distance of smoothed long-term average spectra,
 over the analysis windows. Around the result, :mod:`.identify` says which parameters the
 clip pins down and which trade off (within the same time budget).
