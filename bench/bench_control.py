@@ -16,9 +16,11 @@ second. Each is judged by
 * the training step time of each method (median ``step_s`` of the run's log).
 
 Baselines: doing nothing (1 by definition), the rule baseline (long-term-average-spectrum
-match EQ + loudness match, :func:`ddsp_synth.control.rule_baseline`) and ``match`` run per
-example on the true target (a ceiling: it sees the target, the controllers only a
-reference), on the first ``--match-examples`` examples.
+match EQ + loudness match, :func:`ddsp_synth.control.rule_baseline`), an oracle that reads
+the reference perfectly (the target's own settings applied to the processed input: what is
+left is the input's own processing, which only a controller that undoes it removes) and
+``match`` run per example on the true target (a ceiling: it sees the target, the controllers
+only a reference), on the first ``--match-examples`` examples.
 
 ``steps``: training step time per method and worker count, peak memory of each run.
 
@@ -87,7 +89,8 @@ def heldout_examples(n: int, seconds: float):
                             held_out_fraction=0.0)
     source = StyleSource([HELDOUT], SR, renderer, declared, devices, cfg, fixed)
     examples = source.batch(np.random.default_rng(SEED), n)
-    return examples, renderer, kind, source.names
+    # the settings: [2 n, P] natural, the inputs' rows, then the targets'
+    return examples, renderer, kind, source.names, source.last_settings
 
 
 def material(name: str) -> str:
@@ -168,7 +171,7 @@ def experiment(args) -> dict:
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    ex, renderer, kind, names = heldout_examples(args.examples, args.seconds)
+    ex, renderer, kind, names, settings = heldout_examples(args.examples, args.seconds)
     print(f"{len(ex)} held-out examples of {args.seconds:g} s from {len(names)} recordings "
           f"({kind} devices, {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     rows, outputs = {}, {"none": ex.input}
@@ -192,6 +195,12 @@ def experiment(args) -> dict:
     outputs["logmatch"] = ex.input * (10.0 ** (gain_db / 20.0))[:, None]
     rows["logmatch"] = {**scores(outputs["logmatch"], ex, SR),
                         "by_material": by_material(outputs["logmatch"], ex)}
+    # the oracle that reads the reference perfectly: the target's own settings, applied to
+    # the (already processed) input; what is left is the input's processing
+    with torch.no_grad():
+        outputs["oracle"], _ = renderer(ex.input, torch.from_numpy(settings[len(ex):]).float())
+    rows["oracle"] = {**scores(outputs["oracle"], ex, SR),
+                      "by_material": by_material(outputs["oracle"], ex)}
     for spec in args.runs:
         method, path = spec.split("=", 1)
         net, meta = load_controller(path)
@@ -235,7 +244,7 @@ def proxy_where(args) -> dict:
     from ddsp_synth.stages.params import denormalise, expand, normalise
 
     torch.set_num_threads(1)
-    ex, renderer, _, _ = heldout_examples(args.examples, args.seconds)
+    ex, renderer, _, _, _ = heldout_examples(args.examples, args.seconds)
     renderer.close()
     net, _ = load_controller(args.run)
     with torch.no_grad():
@@ -310,6 +319,7 @@ LABELS = {"none": "do nothing", "rule": "rule baseline (LTAS EQ + loudness)",
           "autodiff_level": "autodiff with the level path (--level-match)",
           "autodiff_log": "autodiff, log-magnitude loss (--loss log)",
           "autodiff_5s": "autodiff, trained on 5 s clips (--segment-seconds 5)",
+          "oracle": "the target's own settings on the processed input (knows B, not A)",
           "match": "match per example (sees the target: ceiling)"}
 
 
@@ -319,7 +329,8 @@ def experiment_table(result: dict) -> str:
     lines = ["| method | rel_spec (ours) | median | DeepAFx-ST | goal | loudness error (LU) | "
              "step time (s, batch 8) | steps in budget |",
              "|---|---|---|---|---|---|---|---|"]
-    order = ("none", "rule", "loudness", "logmatch", "autodiff", "spsa", "proxy", "hybrid")
+    order = ("none", "rule", "loudness", "logmatch", "oracle", "autodiff", "spsa", "proxy",
+             "hybrid")
     for key in [*order, *(k for k in rows if k not in order and k != "match"), "match"]:
         if key not in rows:
             continue

@@ -212,6 +212,9 @@ class StyleSource:
             self.train.append(a)
             self.held.append(b)
         self.paths = [os.fspath(p) for p in paths]
+        # [2 * size, P] natural settings of the last batch: the inputs' rows, then the
+        # targets' (for benchmarks that need the truth, e.g. an oracle that knows it)
+        self.last_settings = None
 
     def describe(self) -> dict:
         seconds = sum(len(a) for a in self.train) / self.sample_rate
@@ -234,6 +237,7 @@ class StyleSource:
             names.append(_name(self.names[i], start, offset, self.sample_rate))
         x = np.stack(segments).astype(np.float32)
         settings = sample_settings(self.declared, self.devices, 2 * size, rng, self.fixed)
+        self.last_settings = settings
         with torch.no_grad():
             y, _ = self.renderer(torch.from_numpy(np.concatenate([x, x])),
                                  torch.from_numpy(settings).float())
