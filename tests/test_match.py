@@ -699,9 +699,15 @@ def test_a_gradient_method_out_of_steps_short_of_a_match_hands_over_to_cma(tmp_p
     d, t = _write(tmp_path, dry, target)
     # never converges (a long patience), never good enough: only the steps end the loop
     config = MatchConfig(n_workers=1, good_enough=0.0, fallback_above=0.0,
-                         patience={"autodiff": 10**6, "proxy": 5, "hybrid": 5, "spsa": 5})
-    report = match_files(d, t, "gain,distortion", "autodiff", tmp_path / "o", steps=15,
+                         patience={"autodiff": 10**6, "proxy": 5, "hybrid": 5, "spsa": 5},
+                         steps={**MatchConfig().steps, "autodiff": 15})
+    report = match_files(d, t, "gain,distortion", "autodiff", tmp_path / "o",
                          max_seconds=10.0, progress=False, config=config)
     names = [p["phase"] for p in report["phases"]]
     assert names.index("cma (the gradient stalled)") > names.index("autodiff")
     assert report["phases"][names.index("cma (the gradient stalled)")]["iterations"] > 0
+    # steps the caller asked for end the search where they run out
+    report = match_files(d, t, "gain,distortion", "autodiff", tmp_path / "o2", steps=15,
+                         max_seconds=10.0, progress=False, config=config)
+    assert report["stopped_by"] == "steps"
+    assert "cma (the gradient stalled)" not in [p["phase"] for p in report["phases"]]

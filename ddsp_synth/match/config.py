@@ -69,9 +69,11 @@ class MatchConfig:
             and starts again from its result with ``cma_refine_sigma``.
         cma_informed_sigma: CMA-ES's first step size when it starts from an informed guess.
         fallback_above, fallback_min_seconds, fallback_sigma: a gradient method that
-            converges with its loss above ``fallback_above`` of the dry file's hands the
-            rest of the time (if at least ``fallback_min_seconds``) to CMA-ES from its best
-            point, with this first step size.
+            converges, or uses up its default steps, with its loss above
+            ``fallback_above`` of the dry file's hands the rest of the time (if at least
+            ``fallback_min_seconds``) to CMA-ES from its best point, with this first step
+            size. Steps the caller asks for (``match(steps=...)``, ``--steps``) end the
+            search where they run out.
         same_sound_db: two settings whose 1/3-octave band levels differ by less than this
             (RMS over time, in quadrature over the bands) sound the same (the
             identifiability report, :mod:`.identify`).
@@ -131,6 +133,7 @@ class MatchConfig:
     cma_refine_sigma: float = 0.1
     cma_informed_sigma: float = 0.1
     fallback_above: float = 0.02
+    fallback_after_steps: bool = True  # False when the caller set the steps
     fallback_min_seconds: float = 1.0
     fallback_sigma: float = 0.15
     same_sound_db: float = 1.0

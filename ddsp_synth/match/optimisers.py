@@ -167,14 +167,14 @@ def run_gradient(problem: Problem, method: str, config: MatchConfig, steps: int,
 def _loop_then_cma(problem: Problem, phase: str, loop, losses_fn, config: MatchConfig, bar,
                    seed: int) -> str:
     """Run ``loop()`` in ``phase`` under the budget; a loop that converged, or used up its
-    steps, without reaching the goal hands the rest of the budget to CMA-ES. Returns why
-    it stopped."""
+    default steps (``config.fallback_after_steps``), without reaching the goal hands the
+    rest of the budget to CMA-ES. Returns why it stopped."""
     with problem.phase(phase):
         try:
             stopped = loop()
         except OutOfTime:
             return "max_seconds"
-    if stopped not in ("converged", "steps"):
+    if stopped != "converged" and not (stopped == "steps" and config.fallback_after_steps):
         return stopped
     return fallback_cma(problem, losses_fn, config, bar, seed, stopped)
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -283,6 +283,8 @@ def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds,
     sr = inputs.sample_rate
     note = _pedalboard_note(gradient_chain, method)
     n_steps = int(steps) if steps is not None else config.steps[method]
+    if steps is not None:  # the caller's steps end the search; the default ones may not
+        config = replace(config, fallback_after_steps=False)
     budget = float(max_seconds) if max_seconds is not None else config.max_seconds[method]
     windows = analysis_windows(inputs.dry_common, sr, config)
     x = windows.cut(inputs.dry_common)
