@@ -483,17 +483,21 @@ def informed_guesses(chain_devices, params, base: np.ndarray, free, dry: np.ndar
     if linear and _harmonics_after_eq(devices):
         # The estimate the twins' own output gives at these settings, less the EQ's
         # response there, is what the nonlinear devices add to it: take it out and re-fit.
+        refits = 0
         for _ in range(BIAS_ITERATIONS):
+            if time.monotonic() > deadline:  # the guesses' share of the budget is spent
+                break
             y_hat = _twin_render(devices, u[None], dry_t)[0].numpy()
             _, gains_hat, _ = transfer_db(dry, y_hat, sample_rate, frame_gains=others)
             with torch.no_grad():
                 bias = gains_hat - eq.total(u[None])[0].numpy()
             eq = _EQFit(linear, free, freqs, gains - bias, weights, others)
-            u, err = eq.fit(u)
+            u, out.eq_error_db = eq.fit(u)
             u, notes = _dynamics(devices, u, free, dry_t, target, sample_rate, frame)
-        out.eq_error_db = err
-        out.notes.append(f"EQ re-fitted without the distortion's harmonics (misfit {err:.1f} "
-                         f"dB RMS)")
+            refits += 1
+        if refits:
+            out.notes.append(f"EQ re-fitted without the distortion's harmonics ({refits}x, "
+                             f"misfit {out.eq_error_db:.1f} dB RMS)")
     out.notes.extend(notes)
     starts = [u]
     if _level_coords(devices, free):
