@@ -356,29 +356,24 @@ def start_quality(task, target: np.ndarray) -> dict:
     through the real chain at those settings: deterministic, a few seconds per task."""
     import torch
 
-    from ddsp_synth.chains import chain_devices, make_chain
+    from ddsp_synth.chains import chain_devices, make_chain, preset_from_normalised
     from ddsp_synth.control.metrics import spectral_errors
     from ddsp_synth.match.config import MatchConfig
     from ddsp_synth.match.guess import informed_guesses
     from ddsp_synth.match.windows import analysis_windows
-    from ddsp_synth.stages.params import denormalise, normalise
+    from ddsp_synth.stages.params import normalise
 
     dry = task["audio"].astype(np.float32)
     chain = make_chain(",".join(task["chain"]), SR, method="autodiff")
     config = MatchConfig()
     base = normalise(chain.params, np.array([p.default for p in chain.params]))
     w = analysis_windows(dry, SR, config)
-    devices = chain_devices(chain)
     t0 = time.monotonic()
-    g = informed_guesses(devices, chain.params, base, list(range(len(base))), dry, target,
+    g = informed_guesses(chain_devices(chain), chain.params, base, list(range(len(base))), dry, target,
                          w.cut(dry), w.cut(target, False), w.preroll, SR, config,
                          time.monotonic() + config.guess_max_seconds)
     seconds = time.monotonic() - t0
-    natural = denormalise(chain.params, g.starts[0][None])[0]
-    params, k = [], 0
-    for _, device in devices:
-        params.append({p.name: float(natural[k + i]) for i, p in enumerate(device.params)})
-        k += len(device.params)
+    params = [entry["params"] for entry in preset_from_normalised(chain, g.starts[0])["chain"]]
     y = render_target(dict(task, params=params))
     d1, d0 = spectral_errors(*(torch.from_numpy(a[None]) for a in (y, target, dry)))
     return {"task": task["id"], "suite": task["suite"], "chain": task["chain"],
