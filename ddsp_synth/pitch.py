@@ -374,7 +374,7 @@ def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
         activations: [n_frames, 360]; f0_hz: [n_frames] the decoded pitch.
         f0_min_hz: no divisor takes the pitch below this (nor below the check's 40 Hz).
         confidence: [n_frames] the activation at the decoded bin (None: 1), which with the
-            frames since the last note change weighs each frame's evidence
+            frames since the last note change or unsure frame weighs each frame's evidence
             (:func:`ddsp_synth.harmonic_check.evidence_weight`).
 
     Returns:
@@ -383,8 +383,11 @@ def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
     n = len(f0_hz)
     emissions = np.empty((n, len(harmonic_check.DIVISORS)))
     min_hz = max(f0_min_hz, harmonic_check.CHECK_MIN_HZ)
-    weight = harmonic_check.evidence_weight(harmonic_check.frames_since_change(f0_hz),
-                                            np.ones(n) if confidence is None else confidence)
+    confidence = np.ones(n) if confidence is None else confidence
+    since_change = harmonic_check.frames_since_change(f0_hz)
+    since_onset = harmonic_check.onset_counts(
+        since_change, harmonic_check.frames_since_unsure(since_change, confidence), f0_hz)
+    weight = harmonic_check.evidence_weight(since_onset, confidence)
     for i in range(0, n, CHECK_CHUNK_FRAMES):
         j = min(n, i + CHECK_CHUNK_FRAMES)
         feats = harmonic_check.check_features(frames_fn(i, j), activations[i:j], f0_hz[i:j])
@@ -400,7 +403,9 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float
     The Viterbi path picks a bin per frame; the f0 is the activation-weighted mean of the
     cents of the bins within +-4 of it. With ``frames_fn`` (the analysed audio), the
     harmonic check then divides the pitch of frames where it is a harmonic of a lower
-    fundamental. Confidence is the activation at the path bin.
+    fundamental, and attacks read an octave low are lifted to their note
+    (:func:`ddsp_synth.harmonic_check.repair_attack_octaves`). Confidence is the activation
+    at the path bin.
 
     Args:
         activations: [n_frames, 360].
@@ -419,4 +424,5 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float
     if frames_fn is not None:
         f0_hz = f0_hz / harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz,
                                           confidence)
+        f0_hz = harmonic_check.repair_attack_octaves(f0_hz, confidence)
     return f0_hz.astype(np.float32), confidence.astype(np.float32)

@@ -175,6 +175,79 @@ def test_frames_since_change_counts_from_each_note_change():
     assert online == list(n)
 
 
+def test_an_unsure_frame_restarts_the_onset_count_of_the_higher_divisors_only():
+    """Offline only: the streaming filter keeps counting from changes of pitch."""
+    hc = harmonic_check
+    hz = np.full(20, 740.0)  # a held F#5: the tracked pitch never changes
+    conf = np.full(20, 0.9)
+    conf[6:9] = 0.05  # an attack out of silence: CREPE unsure for three frames
+    since_change = hc.frames_since_change(hz)
+    unsure = hc.frames_since_unsure(since_change, conf)
+    assert list(since_change) == [hc.ONSET_FRAMES] * 20
+    assert list(unsure[:6]) == [hc.ONSET_FRAMES] * 6 and list(unsure[6:9]) == [0, 0, 0]
+    assert list(unsure[9:18]) == list(range(1, 9)) + [hc.ONSET_FRAMES]
+    counts = hc.onset_counts(since_change, unsure, hz)
+    high = 740.0 / hc.DIVISORS >= hc.RESTART_MIN_HZ  # f / 2 .. f / 4 restart, f / 5 .. do not
+    assert list(high) == [True, True, True, True, False, False, False, False]
+    assert np.all(counts[:, high] == unsure[:, None])
+    assert np.all(counts[:, ~high] == since_change[:, None])
+
+
+def test_attack_evidence_for_half_the_pitch_no_longer_halves_a_held_note():
+    """The alto sax's F#5 out of silence: for the attack's frames (CREPE unsure) the check's
+    features favour f / 2, then the steady note does not. Counting from the unsure frames,
+    that evidence weighs too little to halve the attack; counted from the last change of
+    pitch (long before), it halved it."""
+    hc = harmonic_check
+    n = 40
+    hz = np.full(n, 740.0)
+    conf = np.full(n, 0.85)
+    conf[20:24] = 0.25  # just under CONFIDENT: the weighting by confidence alone keeps most
+    feats = np.zeros((n, len(hc.DIVISORS), 4))
+    feats[:, 1:, 0] = -3.0  # steady note: CREPE's activation at f / k far below that at f
+    feats[20:28, 1, :] = [1.5, 2.0, 3.0, 0.5]  # the attack: every feature says f / 2
+    since_change = hc.frames_since_change(hz)
+    counts = hc.onset_counts(since_change, hc.frames_since_unsure(since_change, conf), hz)
+    old = hc.divisor_path(hc.divisor_emissions(feats, hz, weight=hc.evidence_weight(
+        since_change, conf)))
+    new = hc.divisor_path(hc.divisor_emissions(feats, hz, weight=hc.evidence_weight(
+        counts, conf)))
+    assert np.any(old[20:28] == 2)  # the mechanism this guards against
+    assert np.all(new == 1)
+
+
+def test_an_attack_read_an_octave_low_is_lifted_to_its_note_and_nothing_else():
+    hc = harmonic_check
+
+    def track(segments):  # [(hz, confidence, frames)] -> f0, confidence
+        return (np.concatenate([np.full(n, f) for f, _, n in segments]),
+                np.concatenate([np.full(n, c) for _, c, n in segments]))
+
+    # F#5 out of silence: one unsure frame, 5 frames read at 367 Hz, then the note
+    f0, conf = track([(654.0, 0.9, 10), (630.0, 0.2, 1), (367.0, 0.85, 5), (734.0, 0.87, 20)])
+    out = hc.repair_attack_octaves(f0, conf)
+    assert np.allclose(out[11:16], 734.0) and np.array_equal(out[:11], f0[:11])
+    assert np.array_equal(out[16:], f0[16:])
+    # a repeated F#5 whose re-attack was read (or halved) at 367 Hz, CREPE sure throughout
+    f0, conf = track([(740.0, 0.85, 10), (367.0, 0.8, 8), (734.0, 0.87, 20)])
+    out = hc.repair_attack_octaves(f0, conf)
+    assert np.allclose(out[10:18], 734.0) and np.array_equal(out[18:], f0[18:])
+    # a legato leap of an octave from another note, CREPE sure throughout: left alone
+    f0, conf = track([(367.0, 0.85, 5), (734.0, 0.87, 20)])
+    f0 = np.r_[np.full(10, 440.0), f0]
+    conf = np.r_[np.full(10, 0.9), conf]
+    assert np.array_equal(hc.repair_attack_octaves(f0, conf), f0)
+    # a note of its own out of silence, longer than an attack: left alone
+    f0, conf = track([(0.0 + 1e-3, 0.05, 5), (367.0, 0.85, hc.ATTACK_REPAIR_FRAMES + 5),
+                      (734.0, 0.87, 20)])
+    assert np.array_equal(hc.repair_attack_octaves(f0, conf), f0)
+    # a jump an octave *down*, or one into an unsure frame: left alone
+    f0, conf = track([(630.0, 0.2, 1), (734.0, 0.85, 5), (367.0, 0.87, 20)])
+    assert np.array_equal(hc.repair_attack_octaves(f0, conf), f0)
+    f0, conf = track([(630.0, 0.2, 1), (367.0, 0.85, 5), (734.0, 0.3, 20)])
+    assert np.array_equal(hc.repair_attack_octaves(f0, conf), f0)
+
+
 def test_divisor_path_ignores_a_flicker_and_follows_sustained_evidence():
     k = len(harmonic_check.DIVISORS)
     emissions = np.zeros((40, k)) - 5.0
@@ -214,6 +287,26 @@ def test_cello_training_file_lowest_notes_against_midi_truth():
     m = truth_metrics(f0, f0_true[2700 : 2700 + len(f0)], keep[2700 : 2700 + len(f0)])["all"]
     assert m["frames"] > 500
     assert m["x3"] + m["x2"] < 0.01 and m["off_50c"] < 0.05, m
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "train" / "altosax.flac").exists(),
+                    reason="needs ../shared/data/train/altosax.flac")
+def test_altosax_training_file_f_sharp_5_attacks_against_midi_truth():
+    """Repeated F#5 (740 Hz) notes out of silence in the shared alto sax file (70.5-75.5 s):
+    CREPE reads each attack at 367 Hz, confidently, before the note; the check halved others.
+    Before the attack repair and the restart at unsure frames, 13 scored frames here were read
+    at half the pitch."""
+    import soundfile as sf
+
+    from ddsp_synth.evaluate import midi_truth, truth_metrics
+
+    path = SHARED_DATA / "train" / "altosax.flac"
+    audio, sr = sf.read(path, dtype="float32")
+    f0, _ = compute_f0(audio[int(70.5 * sr) : int(75.5 * sr)], FeatureConfig())
+    f0_true, keep = midi_truth(path, int(75.5 * 100))
+    m = truth_metrics(f0, f0_true[7050 : 7050 + len(f0)], keep[7050 : 7050 + len(f0)])["all"]
+    assert m["frames"] > 150
+    assert m["half"] == 0.0 and m["off_50c"] < 0.01, m
 
 
 def test_compiled_viterbi_equals_the_step_by_step_filter(monkeypatch):
