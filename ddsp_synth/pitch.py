@@ -403,9 +403,11 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float
     The Viterbi path picks a bin per frame; the f0 is the activation-weighted mean of the
     cents of the bins within +-4 of it. With ``frames_fn`` (the analysed audio), the
     harmonic check then divides the pitch of frames where it is a harmonic of a lower
-    fundamental, and attacks read an octave low are lifted to their note
-    (:func:`ddsp_synth.harmonic_check.repair_attack_octaves`). Confidence is the activation
-    at the path bin.
+    fundamental; stretches read at a subharmonic of the notes on either side of a legato
+    change, and attacks read an octave low, take their note's pitch
+    (:func:`ddsp_synth.harmonic_check.bridge_subharmonics`,
+    :func:`ddsp_synth.harmonic_check.repair_attack_octaves`). Confidence is the activation at
+    the path bin.
 
     Args:
         activations: [n_frames, 360].
@@ -424,5 +426,6 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float
     if frames_fn is not None:
         f0_hz = f0_hz / harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz,
                                           confidence)
-        f0_hz = harmonic_check.repair_attack_octaves(f0_hz, confidence)
+        f0_hz = harmonic_check.repair_attack_octaves(
+            harmonic_check.bridge_subharmonics(f0_hz), confidence)
     return f0_hz.astype(np.float32), confidence.astype(np.float32)

@@ -75,6 +75,13 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def training_machines(recipe: list[dict]) -> str:
+    """The CPUs the recipe's stages were trained on, as recorded when each stage ran (a card
+    rewritten on another machine still names the one that trained the model)."""
+    names = list(dict.fromkeys(r.get("machine") or "an unrecorded CPU" for r in recipe))
+    return " and ".join(names) if names else "an unrecorded CPU"
+
+
 def recipe_totals(recipe: list[dict]) -> tuple[str, str]:
     """"2132 + 2999" steps and "29.5 + 62.9" minutes of a model's stages."""
     return (" + ".join(str(r["steps"]) for r in recipe),
@@ -194,7 +201,7 @@ def model_card(name: str, meta: dict, metrics: dict, metrics_full: dict | None, 
 | data | `{source.name}` from the project's shared data: FluidR3_GM {name} (MIT) rendered from seeded random melodies, 16 kHz mono, 180 s; last 20 s held out{extra} |
 | model | DDSP solo-instrument decoder, width {meta['model']['decoder']['hidden']}, {meta['n_parameters']:,} parameters; {meta['model']['synth']['n_harmonics']} harmonics, {meta['model']['synth']['n_noise_bands']} noise bands, {meta['model']['synth']['reverb_s']:g} s learned reverb{" (played minimum-phase)" if meta['model']['synth'].get('reverb_phase') == 'minimum' else ""} |
 | features | {meta['sample_rate']} Hz, {meta['frame_rate_hz']:g} frames/s, pitch {meta['pitch_model']} (deterministic decoding), A-weighted loudness |
-| training | {steps} steps of batch {tr['train_config']['batch_size']} x 4 s, {minutes} min of training time on {cpu_name()} (2 cores, CPU only){" in " + str(len(recipe)) + " stages (see below)" if len(recipe) > 1 else ""} |
+| training | {steps} steps of batch {tr['train_config']['batch_size']} x 4 s, {minutes} min of training time on {training_machines(recipe)} (2 cores, CPU only){" in " + str(len(recipe)) + " stages (see below)" if len(recipe) > 1 else ""} |
 | pitch range (voiced, train part) | MIDI {stats['pitch_midi_quantiles'][5]:.1f} to {stats['pitch_midi_quantiles'][95]:.1f} (5th-95th percentile), mean {stats['pitch_midi_mean']:.1f} |
 
 ## Reproduce
@@ -514,7 +521,7 @@ def main() -> int:
         "command": f"{stage_command(args)} --steps {tr['steps']} --threads "
                    f"{tr['train_config']['num_threads'] or 2}",
         "steps": tr["steps"], "minutes": round(tr["wall_s"] / 60, 1),
-        "extra_seconds": args.extra_seconds,
+        "extra_seconds": args.extra_seconds, "machine": cpu_name(),
         "note": f"made with --minutes {args.minutes:g}" if not args.steps else ""}]
     (model / "train_config.json").write_text(json.dumps(
         {"model": meta["model"], "train": tr["train_config"], "recipe": recipe}, indent=2))

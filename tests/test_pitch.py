@@ -248,6 +248,26 @@ def test_an_attack_read_an_octave_low_is_lifted_to_its_note_and_nothing_else():
     assert np.array_equal(hc.repair_attack_octaves(f0, conf), f0)
 
 
+def test_a_legato_change_read_at_the_notes_common_subharmonic_takes_the_next_note():
+    hc = harmonic_check
+
+    def track(*segments):  # (hz, frames) ... -> f0
+        return np.concatenate([np.full(n, f) for f, n in segments])
+
+    # F5 -> A#5 on the violin: six frames read at 229 Hz (700 / 3, 911 / 4)
+    f0 = track((700.0, 10), (229.0, 6), (911.0, 10))
+    out = hc.bridge_subharmonics(f0)
+    assert np.allclose(out[10:16], 911.0) and np.array_equal(out[:10], f0[:10])
+    assert np.array_equal(out[16:], f0[16:])
+    # a short note of its own between them (not a fraction of both), one longer than a
+    # change, or between two reads of the same note: left alone
+    for f0 in (track((700.0, 10), (440.0, 6), (911.0, 10)),
+               track((700.0, 10), (350.0, 6), (911.0, 10)),
+               track((700.0, 10), (229.0, hc.BRIDGE_FRAMES + 1), (911.0, 10)),
+               track((700.0, 10), (233.0, 6), (700.0, 10))):
+        assert np.array_equal(hc.bridge_subharmonics(f0), f0)
+
+
 def test_divisor_path_ignores_a_flicker_and_follows_sustained_evidence():
     k = len(harmonic_check.DIVISORS)
     emissions = np.zeros((40, k)) - 5.0
@@ -307,6 +327,27 @@ def test_altosax_training_file_f_sharp_5_attacks_against_midi_truth():
     m = truth_metrics(f0, f0_true[7050 : 7050 + len(f0)], keep[7050 : 7050 + len(f0)])["all"]
     assert m["frames"] > 150
     assert m["half"] == 0.0 and m["off_50c"] < 0.01, m
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "train" / "violin.flac").exists(),
+                    reason="needs ../shared/data/train/violin.flac")
+def test_violin_training_file_legato_change_against_midi_truth():
+    """A legato change to A4 (440 Hz) in the shared violin file (157.0-158.5 s) that CREPE
+    reads for six frames at 147 Hz, a third of the new note and half of the one before; four
+    of them are scored. Before the bridge over common subharmonics they were off."""
+    import soundfile as sf
+
+    from ddsp_synth.evaluate import midi_truth, truth_metrics
+
+    path = SHARED_DATA / "train" / "violin.flac"
+    audio, sr = sf.read(path, dtype="float32")
+    f0, _ = compute_f0(audio[int(157.0 * sr) : int(158.5 * sr)], FeatureConfig())
+    f0_true, keep = midi_truth(path, int(158.5 * 100))
+    f0_true, keep = f0_true[15700 : 15700 + len(f0)], keep[15700 : 15700 + len(f0)]
+    a4 = keep & (np.abs(f0_true - 440.0) < 1.0)  # the new note's scored frames
+    m = truth_metrics(f0, f0_true, a4)["all"]
+    assert m["frames"] > 40
+    assert m["off_50c"] == 0.0, m
 
 
 def test_compiled_viterbi_equals_the_step_by_step_filter(monkeypatch):
