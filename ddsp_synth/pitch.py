@@ -424,8 +424,7 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float
     f0_hz = cents_to_hz(refine_cents(activations, path, min_bin, max_bin))
     confidence = activations[np.arange(n_frames), path]
     if frames_fn is not None:
-        f0_hz = f0_hz / harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz,
-                                          confidence)
+        divisors = harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz, confidence)
         f0_hz = harmonic_check.repair_attack_octaves(
-            harmonic_check.bridge_subharmonics(f0_hz), confidence)
+            harmonic_check.bridge_subharmonics(f0_hz / divisors, divisors), confidence)
     return f0_hz.astype(np.float32), confidence.astype(np.float32)

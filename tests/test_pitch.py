@@ -256,7 +256,8 @@ def test_a_legato_change_read_at_the_notes_common_subharmonic_takes_the_next_not
 
     # F5 -> A#5 on the violin: six frames read at 229 Hz (700 / 3, 911 / 4)
     f0 = track((700.0, 10), (229.0, 6), (911.0, 10))
-    out = hc.bridge_subharmonics(f0)
+    ones = np.ones(len(f0), np.int64)
+    out = hc.bridge_subharmonics(f0, ones)
     assert np.allclose(out[10:16], 911.0) and np.array_equal(out[:10], f0[:10])
     assert np.array_equal(out[16:], f0[16:])
     # a short note of its own between them (not a fraction of both), one longer than a
@@ -265,7 +266,12 @@ def test_a_legato_change_read_at_the_notes_common_subharmonic_takes_the_next_not
                track((700.0, 10), (350.0, 6), (911.0, 10)),
                track((700.0, 10), (229.0, hc.BRIDGE_FRAMES + 1), (911.0, 10)),
                track((700.0, 10), (233.0, 6), (700.0, 10))):
-        assert np.array_equal(hc.bridge_subharmonics(f0), f0)
+        assert np.array_equal(hc.bridge_subharmonics(f0, ones), f0)
+    # a short low note the check divided by 3, before CREPE's undivided 3x reading of it
+    f0 = track((155.6, 10), (77.8, 8), (233.4, 10))
+    divisors = np.r_[np.ones(10), np.full(8, 3), np.ones(10)].astype(np.int64)
+    assert np.array_equal(hc.bridge_subharmonics(f0, divisors), f0)
+    assert not np.array_equal(hc.bridge_subharmonics(f0, np.ones(28, np.int64)), f0)
 
 
 def test_divisor_path_ignores_a_flicker_and_follows_sustained_evidence():
