@@ -68,7 +68,7 @@ def resynth_truth(model, wav: Path, old: bool) -> dict:
         feats = features_in_blocks(audio, fc)
     out = render(model, feats["f0_hz"], feats["loudness_db"],
                  TransferOptions(auto_adjust=False))[: len(audio)]
-    f0_out = compute_f0(out, FeatureConfig())[0]
+    f0_out = compute_f0(out, FeatureConfig(), repairs=False)[0]
     f0_true, keep = midi_truth(wav, len(f0_out))
     return {"input": truth_metrics(feats["f0_hz"][: len(f0_out)], f0_true, keep),
             "output": truth_metrics(f0_out, f0_true, keep)}

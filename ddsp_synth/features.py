@@ -76,7 +76,8 @@ class FeatureConfig:
 
 
 def compute_f0(audio: np.ndarray, config: FeatureConfig,
-               valid_frames: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               valid_frames: tuple[int, int] | None = None,
+               repairs: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """f0 and confidence on the shared frame grid.
 
     CREPE runs at 16 kHz on its own grid (hop ``round(hop * 16000 / sample_rate)``), decoded
@@ -88,6 +89,7 @@ def compute_f0(audio: np.ndarray, config: FeatureConfig,
         valid_frames: frames ``[lo, hi)`` that hold real signal when ``audio`` was padded with
             context beyond a file's ends; only they enter the Viterbi decoding, so a block
             decodes like the same frames of the whole file. Frames outside repeat the edge.
+        repairs: see :func:`ddsp_synth.pitch.decode_f0` (False to measure a model's output).
 
     Returns:
         f0_hz, confidence: [ceil(n_samples / hop)] float32.
@@ -108,7 +110,7 @@ def compute_f0(audio: np.ndarray, config: FeatureConfig,
     c_hi = min(len(act), int(np.ceil(t_model[hi - 1] * CREPE_SAMPLE_RATE / hop_16k)) + 2)
     f0_c, conf_c = decode_f0(
         act[c_lo:c_hi], config.f0_min_hz, config.f0_max_hz,
-        lambda i, j: analysis_frames(audio_16k, hop_16k, c_lo + i, c_lo + j))
+        lambda i, j: analysis_frames(audio_16k, hop_16k, c_lo + i, c_lo + j), repairs)
     cents = np.interp(t_model, t_crepe[c_lo:c_hi], hz_to_cents(f0_c))
     conf = np.interp(t_model, t_crepe[c_lo:c_hi], conf_c)
     return cents_to_hz(cents).astype(np.float32), conf.astype(np.float32)
@@ -123,22 +125,24 @@ def compute_loudness(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 
 def compute_features(audio: np.ndarray, config: FeatureConfig,
-                     valid_frames: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+                     valid_frames: tuple[int, int] | None = None,
+                     repairs: bool = True) -> dict[str, np.ndarray]:
     """All features of one signal: ``f0_hz``, ``confidence``, ``loudness_db``, [n_frames] each.
 
-    ``valid_frames``: see :func:`compute_f0`.
+    ``valid_frames``, ``repairs``: see :func:`compute_f0`.
     """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono [n_samples], got shape {audio.shape}")
     if not np.all(np.isfinite(audio)):
         raise ValueError("audio contains NaN or infinite samples")
-    f0, conf = compute_f0(audio, config, valid_frames)
+    f0, conf = compute_f0(audio, config, valid_frames, repairs)
     return {"f0_hz": f0, "confidence": conf, "loudness_db": compute_loudness(audio, config)}
 
 
 def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: float = 60.0,
-                       context_seconds: float = 2.0, progress=None) -> dict:
+                       context_seconds: float = 2.0, progress=None,
+                       repairs: bool = True) -> dict:
     """Features of a long signal computed block by block with context on both sides.
 
     Each block of ``block_seconds`` is analysed with ``context_seconds`` of neighbouring audio
@@ -147,6 +151,7 @@ def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: 
 
     Args:
         audio: [n_samples] float, or int16 PCM (a memmap is fine).
+        repairs: see :func:`compute_f0` (False to measure a model's output).
 
     Returns:
         dict of [ceil(n_samples / hop)] float32 arrays: f0_hz, confidence, loudness_db.
@@ -165,7 +170,7 @@ def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: 
         lo, hi = max(0, a0), min(n, a1)
         seg[lo - a0 : hi - a0] = audio[lo:hi] / PCM16_SCALE if audio.dtype == np.int16 else audio[lo:hi]
         valid = (max(0, -a0) // hop, (min(n, a1) - a0 + hop - 1) // hop)
-        feats = compute_features(seg, config, valid)
+        feats = compute_features(seg, config, valid, repairs)
         for k in out:
             out[k][f0:f1] = feats[k][ctx_frames : ctx_frames + (f1 - f0)]
         if progress is not None:
@@ -173,8 +178,9 @@ def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: 
     return out
 
 
-# 2: the Viterbi jump and the harmonic check (issue 23) changed every f0.
-FEATURE_CACHE_VERSION = 2
+# 2: the Viterbi jump and the harmonic check (issue 23) changed every f0; 3: the restart at
+# unsure frames and the two repairs after the check changed some.
+FEATURE_CACHE_VERSION = 3
 
 
 def analyse(audio: np.ndarray, feature_config: FeatureConfig, progress=None,

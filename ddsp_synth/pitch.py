@@ -397,7 +397,7 @@ def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
 
 
 def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float = 2006.0,
-              frames_fn=None) -> tuple[np.ndarray, np.ndarray]:
+              frames_fn=None, repairs: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic f0 from CREPE activations, with the harmonic check.
 
     The Viterbi path picks a bin per frame; the f0 is the activation-weighted mean of the
@@ -413,6 +413,10 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float
         activations: [n_frames, 360].
         frames_fn: ``(first, stop) -> [stop - first, 1024]`` the windows behind
             ``activations`` (:func:`analysis_frames`); None decodes the activations alone.
+        repairs: False leaves out the two repairs after the check. They assume an acoustic
+            instrument's attacks and legato changes; a model's output that really plays a
+            wrong pitch at a note's start would be read right, so outputs are measured
+            without them.
 
     Returns:
         f0_hz: [n_frames] float32.
@@ -425,6 +429,8 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float
     confidence = activations[np.arange(n_frames), path]
     if frames_fn is not None:
         divisors = harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz, confidence)
-        f0_hz = harmonic_check.repair_attack_octaves(
-            harmonic_check.bridge_subharmonics(f0_hz / divisors, divisors), confidence)
+        f0_hz = f0_hz / divisors
+        if repairs:
+            f0_hz = harmonic_check.repair_attack_octaves(
+                harmonic_check.bridge_subharmonics(f0_hz, divisors), confidence)
     return f0_hz.astype(np.float32), confidence.astype(np.float32)
