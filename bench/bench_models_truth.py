@@ -5,8 +5,9 @@
 For every shipped model and its three unseen performances (``scripts/render_heldout.py``),
 and for the cello also the low bassoon renders played without auto-adjust (seeds 8009, 8014,
 8015, as ``scripts/train_model.py``), the input is analysed, resynthesized by the model and
-the output read by ddsp_synth's tracker as it is now (CREPE tiny, Viterbi with jumps, the
-harmonic check: the best tracker measured by ``bench/bench_pitch.py``) against the MIDI:
+the input and the output read by ddsp_synth's tracker as it is now (CREPE tiny, Viterbi with
+jumps, the harmonic check: the best tracker measured by ``bench/bench_pitch.py``; without the
+repairs after the check, as ``ddsp_synth.evaluate`` measures) against the MIDI:
 
 * ``before``: the model files of ``--before`` (read with ``git show``), the input analysed as
   that commit did (the banded Viterbi alone, no harmonic check);
@@ -69,8 +70,9 @@ def resynth_truth(model, wav: Path, old: bool) -> dict:
     out = render(model, feats["f0_hz"], feats["loudness_db"],
                  TransferOptions(auto_adjust=False))[: len(audio)]
     f0_out = compute_f0(out, FeatureConfig(), repairs=False)[0]
+    f0_in = compute_f0(audio, fc, repairs=False)[0] if not old else feats["f0_hz"]
     f0_true, keep = midi_truth(wav, len(f0_out))
-    return {"input": truth_metrics(feats["f0_hz"][: len(f0_out)], f0_true, keep),
+    return {"input": truth_metrics(f0_in[: len(f0_out)], f0_true, keep),
             "output": truth_metrics(f0_out, f0_true, keep)}
 
 

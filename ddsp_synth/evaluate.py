@@ -8,9 +8,12 @@ Definitions (also used for validation during training and for the model cards):
 * ``f0_l1_cents``: CREPE (the model's pitch model unless told otherwise) on the output against
   the input's f0, mean absolute difference in cents over frames where the input is voiced
   with confidence >= 0.85; ``f0_outlier_ratio``: share of those frames off by > 50 cents.
-  The output is read without the tracker's repairs after the harmonic check
-  (:func:`ddsp_synth.pitch.decode_f0`): they assume an acoustic attack, and would read a wrong
-  pitch the model really plays at a note's start as right.
+  For audio files (unseen performances), input and output are both read by the tracker
+  without its repairs after the harmonic check (:func:`ddsp_synth.pitch.decode_f0`): the
+  model hears the repaired analysis, but the repairs assume an acoustic attack and would read
+  a wrong pitch a model really plays at a note's start as right, so the ruler goes without
+  them on both sides. A prepared dataset's frames (held-out part, validation) are read as
+  they were prepared.
 * ``rtf``: synthesis wall time / audio duration (features excluded).
 * ``midi_truth`` (audio files rendered with MIDI sidecars, ``STEM.f0.csv`` and
   ``STEM.notes.csv``): the input's and the output's f0 (the model's tracker) against the MIDI
@@ -94,7 +97,7 @@ def evaluate_batches(model, batches, pitch_model: str | None = None, seed: int =
             spectral.append(float(multi_resolution_stft_loss(out, audio, cfg.loss)))
             out_np = out.cpu().numpy()
             for i in range(out_np.shape[0]):
-                f0_out, _ = compute_f0(out_np[i], fc, repairs=False)  # what it plays
+                f0_out, _ = compute_f0(out_np[i], fc)  # the ruler of the prepared input
                 loud_out = compute_loudness(out_np[i], fc)
                 # Loudness of the input audio itself, on the same grid and settings.
                 loud_in = compute_loudness(batch["audio"][i].numpy(), fc)
@@ -137,7 +140,9 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
     out = render(model, feats["f0_hz"], feats["loudness_db"],
                  TransferOptions(auto_adjust=False, seed=seed))[: len(audio)]
     synth_s = time.perf_counter() - t
-    measured = features_in_blocks(out, fc, repairs=False)  # what it plays, unrepaired
+    # One ruler for input and output: the tracker without its repairs (see the docstring).
+    heard = features_in_blocks(audio, fc, repairs=False)
+    measured = features_in_blocks(out, fc, repairs=False)
     seg = int(SEGMENT_SECONDS * cfg.synth.sample_rate)
     spectral, weights = [], []
     with torch.no_grad():
@@ -148,10 +153,10 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
                 torch.from_numpy(np.ascontiguousarray(a))[None], cfg.loss)))
             weights.append(len(a))
     spectral = [float(np.average(spectral, weights=weights))] if spectral else []
-    return (pitch_errors_cents(measured["f0_hz"], feats["f0_hz"], feats["confidence"]),
+    return (pitch_errors_cents(measured["f0_hz"], heard["f0_hz"], heard["confidence"]),
             loudness_errors_db(measured["loudness_db"], feats["loudness_db"]),
             spectral, synth_s, len(audio) / cfg.synth.sample_rate), out, \
-        {"input": feats["f0_hz"], "output": measured["f0_hz"]}
+        {"input": heard["f0_hz"], "output": measured["f0_hz"]}
 
 
 def audio_as_batch(audio: np.ndarray, model, features: dict) -> dict:

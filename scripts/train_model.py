@@ -309,13 +309,14 @@ def pool(rows: list[dict]) -> dict:
 
 def truth_of(audio_path: Path, output, analysed_f0=None) -> dict:
     """MIDI truth of a render against the tracker's reading of its input (or ``analysed_f0``,
-    what a streaming engine heard) and of an output signal (read without the tracker's
-    repairs, which would read a wrong attack the model plays as right)."""
+    what a streaming engine heard) and of an output signal. Both are read without the
+    tracker's repairs, which would read a wrong attack the model plays as right
+    (:func:`ddsp_synth.evaluate` module docstring)."""
     from ddsp_synth.audio_io import load_audio
     from ddsp_synth.evaluate import midi_truth, truth_metrics
     from ddsp_synth.features import FeatureConfig, compute_f0
 
-    f0_in = compute_f0(load_audio(audio_path, 16000), FeatureConfig())[0] \
+    f0_in = compute_f0(load_audio(audio_path, 16000), FeatureConfig(), repairs=False)[0] \
         if analysed_f0 is None else analysed_f0
     f0_out = compute_f0(output, FeatureConfig(), repairs=False)[0]  # what it plays
     f0_in = np.pad(f0_in, (0, max(0, len(f0_out) - len(f0_in))), mode="edge")[: len(f0_out)]
