@@ -351,10 +351,15 @@ def frames_since_change(f0_hz: np.ndarray, previous: tuple[float, int] | None = 
     # not a note change: the check must act on it at once.
     harmonic = (np.min(np.abs(step[:, None] - _HARMONIC_CENTS[None, :]), axis=1)
                 <= ONSET_CHANGE_CENTS)
-    change = (step > ONSET_CHANGE_CENTS) & ~harmonic
-    out = np.empty(len(cents), np.int64)
-    for i, c in enumerate(change):
-        count = 0 if c else min(ONSET_FRAMES, count + 1)
+    return _count_since(((step > ONSET_CHANGE_CENTS) & ~harmonic), count)
+
+
+def _count_since(restart: np.ndarray, count: int) -> np.ndarray:
+    """Frames since the last ``restart`` frame (0 there), capped at :data:`ONSET_FRAMES`;
+    ``count`` is the frame before the first's: [n_frames] bool -> [n_frames] int."""
+    out = np.empty(len(restart), np.int64)
+    for i, r in enumerate(restart):
+        count = 0 if r else min(ONSET_FRAMES, count + 1)
         out[i] = count
     return out
 
@@ -370,13 +375,8 @@ def frames_since_unsure(since_change: np.ndarray, confidence: np.ndarray) -> np.
     Returns:
         [n_frames] int counts in 0 .. ONSET_FRAMES (the first frame counts as settled).
     """
-    restart = (np.asarray(since_change) == 0) | (np.asarray(confidence) < CONFIDENT)
-    count = ONSET_FRAMES
-    out = np.empty(len(restart), np.int64)
-    for i, r in enumerate(restart):
-        count = 0 if r else min(ONSET_FRAMES, count + 1)
-        out[i] = count
-    return out
+    return _count_since((np.asarray(since_change) == 0)
+                        | (np.asarray(confidence) < CONFIDENT), ONSET_FRAMES)
 
 
 def onset_counts(since_change: np.ndarray, since_unsure: np.ndarray,

@@ -527,7 +527,7 @@ def _dynamics(devices, u: np.ndarray, free, dry_t: torch.Tensor, target: np.ndar
     """The compressors' and distortions' settings from envelopes, device by device on what
     the devices before them (at ``u``) make of the dry signal ``dry_t`` [1, n]: u [P] ->
     (a new u [P], one note per device)."""
-    u, notes = u.copy(), []
+    u, notes, free = u.copy(), [], set(free)
     for k, (off, device, twin) in enumerate(devices):
         if not isinstance(twin, (Compressor, Distortion)):
             continue
@@ -541,6 +541,6 @@ def _dynamics(devices, u: np.ndarray, free, dry_t: torch.Tensor, target: np.ndar
             note = f"distortion from the soft passages: drive {fit['drive_db']:.0f} dB"
         notes.append(note)
         for i, p in enumerate(device.params):
-            if off + i in set(free) and p.name in fit:
+            if off + i in free and p.name in fit:
                 u[off + i] = p.to_normalised(min(max(fit[p.name], p.min), p.max))
     return u, notes
