@@ -15,12 +15,17 @@ second. Each is judged by
 * the loudness error |L(output) - L(target)| in LU (BS.1770);
 * the training step time of each method (median ``step_s`` of the run's log).
 
+``--input-processed 0`` gives the inputs as recorded instead (only the target and the
+reference are processed; the same windows, levels and style settings for the same seed).
+
 Baselines: doing nothing (1 by definition), the rule baseline (long-term-average-spectrum
 match EQ + loudness match, :func:`ddsp_synth.control.rule_baseline`), an oracle that reads
 the reference perfectly (the target's own settings applied to the processed input: what is
 left is the input's own processing, which only a controller that undoes it removes) and
-``match`` run per example on the true target (a ceiling: it sees the target, the controllers
-only a reference), on the first ``--match-examples`` examples.
+the rule reading the target itself instead of the reference (its EQ without the difference
+in notes between the input's part and the reference's) and ``match`` run per example on the
+true target (a ceiling: it sees the target, the controllers only a reference), on the first
+``--match-examples`` examples.
 
 ``steps``: training step time per method and worker count, peak memory of each run.
 
@@ -75,8 +80,9 @@ def _save(section: str, data: dict) -> None:
     atomic_write_text(RESULTS, json.dumps(results, indent=2) + "\n")
 
 
-def heldout_examples(n: int, seconds: float):
-    """DeepAFx-ST's examples from the held-out recordings, rendered by the real devices."""
+def heldout_examples(n: int, seconds: float, input_processed: float = 1.0):
+    """Style examples from the held-out recordings, rendered by the real devices (the
+    inputs processed too, ``input_processed`` 1, or as recorded, 0)."""
     from ddsp_synth.control.config import ControlDataConfig
     from ddsp_synth.control.data import StyleSource
     from ddsp_synth.control.devices import build_chain, declared_params, render_chain
@@ -86,7 +92,7 @@ def heldout_examples(n: int, seconds: float):
     chain.close()
     renderer, kind = render_chain(CHAIN.split(","), SR)
     cfg = ControlDataConfig(segment_seconds=seconds, reference_seconds=seconds,
-                            held_out_fraction=0.0)
+                            held_out_fraction=0.0, input_processed=input_processed)
     source = StyleSource([HELDOUT], SR, renderer, declared, devices, cfg, fixed)
     examples = source.batch(np.random.default_rng(SEED), n)
     # the settings: [2 n, P] natural, the inputs' rows, then the targets'
@@ -171,7 +177,8 @@ def experiment(args) -> dict:
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    ex, renderer, kind, names, settings = heldout_examples(args.examples, args.seconds)
+    ex, renderer, kind, names, settings = heldout_examples(args.examples, args.seconds,
+                                                           args.input_processed)
     print(f"{len(ex)} held-out examples of {args.seconds:g} s from {len(names)} recordings "
           f"({kind} devices, {time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     rows, outputs = {}, {"none": ex.input}
@@ -181,6 +188,13 @@ def experiment(args) -> dict:
     outputs["rule"] = torch.from_numpy(rule)
     rows["rule"] = {**scores(outputs["rule"], ex, SR),
                     "by_material": by_material(outputs["rule"], ex)}
+    # the rule reading the target itself (same notes as the input): what its EQ would do
+    # without the difference in content between the input's part and the reference's
+    same = np.stack([rule_baseline(x.numpy(), t.numpy(), SR)
+                     for x, t in zip(ex.input, ex.target)])
+    outputs["rule_same_content"] = torch.from_numpy(same)
+    rows["rule_same_content"] = {**scores(outputs["rule_same_content"], ex, SR),
+                                 "by_material": by_material(outputs["rule_same_content"], ex)}
     # the rule's loudness stage alone (no EQ): the input at the reference's loudness
     from ddsp_synth.control.metrics import SILENT_LUFS, integrated_loudness
     lev = []
@@ -220,6 +234,7 @@ def experiment(args) -> dict:
             rows[key]["rel_spec_on_match_examples"] = scores(out[:k], sub, SR)["rel_spec"]
     renderer.close()
     result = {"chain": CHAIN, "sample_rate": SR, "examples": len(ex),
+              "input_processed": args.input_processed,
               "example_seconds": args.seconds, "heldout_files": names, "seed": SEED,
               "rows": rows, "deepafx_st": DEEPAFX_ST, "goals": GOALS, "machine": machine_info()}
     _save(args.key, result)
@@ -319,7 +334,8 @@ LABELS = {"none": "do nothing", "rule": "rule baseline (LTAS EQ + loudness)",
           "autodiff_level": "autodiff with the level path (--level-match)",
           "autodiff_log": "autodiff, log-magnitude loss (--loss log)",
           "autodiff_5s": "autodiff, trained on 5 s clips (--segment-seconds 5)",
-          "oracle": "the target's own settings on the processed input (knows B, not A)",
+          "oracle": "the target's own settings on the input (knows B, not A)",
+          "rule_same_content": "the rule reading the target itself (no content difference)",
           "match": "match per example (sees the target: ceiling)"}
 
 
@@ -329,8 +345,8 @@ def experiment_table(result: dict) -> str:
     lines = ["| method | rel_spec (ours) | median | DeepAFx-ST | goal | loudness error (LU) | "
              "step time (s, batch 8) | steps in budget |",
              "|---|---|---|---|---|---|---|---|"]
-    order = ("none", "rule", "loudness", "logmatch", "oracle", "autodiff", "spsa", "proxy",
-             "hybrid")
+    order = ("none", "rule", "loudness", "logmatch", "rule_same_content", "oracle", "autodiff",
+             "spsa", "proxy", "hybrid")
     for key in [*order, *(k for k in rows if k not in order and k != "match"), "match"]:
         if key not in rows:
             continue
@@ -465,6 +481,9 @@ def main(argv=None) -> int:
     e.add_argument("--runs", nargs="*", default=[], help="METHOD=RUN_DIR ...")
     e.add_argument("--examples", type=int, default=64)
     e.add_argument("--seconds", type=float, default=2.0)
+    e.add_argument("--input-processed", type=float, default=1.0,
+                   help="inputs processed with random settings of their own (1, the seed's "
+                        "protocol) or as recorded (0, the issue's wording)")
     e.add_argument("--match-examples", type=int, default=16)
     e.add_argument("--match-seconds", type=float, default=6.0)
     e.add_argument("--key", default="experiment",

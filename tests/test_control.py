@@ -289,7 +289,7 @@ def test_style_examples_are_parts_of_one_processed_recording(recordings):
     declared, fixed, devices = declared_params(chain)
     renderer, kind = render_chain(["gain"], SR, n_workers=0)
     cfg = ControlDataConfig(segment_seconds=0.5, reference_seconds=0.3, held_out_fraction=0.25,
-                            workers=0)
+                            workers=0, input_processed=1.0)
     src = StyleSource([recordings], SR, renderer, declared, devices, cfg)
     b = src.batch(np.random.default_rng(3), 4)
     assert kind == "real" and b.input.shape == (4, 8000) and b.reference.shape == (4, 4800)
@@ -303,6 +303,42 @@ def test_style_examples_are_parts_of_one_processed_recording(recordings):
     held = src.batch(np.random.default_rng(0), 6, held_out=True)
     assert all(float(n.split("@")[1]) >= 3.0 - 1e-6 for n in held.names)
     renderer.close()
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_style_inputs_as_recorded_or_processed(recordings, fraction):
+    """With ``input_processed`` 0 every input is the recording's part as it was (the
+    target is exactly it through the style's settings), with 1 none is, and in between some
+    are; the targets and references do not depend on it."""
+    chain = build_chain("gain", SR, "autodiff")
+    declared, fixed, devices = declared_params(chain)
+    renderer, _ = render_chain(["gain"], SR, n_workers=0)
+    batches = {}
+    for f in (fraction, 1.0):
+        cfg = ControlDataConfig(segment_seconds=0.5, reference_seconds=0.3, workers=0,
+                                held_out_fraction=0.25, input_processed=f)
+        src = StyleSource([recordings], SR, renderer, declared, devices, cfg)
+        batches[f] = (src.batch(np.random.default_rng(5), 16), src.last_settings)
+    renderer.close()
+    b, settings = batches[fraction]
+    assert torch.equal(b.target, batches[1.0][0].target)
+    assert torch.equal(b.reference, batches[1.0][0].reference)
+    style_gain = torch.from_numpy(10.0 ** (settings[16:, 0] / 20.0)).float()
+    as_recorded = [bool(torch.allclose(b.input[i] * style_gain[i], b.target[i], atol=1e-5))
+                   for i in range(16)]
+    assert sum(as_recorded) == {0.0: 16, 1.0: 0}.get(fraction, sum(as_recorded))
+    if fraction == 0.5:
+        assert 3 <= sum(as_recorded) <= 13
+
+
+def test_runs_from_before_input_processed_read_as_processed():
+    from ddsp_synth.control.run import RunSettings
+
+    d = {"chain": ["gain"], "method": "autodiff", "pairs": None, "style": ["x"],
+         "controller": {}, "data": {"workers": 0}, "train": {}}
+    assert RunSettings.from_dict(d).data.input_processed == 1.0
+    d["data"]["input_processed"] = 0.0
+    assert RunSettings.from_dict(d).data.input_processed == 0.0
 
 
 # ----------------------------------------------------------------------------- training

@@ -38,7 +38,8 @@ def _cmd_train(args) -> int:
                                   reference=bool(args.style) or args.reference,
                                   level_match=args.level_match)
     data = ControlDataConfig(segment_seconds=args.segment_seconds, workers=args.workers,
-                             reference_seconds=args.segment_seconds)
+                             reference_seconds=args.segment_seconds,
+                             input_processed=args.input_processed)
     summary = train_controller(args.output, args.chain, args.method, pairs=args.pairs,
                                loss=args.loss,
                                style=args.style, controller=controller, data=data,
@@ -106,6 +107,12 @@ def _add_train(actions) -> None:
     t.add_argument("--learning-rate", type=number(float, 1e-7, 1.0), help="Adam's (1e-3)")
     t.add_argument("--segment-seconds", type=number(float, 0.1, 600.0), default=2.0,
                    help="length of each example (and of each reference)")
+    t.add_argument("--input-processed", type=number(float, 0.0, 1.0), default=1.0,
+                   metavar="FRACTION",
+                   help="with --style: the fraction of examples whose input also went through "
+                        "the chain with random settings of its own, which the controller must "
+                        "undo (default 1; 0: inputs are the recordings as they are; "
+                        "DeepAFx-ST: 0.75)")
     t.add_argument("--workers", type=number(int, 0, 64), default=2,
                    help="worker processes running the real devices")
     t.add_argument("--threads", type=number(int, 0, 1024), default=1,

@@ -77,6 +77,12 @@ class ControlDataConfig:
         held_out_max_seconds: upper bound of that tail.
         min_level_db: windows quieter than this (RMS, dBFS) are drawn again.
         workers: worker processes that render examples through the real devices.
+        input_processed: (style) the fraction of examples whose input went through the
+            chain with random settings of its own before the controller hears it. 0: the
+            input is the recording itself (the target is that part processed: the
+            controller has to read only the reference's settings); 1: every input carries
+            processing of its own that the controller has to undo too (DeepAFx-ST
+            corrupts 75 % of its inputs with a random EQ).
     """
 
     segment_seconds: float = 2.0
@@ -86,10 +92,12 @@ class ControlDataConfig:
     held_out_max_seconds: float = 20.0
     min_level_db: float = -50.0
     workers: int = 2
+    input_processed: float = 1.0
 
     def __post_init__(self):
         check_fields(self, ranges={
             "segment_seconds": (0.1, 600.0), "reference_seconds": (0.1, 600.0),
+            "input_processed": (0.0, 1.0),
             "level_db_range": (-80.0, 24.0), "held_out_fraction": (0.0, 0.9),
             "held_out_max_seconds": (0.0, 3600.0), "min_level_db": (-120.0, 0.0),
             "workers": (0, 64)})

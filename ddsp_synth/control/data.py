@@ -10,10 +10,12 @@ file, never from what a step trains on.
   audio extension), at one sample rate per pair; aligned windows of both, and, for a
   controller that takes a reference, another window of the same target file.
 * :class:`StyleSource`: any folder of recordings. A window of ``segment + reference``
-  seconds is shifted to a random level and rendered twice by the real devices (one pool
-  call for the batch): once with random settings (the input's own processing) and once with
-  other random settings (the style). The input is one part of the first rendering, the
-  target the same part of the second, the reference the other part of the second.
+  seconds is shifted to a random level and rendered by the real devices with random
+  settings (the style; one pool call for the batch). The target is one part of that
+  rendering and the reference the other part. The input is the target's part as another
+  rendering with other random settings made it (processing of its own, which the controller
+  has to undo too: the default, ``input_processed`` 1), or, for a fraction ``1 -
+  input_processed`` of the examples, as it was recorded.
 """
 
 from __future__ import annotations
@@ -238,13 +240,28 @@ class StyleSource:
         x = np.stack(segments).astype(np.float32)
         settings = sample_settings(self.declared, self.devices, 2 * size, rng, self.fixed)
         self.last_settings = settings
-        with torch.no_grad():
-            y, _ = self.renderer(torch.from_numpy(np.concatenate([x, x])),
-                                 torch.from_numpy(settings).float())
-        processed, style = y[:size], y[size:]
+        processed, style = self._render(x, settings)
         first = torch.from_numpy(rng.integers(0, 2, size=size).astype(bool))
+        fraction = self.config.input_processed
+        if 0.0 < fraction < 1.0:  # (1 and 0 draw nothing: older runs' streams unchanged)
+            keep = torch.from_numpy(rng.uniform(size=size) >= fraction)
+            processed = torch.where(keep[:, None], torch.from_numpy(x), processed)
         # the input's part first or second, at random; the reference is the other part
         inp = torch.where(first[:, None], processed[:, :n], processed[:, m:])
         tgt = torch.where(first[:, None], style[:, :n], style[:, m:])
         ref = torch.where(first[:, None], style[:, n:], style[:, :m])
         return Examples(inp.contiguous(), tgt.contiguous(), ref.contiguous(), names)
+
+    def _render(self, x: np.ndarray, settings: np.ndarray):
+        """([N, n] the inputs' processing, [N, n] the style) of windows x [N, n] under the
+        settings [2 N, P] (the inputs' rows, then the style's); with ``input_processed`` 0
+        the inputs are the windows themselves and only the style is rendered."""
+        size = len(x)
+        with torch.no_grad():
+            if self.config.input_processed == 0.0:
+                style, _ = self.renderer(torch.from_numpy(x),
+                                         torch.from_numpy(settings[size:]).float())
+                return torch.from_numpy(x), style
+            y, _ = self.renderer(torch.from_numpy(np.concatenate([x, x])),
+                                 torch.from_numpy(settings).float())
+        return y[:size], y[size:]
