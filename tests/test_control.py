@@ -384,6 +384,8 @@ def test_resume_is_exact(recordings, tmp_path):
     a = load_checkpoint_weights(tmp_path / "straight")
     b = load_checkpoint_weights(tmp_path / "resumed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    card = (tmp_path / "straight" / "MODEL_CARD.md").read_text()
+    assert "inputs with random processing of their own to undo: 100%" in card
     with pytest.raises(TrainingError, match="already holds a run"):
         _train(tmp_path / "resumed", steps=1, **kw)
 

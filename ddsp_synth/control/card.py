@@ -32,6 +32,15 @@ def _evaluation(ev: dict) -> list[str]:
     return lines
 
 
+def _inputs(data: dict) -> str:
+    """How the style inputs were made (controllers from before the setting say nothing)."""
+    share = data.get("input_processed")
+    if data.get("mode") != "style" or share is None:
+        return ""
+    return (f"; inputs with random processing of their own to undo: {share:.0%} (the rest as "
+            "recorded)")
+
+
 def controller_card(meta: dict) -> str:
     """A MODEL_CARD.md text from a controller description."""
     cfg, tr, data = meta["config"], meta.get("training", {}), meta.get("data", {})
@@ -60,7 +69,7 @@ def controller_card(meta: dict) -> str:
         f"| training data | {data.get('mode', '?')}: {len(files)} files "
         f"({', '.join(files[:12])}{', ...' if len(files) > 12 else ''}); "
         f"{data.get('train_seconds', '?')} s used for training; held out for validation: "
-        f"{data.get('held_out', '?')} |",
+        f"{data.get('held_out', '?')}{_inputs(data)} |",
         f"| training | method `{tr.get('method')}`, {tr.get('steps')} steps of batch "
         f"{tr.get('batch_size')} x {tr.get('segment_seconds')} s, {_fmt(tr.get('minutes'), 1)} "
         f"min on {tr.get('machine', 'CPU')}, seed {tr.get('seed')} |",

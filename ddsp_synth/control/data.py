@@ -222,6 +222,7 @@ class StyleSource:
         seconds = sum(len(a) for a in self.train) / self.sample_rate
         return {"mode": "style", "paths": self.paths, "files": self.names,
                 "train_seconds": round(seconds, 1),
+                "input_processed": self.config.input_processed,
                 "held_out": f"the last {self.config.held_out_fraction:.0%} of each file (at "
                             f"most {self.config.held_out_max_seconds:g} s)"}
 
