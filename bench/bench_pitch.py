@@ -4,7 +4,6 @@
     python bench/bench_pitch.py --full           # also CREPE full on the lowest and highest sets
     python bench/bench_pitch.py --no-stream      # skip the streaming front end (the slowest case)
     python bench/bench_pitch.py --only cello_8013 bassoon_8014 --out results_pitch_stream.json
-    python bench/bench_pitch.py --stream-without-restart --out results_pitch_stream_before.json
 
 The set (:mod:`pitch_data`): a 60 s performance of each of the generator's 12 instruments
 (seeds 8000..8011), two more of the cello and of the bassoon (their lowest notes, 8012..8015),
@@ -136,15 +135,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="+", metavar="NAME_SEED",
                     help="these renders only (e.g. cello_8013 bassoon_8014)")
     ap.add_argument("--out", default="results_pitch.json", help="file name in bench/")
-    ap.add_argument("--stream-without-restart", action="store_true",
-                    help="the streaming front end without its restart where CREPE lets go of "
-                         "the held note (as before 2026-12-07), for a before/after")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.stream_without_restart:
-        import ddsp_synth.streaming.features as streaming_features
-
-        streaming_features.RESTART_HELD_BELOW = 0.0
     files = [render(name, seed, FOLDER) for name, seed in BENCH_SET]
     files += [synth_voice(seed, FOLDER) for seed in BENCH_VOICE_SEEDS]
     files = [f for f in files if not args.only or f.stem in args.only]
@@ -168,7 +160,6 @@ def main() -> int:
     scale = run_scale()
     print_tables(per_instrument, speed, scale)
     result = {"machine": machine_info(), "threads": args.threads,
-              "stream_restart": not args.stream_without_restart,
               "scored_frames": "inside notes, first 50 ms and last 30 ms left out",
               "shares": "per_instrument: percent of scored frames; per_file: fractions", "per_instrument": per_instrument,
               "per_file": per_file, "seconds_per_minute": speed, "singing_scale": scale}

@@ -5,11 +5,9 @@ sample ``t * hop + window / 2 - 1`` has arrived: half a CREPE window (512 sample
 16 kHz) of look-ahead. Loudness equals the offline frame exactly; f0 uses the same CREPE model,
 bin refinement and harmonic check as :mod:`ddsp_synth.pitch`, decoded by online Viterbi
 filters (the best-scoring current bin, then the best-scoring current divisor, no
-backtracking; the bin filter restarts where CREPE has let go of the note it holds for
-another: :data:`RESTART_HELD_BELOW`; the divisor filter switches for less and weighs the
-evidence for a divisor below 100 Hz from a note's first frame:
-``harmonic_check.STREAM_LOW_HZ``). The harmonic check reads the same window, so it adds no
-latency.
+backtracking; the divisor filter switches for less and weighs the evidence for a divisor
+below 100 Hz from a note's first frame: ``harmonic_check.STREAM_LOW_HZ``). The harmonic
+check reads the same window, so it adds no latency.
 """
 
 from __future__ import annotations
@@ -25,21 +23,8 @@ from ..dsp.units import cents_to_hz
 from ..errors import InputError
 from ..features import FeatureConfig
 from .. import harmonic_check
-from ..pitch import (CREPE_SAMPLE_RATE, CREPE_WINDOW, VITERBI_MAX_JUMP, bin_range, crepe_runner,
-                     log_observations, normalise_frames, refine_cents, viterbi_advance,
-                     viterbi_transitions)
-
-# The online Viterbi cannot look ahead, so at a change of note it keeps reporting the old
-# note until the new one has made up the 8-nat jump (pitch.VITERBI_JUMP_LOG_PROB): 2-4 frames
-# where CREPE's activation moves over gradually. At the alto sax's F#5 attacks (CREPE reads
-# the first frames at 367 Hz, then 735 Hz from the frame where the offline path jumps) the
-# front end held 367 Hz three frames longer, and the model played them. So where CREPE's
-# activation at the held bin has fallen under RESTART_HELD_BELOW while a bin of another note
-# (more than a band's jump away) reaches RESTART_NEW_FROM, the filter restarts there. Chosen
-# on the fit renders (seeds 9000..9103), then measured on the models' unseen performances
-# and the benchmark.
-RESTART_HELD_BELOW = 0.3
-RESTART_NEW_FROM = 0.6
+from ..pitch import (CREPE_SAMPLE_RATE, CREPE_WINDOW, bin_range, crepe_runner, log_observations,
+                     normalise_frames, refine_cents, viterbi_advance, viterbi_transitions)
 
 
 @dataclass
@@ -101,24 +86,11 @@ class StreamingFeatures:
         else:
             self.score, _ = viterbi_advance(self.score, log_obs, self.offsets, self.trans_to)
             self.score -= np.max(self.score[np.isfinite(self.score)])  # keep it bounded
-        b = self._restart_if_unheld(act, log_obs, int(np.argmax(self.score)))
+        b = int(np.argmax(self.score))
         cents = refine_cents(act[None], np.array([b]), self.min_bin, self.max_bin)[0]
         f0_hz = float(cents_to_hz(cents))
         return Frame(f0_hz / self._divisor(window, act, f0_hz, float(act[b])), float(act[b]),
                      loud)
-
-    def _restart_if_unheld(self, act: np.ndarray, log_obs: np.ndarray, held: int) -> int:
-        """The bin to report: ``held`` (the online Viterbi's best current bin), unless CREPE
-        has let go of it (activation < :data:`RESTART_HELD_BELOW`) for a confident bin
-        (>= :data:`RESTART_NEW_FROM`) of another note; then the filter restarts from this
-        frame's observation and reports that bin."""
-        lo, hi = self.min_bin, self.max_bin
-        top = lo + int(np.argmax(act[lo:hi]))
-        if act[held] < RESTART_HELD_BELOW and act[top] >= RESTART_NEW_FROM \
-                and abs(top - held) > VITERBI_MAX_JUMP:
-            self.score = log_obs.copy()
-            return top
-        return held
 
     def _divisor(self, window: np.ndarray, act: np.ndarray, f0_hz: float,
                  confidence: float) -> int:
