@@ -196,11 +196,8 @@ def experiment(args) -> dict:
     rows["rule_same_content"] = {**scores(outputs["rule_same_content"], ex, SR),
                                  "by_material": by_material(outputs["rule_same_content"], ex)}
     # the rule's loudness stage alone (no EQ): the input at the reference's loudness
-    from ddsp_synth.control.metrics import SILENT_LUFS, integrated_loudness
-    lev = []
-    for x, r in zip(ex.input.numpy(), ex.reference.numpy()):
-        a, b = integrated_loudness(x, SR), integrated_loudness(r, SR)
-        lev.append(x * 10.0 ** ((b - a) / 20.0) if min(a, b) > SILENT_LUFS else x)
+    from ddsp_synth.control.baselines import match_loudness
+    lev = [match_loudness(x, r, SR) for x, r in zip(ex.input.numpy(), ex.reference.numpy())]
     outputs["loudness"] = torch.from_numpy(np.stack(lev).astype(np.float32))
     rows["loudness"] = {**scores(outputs["loudness"], ex, SR),
                         "by_material": by_material(outputs["loudness"], ex)}

@@ -89,20 +89,12 @@ def smoothed_db(spectrum_db: np.ndarray, fraction: float) -> np.ndarray:
 
 def apply_eq_curve(audio: np.ndarray, reference: np.ndarray, curve_db: np.ndarray,
                    max_db: float) -> np.ndarray:
-    """The input through the curve (median removed, bounded to +-max_db) as a linear-phase
-    FIR, then at the reference's integrated loudness."""
-    from scipy.signal import fftconvolve
+    """The input through the curve (median removed, bounded to +-max_db) as the rule
+    baseline's linear-phase FIR, then at the reference's integrated loudness."""
+    from ddsp_synth.control.baselines import apply_fir, eq_fir, match_loudness
 
-    from ddsp_synth.control.metrics import SILENT_LUFS, integrated_loudness
-
-    g = np.clip(curve_db - np.median(curve_db), -max_db, max_db)
-    taps = np.roll(np.fft.irfft(10.0 ** (g / 20.0), N_FFT), N_FFT // 2)
-    fir = np.append(taps, taps[0]) * np.hanning(N_FFT + 1)
-    y = fftconvolve(audio, fir)[N_FFT // 2: N_FFT // 2 + len(audio)]
-    a, b = integrated_loudness(y, SR), integrated_loudness(reference, SR)
-    if min(a, b) > SILENT_LUFS:
-        y = y * 10.0 ** ((b - a) / 20.0)
-    return y.astype(np.float32)
+    y = apply_fir(np.asarray(audio, np.float64), eq_fir(curve_db, max_db))
+    return match_loudness(y, reference, SR).astype(np.float32)
 
 
 def eq_reading(ex, source: str, reader: str, fraction: float, max_db: float,

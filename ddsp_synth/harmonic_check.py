@@ -505,7 +505,7 @@ def repair_attack_octaves(f0_hz: np.ndarray, confidence: np.ndarray) -> np.ndarr
     """
     f0 = np.asarray(f0_hz, np.float64).copy()
     conf = np.asarray(confidence, np.float64)
-    cents = 1200.0 * np.log2(np.maximum(f0, 1e-3))
+    cents = hz_to_cents(f0)
     step = np.diff(cents)
     jumps = np.nonzero((np.abs(step - 1200.0) < REPAIR_CENTS)
                        & (conf[1:] >= REPAIR_CONFIDENCE))[0] + 1
@@ -545,7 +545,7 @@ def bridge_subharmonics(f0_hz: np.ndarray, divisors: np.ndarray) -> np.ndarray:
         [n_frames] float64, a copy.
     """
     f0 = np.asarray(f0_hz, np.float64).copy()
-    cents = 1200.0 * np.log2(np.maximum(f0, 1e-3))
+    cents = hz_to_cents(f0)
     # stretches of steady pitch: split wherever it moves by a note change or more
     edges = np.r_[0, np.nonzero(np.abs(np.diff(cents)) >= ONSET_CHANGE_CENTS)[0] + 1, len(f0)]
     spans = list(zip(edges[:-1], edges[1:]))

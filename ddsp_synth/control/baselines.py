@@ -40,18 +40,43 @@ def smooth_octaves(power: np.ndarray, sample_rate: float, fraction: float) -> np
     return (cum[hi] - cum[lo]) / np.maximum(hi - lo, 1)
 
 
+def eq_fir(gain_db: np.ndarray, max_gain_db: float) -> np.ndarray:
+    """[n_fft + 1] linear-phase FIR (frequency sampling, Hann window, delay n_fft / 2) of an
+    EQ curve [n_fft // 2 + 1] in dB, its median removed (the level is the loudness stage's
+    job) and bounded to +-max_gain_db."""
+    n_fft = 2 * (len(gain_db) - 1)
+    gain_db = np.clip(gain_db - np.median(gain_db), -max_gain_db, max_gain_db)
+    taps = np.roll(np.fft.irfft(10.0 ** (gain_db / 20.0), n_fft), n_fft // 2)
+    return np.append(taps, taps[0]) * np.hanning(n_fft + 1)
+
+
 def match_eq_fir(audio: np.ndarray, reference: np.ndarray, sample_rate: float,
                  n_fft: int = 4096, fraction: float = 1 / 3, max_gain_db: float = 18.0
                  ) -> np.ndarray:
     """[n_fft + 1] linear-phase FIR taking the input's average spectrum to the reference's."""
     p_in = smooth_octaves(average_spectrum(audio, n_fft), sample_rate, fraction)
     p_ref = smooth_octaves(average_spectrum(reference, n_fft), sample_rate, fraction)
-    gain_db = 10.0 * np.log10((p_ref + 1e-20) / (p_in + 1e-20))
-    gain_db -= np.median(gain_db)  # the level is the loudness stage's job
-    gain = 10.0 ** (np.clip(gain_db, -max_gain_db, max_gain_db) / 20.0)
-    taps = np.fft.irfft(gain, n_fft)
-    taps = np.roll(taps, n_fft // 2)
-    return np.append(taps, taps[0]) * np.hanning(n_fft + 1)
+    return eq_fir(10.0 * np.log10((p_ref + 1e-20) / (p_in + 1e-20)), max_gain_db)
+
+
+def apply_fir(audio: np.ndarray, fir: np.ndarray) -> np.ndarray:
+    """[..., n_samples] through a linear-phase FIR of odd length, its delay removed."""
+    from scipy.signal import fftconvolve
+
+    delay = (len(fir) - 1) // 2
+    x = np.atleast_2d(audio)
+    y = fftconvolve(x, fir[None], axes=-1)[:, delay : delay + x.shape[-1]]
+    return y if np.ndim(audio) == 2 else y[0]
+
+
+def match_loudness(audio: np.ndarray, reference: np.ndarray, sample_rate: float) -> np.ndarray:
+    """``audio`` scaled to the integrated loudness (BS.1770) of ``reference`` (unchanged when
+    either is silent)."""
+    level, target = integrated_loudness(audio, sample_rate), integrated_loudness(reference,
+                                                                                 sample_rate)
+    if level > SILENT_LUFS and target > SILENT_LUFS:
+        return audio * 10.0 ** ((target - level) / 20.0)
+    return audio
 
 
 def rule_baseline(audio: np.ndarray, reference: np.ndarray, sample_rate: float,
@@ -67,8 +92,6 @@ def rule_baseline(audio: np.ndarray, reference: np.ndarray, sample_rate: float,
     Returns:
         float32, the shape of ``audio``.
     """
-    from scipy.signal import fftconvolve
-
     from ..audio_io import resample_audio
 
     x = np.asarray(audio, np.float64)
@@ -76,10 +99,5 @@ def rule_baseline(audio: np.ndarray, reference: np.ndarray, sample_rate: float,
     ref = np.asarray(reference, np.float32)
     ref = ref.mean(0) if ref.ndim == 2 else ref
     ref = resample_audio(ref, int(reference_rate or sample_rate), int(sample_rate))
-    fir = match_eq_fir(mono, ref, sample_rate)
-    delay = (len(fir) - 1) // 2
-    y = fftconvolve(np.atleast_2d(x), fir[None], axes=-1)[:, delay : delay + x.shape[-1]]
-    level, target = integrated_loudness(y, sample_rate), integrated_loudness(ref, sample_rate)
-    if level > SILENT_LUFS and target > SILENT_LUFS:
-        y *= 10.0 ** ((target - level) / 20.0)
-    return (y if x.ndim == 2 else y[0]).astype(np.float32)
+    y = apply_fir(x, match_eq_fir(mono, ref, sample_rate))
+    return match_loudness(y, ref, sample_rate).astype(np.float32)
