@@ -1,5 +1,5 @@
-"""Training a controller: ``train_controller`` and the loop's small functions (one step,
-validation, audio, checkpoints).
+"""Training a controller: ``train_controller`` and its step, validation, audio and
+checkpoints, run by the step loop it shares with ``train`` (:mod:`ddsp_synth.train.steps`).
 
 A step draws a batch (:mod:`.data`), predicts the chain's settings, renders the input
 through the chain of the training method (twins, real devices with SPSA, proxies, or real
@@ -16,11 +16,9 @@ checkpoint of the weights before that step.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,7 +29,8 @@ import torch.distributed as dist
 from ..dsp.spectral import spectral_distance
 from ..errors import UserError, one_line
 from ..gradients.spsa import SPSAConfig
-from ..train import Schedule, StopFlag, checkpoints
+from ..train import (Schedule, StepHooks, StopFlag, checkpoint_run, log_record, optimise,
+                     run_steps)
 from ..train.config import TrainConfig, TrainingError
 from .config import ControlDataConfig, ControllerConfig
 from .data import Examples
@@ -66,24 +65,7 @@ def train_step(run: ControlRun, stop: StopFlag) -> tuple[float, float, bool, boo
     batch = run.source.batch(step_rng(run), run.config.batch_size)
     _seed_perturbations(run)
     loss = loss_of(run, batch)
-    run.optimizer.zero_grad(set_to_none=True)
-    finite, grad_norm = bool(torch.isfinite(loss)), float("nan")
-    if finite:
-        loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(run.controller.parameters(),
-                                                         run.config.grad_clip))
-        finite = math.isfinite(grad_norm)
-    stop_now = stop.signum != 0
-    if run.distributed:
-        flags = torch.tensor([float(not finite), float(stop_now)])
-        dist.all_reduce(flags)
-        finite, stop_now = flags[0].item() == 0, flags[1].item() > 0
-    if finite:
-        run.optimizer.step()
-        run.scheduler.step()
-    else:
-        run.optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach()), grad_norm, finite, stop_now
+    return optimise(run, loss, run.controller.parameters(), stop)
 
 
 def render_examples(controller, examples: Examples, renderer, batch_size: int = 8
@@ -114,12 +96,6 @@ def scores(output: torch.Tensor, examples: Examples, sample_rate: int) -> dict:
             "examples": len(examples)}
 
 
-def _log(run: ControlRun, record: dict) -> None:
-    if run.main_proc:
-        with open(run.run_dir / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-
-
 def _info(run: ControlRun, val: dict | None) -> dict:
     s = run.settings
     return {"name": run.run_dir.name, "data": run.source.describe(),
@@ -142,7 +118,7 @@ def validate(run: ControlRun) -> dict | None:
     run.controller.train()
     metrics = scores(out, run.val, run.settings.controller.sample_rate)
     run.last_val, run.last_val_step = metrics, run.step
-    _log(run, {"step": run.step, "val": metrics})
+    log_record(run, {"step": run.step, "val": metrics})
     if run.writer:
         for k, v in metrics.items():
             run.writer.add_scalar(f"val/{k}", v, run.step)
@@ -177,23 +153,7 @@ def _log_audio(run: ControlRun) -> None:
 
 
 def _checkpoint(run: ControlRun) -> Path | None:
-    if not run.main_proc:
-        return None
-    extra = {"wall_s": run.wall_s, "history": run.history[-2000:], "warmup_steps": run.warmup[0],
-             "first_val": run.first_val, "best": run.best}
-    return checkpoints.save_checkpoint(run.run_dir, run.controller, run.optimizer, run.step,
-                                       extra, run.config.keep_checkpoints)
-
-
-def _log_step(run: ControlRun, loss: float, grad_norm: float, step_s: float) -> None:
-    rec = {"step": run.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0],
-           "grad_norm": grad_norm, "step_s": step_s, "wall_s": run.wall_s}
-    run.history.append([run.step, round(run.wall_s, 2), loss])
-    _log(run, rec)
-    if run.writer:
-        for k in ("loss", "lr", "grad_norm"):
-            run.writer.add_scalar(f"train/{k}", rec[k], run.step)
-        run.writer.add_scalar("train/step_s", step_s, run.step)
+    return checkpoint_run(run, run.controller)
 
 
 def _guarded_step(run: ControlRun, stop: StopFlag):
@@ -206,39 +166,6 @@ def _guarded_step(run: ControlRun, stop: StopFlag):
             if path else ""
         raise TrainingError(f"training stopped at step {run.step}: {one_line(err)}{where}") \
             from None
-
-
-def _run_steps(run: ControlRun, stop: StopFlag, schedule: Schedule) -> None:
-    cfg, bad = run.config, 0
-    while run.step < cfg.steps:
-        t0 = time.perf_counter()
-        loss, grad_norm, taken, stop_now = _guarded_step(run, stop)
-        if not taken:
-            bad += 1
-            _log(run, {"step": run.step, "event": "non-finite loss or gradient, step skipped"})
-            if bad >= cfg.max_bad_steps:
-                path = _checkpoint(run)
-                raise TrainingError(f"loss or gradients were NaN/inf for {bad} steps in a row "
-                                    f"at step {run.step}; the weights were saved to {path}")
-            if stop_now:
-                return
-            continue
-        bad = 0
-        run.step += 1
-        dt = time.perf_counter() - t0
-        run.wall_s += dt
-        if run.step % cfg.log_every == 0 or run.step == 1:
-            _log_step(run, loss, grad_norm, dt)
-        schedule.stepped(dt, loss)
-        if run.main_proc:
-            if schedule.validate_now():
-                validate(run)
-            if cfg.audio_every and run.step % cfg.audio_every == 0:
-                _log_audio(run)
-            if run.step % cfg.checkpoint_every == 0:
-                _checkpoint(run)
-        if stop_now or schedule.out_of_time():
-            return
 
 
 def _finish(run: ControlRun, start_step: int, stop: StopFlag) -> dict:
@@ -319,7 +246,7 @@ def _train(run: ControlRun, resume: bool, show_progress: bool, writer_cls) -> di
         if run.config.val_every or run.config.audio_every:
             run.val = validation_examples(run)
         if not resume:
-            _log(run, {"settings": run.settings.to_dict(), "data": run.source.describe(),
+            log_record(run, {"settings": run.settings.to_dict(), "data": run.source.describe(),
                        "renderer": run.renderer_kind, "start": asdict(run.config)})
             if run.config.val_every:
                 run.first_val = validate(run)
@@ -328,6 +255,8 @@ def _train(run: ControlRun, resume: bool, show_progress: bool, writer_cls) -> di
     schedule = Schedule(run, show_progress)
     run.controller.train()
     with StopFlag() as stop:
-        _run_steps(run, stop, schedule)
+        run_steps(run, stop, schedule, StepHooks(
+            step=lambda: _guarded_step(run, stop), checkpoint=lambda: _checkpoint(run),
+            validate=lambda: validate(run), log_audio=lambda: _log_audio(run)))
     schedule.bar.close()
     return _finish(run, start_step, stop)

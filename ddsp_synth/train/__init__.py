@@ -19,13 +19,12 @@ from .config import TrainConfig, TrainingError, lr_factor
 from .loop import train, train_from_overrides, train_step, validate
 from .setup import closest_shipped_model
 
-# the progress/validation schedule and the stop flag, shared with controllers' training
-# (ddsp_synth.control.train): generic over a run with ``config`` (TrainConfig), ``step``,
-# ``warmup`` and ``main_proc``
-from .loop import _Schedule as Schedule
-from .setup import _StopFlag as StopFlag
+# the step loop shared with controllers' training (ddsp_synth.control.train)
+from .steps import (Schedule, StepHooks, StopFlag, checkpoint_run, log_record, optimise,
+                    run_steps)
 
-__all__ = ["Schedule", "StopFlag", "TrainConfig", "TrainingError", "closest_shipped_model",
+__all__ = ["Schedule", "StepHooks", "StopFlag", "checkpoint_run", "log_record", "optimise",
+           "run_steps", "TrainConfig", "TrainingError", "closest_shipped_model",
            "export_run", "list_checkpoints", "load_checkpoint", "load_run_model", "lr_factor",
            "save_checkpoint", "summarize_history", "train", "train_from_overrides", "train_step",
            "validate"]

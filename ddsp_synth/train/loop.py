@@ -1,12 +1,10 @@
-"""The training loop in small functions: one step, logging, validation, audio, checkpoints,
-and the loop itself."""
+"""A model's training (``train``): its step, validation, audio and batches, run by the step
+loop every training shares (:mod:`.steps`)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import time
 from pathlib import Path
 
 import torch
@@ -21,10 +19,12 @@ from ..model import ModelConfig
 from ..stages.params import DeviceError
 from . import checkpoints
 from .config import TrainConfig, TrainingError
-from .setup import _auto_init, _build, _dist_info, _Run, _start, _StopFlag
+from .setup import _auto_init, _build, _dist_info, _Run, _start
+from .steps import (Schedule, StepHooks, StopFlag, log_record, optimise, run_steps,
+                    checkpoint_run)
 
 
-def train_step(run: _Run, batch: dict, stop: _StopFlag) -> tuple[float, float, bool, bool]:
+def train_step(run: _Run, batch: dict, stop: StopFlag) -> tuple[float, float, bool, bool]:
     """One optimiser step on a batch: forward, loss, backward, clipping, update.
 
     A NaN/inf loss or gradient skips the update (all ranks agree). Returns (loss, gradient
@@ -34,45 +34,7 @@ def train_step(run: _Run, batch: dict, stop: _StopFlag) -> tuple[float, float, b
     out = run.net(batch["f0_hz"][..., None].to(run.device),
                   batch["loudness_db"][..., None].to(run.device), audio=audio)
     loss = training_loss(out, audio, run.model_config.loss, run.model_config.features)
-    run.optimizer.zero_grad(set_to_none=True)
-    finite = bool(torch.isfinite(loss))
-    grad_norm = float("nan")
-    if finite:
-        loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(),
-                                                         run.config.grad_clip))
-        finite = math.isfinite(grad_norm)
-    if run.distributed:  # all ranks must agree to skip, stop or go on
-        flags = torch.tensor([float(not finite), float(stop.signum != 0)], device=run.device)
-        dist.all_reduce(flags)
-        finite = flags[0].item() == 0
-        stop_now = flags[1].item() > 0
-    else:
-        stop_now = stop.signum != 0
-    if finite:
-        run.optimizer.step()
-        run.scheduler.step()
-    else:
-        run.optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach()), grad_norm, finite, stop_now
-
-
-def _log(run: _Run, record: dict) -> None:
-    if run.main_proc:
-        with open(run.run_dir / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-
-
-def _log_step(run: _Run, loss: float, grad_norm: float, step_s: float) -> None:
-    rec = {"step": run.step, "loss": loss, "lr": run.scheduler.get_last_lr()[0],
-           "grad_norm": grad_norm, "step_s": step_s, "wall_s": run.wall_s}
-    run.history.append([run.step, round(run.wall_s, 2), loss])
-    _log(run, rec)
-    if run.writer:
-        run.writer.add_scalar("train/loss", loss, run.step)
-        run.writer.add_scalar("train/lr", rec["lr"], run.step)
-        run.writer.add_scalar("train/grad_norm", grad_norm, run.step)
-        run.writer.add_scalar("train/steps_per_s", 1.0 / step_s, run.step)
+    return optimise(run, loss, run.model.parameters(), stop)
 
 
 def validate(run: _Run) -> dict | None:
@@ -87,7 +49,7 @@ def validate(run: _Run) -> dict | None:
     metrics = evaluate_batches(run.model, batches, seed=cfg.seed)
     metrics.pop("rtf", None)
     run.last_val, run.last_val_step = metrics, run.step
-    _log(run, {"step": run.step, "val": metrics})
+    log_record(run, {"step": run.step, "val": metrics})
     if run.writer:
         for k, v in metrics.items():
             run.writer.add_scalar(f"val/{k}", v, run.step)
@@ -101,10 +63,6 @@ def validate(run: _Run) -> dict | None:
 
 # validation examples whose target and resynthesis go to TensorBoard
 AUDIO_EXAMPLES = 2
-# with a time budget, at least this many validations along the way (besides the first)
-VALIDATIONS_PER_BUDGET = 5
-# with a time budget, the warm-up takes at most this share of it
-WARMUP_SHARE = 0.05
 
 
 def _log_audio(run: _Run) -> None:
@@ -129,12 +87,7 @@ def _log_audio(run: _Run) -> None:
 
 
 def _checkpoint(run: _Run) -> Path | None:
-    if not run.main_proc:
-        return None
-    extra = {"wall_s": run.wall_s, "history": run.history[-2000:],
-             "warmup_steps": run.warmup[0], "first_val": run.first_val, "best": run.best}
-    return checkpoints.save_checkpoint(run.run_dir, run.model, run.optimizer, run.step, extra,
-                                       run.config.keep_checkpoints)
+    return checkpoint_run(run, run.model)
 
 
 def _batches(run: _Run):
@@ -149,102 +102,11 @@ def _batches(run: _Run):
             yield collate([run.train_set[i] for i in order[b * bs : (b + 1) * bs]])
 
 
-class _Schedule:
-    """When a run validates, logs audio, checkpoints and stops. With a time budget: a bar
-    over the budget's seconds (its ETA is the budget's end), a warm-up scaled to the steps
-    the budget holds, and validations spread over it; else a bar over the steps."""
-
-    def __init__(self, run: _Run, show: bool):
-        from tqdm import tqdm
-
-        cfg = run.config
-        self.run, self.t0 = run, time.perf_counter()
-        self.budget_s = 60.0 * cfg.max_minutes if cfg.max_minutes else None
-        self.last_val_t = self.t0
-        self.step_times: list[float] = []
-        show = show and run.main_proc
-        if self.budget_s:
-            self.bar = tqdm(total=round(self.budget_s), disable=not show, desc="train",
-                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<"
-                                       "{remaining}{postfix}]")
-        else:
-            self.bar = tqdm(total=cfg.steps, initial=run.step, disable=not show, desc="train",
-                            unit="step")
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
-
-    def stepped(self, dt: float, loss: float) -> None:
-        self.step_times.append(dt)
-        self.bar.set_postfix(step=self.run.step, loss=f"{loss:.3f}", steps_s=f"{1.0 / dt:.2f}")
-        if self.budget_s:
-            self.bar.update(min(self.elapsed(), self.budget_s) - self.bar.n)
-        else:
-            self.bar.update(1)
-        if self.budget_s and len(self.step_times) == 3 and self.run.step <= 3:
-            # a fresh run's warm-up: at most its share of the steps the budget holds
-            expected = self.budget_s / (sum(self.step_times) / 3)
-            self.run.warmup[0] = min(self.run.config.warmup_steps,
-                                     max(1, int(WARMUP_SHARE * expected)))
-
-    def validate_now(self) -> bool:
-        """Every ``val_every`` steps, and with a budget at least every fifth of it
-        (``val_every = 0``: never)."""
-        cfg, run = self.run.config, self.run
-        if not cfg.val_every:
-            return False
-        by_time = bool(self.budget_s) and (time.perf_counter() - self.last_val_t
-                                           >= self.budget_s / VALIDATIONS_PER_BUDGET)
-        if run.step % cfg.val_every == 0 or by_time:
-            self.last_val_t = time.perf_counter()
-            return True
-        return False
-
-    def out_of_time(self) -> bool:
-        return bool(self.budget_s) and self.elapsed() > self.budget_s
-
-
-def _run_steps(run: _Run, stop: _StopFlag, schedule: _Schedule) -> None:
-    """Steps until the step count, the budget or a signal ends the run."""
-    cfg, bad_steps = run.config, 0
+def _hooks(run: _Run, stop: StopFlag) -> StepHooks:
     batches = _batches(run)
-    while run.step < cfg.steps:
-        t0 = time.perf_counter()
-        loss, grad_norm, taken, stop_now = train_step(run, next(batches), stop)
-        if not taken:
-            bad_steps += 1
-            _log(run, {"step": run.step, "event": "non-finite loss or gradient, step skipped",
-                       "loss": loss})
-            if bad_steps >= cfg.max_bad_steps:
-                path = _checkpoint(run)
-                raise TrainingError(
-                    f"loss or gradients were NaN/inf for {bad_steps} steps in a row at "
-                    f"step {run.step}; weights were kept finite and saved to {path}")
-            if stop_now:
-                return
-            continue
-        bad_steps = 0
-        run.step += 1
-        dt = time.perf_counter() - t0
-        run.wall_s += dt
-        if run.step % cfg.log_every == 0 or run.step == 1:
-            _log_step(run, loss, grad_norm, dt)
-        schedule.stepped(dt, loss)
-        _periodic(run, schedule)
-        if stop_now or schedule.out_of_time():
-            return
-
-
-def _periodic(run: _Run, schedule: _Schedule) -> None:
-    cfg = run.config
-    if not run.main_proc:
-        return
-    if schedule.validate_now():
-        validate(run)
-    if cfg.audio_every and run.step % cfg.audio_every == 0:
-        _log_audio(run)
-    if run.step % cfg.checkpoint_every == 0:
-        _checkpoint(run)
+    return StepHooks(step=lambda: train_step(run, next(batches), stop),
+                     checkpoint=lambda: _checkpoint(run), validate=lambda: validate(run),
+                     log_audio=lambda: _log_audio(run))
 
 
 def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
@@ -284,12 +146,12 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         if config.val_every:
             run.first_val = validate(run)
         _log_audio(run)
-    schedule = _Schedule(run, show_progress)
+    schedule = Schedule(run, show_progress)
     run.model.train()
     try:
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             try:
-                _run_steps(run, stop, schedule)
+                run_steps(run, stop, schedule, _hooks(run, stop))
             except DeviceError as err:
                 raise _device_failed(run, err) from None
             finally:
@@ -307,7 +169,7 @@ def _device_failed(run: _Run, err: DeviceError) -> TrainingError:
     return TrainingError(f"{one_line(err)}: training stopped at step {run.step}{where}")
 
 
-def _finish(run: _Run, start_step: int, stop: _StopFlag) -> dict:
+def _finish(run: _Run, start_step: int, stop: StopFlag) -> dict:
     """The last validation, audio and checkpoint; the summary."""
     if run.main_proc and run.config.val_every and run.last_val_step != run.step:
         validate(run)

@@ -1,5 +1,5 @@
 """Starting a run: its settings (new, resumed, or from another model), the model, optimiser,
-schedule and data of one process, and the signal flag that stops it cleanly."""
+schedule and data of one process."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,29 +28,6 @@ def _dist_info() -> tuple[int, int, int]:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     return world, rank, local
-
-
-class _StopFlag:
-    """Set by SIGINT/SIGTERM; the loop checkpoints and returns at the next step."""
-
-    def __init__(self):
-        self.signum = 0
-        self._old = {}
-
-    def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._old[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 @dataclass
