@@ -9,20 +9,18 @@ its own examples; rank 0 validates, logs and checkpoints.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from ..audio_io import atomic_write_text
 from ..config import from_dict
 from ..gradients.spsa import SPSAConfig
-from ..train import checkpoints
-from ..train.config import TrainConfig, TrainingError, lr_factor
+from ..train.setup import dist_info, restore
+from ..train.config import TrainConfig, TrainingError
 from .config import ControlDataConfig, ControllerConfig, ControlError
 from .controller import Controller, neutral_values
 from .data import Examples, PairsSource, StyleSource
@@ -137,10 +135,6 @@ class ControlRun:
                 stage.close()
 
 
-def dist_info() -> tuple[int, int]:
-    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-
-
 def settle(run_dir: Path, settings: RunSettings | None, resume: bool, force: bool,
            overrides: dict, main_proc: bool) -> RunSettings:
     """The run's settings: from ``run.json`` when resuming (with the new step count, time
@@ -182,7 +176,7 @@ def _source(settings: RunSettings, chain, renderer):
 def build(run_dir: Path, settings: RunSettings, resume: bool) -> ControlRun:
     """Chain, renderer, data, network, optimiser and schedule of this process (restored from
     the newest checkpoint when resuming)."""
-    world, rank = dist_info()
+    world, rank, _ = dist_info()
     cfg, sr = settings.train, settings.controller.sample_rate
     if not settings.pairs and not settings.style:
         raise ControlError("give training data: --pairs INPUT_DIR TARGET_DIR or --style DIR")
@@ -200,28 +194,17 @@ def build(run_dir: Path, settings: RunSettings, resume: bool) -> ControlRun:
         renderer.close()
         raise
     optimizer = torch.optim.Adam(controller.parameters(), lr=cfg.learning_rate)
-    step, wall_s, state = 0, 0.0, {}
-    if resume:
-        done = checkpoints.list_checkpoints(run_dir)
-        if not done:
-            raise TrainingError(f"{run_dir}: no complete checkpoint to resume from")
-        state = checkpoints.load_checkpoint(done[-1], controller, optimizer)
-        step, wall_s = state["step"], state["wall_s"]
-    warmup = [int(state.get("warmup_steps", cfg.warmup_steps))]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, cfg, warmup[0]), last_epoch=step - 1 if resume else -1)
+    state, scheduler, warmup = restore(run_dir, controller, optimizer, cfg, resume)
     net = controller
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(controller)
     return ControlRun(run_dir, settings, cfg, controller, net, optimizer, scheduler, chain,
-                      renderer, kind, source, world, rank, step=step, wall_s=wall_s,
+                      renderer, kind, source, world, rank, step=state.get("step", 0),
+                      wall_s=state.get("wall_s", 0.0),
                       history=state.get("history", []), warmup=warmup, best=state.get("best"),
                       first_val=state.get("first_val"))
 
 
-def init_distributed(world: int) -> None:
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
 def step_rng(run: ControlRun, stream: int = 0) -> np.random.Generator:

@@ -38,7 +38,8 @@ from .devices import describe
 from .files import CONTROLLER_FILES, save_controller
 from .metrics import loudness_errors, spectral_errors
 from .run import (ControlRun, RunSettings, build, chain_settings, control_train_config,
-                  dist_info, init_distributed, settle, step_rng, validation_examples)
+                  settle, step_rng, validation_examples)
+from ..train.setup import dist_info, init_distributed
 
 AUDIO_EXAMPLES = 2  # validation examples whose audio goes to TensorBoard
 
@@ -216,7 +217,7 @@ def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "auto
     from torch.utils.tensorboard import SummaryWriter
 
     run_dir = Path(run_dir)
-    world, rank = dist_info()
+    world, rank, _ = dist_info()
     init_distributed(world)
     config = config or control_train_config()
     if config.num_threads:

@@ -19,7 +19,7 @@ from ..model import ModelConfig
 from ..stages.params import DeviceError
 from . import checkpoints
 from .config import TrainConfig, TrainingError
-from .setup import _auto_init, _build, _dist_info, _Run, _start
+from .setup import _auto_init, _build, _Run, _start, dist_info, init_distributed
 from .steps import (Schedule, StepHooks, StopFlag, log_record, optimise, run_steps,
                     checkpoint_run)
 
@@ -131,9 +131,8 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     from torch.utils.tensorboard import SummaryWriter
 
     data_dir, run_dir = Path(data_dir), Path(run_dir)
-    world, rank, _ = _dist_info()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    world, rank, _ = dist_info()
+    init_distributed(world)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     model_config, config, init_model = _start(data_dir, run_dir, model_config, config, resume,
@@ -200,7 +199,7 @@ def train_from_overrides(data_dir: str | os.PathLike, run_dir: str | os.PathLike
     model_config = None
     if "model" in overrides and not kwargs.get("resume"):
         if kwargs.get("init_from") == "auto":
-            kwargs["init_from"] = _auto_init(Path(data_dir), _dist_info()[1] == 0)
+            kwargs["init_from"] = _auto_init(Path(data_dir), dist_info()[1] == 0)
         if kwargs.get("init_from") is not None:
             from ..model import load_model
 

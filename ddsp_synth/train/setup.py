@@ -23,11 +23,40 @@ from . import checkpoints
 from .config import TrainConfig, TrainingError, lr_factor
 
 
-def _dist_info() -> tuple[int, int, int]:
+def dist_info() -> tuple[int, int, int]:
+    """(world size, rank, local rank) from ``torchrun``'s environment; (1, 0, 0) alone."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     return world, rank, local
+
+
+def init_distributed(world: int) -> None:
+    """Join the process group under ``torchrun`` (nccl with CUDA, gloo otherwise)."""
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def restore(run_dir: Path, module: torch.nn.Module, optimizer, config: TrainConfig,
+            resume: bool) -> tuple[dict, torch.optim.lr_scheduler.LambdaLR, list[int]]:
+    """A run's state, its learning-rate schedule and warm-up.
+
+    Resuming, the newest complete checkpoint is loaded into ``module`` and ``optimizer``
+    and its state returned (``step``, ``wall_s``, ``history``, ``warmup_steps``,
+    ``first_val``, ``best``); a fresh run's state is ``{}``. The warm-up is a one-item list
+    that the schedule reads, so a time budget can still shorten it.
+    """
+    state = {}
+    if resume:
+        done = checkpoints.list_checkpoints(run_dir)
+        if not done:
+            raise TrainingError(f"{run_dir}: no complete checkpoint to resume from")
+        state = checkpoints.load_checkpoint(done[-1], module, optimizer)
+    warmup = [int(state.get("warmup_steps", config.warmup_steps))]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, config, warmup[0]),
+        last_epoch=state["step"] - 1 if resume else -1)
+    return state, scheduler, warmup
 
 
 @dataclass
@@ -107,7 +136,7 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
                             f"({asdict(model_config.features)} vs {feature_cfg})")
     # everything about the data is checked before the run folder is touched
     check_stats(stats, ("loudness_db_mean", "loudness_db_std"))
-    _check_batch(DDSPDataset(data_dir, "train"), config.batch_size, _dist_info()[0])
+    _check_batch(DDSPDataset(data_dir, "train"), config.batch_size, dist_info()[0])
     if main_proc:
         if force and (run_dir / "checkpoints").exists():
             shutil.rmtree(run_dir / "checkpoints")
@@ -182,7 +211,7 @@ def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: Tra
            init_model: DDSPModel | None, resume: bool) -> _Run:
     """Model, optimiser, schedule and data for this process; restored from the newest
     checkpoint when resuming."""
-    world, rank, local_rank = _dist_info()
+    world, rank, local_rank = dist_info()
     use_cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     torch.manual_seed(config.seed + rank)
@@ -190,18 +219,10 @@ def _build(data_dir: Path, run_dir: Path, model_config: ModelConfig, config: Tra
     if init_model is not None:  # weights only: the loudness normalisation stays this data's
         copy_weights(init_model, model)
     optimizer = torch.optim.Adam(_param_groups(model, config), lr=config.learning_rate)
-    step, wall_s, state = 0, 0.0, {}
-    if resume:
-        done = checkpoints.list_checkpoints(run_dir)
-        if not done:
-            raise TrainingError(f"{run_dir}: no complete checkpoint to resume from")
-        state = checkpoints.load_checkpoint(done[-1], model, optimizer)
-        step, wall_s = state["step"], state["wall_s"]
-        if world > 1:  # each rank continues its own noise stream
-            torch.manual_seed(config.seed + rank + 1_000_003 * step)
-    warmup = [int(state.get("warmup_steps", config.warmup_steps))]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, config, warmup[0]), last_epoch=step - 1 if resume else -1)
+    state, scheduler, warmup = restore(run_dir, model, optimizer, config, resume)
+    step, wall_s = state.get("step", 0), state.get("wall_s", 0.0)
+    if resume and world > 1:  # each rank continues its own noise stream
+        torch.manual_seed(config.seed + rank + 1_000_003 * step)
     if config.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {config.precision!r}")
     model.decoder_bf16 = config.precision == "bf16"
