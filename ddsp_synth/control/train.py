@@ -29,8 +29,8 @@ import torch.distributed as dist
 from ..dsp.spectral import spectral_distance
 from ..errors import UserError, one_line
 from ..gradients.spsa import SPSAConfig
-from ..train import (Schedule, StepHooks, StopFlag, checkpoint_run, log_record, optimise,
-                     run_steps)
+from ..train import (Schedule, StepHooks, StopFlag, checkpoint_run, close_run, log_record,
+                     optimise, run_steps)
 from ..train.config import TrainConfig, TrainingError
 from .config import ControlDataConfig, ControllerConfig
 from .data import Examples
@@ -177,15 +177,7 @@ def _finish(run: ControlRun, start_step: int, stop: StopFlag) -> dict:
             save_controller(run.controller, run.run_dir, describe(run.chain),
                             _info(run, None), force=True)
         _log_audio(run)
-    path = _checkpoint(run)
-    if run.writer:
-        run.writer.close()
-    if run.distributed:
-        dist.barrier()
-    return {"step": run.step, "steps_this_run": run.step - start_step, "wall_s": run.wall_s,
-            "checkpoint": str(path) if path else None, "interrupted": stop.signum != 0,
-            "val": run.last_val, "val_first": run.first_val, "best": run.best,
-            "final_loss": run.history[-1][2] if run.history else None,
+    return {**close_run(run, lambda: _checkpoint(run), start_step, stop),
             "renderer": run.renderer_kind}
 
 

@@ -20,11 +20,11 @@ from .loop import train, train_from_overrides, train_step, validate
 from .setup import closest_shipped_model
 
 # the step loop shared with controllers' training (ddsp_synth.control.train)
-from .steps import (Schedule, StepHooks, StopFlag, checkpoint_run, log_record, optimise,
-                    run_steps)
+from .steps import (Schedule, StepHooks, StopFlag, checkpoint_run, close_run, log_record,
+                    optimise, run_steps)
 
-__all__ = ["Schedule", "StepHooks", "StopFlag", "checkpoint_run", "log_record", "optimise",
-           "run_steps", "TrainConfig", "TrainingError", "closest_shipped_model",
-           "export_run", "list_checkpoints", "load_checkpoint", "load_run_model", "lr_factor",
-           "save_checkpoint", "summarize_history", "train", "train_from_overrides", "train_step",
-           "validate"]
+__all__ = ["Schedule", "StepHooks", "StopFlag", "TrainConfig", "TrainingError", "checkpoint_run",
+           "close_run", "closest_shipped_model", "export_run", "list_checkpoints",
+           "load_checkpoint", "load_run_model", "log_record", "lr_factor", "optimise",
+           "run_steps", "save_checkpoint", "summarize_history", "train", "train_from_overrides",
+           "train_step", "validate"]

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from ..config import from_dict
 from ..data import collate, load_manifest
@@ -20,8 +19,8 @@ from ..stages.params import DeviceError
 from . import checkpoints
 from .config import TrainConfig, TrainingError
 from .setup import _auto_init, _build, _Run, _start, dist_info, init_distributed
-from .steps import (Schedule, StepHooks, StopFlag, log_record, optimise, run_steps,
-                    checkpoint_run)
+from .steps import (Schedule, StepHooks, StopFlag, checkpoint_run, close_run, log_record,
+                    optimise, run_steps)
 
 
 def train_step(run: _Run, batch: dict, stop: StopFlag) -> tuple[float, float, bool, bool]:
@@ -174,16 +173,7 @@ def _finish(run: _Run, start_step: int, stop: StopFlag) -> dict:
         validate(run)
     if run.main_proc:
         _log_audio(run)
-    path = _checkpoint(run)
-    if run.writer:
-        run.writer.close()
-    if run.distributed:
-        dist.barrier()
-    return {"step": run.step, "steps_this_run": run.step - start_step, "wall_s": run.wall_s,
-            "checkpoint": str(path) if path else None, "interrupted": stop.signum != 0,
-            "signal": stop.signum, "val": run.last_val, "val_first": run.first_val,
-            "best": run.best, "warmup_steps": run.warmup[0],
-            "final_loss": run.history[-1][2] if run.history else None}
+    return close_run(run, lambda: _checkpoint(run), start_step, stop)
 
 
 def train_from_overrides(data_dir: str | os.PathLike, run_dir: str | os.PathLike,

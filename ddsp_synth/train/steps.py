@@ -9,7 +9,7 @@ A *run* here is any object with these attributes:
 - ``config`` (:class:`~ddsp_synth.train.config.TrainConfig`), ``step``, ``wall_s``,
   ``history``, ``warmup`` (a one-item list: the warm-up steps);
 - ``main_proc``, ``distributed``, ``run_dir``, ``writer`` (TensorBoard or None);
-- ``optimizer``, ``scheduler``, ``first_val``, ``best``.
+- ``optimizer``, ``scheduler``, ``first_val``, ``last_val``, ``best``.
 """
 
 from __future__ import annotations
@@ -168,6 +168,23 @@ class Schedule:
 
     def out_of_time(self) -> bool:
         return bool(self.budget_s) and self.elapsed() > self.budget_s
+
+
+def close_run(run, checkpoint: Callable[[], Path | None], start_step: int,
+              stop: StopFlag) -> dict:
+    """The run's last checkpoint, TensorBoard closed, the ranks met; the summary: steps
+    (in all and this time), wall time, the checkpoint, whether a signal stopped it, the
+    first, last and best validations, the warm-up and the last logged loss."""
+    path = checkpoint()
+    if run.writer:
+        run.writer.close()
+    if run.distributed:
+        dist.barrier()
+    return {"step": run.step, "steps_this_run": run.step - start_step, "wall_s": run.wall_s,
+            "checkpoint": str(path) if path else None, "interrupted": stop.signum != 0,
+            "signal": stop.signum, "val": run.last_val, "val_first": run.first_val,
+            "best": run.best, "warmup_steps": run.warmup[0],
+            "final_loss": run.history[-1][2] if run.history else None}
 
 
 @dataclass(frozen=True)
