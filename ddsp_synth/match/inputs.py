@@ -1,7 +1,8 @@
 """The pair ``match`` works on: checked and aligned.
 
 :func:`align_pair` checks two signals at one sample rate and lines the target up with the
-dry signal by cross-correlation (offsets up to +-50 ms); :func:`load_pair` reads two files
+dry signal by cross-correlation (offsets up to +-50 ms; the device's own filtering is modelled
+first, so that its phase is not mistaken for an offset); :func:`load_pair` reads two files
 first (any format and rate: the target is resampled to the dry file's rate, and the notes
 say so). Where the loss listens is :mod:`.windows`' business.
 """
@@ -12,8 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.signal
+import torch
 
 from ..audio_io import AudioError, check_regular_file, check_sample_rate, load_audio
+from ..dsp.convolution import minimum_phase
 from .config import SILENCE_PEAK, MatchConfig, MatchError
 
 
@@ -56,17 +60,50 @@ def check_signal(audio: np.ndarray, what: str) -> np.ndarray:
     return audio
 
 
+#: device_colour reads the magnitude response over frames of this length (seconds) and
+#: keeps it within +-COLOUR_RANGE_DB of its median
+COLOUR_FRAME_S = 0.064
+COLOUR_RANGE_DB = 60.0
+
+
+def device_colour(dry: np.ndarray, target: np.ndarray, sample_rate: int) -> np.ndarray:
+    """A filter that colours like the device between ``dry`` and ``target`` and delays
+    nothing of its own: the minimum-phase response whose magnitude is ``sqrt(S_target /
+    S_dry)`` (Welch power spectra over frames of :data:`COLOUR_FRAME_S`).
+
+    Args:
+        dry, target: [n_samples] the parts to compare (an offset between them does not
+            change the result).
+
+    Returns:
+        [n_taps] float64 impulse response (n_taps: the frame length, a power of two).
+    """
+    n_fft = 1 << int(np.ceil(np.log2(COLOUR_FRAME_S * sample_rate)))
+    n_fft = min(n_fft, 1 << int(np.log2(max(16, min(len(dry), len(target))))))
+    _, s_dry = scipy.signal.welch(np.asarray(dry, np.float64), nperseg=n_fft)
+    _, s_target = scipy.signal.welch(np.asarray(target, np.float64), nperseg=n_fft)
+    db = 10.0 * np.log10((s_target + 1e-30) / (s_dry + 1e-12 * s_dry.max() + 1e-30))
+    centre = float(np.median(db))
+    db = np.clip(db, centre - COLOUR_RANGE_DB, centre + COLOUR_RANGE_DB)
+    zero_phase = np.roll(np.fft.irfft(10.0 ** (db / 20.0), n_fft), n_fft // 2)
+    return minimum_phase(torch.from_numpy(zero_phase)[None]).numpy()[0]
+
+
 def align(dry: np.ndarray, target: np.ndarray, sample_rate: int, max_offset_ms: float,
           search_ms: float = 1000.0) -> int:
     """Lag (samples) such that ``target[n + lag]`` lines up with ``dry[n]``.
 
-    The magnitude of the cross-correlation (first minute of the dry file against the target)
-    is searched over +-``search_ms``; its peak must lie within +-``max_offset_ms``, else
-    MatchError (a larger offset needs trimming by hand).
+    The dry signal (its first minute) goes through :func:`device_colour` first, so that the
+    phase of the device's own filtering (an EQ's, a low-pass') does not move the peak: a
+    device's delay is its own, and only an offset between the files is taken out. The
+    magnitude of the cross-correlation with the target is searched over +-``search_ms``;
+    its peak must lie within +-``max_offset_ms``, else MatchError (a larger offset needs
+    trimming by hand).
     """
     n = min(len(dry), len(target), 60 * sample_rate)
     max_lag = int(search_ms * sample_rate / 1000)
-    a = dry[:n].astype(np.float64)
+    colour = device_colour(dry[:n], target[:n], sample_rate)
+    a = scipy.signal.fftconvolve(dry[:n].astype(np.float64), colour)[:n]
     b = target[: n + max_lag].astype(np.float64)
     # long enough that no lag in +-max_lag wraps around, even for a dry file under max_lag
     size = 1 << (len(a) + len(b) + max_lag).bit_length()
