@@ -13,7 +13,10 @@ TARGET = DRY through pedalboard with those parameters:
   instruments, four held-out instruments rendered by ``../shared/data/render_melodies.py``
   (seeds 9500-9503: clarinet, oboe, bassoon, tenor sax; needs fluidsynth) and speech by
   ``espeak-ng`` at several loudnesses; rendered audio is cached in ``bench/.cache``. A task
-  whose source is missing is left out, and the output says so.
+  whose source is missing is left out, and the output says so;
+* ``tonal`` (run on its own): single filters and a three-band EQ on held notes (the longest
+  note of each shared recording, up to 3 s, and a synthetic harmonic tone), where a filter's
+  phase at the partials moves the cross-correlation that aligns the pair.
 
 Each (task, method, seed) runs :func:`ddsp_synth.match.match_files` with its defaults (time
 budget included) and is judged by
@@ -112,6 +115,10 @@ REAL_TASKS = (
     ("tenorsax", ("highshelf", "compressor", "distortion", "lowpass")),
     ("speech", ("lowshelf", "peak", "highshelf", "compressor", "gain")),
 )
+# (chains of filters whose phase moves a held tone's cross-correlation peak)
+TONAL_CHAINS = (("lowshelf",), ("peak",), ("highshelf",), ("lowpass",), ("highpass",),
+                ("lowshelf", "peak", "highshelf"))
+TONAL_SECONDS = (1.5, 3.0)  # a held note's clip: at least, at most
 SHARED_NAMES = ("violin", "flute", "trumpet", "altosax", "cello")
 RENDERED = {"clarinet": 9500, "oboe": 9501, "bassoon": 9502, "tenorsax": 9503}
 SPEECH = (("The quick brown fox jumps over the lazy dog.", 180),
@@ -247,6 +254,29 @@ def random_clips(n: int, rng) -> list[np.ndarray]:
     return out
 
 
+def held_notes() -> list[tuple[str, np.ndarray]]:
+    """(name, clip): the longest note of each shared recording (its MIDI's notes, the note's
+    first TONAL_SECONDS[1] s) and a synthetic harmonic tone with a breath of noise."""
+    from ddsp_synth.audio_io import load_audio
+
+    out = []
+    for name in SHARED_NAMES:
+        path, notes = SHARED / "train" / f"{name}.flac", SHARED / "train" / f"{name}.notes.csv"
+        if not (path.exists() and notes.exists()):
+            continue
+        rows = np.loadtxt(notes, delimiter=",", skiprows=1, usecols=(0, 1), ndmin=2)
+        start, end = max(rows, key=lambda r: r[1] - r[0])
+        if end - start < TONAL_SECONDS[0]:
+            continue
+        audio = load_audio(path, SR)
+        out.append((name, audio[int(start * SR) : int(min(end, start + TONAL_SECONDS[1]) * SR)]))
+    n = int(TONAL_SECONDS[1] * SR)
+    t, rng = np.arange(n) / SR, np.random.default_rng(0)
+    tone = sum(np.sin(2 * np.pi * k * 196.0 * t) / k for k in range(1, 30)) * 0.1
+    out.append(("tone", (tone + 0.02 * rng.standard_normal(n)).astype(np.float32)))
+    return out
+
+
 # ------------------------------------------------------------------------------ tasks
 def make_tasks(suite: str, n_random: int = 20, seed: int = 1234) -> tuple[list[dict], list]:
     """(tasks, notes on tasks left out). Task ids: 0.. random, 100.. real."""
@@ -272,6 +302,15 @@ def make_tasks(suite: str, n_random: int = 20, seed: int = 1234) -> tuple[list[d
             clip = dynamic_clip(sources[source], REAL_CLIP_SECONDS,
                                 np.random.default_rng(seed + i))
             tasks.append({"id": 100 + i, "suite": "real", "source": source,
+                          "chain": list(chain), "params": params, "audio": clip})
+    if suite == "tonal":
+        rng = np.random.default_rng(seed + 23)
+        notes_ = held_notes()
+        for i in range(2 * len(notes_)):
+            source, clip = notes_[i % len(notes_)]
+            chain = TONAL_CHAINS[(i + i // len(notes_)) % len(TONAL_CHAINS)]
+            params = [{k: draw(rng, *v) for k, v in DRAWS[d].items()} for d in chain]
+            tasks.append({"id": 200 + i, "suite": "tonal", "source": source,
                           "chain": list(chain), "params": params, "audio": clip})
     return tasks, notes
 
@@ -342,7 +381,8 @@ def run_one(task, method: str, seed: int, workdir: Path, target: np.ndarray,
             "optimisation_seconds": report["optimisation_seconds"],
             "device_evaluations": report["device_evaluations"],
             "iterations": report["iterations"], "stopped_by": report["stopped_by"],
-            "pinned_known": pinned is not None,
+            "loss_ratio": report["loss_final"] / max(report["loss_dry"], 1e-12),
+            "notes": report.get("notes", []), "pinned_known": pinned is not None,
             "pinned_errors": errs,
             "param_error": {k: float(np.median(v)) if v else None for k, v in every.items()},
             "phases": [(p["phase"], p["seconds"]) for p in report.get("phases", [])],
@@ -476,7 +516,7 @@ def table(summary: list[dict]) -> str:
 
 def tables(rows: list[dict], methods) -> tuple[dict, str]:
     """Summaries and Markdown tables per suite present in ``rows``, and over all."""
-    suites = [s for s in ("random", "real") if any(r.get("suite") == s for r in rows)]
+    suites = [s for s in ("random", "real", "tonal") if any(r.get("suite") == s for r in rows)]
     summary = {s: summarise(rows, methods, s) for s in suites}
     if len(suites) > 1:
         summary["all"] = summarise(rows, methods)
@@ -520,7 +560,8 @@ def _save(result: dict, out: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=("random", "real", "all"), default="all")
+    parser.add_argument("--suite", choices=("random", "real", "all", "tonal"), default="all",
+                        help="all: random and real; tonal (run on its own): held notes")
     parser.add_argument("--tasks", type=int, default=20, help="tasks of the random suite")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per task and method")
     parser.add_argument("--methods", default=",".join(METHODS),

@@ -137,6 +137,30 @@ def test_alignment_finds_offset_and_refuses_large_ones():
         align(x, np.concatenate([np.zeros(3200, np.float32), x]), SR, 50.0)
 
 
+def test_a_filter_s_own_phase_is_not_taken_for_an_offset():
+    # on a held tone the cross-correlation peak follows the filter's phase at the notes'
+    # partials (a low shelf: -2 samples, a Butterworth low-pass: +12); the device's own
+    # delay is part of what match must reproduce, so only a real offset is taken out
+    from scipy.signal import butter, lfilter, sosfilt
+
+    rng = np.random.default_rng(0)
+    tone = (synth_tone(3.0, SR, 196.0) + 0.02 * rng.standard_normal(3 * SR)).astype(np.float32)
+    a_lin, w0 = 10 ** (-9.0 / 40), 2 * np.pi * 400.0 / SR
+    alpha, c = np.sin(w0) / 2 * np.sqrt(2.0), np.cos(w0)
+    k = 2 * np.sqrt(a_lin) * alpha
+    shelf = ([a_lin * ((a_lin + 1) - (a_lin - 1) * c + k),
+              2 * a_lin * ((a_lin - 1) - (a_lin + 1) * c),
+              a_lin * ((a_lin + 1) - (a_lin - 1) * c - k)],
+             [(a_lin + 1) + (a_lin - 1) * c + k, -2 * ((a_lin - 1) + (a_lin + 1) * c),
+              (a_lin + 1) + (a_lin - 1) * c - k])
+    filtered = {"low shelf": lfilter(*shelf, tone),
+                "low-pass": sosfilt(butter(2, 300, fs=SR, output="sos"), tone)}
+    for name, target in filtered.items():
+        for offset in (0, 160, -37):
+            t = np.roll(target, offset).astype(np.float32)
+            assert abs(align(tone, t, SR, 50.0) - offset) <= 1, (name, offset)
+
+
 QUICK = MatchConfig(n_workers=1, search_points=4)
 
 
