@@ -1,4 +1,8 @@
-"""What every benchmark records about the machine it ran on."""
+"""What every benchmark records about the machine it ran on.
+
+Its own copy of ``ddsp_synth.machine.cpu_name``: benchmarks also measure other checkouts
+(``--library``), older ones among them, so they cannot import it from the package.
+"""
 
 from __future__ import annotations
 

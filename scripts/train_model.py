@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -42,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from ddsp_synth.machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "train"
@@ -66,13 +67,6 @@ def run(args: list[str]) -> str:
     print("+ ddsp-synth " + " ".join(args), flush=True)
     out = subprocess.run(EXE + args, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True)
     return out.stdout
-
-
-def cpu_name() -> str:
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def training_machines(recipe: list[dict]) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import torch.distributed as dist
 
 from ..dsp.spectral import spectral_distance
 from ..errors import UserError, one_line
+from ..machine import machine_line
 from ..gradients.spsa import SPSAConfig
 from ..train import (Schedule, StepHooks, StopFlag, checkpoint_run, close_run, log_record,
                      optimise, run_steps)
@@ -104,8 +104,7 @@ def _info(run: ControlRun, val: dict | None) -> dict:
             "training": {"method": s.method, "steps": run.step, "minutes": run.wall_s / 60,
                          "batch_size": s.train.batch_size, "seed": s.train.seed,
                          "segment_seconds": s.data.segment_seconds,
-                         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, "
-                                    f"{torch.get_num_threads()} thread(s)",
+                         "machine": machine_line(torch.get_num_threads()),
                          "renderer": run.renderer_kind, "settings": s.to_dict()}}
 
 
