@@ -135,13 +135,15 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
     cfg = model.config
     fc = cfg.features if pitch_model is None else FeatureConfig(
         **{**cfg.features.__dict__, "crepe_model": pitch_model})
-    feats = features_in_blocks(audio, cfg.features)
+    # the model hears the repaired analysis; input and output are measured with one ruler,
+    # the tracker without its repairs (see the docstring): one CREPE pass gives both
+    feats = features_in_blocks(audio, cfg.features, as_read=fc == cfg.features)
     t = time.perf_counter()
     out = render(model, feats["f0_hz"], feats["loudness_db"],
                  TransferOptions(auto_adjust=False, seed=seed))[: len(audio)]
     synth_s = time.perf_counter() - t
-    # One ruler for input and output: the tracker without its repairs (see the docstring).
-    heard = features_in_blocks(audio, fc, repairs=False)
+    heard = ({"f0_hz": feats["f0_hz_as_read"], "confidence": feats["confidence"]}
+             if "f0_hz_as_read" in feats else features_in_blocks(audio, fc, repairs=False))
     measured = features_in_blocks(out, fc, repairs=False)
     seg = int(SEGMENT_SECONDS * cfg.synth.sample_rate)
     spectral, weights = [], []

@@ -25,7 +25,7 @@ from .config import ConfigError, check_fields
 from .dsp.interpolation import n_frames_for
 from .dsp.spectral import a_weighted_loudness
 from .dsp.units import cents_to_hz, hz_to_cents
-from .pitch import CREPE_SAMPLE_RATE, analysis_frames, crepe_activations, decode_f0
+from .pitch import CREPE_SAMPLE_RATE, analysis_frames, crepe_activations, decode_f0_readings
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,15 @@ def compute_f0(audio: np.ndarray, config: FeatureConfig,
     Returns:
         f0_hz, confidence: [ceil(n_samples / hop)] float32.
     """
+    repaired, as_read, conf = f0_readings(audio, config, valid_frames)
+    return repaired if repairs else as_read, conf
+
+
+def f0_readings(audio: np.ndarray, config: FeatureConfig,
+                valid_frames: tuple[int, int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`compute_f0` with and without the repairs, from one CREPE pass: f0_hz
+    repaired, f0_hz as read, confidence, [ceil(n_samples / hop)] float32 each."""
     n_frames = n_frames_for(len(audio), config.hop)
     lo, hi = valid_frames if valid_frames is not None else (0, n_frames)
     if config.sample_rate != CREPE_SAMPLE_RATE:
@@ -108,12 +117,17 @@ def compute_f0(audio: np.ndarray, config: FeatureConfig,
     # CREPE frames spanning the valid model frames (one extra either side for interpolation).
     c_lo = max(0, int(np.floor(t_model[lo] * CREPE_SAMPLE_RATE / hop_16k)) - 1)
     c_hi = min(len(act), int(np.ceil(t_model[hi - 1] * CREPE_SAMPLE_RATE / hop_16k)) + 2)
-    f0_c, conf_c = decode_f0(
+    readings = decode_f0_readings(
         act[c_lo:c_hi], config.f0_min_hz, config.f0_max_hz,
-        lambda i, j: analysis_frames(audio_16k, hop_16k, c_lo + i, c_lo + j), repairs)
-    cents = np.interp(t_model, t_crepe[c_lo:c_hi], hz_to_cents(f0_c))
-    conf = np.interp(t_model, t_crepe[c_lo:c_hi], conf_c)
-    return cents_to_hz(cents).astype(np.float32), conf.astype(np.float32)
+        lambda i, j: analysis_frames(audio_16k, hop_16k, c_lo + i, c_lo + j))
+
+    def on_grid(values: np.ndarray) -> np.ndarray:
+        return np.interp(t_model, t_crepe[c_lo:c_hi], values)
+
+    repaired, as_read, conf = readings
+    return (cents_to_hz(on_grid(hz_to_cents(repaired))).astype(np.float32),
+            cents_to_hz(on_grid(hz_to_cents(as_read))).astype(np.float32),
+            on_grid(conf).astype(np.float32))
 
 
 def compute_loudness(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -126,23 +140,29 @@ def compute_loudness(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 def compute_features(audio: np.ndarray, config: FeatureConfig,
                      valid_frames: tuple[int, int] | None = None,
-                     repairs: bool = True) -> dict[str, np.ndarray]:
+                     repairs: bool = True, as_read: bool = False) -> dict[str, np.ndarray]:
     """All features of one signal: ``f0_hz``, ``confidence``, ``loudness_db``, [n_frames] each.
 
-    ``valid_frames``, ``repairs``: see :func:`compute_f0`.
+    ``valid_frames``, ``repairs``: see :func:`compute_f0`. ``as_read`` adds
+    ``f0_hz_as_read``, the f0 without the repairs, from the same CREPE pass (what ``eval``
+    measures a model's input by while the model hears ``f0_hz``).
     """
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono [n_samples], got shape {audio.shape}")
     if not np.all(np.isfinite(audio)):
         raise ValueError("audio contains NaN or infinite samples")
-    f0, conf = compute_f0(audio, config, valid_frames, repairs)
-    return {"f0_hz": f0, "confidence": conf, "loudness_db": compute_loudness(audio, config)}
+    repaired, read, conf = f0_readings(audio, config, valid_frames)
+    out = {"f0_hz": repaired if repairs else read, "confidence": conf,
+           "loudness_db": compute_loudness(audio, config)}
+    if as_read:
+        out["f0_hz_as_read"] = read
+    return out
 
 
 def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: float = 60.0,
                        context_seconds: float = 2.0, progress=None,
-                       repairs: bool = True) -> dict:
+                       repairs: bool = True, as_read: bool = False) -> dict:
     """Features of a long signal computed block by block with context on both sides.
 
     Each block of ``block_seconds`` is analysed with ``context_seconds`` of neighbouring audio
@@ -152,16 +172,19 @@ def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: 
     Args:
         audio: [n_samples] float, or int16 PCM (a memmap is fine).
         repairs: see :func:`compute_f0` (False to measure a model's output).
+        as_read: also ``f0_hz_as_read`` (:func:`compute_features`).
 
     Returns:
-        dict of [ceil(n_samples / hop)] float32 arrays: f0_hz, confidence, loudness_db.
+        dict of [ceil(n_samples / hop)] float32 arrays: f0_hz, confidence, loudness_db
+        (and f0_hz_as_read).
     """
     hop = config.hop
     n = len(audio)
     n_frames = n_frames_for(n, hop)
     block_frames = max(1, int(block_seconds * config.frame_rate_hz))
     ctx_frames = int(np.ceil(context_seconds * config.frame_rate_hz))
-    out = {k: np.empty(n_frames, np.float32) for k in ("f0_hz", "confidence", "loudness_db")}
+    keys = ("f0_hz", "confidence", "loudness_db") + (("f0_hz_as_read",) if as_read else ())
+    out = {k: np.empty(n_frames, np.float32) for k in keys}
     for f0 in range(0, n_frames, block_frames):
         f1 = min(n_frames, f0 + block_frames)
         a0 = (f0 - ctx_frames) * hop
@@ -170,7 +193,7 @@ def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: 
         lo, hi = max(0, a0), min(n, a1)
         seg[lo - a0 : hi - a0] = audio[lo:hi] / PCM16_SCALE if audio.dtype == np.int16 else audio[lo:hi]
         valid = (max(0, -a0) // hop, (min(n, a1) - a0 + hop - 1) // hop)
-        feats = compute_features(seg, config, valid, repairs)
+        feats = compute_features(seg, config, valid, repairs, as_read)
         for k in out:
             out[k][f0:f1] = feats[k][ctx_frames : ctx_frames + (f1 - f0)]
         if progress is not None:

@@ -422,15 +422,30 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float
         f0_hz: [n_frames] float32.
         confidence: [n_frames] float32 in [0, 1].
     """
+    repaired, as_read, confidence = decode_f0_readings(activations, f0_min_hz, f0_max_hz,
+                                                       frames_fn)
+    return repaired if repairs else as_read, confidence
+
+
+def decode_f0_readings(activations: np.ndarray, f0_min_hz: float = 31.7,
+                       f0_max_hz: float = 2006.0, frames_fn=None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`decode_f0` with and without its repairs, from one decoding.
+
+    Returns:
+        f0_hz repaired, f0_hz as read (the check without the repairs), confidence:
+        [n_frames] float32 each (the two f0 are equal without ``frames_fn``).
+    """
     min_bin, max_bin = bin_range(f0_min_hz, f0_max_hz)
     path = viterbi_bins(activations, min_bin, max_bin)
     n_frames = len(path)
     f0_hz = cents_to_hz(refine_cents(activations, path, min_bin, max_bin))
     confidence = activations[np.arange(n_frames), path]
+    repaired = f0_hz
     if frames_fn is not None:
         divisors = harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz, confidence)
         f0_hz = f0_hz / divisors
-        if repairs:
-            f0_hz = harmonic_check.repair_attack_octaves(
-                harmonic_check.bridge_subharmonics(f0_hz, divisors), confidence)
-    return f0_hz.astype(np.float32), confidence.astype(np.float32)
+        repaired = harmonic_check.repair_attack_octaves(
+            harmonic_check.bridge_subharmonics(f0_hz, divisors), confidence)
+    return (repaired.astype(np.float32), f0_hz.astype(np.float32),
+            confidence.astype(np.float32))
