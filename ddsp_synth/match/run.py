@@ -130,10 +130,41 @@ def _preload_cma(method: str) -> None:
         import cma  # noqa: F401
 
 
+class _BudgetBar:
+    """Progress over the time budget's seconds, for a search that ends at the deadline or
+    sooner (converged, matched): its ETA is the budget's end, an upper bound, and its
+    postfix the iterations and the best loss. Takes ``update`` and ``set_postfix`` like the
+    tqdm bar over steps it stands in for."""
+
+    def __init__(self, deadline: float, progress: bool, desc: str):
+        from tqdm import tqdm
+
+        self.t0, self.iterations = time.monotonic(), 0
+        self.bar = tqdm(total=max(1, round(deadline - self.t0)), disable=not progress,
+                        desc=desc, leave=False,
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s at most "
+                                   "[{elapsed}<{remaining}{postfix}]")
+
+    def _advance(self) -> None:
+        self.bar.update(min(float(self.bar.total), time.monotonic() - self.t0) - self.bar.n)
+
+    def update(self, n: int = 1) -> None:
+        self.iterations += n
+        self._advance()
+
+    def set_postfix(self, **values) -> None:
+        self.bar.set_postfix(it=self.iterations, **values)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _optimise(problem: Problem, method: str, config: MatchConfig, steps: int, seed: int,
-              progress: bool, guess=None) -> str:
+              progress: bool, guess=None, steps_set: bool = False) -> str:
     """The informed starts (``guess()``, when given), then the method's optimiser; returns
-    how it stopped."""
+    how it stopped. The progress bar counts the steps the caller set, else the seconds of
+    the budget (the default steps may end the search, or hand the rest of the time to
+    CMA-ES)."""
     from tqdm import tqdm
 
     if guess is not None:
@@ -142,8 +173,11 @@ def _optimise(problem: Problem, method: str, config: MatchConfig, steps: int, se
             entry["notes"] = guesses.notes
         problem.guesses = guesses.starts
 
-    bar = tqdm(total=steps, disable=not progress, desc=f"match {method}", unit="it",
-               leave=False)
+    if steps_set:
+        bar = tqdm(total=steps, disable=not progress, desc=f"match {method}", unit="it",
+                   leave=False)
+    else:
+        bar = _BudgetBar(problem.deadline, progress, f"match {method}")
     try:
         if method == "cma":
             return run_cma(problem, config, steps, bar, seed)
@@ -306,7 +340,8 @@ def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds,
                                 windows.preroll, sr, config,
                                 t_opt + config.guess_budget_fraction * budget)
 
-    stopped = _optimise(problem, method, config, n_steps, seed, progress, guess)
+    stopped = _optimise(problem, method, config, n_steps, seed, progress, guess,
+                        steps_set=steps is not None)
     ident = _identify(render, problem, windows, target_w, sr, config, t_opt + budget, reserve)
     opt_seconds = time.monotonic() - t_opt
     natural = denormalise(problem.params, problem.best_u[None])[0]
