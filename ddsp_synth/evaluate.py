@@ -117,8 +117,11 @@ SEGMENT_SECONDS = 10.0
 
 
 def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
-                   seed: int = 0) -> tuple[tuple, np.ndarray, dict]:
+                   seed: int = 0, progress=None) -> tuple[tuple, np.ndarray, dict]:
     """Resynthesize one recording of any length in bounded memory and measure it.
+
+    ``progress`` (a tqdm bar, or None) advances by the seconds of audio each analysis pass
+    has read: :func:`analysis_passes` of them.
 
     Features are analysed block by block, the model renders chunk by chunk with its state
     carried (:func:`ddsp_synth.transfer.render`, no adjustment), and the output is analysed
@@ -137,14 +140,16 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
         **{**cfg.features.__dict__, "crepe_model": pitch_model})
     # the model hears the repaired analysis; input and output are measured with one ruler,
     # the tracker without its repairs (see the docstring): one CREPE pass gives both
-    feats = features_in_blocks(audio, cfg.features, as_read=fc == cfg.features)
+    feats = features_in_blocks(audio, cfg.features, progress=progress,
+                               as_read=fc == cfg.features)
     t = time.perf_counter()
     out = render(model, feats["f0_hz"], feats["loudness_db"],
                  TransferOptions(auto_adjust=False, seed=seed))[: len(audio)]
     synth_s = time.perf_counter() - t
     heard = ({"f0_hz": feats["f0_hz_as_read"], "confidence": feats["confidence"]}
-             if "f0_hz_as_read" in feats else features_in_blocks(audio, fc, repairs=False))
-    measured = features_in_blocks(out, fc, repairs=False)
+             if "f0_hz_as_read" in feats else
+             features_in_blocks(audio, fc, progress=progress, repairs=False))
+    measured = features_in_blocks(out, fc, progress=progress, repairs=False)
     seg = int(SEGMENT_SECONDS * cfg.synth.sample_rate)
     spectral, weights = [], []
     with torch.no_grad():
@@ -161,6 +166,17 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
         {"input": heard["f0_hz"], "output": measured["f0_hz"]}
 
 
+def _duration_s(path: Path) -> float:
+    """A file's length in seconds from its header (0 where the header does not say)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        return info.frames / info.samplerate
+    except Exception:  # read (and refused, if need be) when its turn comes
+        return 0.0
+
+
 def audio_as_batch(audio: np.ndarray, model, features: dict) -> dict:
     """A whole signal as a one-item batch, padded to whole frames."""
     hop = model.config.synth.hop
@@ -172,15 +188,26 @@ def audio_as_batch(audio: np.ndarray, model, features: dict) -> dict:
                for k in ("f0_hz", "confidence", "loudness_db")}}
 
 
+def analysis_passes(model, pitch_model: str | None) -> int:
+    """Analysis passes :func:`evaluate_audio` makes over each recording's length: the input
+    (the model's analysis and the ruler's at once) and the output, and one more for the
+    input when the ruler is another CREPE model."""
+    same = pitch_model is None or pitch_model == model.config.features.crepe_model
+    return 2 if same else 3
+
+
 def evaluate_source(model, source: str | Path, split: str = "val", max_examples: int | None = None,
                     pitch_model: str | None = None, keep_outputs: bool = False,
-                    batch_size: int = 8) -> tuple[dict, list[tuple[str, np.ndarray]]]:
+                    batch_size: int = 8, progress: bool = False
+                    ) -> tuple[dict, list[tuple[str, np.ndarray]]]:
     """Resynthesize and measure a prepared dataset's ``split`` or audio files.
 
     Args:
         source: a prepared dataset folder (its examples are used), an audio file or a folder
             of audio files (each resynthesized whole from its own features).
         keep_outputs: also return the resynthesized audio.
+        progress: a bar on stderr over the seconds of audio analysed (audio files; it shows
+            after a second, so a quick run or an early error prints nothing else).
 
     Returns:
         the metrics (see the module docstring, plus ``examples``) and a list of
@@ -217,20 +244,28 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
             metrics = evaluate_batches(model, batches, pitch_model=pitch_model,
                                        outputs=outputs if keep_outputs else None)
         else:
+            from tqdm import tqdm
+
             parts, truth = [], {"input": [], "output": []}
+            seconds = sum(_duration_s(path) for path in files)
+            bar = tqdm(total=round(analysis_passes(model, pitch_model) * seconds, 1),
+                       disable=not progress, desc="eval", unit="s audio", delay=1.0,
+                       leave=False)
             for path in files:
                 audio = load_audio(path, sr)
                 try:  # nothing to measure in silence: say so before any analysis
                     check_input_signal(audio)
                 except ValueError as err:
+                    bar.close()
                     raise AudioError(f"{path}: {err}; nothing to measure") from None
-                part, out, f0s = evaluate_audio(model, audio, pitch_model)
+                part, out, f0s = evaluate_audio(model, audio, pitch_model, progress=bar)
                 parts.append(part)
                 ref = midi_truth(path, len(f0s["input"]), model.config.features.frame_rate_hz)
                 for side in truth if ref is not None else ():
                     truth[side].append(truth_metrics(f0s[side], *ref))
                 if keep_outputs:
                     outputs.append(out)
+            bar.close()
             metrics = summarize(*(np.concatenate([p[i] for p in parts]) for i in (0, 1)),
                                 [s for p in parts for s in p[2]], sum(p[3] for p in parts),
                                 sum(p[4] for p in parts))

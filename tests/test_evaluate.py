@@ -62,3 +62,25 @@ def test_midi_truth_leaves_note_edges_out_and_truth_metrics_count_harmonic_error
     assert set(m) == {"all", "below_100"} and m["all"]["frames"] == n
     assert m["all"]["x3"] == 20 / n and m["all"]["x2"] == 10 / n and m["all"]["off_50c"] == 30 / n
     assert m["all"]["half"] == 0.0 and m["all"]["median_cents"] == 0.0
+
+
+def test_eval_progress_counts_every_analysis_pass(exported):
+    """The bar's total is the seconds of audio each analysis pass reads; the passes must
+    advance it by exactly that, so its ETA is the work left."""
+    from ddsp_synth.evaluate import analysis_passes, evaluate_audio
+
+    class Count:
+        n = 0.0
+
+        def update(self, seconds):
+            self.n += seconds
+
+    model, _ = load_model(exported)
+    sr = model.config.synth.sample_rate
+    audio = synth_tone(2.5, sr, 220.0)
+    seconds = len(audio) / sr
+    bar = Count()
+    evaluate_audio(model, audio, progress=bar)
+    assert analysis_passes(model, None) == analysis_passes(model, "tiny") == 2
+    assert analysis_passes(model, "full") == 3  # the ruler reads the input again
+    assert abs(bar.n - 2 * seconds) < 2 * model.config.synth.hop / sr

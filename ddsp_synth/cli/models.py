@@ -207,7 +207,8 @@ def _cmd_eval(args) -> int:
         if Path(args.out).is_dir() and any(Path(args.out).iterdir()) and not args.force:
             raise AudioError(f"{args.out} holds an earlier result; pass --force to replace it")
     metrics, outputs = evaluate_source(model, args.data, args.split, args.max_examples,
-                                       args.pitch_model, keep_outputs=bool(args.out))
+                                       args.pitch_model, keep_outputs=bool(args.out),
+                                       progress=not args.quiet)
     metrics.update({"model": str(args.model), "data": str(args.data),
                     "pitch_model": args.pitch_model or model.config.features.crepe_model})
     # JSON has no NaN: a metric without frames to measure is null
@@ -236,6 +237,8 @@ def _add_eval(sub) -> None:
                    help="CREPE model that measures the output (default: the model's)")
     p.add_argument("--out", help="also write the resynthesized audio and metrics.json here")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (audio files: on stderr, over the seconds analysed)")
 
 
 COMMANDS = (_add_demo, _add_prepare, _add_train, _add_export, _add_eval)
