@@ -167,10 +167,17 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
 
 
 def _duration_s(path: Path) -> float:
-    """A file's length in seconds from its header (0 where the header does not say)."""
+    """A file's length in seconds from its header (0 where the header does not say, and
+    for anything but a regular file: a FIFO would block, and is refused when its turn
+    comes)."""
+    import os
+    import stat
+
     import soundfile as sf
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return 0.0
         info = sf.info(str(path))
         return info.frames / info.samplerate
     except Exception:  # read (and refused, if need be) when its turn comes

@@ -479,7 +479,7 @@ BAD = [
           ("nan.wav", "NaN or infinite"), ("fifo.wav", "not a regular file"),
           ("folder.wav", "not a regular file" if cmd == "stream" else "no audio files"),
           ("silence.wav", "silent")]],
-    *[Bad(f"eval-{f}", f"eval {{model}} {{in}}/{f}", expect, path=f"{{in}}/{f}",
+    *[Bad(f"eval-{f}", f"eval {{model}} {{in}}/{f} --quiet", expect, path=f"{{in}}/{f}",
           no_work=f != "noise.wav")
       for f, expect in [("empty.wav", "unreadable audio"), ("text.wav", "unreadable audio"),
                         ("nan.wav", "NaN or infinite"), ("silence.wav", "silent|nothing to measure"),
