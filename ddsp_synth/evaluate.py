@@ -258,21 +258,21 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
             bar = tqdm(total=round(analysis_passes(model, pitch_model) * seconds, 1),
                        disable=not progress, desc="eval", unit="s audio", delay=1.0,
                        leave=False)
-            for path in files:
-                audio = load_audio(path, sr)
-                try:  # nothing to measure in silence: say so before any analysis
-                    check_input_signal(audio)
-                except ValueError as err:
-                    bar.close()
-                    raise AudioError(f"{path}: {err}; nothing to measure") from None
-                part, out, f0s = evaluate_audio(model, audio, pitch_model, progress=bar)
-                parts.append(part)
-                ref = midi_truth(path, len(f0s["input"]), model.config.features.frame_rate_hz)
-                for side in truth if ref is not None else ():
-                    truth[side].append(truth_metrics(f0s[side], *ref))
-                if keep_outputs:
-                    outputs.append(out)
-            bar.close()
+            with bar:  # closed (and its line cleared) on the way out, error or not
+                for path in files:
+                    audio = load_audio(path, sr)
+                    try:  # nothing to measure in silence: say so before any analysis
+                        check_input_signal(audio)
+                    except ValueError as err:
+                        raise AudioError(f"{path}: {err}; nothing to measure") from None
+                    part, out, f0s = evaluate_audio(model, audio, pitch_model, progress=bar)
+                    parts.append(part)
+                    ref = midi_truth(path, len(f0s["input"]),
+                                     model.config.features.frame_rate_hz)
+                    for side in truth if ref is not None else ():
+                        truth[side].append(truth_metrics(f0s[side], *ref))
+                    if keep_outputs:
+                        outputs.append(out)
             metrics = summarize(*(np.concatenate([p[i] for p in parts]) for i in (0, 1)),
                                 [s for p in parts for s in p[2]], sum(p[3] for p in parts),
                                 sum(p[4] for p in parts))
