@@ -23,6 +23,8 @@ Definitions (also used for validation during training and for the model cards):
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -170,9 +172,6 @@ def _duration_s(path: Path) -> float:
     """A file's length in seconds from its header (0 where the header does not say, and
     for anything but a regular file: a FIFO would block, and is refused when its turn
     comes)."""
-    import os
-    import stat
-
     import soundfile as sf
 
     try:
