@@ -38,7 +38,8 @@ from ddsp_synth.errors import UserError  # noqa: E402
 from ddsp_synth.model import (ModelFileError, available_models, load_model,  # noqa: E402
                               read_model_config)
 from ddsp_synth.stages.chain import unique_labels  # noqa: E402
-from ddsp_synth.stages.registry import parse_entry, stage_kind  # noqa: E402
+from ddsp_synth.stages.registry import parse_entry  # noqa: E402
+from ddsp_synth.stages.synth import stage_kind  # noqa: E402
 from ddsp_synth.stages.room import Reverb  # noqa: E402
 from ddsp_synth.plots import curves_figure, piano_roll_figure, spectrograms_figure  # noqa: E402
 from ddsp_synth.transfer import NoPitchError, TransferOptions, render, transfer_audio  # noqa: E402

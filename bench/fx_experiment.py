@@ -81,7 +81,7 @@ def evaluate(model_dir: Path, files: list[Path]) -> dict:
 
     from ddsp_synth.evaluate import evaluate_source
     from ddsp_synth.model import load_model
-    from ddsp_synth.model_effects import switch_method
+    from ddsp_synth.model import switch_method
 
     torch.set_num_threads(1)
     model, _ = load_model(model_dir)

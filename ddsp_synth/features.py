@@ -22,10 +22,11 @@ import torch
 
 from .audio_io import PCM16_SCALE, atomic_write_bytes, cache_dir
 from .config import ConfigError, check_fields
+from .crepe_grid import CREPE_SAMPLE_RATE
 from .dsp.interpolation import n_frames_for
 from .dsp.spectral import a_weighted_loudness
 from .dsp.units import cents_to_hz, hz_to_cents
-from .pitch import CREPE_SAMPLE_RATE, analysis_frames, crepe_activations, decode_f0_readings
+from .pitch import analysis_frames, crepe_activations, decode_f0_readings
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .crepe_grid import CREPE_BINS, CREPE_CENTS_OFFSET, CREPE_CENTS_PER_BIN
 from .dsp.units import hz_to_cents
 
 CHECK_SAMPLE_RATE = 16000
@@ -286,8 +287,6 @@ def spectral_features(spec_db: np.ndarray, f0_hz: np.ndarray) -> tuple[np.ndarra
 def _activation_near(activations: np.ndarray, f_hz: np.ndarray) -> np.ndarray:
     """CREPE's largest activation within +-2 bins (40 cents) of each frequency:
     activations [n, 360], f_hz [n, K] -> [n, K]."""
-    from .pitch import CREPE_BINS, CREPE_CENTS_OFFSET, CREPE_CENTS_PER_BIN
-
     centre = np.round((hz_to_cents(f_hz) - CREPE_CENTS_OFFSET) / CREPE_CENTS_PER_BIN)
     idx = centre.astype(np.int64)[..., None] + np.arange(-2, 3)
     inside = (idx >= 0) & (idx < CREPE_BINS)

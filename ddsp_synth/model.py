@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,8 +28,8 @@ from .errors import InputError
 from .features import FeatureConfig
 from .losses import SpectralLossConfig
 from .model_effects import (EffectSettings, EffectsConfig, chain_params, describe_chain,
-                            model_chain, synth_raw_size)
-from .stages.synth import SynthConfig
+                            entry_with_method, is_effect, model_chain, synth_raw_size)
+from .stages.synth import SYNTH_STAGE_NAMES, SynthConfig
 
 
 class ModelFileError(ArtifactError):
@@ -167,6 +167,35 @@ class DDSPModel(nn.Module):
     def close(self) -> None:
         """Close what the chain holds outside this process (real devices' worker pools)."""
         self.synth.close()
+
+
+def switch_method(model: DDSPModel, method: str) -> DDSPModel:
+    """The same model with every effect device through ``method`` (``"autodiff"``: the
+    twins, which render what pedalboard renders and can be exported): the same weights,
+    settings and statistics; a new :class:`~ddsp_synth.model.DDSPModel` in eval mode."""
+    cfg = model.config
+    processors = tuple(p if p in SYNTH_STAGE_NAMES else entry_with_method(p, method)
+                       for p in cfg.synth.processors)
+    config = replace(cfg, synth=replace(cfg.synth, processors=processors))
+    config = ModelConfig.from_dict(config.to_dict())
+    new = DDSPModel(config, float(model.loudness_mean_db), float(model.loudness_std_db))
+    own = {k: v for k, v in model.state_dict().items() if not _in_effect_stage(model, k)}
+    missing, unexpected = new.load_state_dict(own, strict=False)
+    left = [k for k in missing if not _in_effect_stage(new, k)]
+    if left or unexpected:
+        raise RuntimeError(f"switch_method: weights do not carry over ({left or unexpected})")
+    new.meta = getattr(model, "meta", None)
+    return new.eval()
+
+
+def _in_effect_stage(model, key: str) -> bool:
+    """Whether a state-dict key belongs to an effect stage of the chain (a proxy's frozen
+    weights, which come with the method, not with the model's training)."""
+    parts = key.split(".")
+    if parts[0] != "synth" or len(parts) < 2:
+        return False
+    stage = getattr(model.synth, parts[1], None)
+    return stage is not None and is_effect(stage)
 
 
 # ----------------------------------------------------------------------------- model file

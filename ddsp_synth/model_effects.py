@@ -17,7 +17,7 @@ section (:class:`EffectsConfig`) gives each effect device the source of its othe
 
 Device labels are the devices' names made unique (``peak``, ``peak_2``): heads and vectors
 keep their names whichever gradient method groups the devices into stages, so
-:func:`switch_method` moves a trained model to other methods (a model trained by SPSA renders
+:func:`ddsp_synth.model.switch_method` moves a trained model to other methods (a model trained by SPSA renders
 and exports through its twins). Consecutive real-device entries with one method form one
 stage (one pool call, SPSA perturbs them together), as in :func:`ddsp_synth.make_chain`.
 
@@ -38,7 +38,7 @@ from .config import ConfigError, check_fields
 from .stages.chain import Chain, unique_labels
 from .stages.params import DeviceError, Param, denormalise, normalise
 from .stages.registry import make_device, parse_entry
-from .stages.synth import SYNTH_STAGE_NAMES, SynthConfig
+from .stages.synth import SynthConfig
 
 SOURCES = ("frame", "once", "fixed")
 # learned parameters start at most this close to their range's ends (sigmoid's flat tails
@@ -147,7 +147,7 @@ def _check_real_device(label: str, stage) -> None:
         except DeviceError as err:
             raise DeviceError(f"effect stage '{label}' ({stage.method}) runs the real device: "
                               f"{err}; or render it through its twin "
-                              "(ddsp_synth.model_effects.switch_method(model, 'autodiff'))"
+                              "(ddsp_synth.model.switch_method(model, 'autodiff'))"
                               ) from None
 
 
@@ -303,39 +303,6 @@ def entry_with_method(text: str, method: str | None) -> str:
     entry = parse_entry(text)
     fixed = "".join(f":{k}={v!r}" for k, v in entry.fixed.items())
     return entry.name + fixed + (f"@{method}" if method else "")
-
-
-def switch_method(model, method: str):
-    """The same model with every effect device through ``method`` (``"autodiff"``: the
-    twins, which render what pedalboard renders and can be exported): the same weights,
-    settings and statistics; a new :class:`~ddsp_synth.model.DDSPModel` in eval mode."""
-    from dataclasses import replace
-
-    from .model import DDSPModel, ModelConfig
-
-    cfg = model.config
-    processors = tuple(p if p in SYNTH_STAGE_NAMES else entry_with_method(p, method)
-                       for p in cfg.synth.processors)
-    config = replace(cfg, synth=replace(cfg.synth, processors=processors))
-    config = ModelConfig.from_dict(config.to_dict())
-    new = DDSPModel(config, float(model.loudness_mean_db), float(model.loudness_std_db))
-    own = {k: v for k, v in model.state_dict().items() if not _in_effect_stage(model, k)}
-    missing, unexpected = new.load_state_dict(own, strict=False)
-    left = [k for k in missing if not _in_effect_stage(new, k)]
-    if left or unexpected:
-        raise RuntimeError(f"switch_method: weights do not carry over ({left or unexpected})")
-    new.meta = getattr(model, "meta", None)
-    return new.eval()
-
-
-def _in_effect_stage(model, key: str) -> bool:
-    """Whether a state-dict key belongs to an effect stage of the chain (a proxy's frozen
-    weights, which come with the method, not with the model's training)."""
-    parts = key.split(".")
-    if parts[0] != "synth" or len(parts) < 2:
-        return False
-    stage = getattr(model.synth, parts[1], None)
-    return stage is not None and is_effect(stage)
 
 
 def describe_chain(model) -> list[dict]:

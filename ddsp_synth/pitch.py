@@ -25,13 +25,9 @@ import numpy as np
 import torch
 
 from . import harmonic_check
+from .crepe_grid import CREPE_BINS, CREPE_CENTS_OFFSET, CREPE_CENTS_PER_BIN, CREPE_WINDOW
 from .dsp.units import cents_to_hz, hz_to_cents
 
-CREPE_SAMPLE_RATE = 16000
-CREPE_WINDOW = 1024
-CREPE_BINS = 360
-CREPE_CENTS_PER_BIN = 20.0
-CREPE_CENTS_OFFSET = 1997.3794084376191  # cents of bin 0 (re 10 Hz)
 # Viterbi transitions allowed between bins at most this far apart per frame (as torchcrepe).
 VITERBI_MAX_JUMP = 11
 # Log probability of jumping from a bin to any one bin, near or far (a new note); the band

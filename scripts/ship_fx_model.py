@@ -79,7 +79,8 @@ def main() -> int:
 
     from ddsp_synth.evaluate import evaluate_source
     from ddsp_synth.model import load_model, save_model
-    from ddsp_synth.model_effects import chain_markdown, describe_chain, switch_method
+    from ddsp_synth.model import switch_method
+    from ddsp_synth.model_effects import chain_markdown, describe_chain
 
     torch.set_num_threads(1)
     exp = json.loads(Path(args.results).read_text())

@@ -15,8 +15,8 @@ import torch
 from ddsp_synth.config import ConfigError
 from ddsp_synth.decoder import DecoderConfig
 from ddsp_synth.errors import UserError
-from ddsp_synth.model import DDSPModel, ModelConfig, load_model, save_model
-from ddsp_synth.model_effects import EffectsConfig, chain_markdown, switch_method
+from ddsp_synth.model import DDSPModel, ModelConfig, load_model, save_model, switch_method
+from ddsp_synth.model_effects import EffectsConfig, chain_markdown
 from ddsp_synth.stages.params import DeviceError
 from ddsp_synth.stages.synth import SynthConfig
 from ddsp_synth.stages.twins import Compressor

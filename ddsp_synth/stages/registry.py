@@ -50,14 +50,6 @@ PLUGIN_SUFFIXES = (".vst3", ".component")
 METHODS = ("autodiff", "spsa", "proxy", "hybrid")
 
 
-def stage_kind(name: str) -> str:
-    """``"source"`` (adds a signal) or ``"effect"`` (transforms the signal so far)."""
-    from .synth import FilteredNoise, Harmonic
-
-    sources = {cls.name: cls.kind for cls in (Harmonic, FilteredNoise)}
-    return sources.get(name, "effect")
-
-
 @dataclass(frozen=True)
 class ChainEntry:
     """One entry of a chain.

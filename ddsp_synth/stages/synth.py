@@ -20,7 +20,8 @@ from ..dsp.convolution import frequency_sampling_fir, time_varying_fir
 from ..dsp.oscillators import harmonic_synthesis, harmonic_synthesis_blocks
 from ..dsp.units import exp_sigmoid
 from .base import Stage, StageStep
-from .params import Param
+from .params import DeviceError, Param
+from .registry import EFFECT_NAMES, make_device, parse_entry
 
 # exp_sigmoid's range: the declared span of amplitudes and magnitudes
 _POSITIVE_MAX = 2.0
@@ -121,9 +122,6 @@ class SynthConfig:
 def check_effect_entry(text: str, sample_rate: int) -> None:
     """ConfigError (one line) unless ``text`` is a built-in effect device in the chain syntax
     (``compressor@spsa``, ``peak:q=0.7``) with known, in-range fixed parameters."""
-    from .params import DeviceError
-    from .registry import EFFECT_NAMES, make_device, parse_entry
-
     try:
         entry = parse_entry(text)
         if entry.name not in EFFECT_NAMES:
@@ -276,3 +274,10 @@ class FilteredNoiseStep(StageStep):
         conv = F.conv1d(F.pad(noise, (t, t))[None], taps.flip(-1)[:, None], groups=batch)[0]
         acc = conv + F.pad(state[0], (0, self.hop))  # [B, hop + I - 1]
         return acc[:, : self.hop], (acc[:, self.hop :],)
+
+
+def stage_kind(name: str) -> str:
+    """``"source"`` (adds a signal: the harmonic and noise stages) or ``"effect"`` (transforms
+    the signal so far: the room and every device)."""
+    sources = {cls.name: cls.kind for cls in (Harmonic, FilteredNoise)}
+    return sources.get(name, "effect")

@@ -23,8 +23,9 @@ from ..dsp.units import cents_to_hz
 from ..errors import InputError
 from ..features import FeatureConfig
 from .. import harmonic_check
-from ..pitch import (CREPE_SAMPLE_RATE, CREPE_WINDOW, bin_range, crepe_runner, log_observations,
-                     normalise_frames, refine_cents, viterbi_advance, viterbi_transitions)
+from ..crepe_grid import CREPE_SAMPLE_RATE, CREPE_WINDOW
+from ..pitch import (bin_range, crepe_runner, log_observations, normalise_frames, refine_cents,
+                     viterbi_advance, viterbi_transitions)
 
 
 @dataclass

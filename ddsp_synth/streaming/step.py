@@ -223,7 +223,7 @@ def not_exportable_message(step: SynthStep, what: str) -> str:
     described = ", ".join(f"'{n}' ({getattr(stages[n], 'method', 'device')})" for n in names)
     return (f"no {what}: effect stage {described} runs a real device in worker processes or "
             f"a neural proxy, only in Python; switch it to its twin first "
-            f"(ddsp_synth.model_effects.switch_method(model, 'autodiff'), then save_model)")
+            f"(ddsp_synth.model.switch_method(model, 'autodiff'), then save_model)")
 
 
 def _trace(step: SynthStep):
