@@ -125,7 +125,7 @@ def model_chain(synth: SynthConfig, effects: EffectsConfig) -> Chain:
     from .chains import make_chain
     from .gradients.spsa import SPSAConfig
 
-    spsa = SPSAConfig(effects.spsa_epsilon, effects.spsa_pairs, input_grad="passthrough")
+    spsa = SPSAConfig(effects.spsa_epsilon, effects.spsa_pairs)
     chain = make_chain(list(synth.processors), synth.sample_rate, synth.hop, synth=synth,
                        n_workers=effects.n_workers, spsa=spsa, seed=effects.seed)
     for label, stage in zip(chain.labels, chain.stages()):

@@ -96,6 +96,27 @@ def test_spsa_input_gradient_modes():
         assert (x.grad is None) if expected is None else torch.equal(x.grad, expected)
 
 
+def test_devices_before_an_spsa_device_still_get_their_gradient():
+    """``peak, gain@spsa`` at 0 dB: the straight-through input gradient is exact there, so
+    the peak's gradient is the all-twin chain's (it was zero: nothing crossed the SPSA
+    device, and a controller never trained an EQ placed before a black box)."""
+    x = _audio(4000, batch=2)
+    grads = []
+    for text in ("peak,gain", "peak,gain@spsa"):
+        chain = make_chain(text, SR, n_workers=0)
+        try:
+            params = chain.default_params(batch=2)
+            params[:, 1] = 6.0  # the peak's gain
+            params.requires_grad_(True)
+            y, _ = chain(x, params)
+            (y - 0.5 * x).square().mean().backward()
+            grads.append(params.grad[:, :3])
+        finally:
+            chain.close()
+    assert grads[0].abs().min() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-3, atol=1e-7)
+
+
 # --------------------------------------------------------------------------------------
 # Per-frame parameters through every method
 # --------------------------------------------------------------------------------------

@@ -553,6 +553,27 @@ def test_identifiability_flags_threshold_against_drive_without_quiet_passages():
     assert report["sentence"].startswith("The clip pins down peak.cutoff_frequency_hz")
 
 
+def test_a_pinned_parameter_that_makes_up_for_an_open_one_is_not_said_to_trade_off():
+    """The attack is left open and the threshold, pinned within 2 dB, makes up for it: the
+    sentence must not list the threshold as pinned and then as trading off."""
+    from ddsp_synth.match.identify import sentence
+    from ddsp_synth.stages.registry import make_device
+
+    comp = make_device("compressor", SR)
+    labels = [f"compressor.{p.name}" for p in comp.params]
+    rows = [{"param": "compressor.threshold_db", "status": "pinned"},
+            {"param": "compressor.attack_ms", "status": "trades_off"}]
+    trade = {"params": ["compressor.attack_ms", "compressor.threshold_db"], "apart_db": 0.4,
+             "settings": [{"compressor.attack_ms": 9.0, "compressor.threshold_db": -30.7},
+                          {"compressor.attack_ms": 2.8, "compressor.threshold_db": -29.3}]}
+    text = sentence(rows, [trade], list(comp.params), labels)
+    assert text.startswith("The clip pins down compressor.threshold_db;")
+    assert "compressor.attack_ms is left open, as a small change of compressor.threshold_db " \
+           "makes up for it: any of these settings sounds the same (attack_ms 9 ms, " \
+           "threshold_db -30.7 dB; or attack_ms 2.8 ms, threshold_db -29.3 dB" in text
+    assert "trade off" not in text
+
+
 def test_identifiability_pins_the_drive_once_the_clip_has_quiet_passages():
     rows, _ = _identify_at_truth(PCD, PCD_VALUES, _steps_tone([-6, -45, -6]))
     assert rows["distortion.drive_db"]["status"] == "pinned"

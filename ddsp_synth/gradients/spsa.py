@@ -15,10 +15,12 @@ its variance. The one implementation, :func:`spsa_estimate`, serves two uses:
   optimises from several starts at once): the loss itself is the black box.
 
 Gradient to the device's *input audio*: SPSA estimates parameter gradients only. With
-``input_grad="none"`` (default) nothing flows to the input (right when the input is data);
-``"passthrough"`` passes ``grad_output`` through unchanged, as if the device were the
-identity (a straight-through estimate, biased for distortion). For an input gradient that
-follows the device, use ``hybrid`` (the proxy's).
+``input_grad="passthrough"`` (default) ``grad_output`` goes on to the input unchanged, as if
+the device were the identity (a straight-through estimate, biased for a compressor or a
+distortion), so the devices and the network before an SPSA device still learn (autograd asks
+for it only where something before the device needs a gradient: for data it costs nothing);
+``"none"`` passes nothing. For an input gradient that follows the device, use ``hybrid`` (its
+proxy's or twin's).
 
 Perturbations that would leave [0, 1] are clipped and the finite difference divides by the
 step actually taken, per coordinate.
@@ -49,7 +51,7 @@ class SPSAConfig:
 
     epsilon: float = 0.02
     n_pairs: int = 1
-    input_grad: str = "none"
+    input_grad: str = "passthrough"
 
     def __post_init__(self):
         if not 0 < self.epsilon < 0.5:

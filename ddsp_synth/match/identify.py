@@ -216,13 +216,21 @@ def sentence(rows, trade_offs, params, labels) -> str:
     pinned = [r["param"] for r in rows if r["status"] == "pinned"]
     if pinned:
         parts.append("the clip pins down " + ", ".join(pinned))
+    status = {r["param"]: r["status"] for r in rows}
     for t in trade_offs:
         names = [n.split(".", 1)[1] for n in t["params"]]
         ends = [", ".join(f"{name} {_format(params[labels.index(n)], v)}"
                           for name, (n, v) in zip(names, s.items())) for s in t["settings"]]
-        parts.append(f"{' and '.join(t['params'])} trade off here: any of these settings "
-                     f"sounds the same ({ends[0]}; or {ends[1]}: {t['apart_db']:.1f} dB "
-                     "apart)")
+        same = (f"any of these settings sounds the same ({ends[0]}; or {ends[1]}: "
+                f"{t['apart_db']:.1f} dB apart)")
+        first, partners = t["params"][0], t["params"][1:]
+        if partners and all(status.get(n) == "pinned" for n in partners):
+            # the partners stay pinned down while they make up for it: say so, not "trade off"
+            verb = "makes" if len(partners) == 1 else "make"
+            parts.append(f"{first} is left open, as a small change of {' and '.join(partners)} "
+                         f"{verb} up for it: {same}")
+        else:
+            parts.append(f"{' and '.join(t['params'])} trade off here: {same}")
     quiet = [r["param"] for r in rows if r["status"] == "barely_audible"]
     if quiet:
         parts.append(f"{', '.join(quiet)} barely change{'s' if len(quiet) == 1 else ''} "

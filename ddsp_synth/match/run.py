@@ -356,7 +356,7 @@ def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds,
         "steps_requested": n_steps, "iterations": len(problem.history), "stopped_by": stopped,
         "max_seconds": budget, "optimisation_seconds": round(opt_seconds, 3),
         "wall_seconds": round(time.monotonic() - t_start, 3),
-        "device_evaluations": real.calls if real is not None else 0,
+        "device_evaluations": _device_runs(gradient_chain, real),
         "models": [k for s in gradient_chain.stages() for k in getattr(s, "kinds", [])]
         if method in ("proxy", "hybrid") else [],
         "analysis": _analysis(inputs, windows, sr),
@@ -370,6 +370,15 @@ def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds,
         "notes": notes + ([note] if note else []), "config": asdict(config),
     }
     return MatchResult(result, matched, report, problem.history, inputs, (seg, tgt))
+
+
+def _device_runs(chain, real) -> int:
+    """Runs of the real devices: the search's (``real``) and those of the chain's own real
+    stages (an ``@spsa`` or ``@hybrid`` device inside an autodiff chain), each pool once."""
+    pools = {id(s.real): s.real for s in chain.stages() if hasattr(s, "real")}
+    if real is not None:
+        pools[id(real)] = real
+    return sum(p.calls for p in pools.values())
 
 
 def _local_caveat(ident: dict, rel_spec: float, config: MatchConfig) -> dict:
