@@ -106,9 +106,29 @@ class Preset:
         return "; ".join(parts)
 
 
+def sources_relative_to(preset: dict, folder: str | os.PathLike) -> dict:
+    """``preset`` with each device file's ``source`` written relative to ``folder``, where
+    the preset is saved: :func:`read_preset` then finds the file from any working folder
+    (a path given relative to the folder ``match`` ran in would not be found from another).
+    Absolute paths that cannot be made relative (another drive) stay absolute."""
+    folder = Path(folder).resolve()
+    chain = []
+    for item in preset.get("chain", []):
+        source = item.get("source") if isinstance(item, dict) else None
+        if isinstance(source, str) and Path(source).exists():
+            try:
+                source = os.path.relpath(Path(source).resolve(), folder)
+            except ValueError:
+                source = str(Path(source).resolve())
+            item = {**item, "source": source}
+        chain.append(item)
+    return {**preset, "chain": chain}
+
+
 def _entry_of(item: dict, i: int, base: Path | None) -> str:
-    """The make_chain entry of one preset item: the device's name, or its file's path
-    (a relative path is found beside the preset when it is not in the working folder)."""
+    """The make_chain entry of one preset item: the device's name, or its file's path (a
+    relative path is found beside the preset first, as :func:`sources_relative_to` writes
+    it, then in the working folder)."""
     source = item.get("source")
     name = item.get("device")
     if not isinstance(name, str) or not name.strip():
@@ -117,8 +137,7 @@ def _entry_of(item: dict, i: int, base: Path | None) -> str:
         return name
     if not isinstance(source, str) or not source.strip():
         raise PresetError(f"entry {i} ({name}): 'source' must be a path")
-    if base is not None and not os.path.isabs(source) and not os.path.exists(source) \
-            and (base / source).exists():
+    if base is not None and not os.path.isabs(source) and (base / source).exists():
         return str(base / source)
     return source
 

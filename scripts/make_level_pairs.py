@@ -11,8 +11,12 @@ tilt and set the level from the input alone (no reference).
 level (a new gain every 0.4 to 1.5 s, -15 to +5 dB, 30 ms ramps), the target is the clip at
 -20 LUFS: a per-clip ``gain`` can only set the average, a per-frame one can undo the rides.
 
+    python scripts/make_level_pairs.py ../shared/data/train -o data/level_pairs
     python scripts/make_level_pairs.py data/style_material/train -o data/level_pairs
     python scripts/make_level_pairs.py data/style_material/train/speech_41*.wav --task ride -o data/ride_pairs
+
+(``data/style_material`` is made by ``scripts/render_style_material.py``.) A missing or
+unreadable input is one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -41,6 +45,18 @@ def _ride(n: int, sr: int, rng) -> np.ndarray:
 
 
 def main(argv=None) -> int:
+    from ddsp_synth.errors import UserError, one_line
+
+    try:
+        return _make(argv)
+    except UserError as err:
+        print(f"make_level_pairs: {one_line(err)}", file=sys.stderr)
+        return 1
+
+
+def _make(argv=None) -> int:
+    from ddsp_synth.errors import UserError
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("inputs", nargs="+", help="folders or files of recordings")
     ap.add_argument("-o", "--out", required=True)
@@ -58,9 +74,13 @@ def main(argv=None) -> int:
     sr, n = args.sample_rate, int(args.seconds * args.sample_rate)
     rng = np.random.default_rng(args.seed)
     audio = [a for a in (load_audio(f, sr) for f in find_audio_files(args.inputs)) if len(a) > n]
+    if not audio:
+        raise UserError(f"no recording longer than {args.seconds:g} s in "
+                        f"{', '.join(args.inputs)}")
     out = Path(args.out)
     for sub in ("in", "target"):
         (out / sub).mkdir(parents=True, exist_ok=True)
+    written = 0
     for i in range(args.clips):
         a = audio[int(rng.integers(len(audio)))]
         start = int(rng.integers(0, len(a) - n))
@@ -79,7 +99,8 @@ def main(argv=None) -> int:
         sf.write(out / "in" / f"clip_{i:03d}.wav", x, sr, subtype="FLOAT")
         sf.write(out / "target" / f"clip_{i:03d}.wav", np.clip(target, -1, 1), sr,
                  subtype="FLOAT")
-    print(f"{out}: {args.clips} pairs of {args.seconds:g} s ({args.task})")
+        written += 1
+    print(f"{out}: {written} pairs of {args.seconds:g} s ({args.task})")
     return 0
 
 

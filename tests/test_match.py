@@ -137,6 +137,19 @@ def test_alignment_finds_offset_and_refuses_large_ones():
         align(x, np.concatenate([np.zeros(3200, np.float32), x]), SR, 50.0)
 
 
+def test_another_recording_is_not_taken_for_an_offset_copy():
+    """A target that holds only a faint copy of dry, 300 ms late, under other sound: the
+    advice is not to trim but to check the files."""
+    x = _dry(2.0)
+    other = np.random.default_rng(5).normal(0, 0.1, len(x) + 4800).astype(np.float32)
+    late = np.concatenate([np.zeros(4800, np.float32), x])
+    with pytest.raises(MatchError, match=r"does not look like dry through a device: the two "
+                                         r"correlate at most 0\.\d+, best at \+300 ms"):
+        align(x, other + 0.3 * late, SR, 50.0)
+    with pytest.raises(MatchError, match=r"offset from dry by \+300 ms"):
+        align(x, late + 0.05 * other, SR, 50.0)
+
+
 def test_a_filter_s_own_phase_is_not_taken_for_an_offset():
     # on a held tone the cross-correlation peak follows the filter's phase at the notes'
     # partials (a low shelf: -2 samples, a Butterworth low-pass: +12); the device's own

@@ -1,6 +1,7 @@
 """The effects rack (presets through the PyTorch twins or the real devices) and ``fx``."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -88,6 +89,32 @@ def test_a_device_without_a_twin_plays_only_through_the_real_device():
     preset = {"chain": [{"device": "sox_overdrive", "params": {}, "source": str(device)}]}
     with pytest.raises(PresetError, match="has no PyTorch twin"):
         Rack(preset, SR)
+
+
+def test_a_saved_preset_finds_its_device_file_from_any_working_folder(tmp_path, monkeypatch):
+    """match ran in folder A with ``--chain devs/dev.json``; the preset it saved in A/out
+    must still load from another folder (it named the file relative to A, so it did not)."""
+    import shutil
+    from pathlib import Path
+
+    from ddsp_synth.rack import sources_relative_to
+
+    work = tmp_path / "a"
+    (work / "devs").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "examples" / "devices"
+                / "sox_overdrive.json", work / "devs" / "dev.json")
+    monkeypatch.chdir(work)
+    made = {"chain": [{"device": "sox_overdrive", "params": {"gain_db": 12.0},
+                       "source": "devs/dev.json"}]}
+    saved = sources_relative_to(made, work / "out")
+    assert saved["chain"][0]["source"] == os.path.join("..", "devs", "dev.json")
+    assert made["chain"][0]["source"] == "devs/dev.json"  # the caller's dict is left alone
+    (work / "out").mkdir()
+    (work / "out" / "preset.json").write_text(json.dumps(saved))
+    monkeypatch.chdir(tmp_path)
+    preset = read_preset(work / "out" / "preset.json")
+    assert Path(preset.entries[0]).resolve() == (work / "devs" / "dev.json").resolve()
+    assert preset.values[0][0] == 12.0
 
 
 def test_transfer_plays_through_the_rack(exported):

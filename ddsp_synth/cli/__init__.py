@@ -62,13 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         args = _parse(argv)
     except SystemExit as exit_:  # --help, --version, or a usage error already printed
         return exit_.code if isinstance(exit_.code, int) else 2
+    name = " ".join(filter(None, (args.command, getattr(args, "action", None))))
     try:
         return args.func(args)
     except UserError as err:
-        print(f"ddsp-synth {args.command}: error: {err}", file=sys.stderr)
+        print(f"ddsp-synth {name}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"ddsp-synth {args.command}: interrupted", file=sys.stderr)
+        print(f"ddsp-synth {name}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -11,12 +11,13 @@ SECONDS_MAX = 24 * 3600.0  # no single input or output longer than a day
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
-    """Shows every real default and keeps the examples' line breaks."""
+    """Shows every real default (unless the help already says it) and keeps the examples'
+    line breaks."""
 
     def _get_help_string(self, action):
         text = action.help or ""
         hidden = action.default is None or action.default is False
-        if not hidden and action.default != argparse.SUPPRESS and "%(default)" not in text:
+        if not hidden and action.default != argparse.SUPPRESS and "default" not in text:
             text += " (default: %(default)s)"
         return text
 
@@ -174,9 +175,11 @@ class ToneRequest:
 
         from ..audio_io import atomic_write_text
 
+        from ..rack import sources_relative_to
+
         if self.preset_out is not None:
-            atomic_write_text(self.preset_out,
-                              json.dumps(whole.to_dict(sample_rate), indent=2) + "\n")
+            preset = sources_relative_to(whole.to_dict(sample_rate), self.preset_out.parent)
+            atomic_write_text(self.preset_out, json.dumps(preset, indent=2) + "\n")
 
 
 def tone_of(args, inputs=()):

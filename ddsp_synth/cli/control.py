@@ -98,8 +98,8 @@ def _add_train(actions) -> None:
                         "(always so with --style)")
     t.add_argument("--level-match", action=argparse.BooleanOptionalAction, default=False,
                    help="the output gain as a correction to the reference's level minus the "
-                        "input's, not learned from scratch (off: better loudness, worse "
-                        "spectral match; docs/control.md)")
+                        "input's, not learned from scratch (on: a far smaller loudness error, a "
+                        "slightly worse spectral match; docs/control.md)")
     t.add_argument("--loss", choices=("mr", "log"), default="mr",
                    help="training loss: 'mr' the multi-resolution spectral distance (linear + "
                         "log magnitudes), 'log' its log term alone (what rel_spec measures)")
@@ -152,6 +152,7 @@ def _apply(args, controller: str) -> int:
     from ..control.io import apply_file
     from ..errors import UserError
 
+    name = "control apply" if args.command == "control" else args.command
     pairs = _pairs(Path(args.input), Path(args.output))
     folder = Path(args.input).is_dir()
     if folder and args.preset_out:
@@ -175,10 +176,10 @@ def _apply(args, controller: str) -> int:
             if not folder:
                 raise
             failures += 1
-            print(f"ddsp-synth {args.command}: error: {src}: {err}", file=sys.stderr)
+            print(f"ddsp-synth {name}: error: {src}: {err}", file=sys.stderr)
             continue
         for note in notes:
-            print(f"ddsp-synth {args.command}: note: {src}: {note}", file=sys.stderr)
+            print(f"ddsp-synth {name}: note: {src}: {note}", file=sys.stderr)
         where = f" (preset: {presets[dst]})" if presets[dst] else ""
         print(f"{src} -> {dst}{where}")
         if not folder:

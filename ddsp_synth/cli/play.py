@@ -43,7 +43,8 @@ def _cmd_transfer(args) -> int:
         auto_adjust=not (resynth or args.no_auto_adjust),
         pitch_shift_semitones=0.0 if resynth else args.pitch_shift,
         loudness_shift_db=0.0 if resynth else args.loudness_shift,
-        quiet_db=args.quiet_db, amounts=amounts_of(args, model), seed=args.seed,
+        quiet_db=40.0 if resynth else args.quiet_db, amounts=amounts_of(args, model),
+        seed=args.seed,
         effects=effects_of(args))
     _refuse_midi(args.inputs)
     pairs = output_pairs(args.inputs, Path(args.output), "." + args.format)
@@ -112,8 +113,9 @@ def _add_transfer(sub) -> None:
                            help="semitones")
             p.add_argument("--loudness-shift", type=number(float, -60.0, 60.0), default=0.0,
                            help="dB")
-        p.add_argument("--quiet-db", type=number(float, 0.0, 200.0), default=40.0,
-                       help="auto-adjust mutes frames this many dB below the input's loud level")
+            p.add_argument("--quiet-db", type=number(float, 0.0, 200.0), default=40.0,
+                           help="auto-adjust mutes frames this many dB below the input's loud "
+                                "level")
         add_amounts(p)
         add_effects(p)
         add_tone(p)

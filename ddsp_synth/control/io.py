@@ -14,6 +14,7 @@ import soundfile as sf
 from ..audio_io import (AUDIO_OUTPUT_SUFFIXES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError,
                         atomic_write_bytes, atomic_write_text, check_audio_output,
                         check_regular_file, check_writable, limit_peak)
+from ..rack import sources_relative_to
 from .apply import Applied, apply_controller
 from .files import controller_path, load_controller
 
@@ -91,5 +92,6 @@ def apply_file(controller, input_path, output_path, reference_path=None, preset_
                      "just below full scale")
     write_channels(output_path, out, sr, force)
     if preset_out is not None:
-        atomic_write_text(preset_out, json.dumps(applied.preset, indent=2) + "\n")
+        preset = sources_relative_to(applied.preset, preset_out.parent)
+        atomic_write_text(preset_out, json.dumps(preset, indent=2) + "\n")
     return applied, notes

@@ -20,6 +20,7 @@ import torch
 
 from ..audio_io import check_result_folder, write_result_folder
 from ..dsp.spectral import magnitude_spectrogram
+from ..rack import sources_relative_to
 from .config import OUTPUT_FILES, MatchConfig
 from .inputs import load_pair
 from .run import MatchResult, check_settings, match
@@ -61,12 +62,12 @@ def plot_match(path, history: list[float], dry, target, matched, sample_rate: in
     plt.close(fig)
 
 
-def _writers(result: MatchResult, chain: str) -> dict:
+def _writers(result: MatchResult, chain: str, out_dir: Path) -> dict:
     """The result folder's files, each as a function that writes it at a path."""
     inputs, report = result.inputs, result.report
     sr = inputs.sample_rate
     seg, target = result.compared
-    preset_text = json.dumps(result.preset, indent=2) + "\n"
+    preset_text = json.dumps(sources_relative_to(result.preset, out_dir), indent=2) + "\n"
     report_text = json.dumps(report, indent=2) + "\n"
     return {
         "preset.json": lambda p: Path(p).write_text(preset_text),
@@ -104,7 +105,7 @@ def match_files(dry_path, target_path, chain: str, method: str, out_dir,
     inputs = load_pair(dry_path, target_path, config)
     result = match(None, None, inputs.sample_rate, chain, method, steps, max_seconds, seed,
                    progress, proxy_dirs, config, inputs=inputs)
-    write_result_folder(out_dir, _writers(result, chain))
+    write_result_folder(out_dir, _writers(result, chain, Path(out_dir)))
     return result.report
 
 

@@ -64,6 +64,9 @@ def check_signal(audio: np.ndarray, what: str) -> np.ndarray:
 #: keeps it within +-COLOUR_RANGE_DB of its median
 COLOUR_FRAME_S = 0.064
 COLOUR_RANGE_DB = 60.0
+# Below this normalised cross-correlation (at its best lag), a target out of the offset range is
+# taken for another recording rather than an offset copy (a device keeps far more: 0.5-1).
+RELATED_CORRELATION = 0.25
 
 
 def device_colour(dry: np.ndarray, target: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -115,8 +118,14 @@ def align(dry: np.ndarray, target: np.ndarray, sample_rate: int, max_offset_ms: 
     if abs(best) > limit:
         inside = vals[np.abs(lags) <= limit].max()
         if vals.max() > 1.2 * inside:
-            raise MatchError(f"target is offset from dry by {1000 * best / sample_rate:+.0f} ms "
-                             f"(more than +-{max_offset_ms:g} ms): trim one of the files")
+            shift = 1000 * best / sample_rate
+            corr = vals.max() / max(float(np.linalg.norm(a) * np.linalg.norm(b[:n])), 1e-30)
+            if corr < RELATED_CORRELATION:
+                raise MatchError(f"target does not look like dry through a device: the two "
+                                 f"correlate at most {corr:.2f}, best at {shift:+.0f} ms; are "
+                                 "they the same recording?")
+            raise MatchError(f"target is offset from dry by {shift:+.0f} ms (more than "
+                             f"+-{max_offset_ms:g} ms): trim one of the files")
         best = int(lags[np.abs(lags) <= limit][np.argmax(vals[np.abs(lags) <= limit])])
     return best
 

@@ -167,7 +167,13 @@ def _fit(model: ProxyTCN, real, source: AudioSource, config: ProxyTrainConfig, s
     n = int(config.segment_seconds * real.sample_rate)
     total = steps if steps is not None else 10**9
     losses: list[float] = []
-    bar = tqdm(total=steps, disable=not progress, desc=f"proxy {real.name}", unit="step")
+    by_time = steps is None and budget_s is not None  # a bar over the budget's seconds
+    if by_time:
+        bar = tqdm(total=round(budget_s), disable=not progress, desc=f"proxy {real.name}",
+                   bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}"
+                              "{postfix}]")
+    else:
+        bar = tqdm(total=steps, disable=not progress, desc=f"proxy {real.name}", unit="step")
     real.pool  # start the workers now: their start does not count against the budget
     t0 = time.monotonic()
     while len(losses) < total:
@@ -187,9 +193,12 @@ def _fit(model: ProxyTCN, real, source: AudioSource, config: ProxyTrainConfig, s
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        bar.update(1)
+        if by_time:
+            bar.update(min(time.monotonic() - t0, budget_s) - bar.n)
+        else:
+            bar.update(1)
         if len(losses) % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            bar.set_postfix(step=len(losses), loss=f"{np.mean(losses[-20:]):.4f}")
     bar.close()
     return losses, (time.monotonic() - t0) / 60.0
 
