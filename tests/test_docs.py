@@ -61,3 +61,22 @@ def test_every_ddsp_synth_command_in_the_readme_exists():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     used = set(re.findall(r"ddsp-synth ([a-z][a-z-]+)", text))
     assert used and used <= set(sub.choices), used - set(sub.choices)
+
+
+def test_the_example_outputs_are_what_the_code_makes_today(tmp_path):
+    """The README plays ``examples/outputs``; re-rendered by ``scripts/make_readme_assets.py``
+    they must come out the same, or the files are stale (they were once, after the models'
+    rooms and the pitch analysis changed). The MIDI render is checked: fast and exact."""
+    import soundfile as sf
+
+    from ddsp_synth.cli import main
+
+    out = tmp_path / "flute.flac"
+    assert main(["render", str(REPO / "examples" / "ode_to_joy.mid"), "--model", "flute",
+                 "-o", str(out), "--quiet"]) == 0
+    new, sr = sf.read(out, dtype="float32")
+    old, sr_old = sf.read(REPO / "examples" / "outputs" / "ode_to_joy_flute.flac",
+                          dtype="float32")
+    assert sr == sr_old and len(new) == len(old)
+    assert abs(new - old).max() < 1e-3, ("examples/outputs is stale: run "
+                                         "python scripts/make_readme_assets.py --outputs")
