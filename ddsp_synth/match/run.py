@@ -49,7 +49,7 @@ from ..stages.params import DeviceError, denormalise
 from .config import MatchConfig, MatchError
 from .guess import informed_guesses
 from .identify import identifiability, param_labels
-from .inputs import MatchInputs, align, align_pair, offset_note, overlap
+from .inputs import MatchInputs, align, align_pair, offset_note, overlap, same_band
 from .loss import WindowLoss
 from .optimisers import run_cma, run_gradient, run_spsa
 from .problem import OutOfTime, Problem
@@ -209,6 +209,9 @@ def _distances(inputs: MatchInputs, matched: np.ndarray, config: MatchConfig):
     were known), and the notes with that offset."""
     sr = inputs.sample_rate
     notes = list(inputs.notes)
+    dry = inputs.dry
+    if inputs.target_rate is not None:  # what resampling leaves of both, as of the target
+        dry, matched = (same_band(a, sr, inputs.target_rate) for a in (dry, matched))
     lag = align(matched.astype(np.float32), inputs.target, sr, config.max_offset_ms)
     d0, t0, n_common = overlap(inputs.dry, inputs.target, lag)
     if lag != inputs.lag:
@@ -221,7 +224,7 @@ def _distances(inputs: MatchInputs, matched: np.ndarray, config: MatchConfig):
     seg, tgt = slice(d0, d0 + n), inputs.target[t0 : t0 + n]
     t = torch.from_numpy(tgt)[None]
     with torch.no_grad():
-        before = float(mr_log_distance(torch.from_numpy(inputs.dry[seg])[None], t)[0])
+        before = float(mr_log_distance(torch.from_numpy(dry[seg])[None], t)[0])
         after = float(mr_log_distance(torch.from_numpy(matched[seg].astype(np.float32))[None],
                                       t)[0])
     return before, after, n, notes, seg, tgt
