@@ -1093,6 +1093,8 @@ def test_bad_input(case: Bad, ws: Workspace, tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}: {err!r}"
     command = argv[0] if argv and argv[0] in _COMMANDS else ""
+    if command in ("control", "proxy") and len(argv) > 1:  # the action is named too
+        command = f"{command} {argv[1]}"
     prefix = f"ddsp-synth {command}: error: " if command else "ddsp-synth: error: "
     assert lines[0].startswith(prefix), lines[0]
     assert re.search(case.expect, lines[0]), f"{case.expect!r} not in {lines[0]!r}"
