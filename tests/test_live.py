@@ -507,8 +507,9 @@ def test_midi_in_through_jack_plays_the_notes_and_measures_note_on_to_sound(
         jack_server, probe, tmp_path):
     report, record = tmp_path / "midi.json", tmp_path / "midi.wav"
     events = _note_events()
-    # As for audio in: a stall of the shared VM longer than the margin may make one block of
-    # a performance late (seen in full suites beside other work); a second one must be clean.
+    # As for audio in: a stall of the shared VM may disturb one performance (a block late, or
+    # the probe's own recorder missing cycles: 71 % of the samples equal, once, in a full
+    # suite); a second one must be clean.
     for attempt in range(2):
         for f in (report, record):
             f.unlink(missing_ok=True)
@@ -521,11 +522,14 @@ def test_midi_in_through_jack_plays_the_notes_and_measures_note_on_to_sound(
         assert code == 0, err
         assert "note-on -> sound: 5 notes" in out
         rep = json.loads(report.read_text())
-        if rep["late_blocks"] == 0 or attempt == 1:
+        try:
+            assert rep["late_blocks"] == 0, f"late blocks at {rep['late_block_times_s']} s"
+            heard, zero, _ = _on_jack_clock(probe, rep, _read(record))
             break
-        warnings.warn(f"late blocks at {rep['late_block_times_s']} s: playing again")
-    assert rep["late_blocks"] == 0
-    heard, zero, _ = _on_jack_clock(probe, rep, _read(record))
+        except AssertionError as err_:
+            if attempt == 1:
+                raise
+            warnings.warn(f"{err_}: playing again")
     _check_midi_performance(rep, heard, [start + off for off, d in events if d[0] == 0x90], zero)
 
 
