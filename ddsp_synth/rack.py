@@ -107,15 +107,16 @@ class Preset:
 
 
 def sources_relative_to(preset: dict, folder: str | os.PathLike) -> dict:
-    """``preset`` with each device file's ``source`` written relative to ``folder``, where
-    the preset is saved: :func:`read_preset` then finds the file from any working folder
-    (a path given relative to the folder ``match`` ran in would not be found from another).
-    Absolute paths that cannot be made relative (another drive) stay absolute."""
+    """``preset`` with each device file given by a relative path (relative to the working
+    folder, as typed after ``--chain``) written relative to ``folder``, where the preset is
+    saved: :func:`read_preset` then finds the file from any working folder. Absolute paths
+    (an installed plugin) stay as they are; so does a path that cannot be made relative
+    (another drive: then absolute)."""
     folder = Path(folder).resolve()
     chain = []
     for item in preset.get("chain", []):
         source = item.get("source") if isinstance(item, dict) else None
-        if isinstance(source, str) and Path(source).exists():
+        if isinstance(source, str) and not os.path.isabs(source) and Path(source).exists():
             try:
                 source = os.path.relpath(Path(source).resolve(), folder)
             except ValueError:

@@ -174,7 +174,6 @@ class ToneRequest:
         import json
 
         from ..audio_io import atomic_write_text
-
         from ..rack import sources_relative_to
 
         if self.preset_out is not None:
