@@ -315,3 +315,23 @@ def test_a_chain_of_synth_stages_and_effects_is_one_chain():
     assert params.shape[-1] == chain.n_params == 2 + 100 + 65 + 3 + 4
     audio, _ = chain(None, params, generator=torch.Generator().manual_seed(0))
     assert audio.shape == (1, 11 * 160) and bool(torch.isfinite(audio).all())
+
+
+@pytest.mark.parametrize("sr", [16000, 22050])
+def test_a_chain_of_effects_refuses_too_few_parameter_frames_instead_of_cutting_the_audio(sr):
+    """One frame per 10 ms for 1 s at 22.05 kHz is 100 frames for 101 blocks of 220
+    samples: the chain returned 22000 samples of the 22050 (and half of them for half the
+    frames), though it returns as many samples as it is given."""
+    from ddsp_synth.errors import InputError
+
+    chain = make_chain("peak,compressor,gain", sr)
+    x = torch.randn(2, sr)
+    blocks = -(-sr // chain.hop)
+    for frames in (blocks, blocks + 1):
+        params = chain.default_params(batch=2)[:, None].repeat(1, frames, 1)
+        assert chain(x, params)[0].shape == x.shape
+    for frames in (blocks - 1, blocks // 2):
+        params = chain.default_params(batch=2)[:, None].repeat(1, frames, 1)
+        with pytest.raises(InputError, match=f"{frames} parameter frames for {sr} samples "
+                                             f"\\({blocks} blocks"):
+            chain(x, params)

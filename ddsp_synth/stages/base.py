@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .params import Param, denormalise, n_values, params_from_raw
 
 State = object  # a stage's state: a tuple of tensors, or a black box's stream handle
@@ -142,13 +143,14 @@ def lookahead_frames(params: torch.Tensor, n_blocks: int, name: str) -> torch.Te
         return params
     if params.shape[1] == n_blocks:
         return torch.cat([params, params[:, -1:]], dim=1)
-    raise ValueError(f"{name}: {params.shape[1]} parameter frames for {n_blocks} blocks; "
+    raise InputError(f"{name}: {params.shape[1]} parameter frames for {n_blocks} blocks; "
                      f"give {n_blocks + 1} (with the next block's frame) or {n_blocks}")
 
 
 def check_params(stage: Stage, params: torch.Tensor, batch: int) -> None:
-    """ValueError unless ``params`` is [batch, P] or [batch, n_frames, P] for ``stage``."""
+    """InputError (a ValueError) unless ``params`` is [batch, P] or [batch, n_frames, P] for
+    ``stage``."""
     p = stage.n_params
     if params.dim() not in (2, 3) or params.shape[0] != batch or params.shape[-1] != p:
-        raise ValueError(f"{stage.name}: params must be [batch={batch}, {p}] or [batch, "
+        raise InputError(f"{stage.name}: params must be [batch={batch}, {p}] or [batch, "
                          f"n_frames, {p}], got {tuple(params.shape)}")

@@ -178,7 +178,12 @@ class Chain(Stage):
             state["pending"] = [p[:, -1:] if f else None for p, f in zip(parts, per_frame)]
         n_blocks = next(p.shape[1] for p, f in zip(parts, per_frame) if f) - 1
         if audio is not None and final:  # frames beyond the audio's end are not needed
-            n_blocks = min(n_blocks, -(-audio.shape[1] // self.hop))
+            needed = -(-audio.shape[1] // self.hop)
+            if n_blocks < needed:  # too few: the audio would be cut short
+                raise InputError(f"{n_blocks} parameter frames for {audio.shape[1]} samples "
+                                 f"({needed} blocks of {self.hop}); give {needed} or "
+                                 f"{needed + 1} (with the frame after the last block)")
+            n_blocks = needed
             parts = [p[:, : n_blocks + 1] if f else p for p, f in zip(parts, per_frame)]
             audio = audio[:, : n_blocks * self.hop]
         elif audio is not None:
