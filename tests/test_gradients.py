@@ -343,6 +343,22 @@ def test_proxy_carries_its_history_across_chunks():
     torch.testing.assert_close(torch.cat(parts, 1), whole, atol=1e-6, rtol=1e-5)
 
 
+def test_per_frame_settings_through_a_proxy_at_a_hop_off_its_frames_are_one_line():
+    """At 22.05 kHz the 10 ms hop is 220 samples, not a whole number of a gain proxy's
+    32-sample frames: per-frame settings were a plain ValueError from inside the network
+    (for hybrid, in the backward pass, after the real device had run). Per clip they work."""
+    from ddsp_synth.gradients.proxy.net import Proxy, ProxyTCN
+
+    model = ProxyTCN(1, ProxyConfig(channels=4, kernel_size=3, dilations=(1, 4), film_hidden=8,
+                                    output="gain", frame_hop=32))
+    proxy = Proxy(model.eval(), "shaper", 22050, DRIVE, hop=220)
+    x = torch.randn(1, 2200)
+    assert proxy(x, torch.tensor([[12.0]]))[0].shape == x.shape
+    with pytest.raises(DeviceError, match=r"per-frame settings need a hop that is a multiple "
+                                          r"of 32; this chain's is 220 at 22050 Hz"):
+        proxy(x, torch.full((1, 11, 1), 12.0))
+
+
 def test_proxy_at_another_sample_rate_is_an_error_not_a_silent_twin(tmp_path):
     folder = tmp_path / "peak"
     folder.mkdir()

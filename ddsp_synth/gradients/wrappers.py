@@ -80,6 +80,9 @@ class HybridStage(_RealForward):
     def forward(self, audio, params, state=None, **kwargs):
         if not self._needs_gradient(audio, params, state):
             return self.real(audio, params, state)
+        for model, p in zip(self.local, torch.split(params, self.sizes, -1)):
+            if hasattr(model, "check_frames"):  # before the real devices run, not after
+                model.check_frames(p)
         return _HybridFunction.apply(audio, params, self), None
 
 

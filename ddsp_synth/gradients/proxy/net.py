@@ -25,7 +25,7 @@ from torch import nn
 
 from ...dsp.interpolation import frames_to_samples
 from ...stages.base import Stage, check_params, lookahead_frames
-from ...stages.params import Param, normalise
+from ...stages.params import DeviceError, Param, normalise
 
 OUTPUT_MODES = ("gain_residual", "gain")
 MAX_LOG_GAIN = 8.0  # |log gain| bound of the "gain" output: +-70 dB
@@ -199,10 +199,23 @@ class Proxy(Stage):
         # no history yet: the first chunk is padded inside the network, as a whole signal is
         return (torch.zeros(batch, 0),)
 
+    def check_frames(self, params: torch.Tensor) -> None:
+        """DeviceError (one line) for per-frame parameters [batch, n_frames, P] at a hop
+        that is not a whole number of the network's frames (44.1 and 22.05 kHz: a 10 ms
+        hop of 441 or 220 samples against frames of 32)."""
+        fh = self.model.config.frame_hop
+        if params.dim() == 3 and self.hop % fh:
+            raise DeviceError(f"the proxy of '{self.device_name}' reads levels on frames of "
+                              f"{fh} samples, so per-frame settings need a hop that is a "
+                              f"multiple of {fh}; this chain's is {self.hop} at "
+                              f"{self.sample_rate} Hz: use settings per clip, another rate "
+                              "(16 or 48 kHz) or autodiff")
+
     def forward(self, audio, params, state=None, **kwargs):
         """The proxy's imitation of the device, and the input history for the next chunk
         (its last receptive field's worth)."""
         check_params(self, params, audio.shape[0])
+        self.check_frames(params)
         u = self._frames(normalise(self.params, params.to(audio.dtype)), audio.shape[1])
         if state is None:
             return self.model(audio, u, self.hop), None
