@@ -138,6 +138,31 @@ def test_train_refuses_existing_run_without_resume_or_force(tiny_dataset, tmp_pa
               show_progress=False)
 
 
+def test_resume_refuses_another_dataset(tiny_dataset, tmp_path):
+    """--resume takes its settings from the run; a dataset other than the run's was trained
+    on as it came (a 22.05 kHz one crashed in the loss with a traceback)."""
+    import soundfile as sf
+    from conftest import synth_tone
+
+    from ddsp_synth.data import PrepareConfig, prepare
+
+    run = tmp_path / "run"
+    train(tiny_dataset, run, SMALL, TrainConfig(steps=2, **FAST), show_progress=False)
+    src = tmp_path / "other_audio"
+    src.mkdir()
+    sf.write(src / "tone.wav", synth_tone(8.0, 16000, 330.0, seed=7), 16000)
+    prepare([src], tmp_path / "other", PrepareConfig(example_seconds=1.0, example_hop_seconds=0.5,
+                                                     val_seconds=2.0), show_progress=False)
+    with pytest.raises(TrainingError, match=f"{run} was trained on .* is another dataset"):
+        train(tmp_path / "other", run, None, TrainConfig(steps=4), resume=True,
+              show_progress=False)
+    moved = tmp_path / "moved"  # the same dataset somewhere else is the run's own
+    shutil.copytree(tiny_dataset, moved)
+    summary = train(moved, run, None, TrainConfig(steps=4, num_threads=1), resume=True,
+                    show_progress=False)
+    assert summary["step"] == 4
+
+
 def test_two_process_ddp_smoke(tiny_dataset, tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     assert torchrun, "torchrun ships with torch"

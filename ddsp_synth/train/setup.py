@@ -111,6 +111,11 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
             raise TrainingError(f"{run_dir}: nothing to resume (no run.json)")
         run_meta = checkpoints.read_run(run_file)
         model_config = ModelConfig.from_dict(run_meta["model"])
+        if (asdict(model_config.features) != manifest["config"]["features"]
+                or stats != run_meta["dataset_stats"]):
+            raise TrainingError(f"{run_dir} was trained on {run_meta['data_dir']}, and "
+                                f"{data_dir} is another dataset (its features or statistics "
+                                "differ): resume on the run's own, or start a new run")
         config = from_dict(TrainConfig, {**run_meta["train"], "steps": config.steps,
                                          "max_minutes": config.max_minutes,
                                          "num_threads": config.num_threads}, "train.")
