@@ -19,7 +19,9 @@ def _cmd_train(args) -> int:
     from ..control.train import train_controller
     from ..train.config import TrainingError
 
-    if not args.resume:
+    if args.resume:
+        _check_resume(args)
+    else:
         if not args.chain:
             raise TrainingError("give --chain (or --resume an existing run)")
         if not args.pairs and not args.style:
@@ -53,16 +55,63 @@ def _cmd_train(args) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         takes_reference = controller.reference
     best = (summary.get("best") or {}).get("val") or {}
+    best_step = (summary.get("best") or {}).get("step")
+    at = f" at step {best_step}, the weights it holds" if best_step is not None else ""
     first = summary.get("val_first") or {}
     print(f"{args.output}: {summary['step']} steps ({summary['steps_this_run']} in this run), "
           f"{summary['wall_s'] / 60:.1f} min; held-out rel_spec "
-          f"{best.get('rel_spec', float('nan')):.3f} (untrained "
+          f"{best.get('rel_spec', float('nan')):.3f}{at} (untrained "
           f"{first.get('rel_spec', float('nan')):.3f}), loudness error "
           f"{best.get('loudness_lu', float('nan')):.2f} LU (doing nothing "
           f"{best.get('loudness_lu_dry', float('nan')):.2f}); use it with: ddsp-synth control "
           f"apply {args.output} INPUT{' --reference REF' if takes_reference else ''} "
           f"-o OUT.wav")
     return 130 if summary["interrupted"] else 0
+
+
+# options of a run's settings: (argparse dest, its default, where run.json keeps it)
+_RUN_OPTIONS = (("chain", None, ("chain",)), ("method", "autodiff", ("method",)),
+                ("pairs", None, ("pairs",)), ("style", None, ("style",)),
+                ("per_frame", False, ("controller", "per_frame")),
+                ("reference", False, ("controller", "reference")),
+                ("level_match", False, ("controller", "level_match")),
+                ("loss", "mr", ("loss",)), ("batch_size", None, ("train", "batch_size")),
+                ("learning_rate", None, ("train", "learning_rate")),
+                ("segment_seconds", 2.0, ("data", "segment_seconds")),
+                ("input_processed", 1.0, ("data", "input_processed")))
+
+
+def _check_resume(args) -> None:
+    """--resume continues a run with the settings in its run.json: a setting given on the
+    command line that differs from the run's is refused in one line (it was ignored
+    silently: another chain, another learning rate)."""
+    from ..control.run import chain_settings
+    from ..train.config import TrainingError
+
+    run_file = Path(args.output) / "run.json"
+    try:
+        saved = json.loads(run_file.read_text())
+    except (OSError, ValueError):
+        return  # the library says what is wrong with a missing or damaged run
+    differ = []
+    for dest, default, where in _RUN_OPTIONS:
+        given = getattr(args, dest)
+        if given is None or given == default:
+            continue
+        value = saved
+        for key in where:
+            value = value.get(key) if isinstance(value, dict) else None
+        if dest == "chain":
+            given = list(chain_settings(given))
+        elif dest in ("pairs", "style"):
+            given = [str(v) for v in given]
+        if given != value:
+            shown = ",".join(value) if dest == "chain" and value else value
+            differ.append(f"--{dest.replace('_', '-')} (the run's: {shown})")
+    if differ:
+        raise TrainingError(f"{args.output}: --resume continues the run with its own settings, "
+                            f"and these differ from them: {'; '.join(differ)}; drop them, or "
+                            "start a new run (another folder, or --force)")
 
 
 def _add_train(actions) -> None:

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 
+def _held_out_kind(data: dict) -> str:
+    """What the validation heard: whole held-out pairs, or held-out parts of the files."""
+    return ("held-out pairs, whole files" if data.get("held_out_whole_files")
+            else "held-out part of the training files")
+
+
+def _held_out_text(held) -> str:
+    if isinstance(held, list):
+        return f"{len(held)} pairs ({', '.join(held[:8])}{', ...' if len(held) > 8 else ''})"
+    return str(held)
+
+
 def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
 
@@ -69,11 +81,11 @@ def controller_card(meta: dict) -> str:
         f"| training data | {data.get('mode', '?')}: {len(files)} files "
         f"({', '.join(files[:12])}{', ...' if len(files) > 12 else ''}); "
         f"{data.get('train_seconds', '?')} s used for training; held out for validation: "
-        f"{data.get('held_out', '?')}{_inputs(data)} |",
+        f"{_held_out_text(data.get('held_out', '?'))}{_inputs(data)} |",
         f"| training | method `{tr.get('method')}`, {tr.get('steps')} steps of batch "
         f"{tr.get('batch_size')} x {tr.get('segment_seconds')} s, {_fmt(tr.get('minutes'), 1)} "
         f"min on {tr.get('machine', 'CPU')}, seed {tr.get('seed')} |",
-        f"| validation (held-out part of the training files, real devices) | rel_spec "
+        f"| validation ({_held_out_kind(data)}, real devices) | rel_spec "
         f"{_fmt(val.get('rel_spec'))}, loudness error {_fmt(val.get('loudness_lu'), 2)} LU "
         f"(doing nothing: {_fmt(val.get('loudness_lu_dry'), 2)} LU), at step {val.get('step')} |",
     ]

@@ -164,9 +164,12 @@ class PairsSource:
             raise ControlError("the pairs are too short to hold any part out for validation")
 
     def describe(self) -> dict:
+        sr = self.sample_rate
         return {"mode": "pairs", "files": self.names,
+                "train_seconds": round(sum(len(p[2][0]) for p in self.train) / sr, 1),
                 "held_out": [self.names[i] for i, _, _ in self.held]
-                if len(self.names) >= 5 else "the last part of each pair"}
+                if len(self.names) >= 5 else "the last part of each pair",
+                "held_out_whole_files": len(self.names) >= 5}
 
     def batch(self, rng: np.random.Generator, size: int, held_out: bool = False) -> Examples:
         pool = self.held if held_out else self.train
