@@ -45,10 +45,11 @@ def read_channels(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 def write_channels(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
                    force: bool = False) -> Path:
-    """[channels, n_samples] (or [n_samples]) as 16-bit WAV or 24-bit FLAC, atomically."""
+    """[channels, n_samples] (or [n_samples]) as 32-bit float WAV or 24-bit FLAC (as ``fx``
+    writes: a 24-bit song keeps its resolution), atomically."""
     path = check_audio_output(path, force)
     data = np.clip(np.atleast_2d(np.asarray(audio, np.float32)).T, -1.0, 1.0)
-    fmt, subtype = ("WAV", "PCM_16") if path.suffix.lower() == ".wav" else ("FLAC", "PCM_24")
+    fmt, subtype = ("WAV", "FLOAT") if path.suffix.lower() == ".wav" else ("FLAC", "PCM_24")
     atomic_write_bytes(path, lambda tmp: sf.write(tmp, data, sample_rate, format=fmt,
                                                   subtype=subtype))
     return path
