@@ -384,3 +384,20 @@ def test_shipped_proxy_gradients_are_finite_through_digital_silence():
     assert torch.isfinite(p.grad).all() and torch.isfinite(x.grad).all()
     assert p.grad.abs().sum() > 0
     chain.close()
+
+
+def test_a_shipped_proxy_loads_by_name_and_training_audio_may_be_a_folder(tmp_path):
+    """``load_proxy("compressor")`` as ``load_model("violin")``; ``proxy train --audio DIR``
+    as ``prepare DIR`` (a folder was 'not a regular file')."""
+    from ddsp_synth.gradients.proxy.files import load_proxy, proxies_dir
+
+    if not (proxies_dir() / "compressor" / PROXY_CONFIG).is_file():
+        pytest.skip("no shipped compressor proxy")
+    assert load_proxy("compressor").device_name == "compressor"
+    sub = tmp_path / "takes" / "a"
+    sub.mkdir(parents=True)
+    import soundfile as sf
+
+    sf.write(sub / "one.wav", _audio(SR * 2)[0].numpy(), SR)
+    source = AudioSource(SR, [tmp_path / "takes"])
+    assert source.paths == [str(sub / "one.wav")] and len(source.train[0]) > 0

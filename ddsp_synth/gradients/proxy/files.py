@@ -70,7 +70,8 @@ def _describe(meta: dict, path: Path) -> tuple[tuple[Param, ...], ProxyConfig, i
 
 
 def load_proxy(proxy_dir: str | os.PathLike, hop: int | None = None) -> Proxy:
-    """Load a proxy folder without pickle; every field is checked before allocating.
+    """Load a proxy folder (or a shipped proxy by its name: ``"compressor"``) without pickle;
+    every field is checked before allocating.
 
     Args:
         hop: samples per parameter frame of the stage (default: 10 ms).
@@ -78,6 +79,9 @@ def load_proxy(proxy_dir: str | os.PathLike, hop: int | None = None) -> Proxy:
     import torch
 
     proxy_dir = Path(proxy_dir)
+    if not proxy_dir.exists() and len(proxy_dir.parts) == 1 \
+            and (proxies_dir() / proxy_dir / PROXY_CONFIG).is_file():
+        proxy_dir = proxies_dir() / proxy_dir  # a shipped proxy by name, as models load
     meta = read_proxy_config(proxy_dir)
     params, config, sample_rate, device_name = _describe(meta, proxy_dir / PROXY_CONFIG)
     with torch.device("meta"):

@@ -21,13 +21,15 @@ class AudioSource:
 
     def __init__(self, sample_rate: int, paths: list[str | os.PathLike] | None = None,
                  seed: int = 0):
-        from ...audio_io import load_audio
+        from ...audio_io import find_audio_files, load_audio
 
         self.sample_rate = sample_rate
         self.rng = np.random.default_rng(seed)
         if paths is None:
             root = Path(__file__).resolve().parents[4] / "shared" / "data" / "train"
             paths = sorted(root.glob("*.flac")) if root.is_dir() else []
+        else:  # files and folders, as prepare and control take them
+            paths = find_audio_files(paths)
         self.paths = [str(p) for p in paths]
         self.train, self.held = [], []
         for p in self.paths:
