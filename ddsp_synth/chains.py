@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from .audio_io import check_sample_rate
 from .gradients.methods import REAL_METHODS, device_stage, real_stage
 from .gradients.spsa import SPSAConfig
 from .stages.chain import Chain, unique_labels
@@ -72,6 +73,7 @@ def make_chain(chain, sample_rate: int, hop: int | None = None, method: str | No
         proxies, proxy_dirs: proxies by device name / folders searched for them.
         spsa: SPSA settings; seed: SPSA perturbations.
     """
+    sample_rate = check_sample_rate(sample_rate)
     synth = synth or SynthConfig(sample_rate=sample_rate, hop=hop or default_hop(sample_rate))
     hop = hop or synth.hop
     items = _resolve(parse_chain(chain), sample_rate, method)

@@ -31,6 +31,14 @@ CASES = {
                             "n_workers"),
     "pool n_workers -1": (lambda: DevicePool(make_device("gain", 16000).spec, 16000, -1),
                           "n_workers"),
+    "make_chain rate '16000'": (lambda: ds.make_chain("peak", "16000"), "sample_rate"),
+    "a chain given a string as audio": (
+        lambda: ds.make_chain("gain", 16000)("abc", ds.make_chain("gain", 16000)
+                                             .default_params(batch=1)),
+        "audio must be a torch.Tensor"),
+    "a stereo block to the live engine": (
+        lambda: ds.LiveEngine(ds.load_model("violin")[0]).process(np.zeros((256, 2))),
+        "mono samples"),
     "amounts of a missing stage": (
         lambda: ds.transfer(X, "violin", 16000, ds.TransferOptions(amounts={"flanger": 1.0})),
         "no stage 'flanger'"),
@@ -43,3 +51,16 @@ def test_wrong_arguments_raise_one_line_user_errors(name):
     with pytest.raises(ds.UserError, match=message) as err:
         call()
     assert "\n" not in str(err.value)
+
+
+def test_numpy_audio_and_torch_pairs_are_taken_as_they_come():
+    """A chain given numpy audio, and match given torch tensors, work (they were an
+    AttributeError and a TypeError from deep inside)."""
+    import torch
+
+    chain = ds.make_chain("gain", 16000)
+    y, _ = chain(X[None].astype(np.float64), chain.default_params(batch=1))
+    assert isinstance(y, torch.Tensor) and y.shape == (1, len(X))
+    report = ds.match(torch.from_numpy(X), torch.from_numpy(0.5 * X), 16000, "gain",
+                      max_seconds=3).report
+    assert report["rel_spec"] < 0.1

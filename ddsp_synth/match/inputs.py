@@ -153,6 +153,8 @@ def align_pair(dry: np.ndarray, target: np.ndarray, sample_rate: int,
                notes: list | None = None) -> MatchInputs:
     """Check two signals at one rate and align them (see the module docstring)."""
     sample_rate = check_sample_rate(sample_rate)
+    dry, target = (a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
+                   for a in (dry, target))
     min_samples = int(config.min_seconds * sample_rate)
     for audio, name in zip((dry, target), names):  # length first: one sample is "constant"
         if np.ndim(audio) == 1 and 0 < np.size(audio) < min_samples:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -145,6 +146,7 @@ class Chain(Stage):
             renders ``n * hop`` samples; a chain of effects returns as many samples as it was
             given (fewer while chunks wait for their next frame).
         """
+        audio, params = _tensor(audio, "audio"), _tensor(params, "params")
         parts = self.split(params)
         state = dict(state or {})
         parts, audio, state = self._frames(parts, audio, state, final)
@@ -199,6 +201,17 @@ class Chain(Stage):
     def close(self) -> None:
         for s in self.stages():
             s.close()
+
+
+def _tensor(value, what: str):
+    """A numpy array as a float32 tensor (a tensor, a list of tensors or None as they are);
+    InputError for anything else."""
+    if value is None or isinstance(value, (torch.Tensor, list, tuple)):
+        return value
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.number):
+        return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+    raise InputError(f"{what} must be a torch.Tensor (or a numpy array), got "
+                     f"{type(value).__name__}")
 
 
 def params_batch(params) -> int:

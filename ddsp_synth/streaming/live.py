@@ -16,6 +16,7 @@ import numpy as np
 
 from ..audio_io import check_input_signal
 from ..config import check_fields
+from ..errors import InputError
 from ..pitch import PITCHED_CONFIDENCE, STEADY_CENTS, STEADY_MIN_CONFIDENCE, STEADY_MS
 from .features import Frame, StreamingFeatures
 from .step import StreamingSynth
@@ -156,6 +157,11 @@ class LiveEngine:
         return live_frame(frame, self.options, self.last_pitched)
 
     def process(self, block: np.ndarray) -> np.ndarray:
+        """[n] float32 mono samples in -> [n] out (one hop later and more: see
+        ``latency_samples``)."""
+        if np.ndim(block) != 1:
+            raise InputError(f"a block is mono samples [n], got shape {np.shape(block)}: mix "
+                             "the channels down first")
         t0 = time.perf_counter()
         frames = self.features.push(block)
         self.last_frame = frames[-1] if frames else self.last_frame
