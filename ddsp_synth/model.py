@@ -237,6 +237,7 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPM
         config = ModelConfig.from_dict(meta["model"])
     except ConfigError as err:
         raise ModelFileError(f"{model_dir / MODEL_CONFIG}: invalid model settings ({err})") from None
+    _check_description(meta, config, model_dir / MODEL_CONFIG)
     # Shapes from the settings on the meta device (nothing allocated) against the file's
     # header, before any tensor is read.
     with torch.device("meta"), warnings.catch_warnings():
@@ -249,6 +250,21 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu") -> tuple[DDSPM
     model.eval()
     model.meta = meta
     return model, meta
+
+
+def _check_description(meta: dict, config: ModelConfig, path: Path) -> None:
+    """The file's description (its top-level ``sample_rate``, ``hop``, ``frame_rate_hz``:
+    what a reader, or a host of the exported step, takes the model for) must agree with the
+    settings the model is built from; ModelFileError otherwise (it loaded, and played at
+    the settings' rate whatever the description said)."""
+    synth = config.synth
+    for key, value in (("sample_rate", synth.sample_rate), ("hop", synth.hop),
+                       ("frame_rate_hz", synth.frame_rate_hz)):
+        if key in meta and not (isinstance(meta[key], (int, float))
+                                and not isinstance(meta[key], bool)
+                                and abs(float(meta[key]) - value) < 1e-6):
+            raise ModelFileError(f"{path}: its description says {key} {meta[key]!r:.40}, its "
+                                 f"model settings {value:g}")
 
 
 # Fade applied where a learned reverb tail is cut to a shorter response (s).

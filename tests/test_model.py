@@ -85,6 +85,10 @@ def test_damaged_model_files_give_clear_errors(tmp_path):
         (variant("shape", config_obj={**config, "model": {**config["model"], "synth": {
             **config["model"]["synth"], "n_harmonics": 60}}}), "has shape"),
         (tmp_path / "absent", "no such model folder"),
+        (variant("rate_text", config_obj={**config, "sample_rate": "abc"}),
+         "its description says sample_rate 'abc', its model settings 16000"),
+        (variant("rate_other", config_obj={**config, "sample_rate": 48000, "hop": 480}),
+         "its description says sample_rate 48000"),
     ]
     for path, message in cases:
         with pytest.raises(ModelFileError, match=message):
