@@ -465,6 +465,12 @@ def test_controller_file_round_trip_and_damage(trained, tmp_path):
     (copy / "controller.json").write_text(json.dumps(meta))
     with pytest.raises(ControllerFileError, match="version 99 is not supported"):
         load_controller(copy)
+    # a description that disagrees with the network it describes (it loaded all the same)
+    meta["format_version"] = 1
+    for rate in ("abc", 48000):
+        (copy / "controller.json").write_text(json.dumps({**meta, "sample_rate": rate}))
+        with pytest.raises(ControllerFileError, match="its description says sample_rate"):
+            load_controller(copy)
 
 
 def test_loaded_style_controller_has_its_level_path(recordings, tmp_path):

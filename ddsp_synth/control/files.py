@@ -101,6 +101,11 @@ def _rebuild(meta: dict, where: Path) -> Controller:
         devices = chain_devices(meta)
         if len(devices) != len(declared):
             raise ValueError("the chain's devices do not match the declared parameters")
+        rate = meta.get("sample_rate", config.sample_rate)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) \
+                or rate != config.sample_rate:
+            raise ValueError(f"its description says sample_rate {rate!r:.40}, its network "
+                             f"{config.sample_rate}")
     except (ConfigError, DeviceError, ValueError, TypeError, AttributeError, KeyError) as err:
         raise ControllerFileError(f"{where}: invalid controller description "
                                   f"({one_line(err)})") from None
