@@ -170,7 +170,8 @@ def _guarded_step(run: ControlRun, stop: StopFlag):
 
 def _finish(run: ControlRun, start_step: int, stop: StopFlag) -> dict:
     if run.main_proc:
-        if run.config.val_every and run.last_val_step != run.step:
+        # (a resumed run that made no step was validated there by the run before it)
+        if run.config.val_every and run.last_val_step != run.step and run.step > start_step:
             validate(run)
         if run.best is None:  # never validated: the last weights are the controller
             save_controller(run.controller, run.run_dir, describe(run.chain),
