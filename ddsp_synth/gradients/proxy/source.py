@@ -28,7 +28,7 @@ class AudioSource:
         if paths is None:
             root = Path(__file__).resolve().parents[4] / "shared" / "data" / "train"
             paths = sorted(root.glob("*.flac")) if root.is_dir() else []
-        else:  # files and folders, as prepare and control take them
+        elif paths:  # files and folders, as prepare and control take them ([]: synthetic)
             paths = find_audio_files(paths)
         self.paths = [str(p) for p in paths]
         self.train, self.held = [], []
