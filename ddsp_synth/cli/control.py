@@ -165,7 +165,7 @@ def _add_train(actions) -> None:
     t.add_argument("--workers", type=number(int, 0, 64), default=2,
                    help="worker processes running the real devices")
     t.add_argument("--threads", type=number(int, 0, 1024), default=1,
-                   help="torch threads (0: torch's default)")
+                   help="torch threads (0: as many as torch picks)")
     t.add_argument("--proxy-dir", action="append",
                    help="folder of trained proxies (DIR/DEVICE/proxy.json), searched first")
     t.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0, help="random seed")
