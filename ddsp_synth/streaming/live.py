@@ -157,8 +157,8 @@ class LiveEngine:
         return live_frame(frame, self.options, self.last_pitched)
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        """[n] float32 mono samples in -> [n] out (one hop later and more: see
-        ``latency_samples``)."""
+        """[n] float32 mono samples in -> the audio of the frames this block completed
+        (whole hops, ``latency_samples`` behind the input)."""
         if np.ndim(block) != 1:
             raise InputError(f"a block is mono samples [n], got shape {np.shape(block)}: mix "
                              "the channels down first")
