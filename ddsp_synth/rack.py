@@ -228,7 +228,10 @@ class Rack:
 
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        self.preset = preset if isinstance(preset, Preset) else check_preset(preset, sample_rate)
+        # a Preset checked at another rate is checked again at this one: a 12 kHz shelf set
+        # for 48 kHz audio is out of range for 16 kHz audio (its filter would be unstable)
+        self.preset = check_preset(preset.to_dict(int(sample_rate)) if isinstance(
+            preset, Preset) else preset, sample_rate)
         self.sample_rate, self.engine = int(sample_rate), engine
         self.chain = None
         if self.preset.empty:

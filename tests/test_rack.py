@@ -202,3 +202,26 @@ def test_stream_refuses_a_bad_preset_before_any_work(exported, tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad.json" in err
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_settings_beyond_what_the_audio_holds_are_refused_not_rendered_as_nan():
+    """The app's knobs went up to 21.6 kHz (made for 48 kHz) while the instruments play at
+    16 kHz: a 9 kHz peak, even at 0 dB, rendered NaN (an unstable section) and the request
+    crashed. A preset checked at 48 kHz is checked again at the rate it plays at, and the
+    twins stay finite whatever they are given."""
+    import torch
+
+    from ddsp_synth.stages.registry import make_device
+    from ddsp_synth.ui.rack_panel import RACK_SAMPLE_RATE, _param_of
+
+    wide = check_preset({"chain": [{"device": "highshelf",
+                                    "params": {"cutoff_frequency_hz": 12000.0, "gain_db": 6.0}}]},
+                        48000)
+    with pytest.raises(PresetError, match=r"cutoff_frequency_hz = 12000.0 is outside \[20, 7200\]"):
+        Rack(wide, 16000)
+    assert Rack(wide, 48000).process(np.zeros(480, np.float32)).shape == (480,)
+    for name, p in (("peak", [9000.0, 0.0, 0.707]), ("highshelf", [12000.0, 6.0, 0.707])):
+        y, _ = make_device(name, 16000).twin(16000, 160)(torch.randn(1, 1600) * 0.1,
+                                                          torch.tensor([p]))
+        assert torch.isfinite(y).all()
+    assert _param_of("peak")["cutoff_frequency_hz"].max <= 0.45 * RACK_SAMPLE_RATE

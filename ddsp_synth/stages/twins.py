@@ -47,6 +47,8 @@ from .params import DeviceError, Param, denormalise, normalise
 MIN_CUTOFF_HZ = 20.0
 MAX_CUTOFF_FRACTION = 0.45  # of the sample rate: keeps every filter clear of Nyquist
 JUCE_MIN_FREQUENCY_HZ = 2.0  # JUCE clamps filter frequencies below this
+# Filter frequencies are clamped below this fraction of the rate (see _Biquad._omega).
+NYQUIST_GUARD = 0.49
 JUCE_MIN_SHELF_GAIN = 1e-8
 JUCE_MIN_TIME_MS = 1e-3  # JUCE's ballistics filter treats shorter times as instantaneous
 
@@ -189,7 +191,10 @@ class _Biquad(Twin):
         return y, (memory,)
 
     def _omega(self, f_hz):
-        return 2 * math.pi * f_hz.clamp_min(JUCE_MIN_FREQUENCY_HZ) / self.sample_rate
+        # above Nyquist the design's sin(w) turns negative and the section unstable (NaN
+        # within samples); the declared ranges stop at 0.45 x the rate, the clamp is a guard
+        top = NYQUIST_GUARD * self.sample_rate
+        return 2 * math.pi * f_hz.clamp(JUCE_MIN_FREQUENCY_HZ, top) / self.sample_rate
 
 
 def _section(b0, b1, b2, a0, a1, a2) -> torch.Tensor:

@@ -24,10 +24,16 @@ TITLES = {"lowshelf": "EQ: low shelf", "peak": "EQ: peak", "highshelf": "EQ: hig
           "compressor": "Compressor", "distortion": "Distortion", "gain": "Output gain"}
 
 
+# The instruments play at 16 kHz: a knob's range is what that audio holds (filter frequencies
+# up to 7.2 kHz; a range made for 48 kHz let a 12 kHz shelf through, whose filter is unstable
+# at 16 kHz).
+RACK_SAMPLE_RATE = 16000
+
+
 def _param_of(device: str):
     from ..stages.registry import make_device
 
-    return {p.name: p for p in make_device(device, 48000).params}
+    return {p.name: p for p in make_device(device, RACK_SAMPLE_RATE).params}
 
 
 def _step(p) -> float:
