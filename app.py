@@ -42,7 +42,8 @@ from ddsp_synth.stages.registry import parse_entry  # noqa: E402
 from ddsp_synth.stages.synth import stage_kind  # noqa: E402
 from ddsp_synth.stages.room import Reverb  # noqa: E402
 from ddsp_synth.plots import curves_figure, piano_roll_figure, spectrograms_figure  # noqa: E402
-from ddsp_synth.transfer import NoPitchError, TransferOptions, render, transfer_audio  # noqa: E402
+from ddsp_synth.transfer import (NoPitchError, TransferOptions, render,  # noqa: E402
+                                 shift_summary, transfer_audio)
 from ddsp_synth.ui.rack_panel import RackPanel  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -115,7 +116,20 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
               "instrument).")
     except UserError as err:
         _fail(f"Cannot transfer {name}: {err}.")
-    return out, audio, info, None, info.get("warning")
+    return out, audio, info, None, _on_this_page(info.get("warning"))
+
+
+# The transfer's advice names command-line options; this page has controls for them.
+PAGE_NAMES = (("raise --quiet-db (quiet threshold)", "raise the quiet threshold"),
+              ("use --no-auto-adjust", "turn auto-adjust off"),
+              ("use auto-adjust", "turn auto-adjust on"),
+              ("raise --loudness-shift", "raise the loudness shift"))
+
+
+def _on_this_page(text: str | None) -> str | None:
+    for flag, control in PAGE_NAMES:
+        text = text.replace(flag, control) if text else text
+    return text
 
 
 def _chosen_model(models: dict, instrument: str):
@@ -190,9 +204,8 @@ def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, lo
     adj = info["adjusted"]
     frame_rate = model.config.synth.frame_rate_hz
     if notes is None:
-        text = (f"{len(out) / sr:.1f} s in, {instrument} out; octave shift "
-                f"{adj['octave_shift']:+d}, voiced {adj['voiced_fraction']:.0%}, muted "
-                f"{adj['muted_fraction']:.0%}")
+        text = (f"{len(out) / sr:.1f} s in, {instrument} out; {shift_summary(adj, options)}, "
+                f"voiced {adj['voiced_fraction']:.0%}, muted {adj['muted_fraction']:.0%}")
         roll = None
     else:
         text = f"MIDI, {len(out) / sr:.1f} s, {instrument} out; {note}"
@@ -277,7 +290,9 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
                 auto = gr.Checkbox(True, label="Auto-adjust pitch register and loudness",
                                    elem_id="auto_adjust")
                 pitch = _quiet(gr.Slider(-24, 24, value=0, step=0.5,
-                                         label="Pitch shift (semitones)", elem_id="pitch_shift"))
+                                         label="Pitch shift (semitones; with auto-adjust, its "
+                                               "octaves then bring the result into the "
+                                               "instrument's range)", elem_id="pitch_shift"))
                 loud = _quiet(gr.Slider(-20, 20, value=0, step=1, label="Loudness shift (dB)",
                                         elem_id="loudness_shift"))
                 quiet = _quiet(gr.Slider(10, 100, value=40, step=1,

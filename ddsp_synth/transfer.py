@@ -371,6 +371,10 @@ def silence_warning(out: np.ndarray, adjusted: dict, options: TransferOptions) -
     peak_db = 20.0 * np.log10(max(float(np.abs(out).max(initial=0.0)), 1e-12))
     if peak_db > SILENT_OUTPUT_DB:
         return None
+    amounts = options.amounts or {}
+    if amounts and all(amounts.get(s, 1.0) == 0 for s in ("harmonic", "noise")):
+        return (f"the output is almost silent (peak {peak_db:.0f} dBFS): the harmonic and "
+                "noise sources are at amount 0")
     if options.auto_adjust and adjusted["muted_fraction"] > 0.5:
         return (f"the output is almost silent (peak {peak_db:.0f} dBFS): auto-adjust muted "
                 f"{adjusted['muted_fraction']:.0%} of the frames as unpitched or more than "

@@ -221,3 +221,17 @@ def test_steady_low_confidence_sounds_and_jumpy_low_confidence_is_muted():
     assert not muted[100:130].any() and muted[200:226].all() and not muted[226:230].any()
     assert not muted[260:264].any()
     np.testing.assert_allclose(adj["f0_hz"][260:264], adj["f0_hz"][264], rtol=1e-6)
+
+
+def test_a_silent_output_is_explained_by_its_cause():
+    """Sources at amount 0 silence the output whatever the input: the warning said the input
+    was too quiet and told to use auto-adjust (already on)."""
+    from ddsp_synth.transfer import TransferOptions, silence_warning
+
+    silent = np.zeros(1600, np.float32)
+    adjusted = {"muted_fraction": 0.0}
+    off = TransferOptions(amounts={"harmonic": 0.0, "noise": 0.0})
+    assert "harmonic and noise sources are at amount 0" in silence_warning(silent, adjusted, off)
+    quiet = silence_warning(silent, adjusted, TransferOptions(auto_adjust=False))
+    assert "too quiet" in quiet and "amount" not in quiet
+    assert silence_warning(np.full(1600, 0.5, np.float32), adjusted, off) is None
