@@ -3,7 +3,7 @@
 A thin layer over :mod:`ddsp_synth.transfer` and :mod:`ddsp_synth.midi`: no DSP here.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--models-dir DIR] [--max-seconds 60]
-                  [--max-upload-mb 20]
+                  [--max-upload-mb 25]
 
 The port defaults to ``$GRADIO_SERVER_PORT`` or 7860 (``make demo PORT=7861``).
 """
@@ -252,7 +252,12 @@ def _prune(workdir: Path, keep: int = KEEP_OUTPUTS) -> None:
         old.unlink(missing_ok=True)
 
 
-def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks:
+# A minute of 48 kHz stereo float WAV is 23 MB: the default upload limit holds it.
+MAX_UPLOAD_MB = 25.0
+
+
+def build(models_dir: str | None = None, max_seconds: float = 60.0,
+          max_upload_mb: float | None = None) -> gr.Blocks:
     models = available_models(models_dir)
     if not models:
         raise SystemExit("no models found: the repository's models/ folder is empty and no "
@@ -277,7 +282,8 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0) -> gr.Blocks
     with gr.Blocks(title="ddsp_synth timbre transfer", delete_cache=(600, 1800)) as demo:
         gr.Markdown("# ddsp_synth — timbre transfer\nUpload or record a monophonic melody "
                     "(singing, whistling, one instrument), or choose a MIDI file, and hear it "
-                    f"played by a trained instrument. Inputs up to {max_seconds:g} s.")
+                    f"played by a trained instrument. Inputs up to {max_seconds:g} s"
+                    + (f" and {max_upload_mb:g} MB." if max_upload_mb else "."))
         with gr.Row():
             with gr.Column():
                 audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath",
@@ -347,7 +353,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models-dir", help="also offer every model folder in this folder")
     parser.add_argument("--max-seconds", type=number(float, 1.0, 3600.0), default=60.0,
                         help="longest input accepted (s)")
-    parser.add_argument("--max-upload-mb", type=number(float, 0.1, 10_000.0), default=20.0,
+    parser.add_argument("--max-upload-mb", type=number(float, 0.1, 10_000.0),
+                        default=MAX_UPLOAD_MB,
                         help="largest upload accepted (MB)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public link")
     return parser.parse_args(argv)
@@ -369,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
               f"'make demo PORT={args.port + 1}' or 'python app.py --port {args.port + 1}'",
               file=sys.stderr)
         return 1
-    demo = build(args.models_dir, args.max_seconds)
+    demo = build(args.models_dir, args.max_seconds, args.max_upload_mb)
     # a service manager's stop (SIGTERM) exits like Ctrl-C, so the atexit cleanup of the
     # outputs' folder runs (left behind otherwise: one folder per server start)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))

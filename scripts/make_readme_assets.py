@@ -64,7 +64,7 @@ def make_screenshot(path: Path) -> None:
     sys.path.insert(0, str(ROOT))
     import app
 
-    demo = app.build()
+    demo = app.build(max_upload_mb=app.MAX_UPLOAD_MB)
     port = _free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     try:
