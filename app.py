@@ -110,26 +110,18 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
         _fail(f"{name} is {len(audio) / sr:.0f} s long; this demo takes at most "
               f"{max_seconds:g} s. Trim it, or use the ddsp-synth command line.")
     try:
-        out, info = transfer_audio(model, meta, audio, options)
+        out, info = transfer_audio(model, meta, audio, options, advice=PAGE_ADVICE)
     except NoPitchError:
         _fail(f"No pitch found in {name}: try a monophonic, pitched recording (one voice or "
               "instrument).")
     except UserError as err:
         _fail(f"Cannot transfer {name}: {err}.")
-    return out, audio, info, None, _on_this_page(info.get("warning"))
+    return out, audio, info, None, info.get("warning")
 
 
-# The transfer's advice names command-line options; this page has controls for them.
-PAGE_NAMES = (("raise --quiet-db (quiet threshold)", "raise the quiet threshold"),
-              ("use --no-auto-adjust", "turn auto-adjust off"),
-              ("use auto-adjust", "turn auto-adjust on"),
-              ("raise --loudness-shift", "raise the loudness shift"))
-
-
-def _on_this_page(text: str | None) -> str | None:
-    for flag, control in PAGE_NAMES:
-        text = text.replace(flag, control) if text else text
-    return text
+# The transfer's advice in this page's words (its controls, not command-line options).
+PAGE_ADVICE = {"quieter": "raise the quiet threshold", "auto_off": "turn auto-adjust off",
+               "auto_on": "turn auto-adjust on", "louder": "raise the loudness shift"}
 
 
 def _chosen_model(models: dict, instrument: str):

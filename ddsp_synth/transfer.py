@@ -324,15 +324,23 @@ def transfer_features(model, features: dict, options: TransferOptions = Transfer
 
 
 
+# What silence_warning tells people to do, in the command line's words; a front end with
+# controls of its own (the app) passes its words for the same four actions.
+CLI_ADVICE = {"quieter": "raise --quiet-db (the quiet threshold)",
+              "auto_off": "use --no-auto-adjust", "auto_on": "drop --no-auto-adjust",
+              "louder": "raise --loudness-shift"}
+
+
 def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOptions = TransferOptions(),
-                   progress=None, cache: bool = True,
-                   pitch_model: str | None = None) -> tuple[np.ndarray, dict]:
+                   progress=None, cache: bool = True, pitch_model: str | None = None,
+                   advice: dict = CLI_ADVICE) -> tuple[np.ndarray, dict]:
     """Transfer a signal at the model's sample rate: (output [n_samples], info).
 
     ``info`` holds the input features and the adjusted curves (for plots), the adjustment
     summary and, when the output is (almost) silent, a ``warning`` that says which setting
     to change. ``pitch_model`` overrides the model's CREPE size for the input (``"full"``:
-    slower, for quality). Raises ValueError (silent input) or NoPitchError.
+    slower, for quality); ``advice`` words the warning's advice (:data:`CLI_ADVICE`). Raises
+    ValueError (silent input) or NoPitchError.
     """
     audio = check_input_signal(audio)
     if options.auto_adjust:
@@ -348,7 +356,7 @@ def transfer_audio(model, meta: dict, audio: np.ndarray, options: TransferOption
     adjusted["harmonic_share"] = harmonic_share(audio, features["f0_hz"],
                                                 features["confidence"], features["loudness_db"],
                                                 fc.sample_rate, fc.hop)
-    warning = (silence_warning(out, adjusted, options)
+    warning = (silence_warning(out, adjusted, options, advice)
                or melody_warning(adjusted["harmonic_share"]))
     return out, {"input": features, "adjusted": adjusted, "warning": warning}
 
@@ -366,8 +374,10 @@ def shift_summary(adjusted: dict, options: TransferOptions) -> str:
     return f"pitch shift {adjusted['pitch_shift_semitones']:+g} semitones{how}"
 
 
-def silence_warning(out: np.ndarray, adjusted: dict, options: TransferOptions) -> str | None:
-    """Why an (almost) silent output is silent and what to change, or None."""
+def silence_warning(out: np.ndarray, adjusted: dict, options: TransferOptions,
+                    advice: dict = CLI_ADVICE) -> str | None:
+    """Why an (almost) silent output is silent and what to change (``advice``: the words
+    for each action), or None."""
     peak_db = 20.0 * np.log10(max(float(np.abs(out).max(initial=0.0)), 1e-12))
     if peak_db > SILENT_OUTPUT_DB:
         return None
@@ -378,10 +388,12 @@ def silence_warning(out: np.ndarray, adjusted: dict, options: TransferOptions) -
     if options.auto_adjust and adjusted["muted_fraction"] > 0.5:
         return (f"the output is almost silent (peak {peak_db:.0f} dBFS): auto-adjust muted "
                 f"{adjusted['muted_fraction']:.0%} of the frames as unpitched or more than "
-                f"{options.quiet_db:g} dB below the input's loud level; raise --quiet-db "
-                "(quiet threshold) or use --no-auto-adjust")
+                f"{options.quiet_db:g} dB below the input's loud level; {advice['quieter']} "
+                f"or {advice['auto_off']}")
+    todo = advice["louder"] if options.auto_adjust else \
+        f"{advice['auto_on']} or {advice['louder']}"
     return (f"the output is almost silent (peak {peak_db:.0f} dBFS): the input is too quiet "
-            "for this model; use auto-adjust or raise --loudness-shift")
+            f"for this model; {todo}")
 
 
 def transfer(audio, model="violin", sample_rate: int | None = None,

@@ -255,3 +255,27 @@ def test_prepare_cli_names_each_skipped_file_once(tmp_path, capsys):
     (line,) = captured.err.strip().splitlines()
     assert line.startswith("ddsp-synth prepare: skipped ") and line.count("broken.wav") == 1
     assert "prepared 1 file(s)" in captured.out
+
+
+def test_control_train_resume_refuses_settings_other_than_the_run_s(tmp_path, capsys):
+    """--resume takes a run's settings from its run.json: another chain or learning rate on
+    the command line was ignored without a word; the same ones, or none, are fine."""
+    import json as json_
+
+    from ddsp_synth.cli import build_parser, control as control_cli, main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json_.dumps({
+        "chain": ["highshelf", "gain"], "method": "autodiff", "pairs": None, "style": ["x"],
+        "controller": {"per_frame": False}, "train": {"learning_rate": 0.001},
+        "data": {"segment_seconds": 2.0}, "loss": "mr"}))
+    rc = main(["control", "train", "--chain", "highshelf,compressor,gain", "--learning-rate",
+               "0.01", "-o", str(run), "--resume", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--chain (the run's: highshelf,gain); --learning-rate (the run's: " \
+                       "0.001)" in err and err.count("\n") == 1
+    args = build_parser().parse_args(
+        ["control", "train", "--chain", "highshelf,gain", "--method", "autodiff",
+         "--learning-rate", "0.001", "-o", str(run), "--resume"])
+    control_cli._check_resume(args)  # the run's own settings: no complaint

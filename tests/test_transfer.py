@@ -235,3 +235,10 @@ def test_a_silent_output_is_explained_by_its_cause():
     quiet = silence_warning(silent, adjusted, TransferOptions(auto_adjust=False))
     assert "too quiet" in quiet and "amount" not in quiet
     assert silence_warning(np.full(1600, 0.5, np.float32), adjusted, off) is None
+    # auto-adjust already on: the advice is not to turn it on; a front end's own words
+    on = silence_warning(silent, adjusted, TransferOptions())
+    assert on.endswith("the input is too quiet for this model; raise --loudness-shift")
+    page = {"quieter": "raise the quiet threshold", "auto_off": "turn auto-adjust off",
+            "auto_on": "turn auto-adjust on", "louder": "raise the loudness shift"}
+    assert silence_warning(silent, adjusted, TransferOptions(auto_adjust=False), page).endswith(
+        "turn auto-adjust on or raise the loudness shift")

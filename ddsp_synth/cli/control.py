@@ -69,16 +69,15 @@ def _cmd_train(args) -> int:
     return 130 if summary["interrupted"] else 0
 
 
-# options of a run's settings: (argparse dest, its default, where run.json keeps it)
-_RUN_OPTIONS = (("chain", None, ("chain",)), ("method", "autodiff", ("method",)),
-                ("pairs", None, ("pairs",)), ("style", None, ("style",)),
-                ("per_frame", False, ("controller", "per_frame")),
-                ("reference", False, ("controller", "reference")),
-                ("level_match", False, ("controller", "level_match")),
-                ("loss", "mr", ("loss",)), ("batch_size", None, ("train", "batch_size")),
-                ("learning_rate", None, ("train", "learning_rate")),
-                ("segment_seconds", 2.0, ("data", "segment_seconds")),
-                ("input_processed", 1.0, ("data", "input_processed")))
+# options of a run's settings: (argparse dest, where run.json keeps it)
+_RUN_OPTIONS = (("chain", ("chain",)), ("method", ("method",)), ("pairs", ("pairs",)),
+                ("style", ("style",)), ("per_frame", ("controller", "per_frame")),
+                ("reference", ("controller", "reference")),
+                ("level_match", ("controller", "level_match")), ("loss", ("loss",)),
+                ("batch_size", ("train", "batch_size")),
+                ("learning_rate", ("train", "learning_rate")),
+                ("segment_seconds", ("data", "segment_seconds")),
+                ("input_processed", ("data", "input_processed")))
 
 
 def _check_resume(args) -> None:
@@ -94,9 +93,9 @@ def _check_resume(args) -> None:
     except (OSError, ValueError):
         return  # the library says what is wrong with a missing or damaged run
     differ = []
-    for dest, default, where in _RUN_OPTIONS:
+    for dest, where in _RUN_OPTIONS:
         given = getattr(args, dest)
-        if given is None or given == default:
+        if given is None or given == args.train_defaults[dest]:  # not given
             continue
         value = saved
         for key in where:
@@ -173,6 +172,8 @@ def _add_train(actions) -> None:
                    help="continue the run in the output folder exactly where it stopped")
     t.add_argument("--force", action="store_true", help="start over in an existing run folder")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    # what --resume compares against: an option left at its default was not given
+    t.set_defaults(train_defaults={dest: t.get_default(dest) for dest, _ in _RUN_OPTIONS})
 
 
 # ----------------------------------------------------------------------------- apply

@@ -38,6 +38,7 @@ class MatchInputs:
         target_rate: the target file's own rate where it was resampled to the dry file's
             (None: the same rate): the report compares what resampling leaves of the output
             (:func:`same_band`).
+        dry_heard: the whole dry signal through that round trip (None: the same rate).
     """
 
     dry: np.ndarray
@@ -49,6 +50,7 @@ class MatchInputs:
     sample_rate: int
     notes: list = field(default_factory=list)
     target_rate: int | None = None
+    dry_heard: np.ndarray | None = None
 
 
 def check_signal(audio: np.ndarray, what: str) -> np.ndarray:
@@ -207,10 +209,11 @@ def load_pair(dry_path, target_path, config: MatchConfig = MatchConfig()) -> Mat
     notes.append(f"target resampled from {sr_target} Hz to the dry file's {sr} Hz (the search "
                  "and the distances hear the dry file and the output through the same round "
                  "trip, so both lose the same top band)")
-    inputs = align_pair(same_band(dry, sr, sr_target), load_audio(target_path, sr), sr, config,
+    heard = same_band(dry, sr, sr_target)
+    inputs = align_pair(heard, load_audio(target_path, sr), sr, config,
                         (str(dry_path), str(target_path)), notes)
     # the search listens to the round trip (dry_common); the output is the dry file's own
-    inputs.dry, inputs.target_rate = dry, sr_target
+    inputs.dry, inputs.target_rate, inputs.dry_heard = dry, sr_target, heard
     return inputs
 
 

@@ -211,7 +211,7 @@ def _distances(inputs: MatchInputs, matched: np.ndarray, config: MatchConfig):
     notes = list(inputs.notes)
     dry = inputs.dry
     if inputs.target_rate is not None:  # what resampling leaves of both, as of the target
-        dry, matched = (same_band(a, sr, inputs.target_rate) for a in (dry, matched))
+        dry, matched = inputs.dry_heard, same_band(matched, sr, inputs.target_rate)
     lag = align(matched.astype(np.float32), inputs.target, sr, config.max_offset_ms)
     d0, t0, n_common = overlap(inputs.dry, inputs.target, lag)
     if lag != inputs.lag:
