@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import inspect
 import os
+import re
 import shutil
 import signal
 import socket
@@ -66,6 +68,16 @@ def _quiet(component):
 
     component.preprocess = preprocess
     return component
+
+
+def _named(fn, components):
+    """``fn(*args)``, its API parameters named after the components' ``elem_id`` (the API
+    page and ``gradio_client`` show ``instrument``, ``pitch_shift``… instead of
+    ``param_0``, ``param_1``…; they can be passed by those names)."""
+    fn.__signature__ = inspect.Signature(
+        [inspect.Parameter(re.sub(r"\W", "_", c.elem_id), inspect.Parameter.POSITIONAL_OR_KEYWORD)
+         for c in components])
+    return fn
 
 
 @lru_cache(maxsize=8)
@@ -155,6 +167,7 @@ def chain_stages(models: dict) -> list[tuple[str, str]]:
 # A header that claims more than this is not telling the length (a streamed FLAC says 2^59
 # frames): the length is then taken from the decoded audio.
 MAX_CREDIBLE_SECONDS = 7 * 24 * 3600
+MAX_REFERENCE_SECONDS = 600.0  # a tone match's reference: a whole song, not an album
 
 
 def _header_seconds(path) -> float | None:
@@ -225,6 +238,11 @@ def run_tone_match(audio_path, midi_path, instrument, auto_adjust, pitch_shift, 
     if not reference:
         gr.Warning("Upload a reference recording first.")
         return [gr.skip()] * (len(rack.inputs) + 1)
+    seconds = _header_seconds(reference)
+    if seconds is not None and seconds > MAX_REFERENCE_SECONDS:
+        gr.Warning(f"{Path(reference).name} is {seconds / 60:.0f} minutes long; the tone match "
+                   f"reads at most {MAX_REFERENCE_SECONDS / 60:.0f} minutes: use an excerpt.")
+        return [gr.skip()] * (len(rack.inputs) + 1)
     model, meta = _chosen_model(models, instrument)
     own = set(model.synth.labels)
     options = TransferOptions(auto_adjust=bool(auto_adjust),
@@ -278,11 +296,11 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0,
                     + (f" and {max_upload_mb:g} MB." if max_upload_mb else "."))
         with gr.Row():
             with gr.Column():
-                audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath",
-                                    label="Input audio", elem_id="audio_in")
-                midi_in = gr.File(label="…or a MIDI file (played instead of the audio)",
-                                  file_types=[".mid", ".midi"], type="filepath",
-                                  elem_id="midi_in")
+                audio_in = _quiet(gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                           label="Input audio", elem_id="audio_in"))
+                midi_in = _quiet(gr.File(label="…or a MIDI file (played instead of the audio)",
+                                         file_types=[".mid", ".midi"], type="filepath",
+                                         elem_id="midi_in"))
                 instrument = _quiet(gr.Dropdown(names, value=default, label="Instrument",
                                                 elem_id="instrument"))
                 auto = gr.Checkbox(True, label="Auto-adjust pitch register and loudness",
@@ -327,7 +345,8 @@ def build(models_dir: str | None = None, max_seconds: float = 60.0,
         panel.load.upload(panel.load_file, panel.load, panel.inputs, api_name=False)
         panel.save.click(lambda *v: panel.save_file(workdir, *v), panel.inputs, panel.save,
                          api_name=False)
-        run.click(handler, inputs, [audio_out, curves, specs, roll, info], api_name="transfer")
+        run.click(_named(handler, inputs), inputs, [audio_out, curves, specs, roll, info],
+                  api_name="transfer")
         panel.tone_button.click(tone_handler, [*inputs[: -len(panel.inputs)], *panel.tone_inputs],
                                 [*panel.inputs, info], api_name=False)
     demo.queue(default_concurrency_limit=1, max_size=16)

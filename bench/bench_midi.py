@@ -20,33 +20,11 @@ import soundfile as sf
 import torch
 
 from ddsp_synth.features import FeatureConfig, compute_f0, compute_loudness
-from ddsp_synth.midi import MidiOptions, render_midi
+from ddsp_synth.midi import MidiOptions, midi_excerpt, render_midi
 from ddsp_synth.model import load_model, resolve_model
 
 DATA = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "train")
 EDGE_S = 0.08  # frames this close to a note's start or end are left out
-
-
-def excerpt(pm, t0, t1):
-    """Notes starting in [t0, t1) (clipped at t1), their controllers and bends, from 0 s."""
-    out = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-    for inst in pm.instruments:
-        new = pretty_midi.Instrument(inst.program, inst.is_drum, inst.name)
-        new.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start - t0, min(n.end, t1) - t0)
-                     for n in inst.notes if t0 <= n.start < t1]
-        last = {}
-        for c in sorted(inst.control_changes, key=lambda c: c.time):
-            if c.time < t0:
-                last[c.number] = c.value
-            elif c.time < t1:
-                new.control_changes.append(pretty_midi.ControlChange(c.number, c.value,
-                                                                     c.time - t0))
-        new.control_changes[:0] = [pretty_midi.ControlChange(k, v, 0.0) for k, v in last.items()]
-        new.pitch_bends = [pretty_midi.PitchBend(b.pitch, b.time - t0) for b in inst.pitch_bends
-                           if t0 <= b.time < t1]
-        new.control_changes.append(pretty_midi.ControlChange(11, last.get(11, 127), t1 - t0))
-        out.instruments.append(new)
-    return out
 
 
 def main(argv=None):
@@ -76,7 +54,7 @@ def main(argv=None):
                             - np.median(pitches)) / 12)
         for t0 in (float(x) for x in a.starts.split(",")):
             t1 = t0 + a.seconds
-            ex = excerpt(pm, t0, t1)
+            ex = midi_excerpt(pm, t0, t1)
             t = time.perf_counter()
             audio, info = render_midi(model, meta, ex, transpose=shift)
             render_s = time.perf_counter() - t

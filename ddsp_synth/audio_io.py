@@ -86,6 +86,8 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
     path = Path(path)
     if not path.is_file():
         raise SkipFile("not a regular file" if path.exists() else "no such file")
+    if path.stat().st_size == 0:
+        raise SkipFile("empty file (0 bytes)")
     try:
         f = sf.SoundFile(str(path))
     except Exception as err:

@@ -75,6 +75,10 @@ def test_api_transfer(app_url, wav_path):
     from gradio_client import Client
 
     client = Client(app_url, verbose=False)
+    names = [p["parameter_name"] for p in
+             client.view_api(return_format="dict")["named_endpoints"]["/transfer"]["parameters"]]
+    assert names[:7] == ["audio_in", "midi_in", "instrument", "auto_adjust", "pitch_shift",
+                         "loudness_shift", "quiet_db"] and "rack_gain_gain_db" in names
     out, curves, specs, roll, info = _predict(client, wav_path, auto=False, pitch=12.0,
                                               reverb=0.5)
     y, sr = sf.read(out)
@@ -133,11 +137,15 @@ def test_api_friendly_errors_without_tracebacks(app_url, tmp_path, capfd):
     broken.write_text("not audio")
     fake_midi = tmp_path / "fake.mid"
     fake_midi.write_text("not midi")
+    zero = tmp_path / "zero.wav"
+    zero.write_bytes(b"")
     capfd.readouterr()
     for kwargs, message in (({"audio": long}, "long.wav is 6 s long; this demo takes at most 5 s"),
                             ({"audio": silent}, "silent"),
                             ({"audio": broken}, "Could not read broken.wav: unreadable audio"),
-                            ({"midi": fake_midi}, "Cannot play fake.mid: not a MIDI file")):
+                            ({"audio": zero}, r"Could not read zero.wav: empty file \(0 bytes\)"),
+                            ({"midi": fake_midi}, "Cannot play fake.mid: not a MIDI file"),
+                            ({"midi": silent}, "Invalid file type")):  # Gradio's own check
         with pytest.raises(Exception, match=message) as err:
             _predict(client, **kwargs)
         assert str(tmp_path) not in str(err.value)  # the upload's temporary path is not shown

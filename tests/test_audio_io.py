@@ -49,7 +49,9 @@ def test_load_audio_mixes_channels_and_resamples(tmp_path):
 def test_unreadable_and_empty_files_are_one_line_errors(tmp_path):
     (tmp_path / "text.wav").write_text("not audio")
     sf.write(tmp_path / "empty.wav", np.zeros(0), 16000)
-    for name, message in (("text.wav", "unreadable audio"), ("empty.wav", "empty file")):
+    (tmp_path / "zero.wav").write_bytes(b"")  # an interrupted upload or copy
+    for name, message in (("text.wav", "unreadable audio"), ("empty.wav", "empty file"),
+                          ("zero.wav", r"empty file \(0 bytes\)")):
         with pytest.raises(audio_io.AudioError, match=message) as err:
             audio_io.load_audio(tmp_path / name, 16000)
         assert "\n" not in str(err.value)

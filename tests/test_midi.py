@@ -18,6 +18,7 @@ from ddsp_synth.midi import (
     MidiPerformer,
     gain_to_loudness_db,
     list_tracks,
+    midi_excerpt,
     midi_gain_db,
     midi_to_curves,
     n_frames_for_midi,
@@ -559,26 +560,6 @@ def test_rendered_midi_pitch_and_length_violin(tmp_path):
     assert np.sqrt(np.mean(tail ** 2)) < 0.05 * np.sqrt(np.mean(body ** 2))  # the release fades
 
 
-def _excerpt(pm, t0, t1):
-    """Notes starting in [t0, t1), with the controllers in force at t0, moved to 0 s."""
-    out = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-    inst = pm.instruments[0]
-    new = pretty_midi.Instrument(inst.program, name=inst.name)
-    new.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start - t0, min(n.end, t1) - t0)
-                 for n in inst.notes if t0 <= n.start < t1]
-    last = {}
-    for c in sorted(inst.control_changes, key=lambda c: c.time):
-        if c.time < t0:
-            last[c.number] = c.value
-        elif c.time < t1:
-            new.control_changes.append(pretty_midi.ControlChange(c.number, c.value, c.time - t0))
-    new.control_changes[:0] = [pretty_midi.ControlChange(k, v, 0.0) for k, v in last.items()]
-    new.pitch_bends = [pretty_midi.PitchBend(b.pitch, b.time - t0) for b in inst.pitch_bends
-                       if t0 <= b.time < t1]
-    out.instruments.append(new)
-    return out
-
-
 def test_rendered_shared_violin_excerpt_follows_reference_f0():
     """~10 s of the shared FluidSynth performance: the output's pitch against the generator's
     own reference f0 (MIDI pitch + pitch bend, NAME.f0.csv), an independent reading."""
@@ -587,7 +568,7 @@ def test_rendered_shared_violin_excerpt_follows_reference_f0():
         pytest.skip("shared data absent")
     model, meta = _shipped("violin")
     t0, t1 = 20.0, 30.0
-    ex = _excerpt(pretty_midi.PrettyMIDI(str(mid)), t0, t1)
+    ex = midi_excerpt(pretty_midi.PrettyMIDI(str(mid)), t0, t1)
     audio, _info = render_midi(model, meta, ex)
     fr = model.config.synth.frame_rate_hz
     assert len(audio) == n_frames_for_midi(ex.get_end_time(), fr, OPT) * model.config.synth.hop

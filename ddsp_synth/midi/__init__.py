@@ -49,6 +49,7 @@ scaling) plus ``release_s``."""
 
 from ..dsp.units import midi_to_hz
 from .curves import midi_to_curves, n_frames_for_midi, render_midi
+from .excerpt import midi_excerpt
 from .files import MidiPart, MidiSong, choose_part, is_midi_file, list_tracks, read_midi
 from .options import MidiError, MidiOptions, gain_to_loudness_db, midi_gain_db
 from .performer import MidiPerformer
@@ -63,6 +64,7 @@ __all__ = [
     "gain_to_loudness_db",
     "is_midi_file",
     "list_tracks",
+    "midi_excerpt",
     "midi_gain_db",
     "midi_to_curves",
     "midi_to_hz",

@@ -65,9 +65,9 @@ class RackPanel:
                                                     elem_id=f"rack_{device}_{name}")))
                     self.knobs.append(knobs)
         with gr.Row():
-            self.load = gr.File(label="Load a preset (.json: from match, control apply, "
-                                      "style or this page)", file_types=[".json"],
-                                type="filepath", elem_id="rack_load")
+            self.load = wrap(gr.File(label="Load a preset (.json: from match, control "
+                                           "apply, style or this page)", file_types=[".json"],
+                                     type="filepath", elem_id="rack_load"))
             self.save = gr.DownloadButton("Save the rack as a preset", elem_id="rack_save")
         with gr.Group():
             gr.Markdown("**Tone match**: sets the EQ, the compressor and the output gain so that "
@@ -75,9 +75,10 @@ class RackPanel:
                         "long-term spectrum, loudness range and loudness); adjust the knobs "
                         "from there.")
             with gr.Row():
-                self.tone_reference = gr.File(label="Reference recording",
-                                              file_types=TONE_FILE_TYPES, type="filepath",
-                                              elem_id="rack_tone_reference")
+                self.tone_reference = wrap(gr.File(label="Reference recording",
+                                                   file_types=TONE_FILE_TYPES,
+                                                   type="filepath",
+                                                   elem_id="rack_tone_reference"))
                 with gr.Column():
                     self.tone_amount = wrap(gr.Slider(0, 100, value=100, step=1,
                                                       label="Match amount (%)",
