@@ -71,12 +71,13 @@ def _quiet(component):
 
 
 def _named(fn, components):
-    """``fn(*args)``, its API parameters named after the components' ``elem_id`` (the API
-    page and ``gradio_client`` show ``instrument``, ``pitch_shift``… instead of
-    ``param_0``, ``param_1``…; they can be passed by those names)."""
+    """``fn(*args)``, its API parameters named after the components' ``elem_id`` with their
+    values on the page as defaults (the API page and ``gradio_client`` show ``instrument``,
+    ``pitch_shift``… instead of ``param_0``, ``param_1``…; a client passes only what it
+    changes, by name)."""
     fn.__signature__ = inspect.Signature(
-        [inspect.Parameter(re.sub(r"\W", "_", c.elem_id), inspect.Parameter.POSITIONAL_OR_KEYWORD)
-         for c in components])
+        [inspect.Parameter(re.sub(r"\W", "_", c.elem_id), inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                           default=c.value) for c in components])
     return fn
 
 

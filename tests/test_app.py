@@ -72,15 +72,17 @@ def _predict(client, audio=None, midi=None, instrument="testviolin", auto=True, 
 
 
 def test_api_transfer(app_url, wav_path):
-    from gradio_client import Client
+    from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
     names = [p["parameter_name"] for p in
              client.view_api(return_format="dict")["named_endpoints"]["/transfer"]["parameters"]]
     assert names[:7] == ["audio_in", "midi_in", "instrument", "auto_adjust", "pitch_shift",
                          "loudness_shift", "quiet_db"] and "rack_gain_gain_db" in names
-    out, curves, specs, roll, info = _predict(client, wav_path, auto=False, pitch=12.0,
-                                              reverb=0.5)
+    # by name, the others at the page's values
+    out, curves, specs, roll, info = client.predict(
+        audio_in=handle_file(wav_path), instrument="testviolin", auto_adjust=False,
+        pitch_shift=12.0, amount_reverb=0.5, api_name="/transfer")
     y, sr = sf.read(out)
     assert sr == 16000 and len(y) == 32000 and np.abs(y).max() > 1e-3
     assert "pitch shift +12 semitones (+12 asked)" in info and curves is not None \
