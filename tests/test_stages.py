@@ -136,9 +136,17 @@ def test_reverb_matches_scipy_and_the_chain_mixes_it():
                                    scipy.signal.fftconvolve(x[b].numpy(), ir)[:1000], atol=1e-4)
     from ddsp_synth.stages.chain import _combine
 
-    mixed = _combine("effect", x, wet, 0.3)
-    torch.testing.assert_close(mixed, 0.7 * x + 0.3 * wet)
-    torch.testing.assert_close(_combine("effect", x, wet, 0.0), x)
+    # the mix plays the dry signal at the room's gain over 50 Hz - 8 kHz, each octave
+    # counting the same (here from scipy's frequency response on a log grid)
+    f_hz = np.geomspace(50.0, 7200.0, 4000)  # 0.45 x 16 kHz
+    _, h = scipy.signal.freqz(ir, worN=f_hz, fs=16000)
+    g = float(np.sqrt(np.mean(np.abs(h) ** 2)))
+    assert abs(chain.reverb.dry_level() / g - 1) < 0.01
+    g = chain.reverb.dry_level()
+    mixed = _combine(chain.reverb, x, wet, 0.3)
+    torch.testing.assert_close(mixed, 0.7 * g * x + 0.3 * wet)
+    torch.testing.assert_close(_combine(chain.reverb, x, wet, 0.0), g * x)
+    assert _combine(chain.reverb, x, wet, 1.0) is wet
 
 
 def test_reverb_gradcheck():

@@ -39,7 +39,8 @@ def offline(model, f0, loud, noise, gains):
                               HOP)[:, : len(noise)]
         dry = gains[0] * harm + gains[1] * nz
         wet = fft_convolve(dry, model.synth.reverb.impulse_response())[:, : dry.shape[1]]
-        return ((1 - gains[2]) * dry + gains[2] * wet)[0].numpy()
+        g = model.synth.reverb.dry_level()  # the mix keeps the room's level
+        return ((1 - gains[2]) * g * dry + gains[2] * wet)[0].numpy()
 
 
 def streamed(model, f0, loud, noise, gains, engine="torch"):

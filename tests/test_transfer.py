@@ -242,3 +242,18 @@ def test_a_silent_output_is_explained_by_its_cause():
             "auto_on": "turn auto-adjust on", "louder": "raise the loudness shift"}
     assert silence_warning(silent, adjusted, TransferOptions(auto_adjust=False), page).endswith(
         "turn auto-adjust on or raise the loudness shift")
+
+
+@pytest.mark.parametrize("name", ["violin", "trumpet"])
+def test_turning_the_room_down_keeps_the_level(name):
+    """A shipped room carries 14-18 dB of its model's level: the wet/dry mix plays the dry
+    signal at the room's broadband gain, so reverb 0 and 0.5 sound as loud as 1 (within the
+    colour the room adds), where a plain dry path was 14-18 dB quieter."""
+    model, meta = load_model(name)
+    audio = synth_tone(3.0, 16000, 392.0 if name == "violin" else 330.0)
+    louds = {}
+    for amount in (1.0, 0.5, 0.0):
+        out, _ = transfer_audio(model, meta, audio,
+                                TransferOptions(amounts={"reverb": amount}))
+        louds[amount] = 10 * np.log10(np.mean(np.square(out, dtype=np.float64)))  # dB RMS
+    assert abs(louds[0.0] - louds[1.0]) < 3.0 and abs(louds[0.5] - louds[1.0]) < 3.0, louds

@@ -89,6 +89,12 @@ class Stage(nn.Module):
         """[..., n_params] in [0, 1] -> natural units (differentiable)."""
         return denormalise(self.params, u)
 
+    def dry_level(self) -> float:
+        """The linear gain at which a live wet/dry mix below 1 plays the dry signal (an
+        effect's): 1, or the effect's own broadband gain where it has one (the learned
+        room), so that turning an effect down changes its sound, not the level."""
+        return 1.0
+
     def initial_state(self, batch: int) -> State:
         """The state of a fresh signal for ``batch`` items, to render it in pieces (calls
         with ``state=None`` are independent signals)."""

@@ -158,7 +158,7 @@ class Chain(Stage):
         for label, stage, p in zip(self.labels, self.stages(), parts):
             out, state[label] = stage(signal if stage.kind == "effect" else None, p,
                                       state.get(label), noise=noise, generator=generator)
-            signal = _combine(stage.kind, signal, out, amounts.get(label, 1.0))
+            signal = _combine(stage, signal, out, amounts.get(label, 1.0))
         return signal, state
 
     def _frames(self, parts, audio, state, final):
@@ -219,15 +219,22 @@ def params_batch(params) -> int:
     return (params[0] if isinstance(params, (list, tuple)) else params).shape[0]
 
 
-def _combine(kind: str, signal, out, amount):
+def _combine(stage, signal, out, amount):
     """A stage's output joined to the signal so far with its live amount (a Python 1.0
-    leaves the output untouched: the rendering is then bit for bit the stage's own)."""
-    if kind == "source":
+    leaves the output untouched: the rendering is then bit for bit the stage's own): a
+    source's gain, or an effect's wet/dry mix with the dry signal at the effect's
+    :meth:`~ddsp_synth.stages.base.Stage.dry_level`."""
+    if stage.kind == "source":
         out = out if (isinstance(amount, float) and amount == 1.0) else amount * out
         return out if signal is None else signal + out
     if isinstance(amount, float) and amount == 1.0:
         return out
-    return (1.0 - amount) * signal + amount * out
+    return _mix(signal, out, amount, stage.dry_level())
+
+
+def _mix(dry, wet, amount, dry_level: float):
+    """``(1 - amount) * dry_level * dry + amount * wet``."""
+    return (1.0 - amount) * (dry if dry_level == 1.0 else dry_level * dry) + amount * wet
 
 
 class ChainStep(nn.Module):
@@ -240,14 +247,18 @@ class ChainStep(nn.Module):
     (:attr:`state_names`).
     """
 
-    def __init__(self, chain: Chain):
+    def __init__(self, chain: Chain, steps: list | None = None):
+        """``steps``: one per stage (default: each stage's :meth:`make_step`)."""
         super().__init__()
         self.labels = chain.labels
         self.kinds = [s.kind for s in chain.stages()]
+        self.dry_levels = [s.dry_level() for s in chain.stages()]  # frozen, as the responses
         self.sizes = chain.sizes
-        self.steps = nn.ModuleList([s.make_step() for s in chain.stages()])
+        self.steps = nn.ModuleList(steps if steps is not None
+                                   else [s.make_step() for s in chain.stages()])
         self.state_names = tuple(n for s in self.steps for n in s.state_names)
-        self.exportable = chain.exportable
+        self.exportable = chain.exportable if steps is None else all(
+            s.exportable for s in self.steps)
 
     def initial_state(self, batch: int) -> tuple:
         return tuple(t for s in self.steps for t in s.initial_state(batch))
@@ -266,5 +277,5 @@ class ChainStep(nn.Module):
             if kind == "source":
                 signal = a * out if signal is None else signal + a * out
             else:
-                signal = (1.0 - a) * signal + a * out
+                signal = _mix(signal, out, a, self.dry_levels[j])
         return signal, tuple(new_state)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from torch import nn
 
 from ..dsp import iir
 from ..stages.base import StageStep
@@ -106,14 +105,8 @@ class ModelChainStep(ChainStep):
     """
 
     def __init__(self, chain: Chain, constant: set[str]):
-        nn.Module.__init__(self)
-        self.labels = chain.labels
-        self.kinds = [s.kind for s in chain.stages()]
-        self.sizes = chain.sizes
-        self.steps = nn.ModuleList([hop_step(s, label, label in constant)
-                                    for label, s in zip(chain.labels, chain.stages())])
-        self.state_names = tuple(n for s in self.steps for n in s.state_names)
-        self.exportable = all(s.exportable for s in self.steps)
+        super().__init__(chain, [hop_step(s, label, label in constant)
+                                 for label, s in zip(chain.labels, chain.stages())])
 
     def not_exportable(self) -> list[str]:
         """Labels of the stages that run only in Python."""
