@@ -69,7 +69,8 @@ def add_amounts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amount", type=amount, action="append", metavar="STAGE=AMOUNT",
                    help="live amount of a stage of the model's chain, by name: a source's "
                         "linear gain (harmonic=0.8, noise=0.5) or an effect's wet/dry mix "
-                        "(reverb=0.3: 0 = dry at the room's level, 1 = as trained); may be repeated")
+                        "(reverb=0.3: 0 = dry at the room's level, 1 = as trained); may be "
+                        "repeated")
 
 
 def add_effects(p: argparse.ArgumentParser) -> None:

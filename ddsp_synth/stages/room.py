@@ -30,8 +30,9 @@ class Reverb(Stage):
     A chain's live ``amount`` of this stage is its wet/dry mix, ``out = (1 - amount) *
     dry_level * dry + amount * wet`` with ``dry_level`` the response's gain over the band
     where instruments sound (:meth:`dry_level`): a learned room carries 14-23 dB of the
-    shipped models' level, so a plain ``dry`` at amount 0 was that much quieter. State: the wet ring-out still to be added [batch, ir_size - 1] (longer while the
-    input so far is shorter than the response).
+    shipped models' level, so a plain ``dry`` at amount 0 was that much quieter. State: the
+    wet ring-out still to be added [batch, ir_size - 1] (longer while the input so far is
+    shorter than the response).
 
     Args:
         parameterization: ``"free"`` (every tap learned) or ``"exp_decay"`` (gain and decay
