@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import os
-import string
 from pathlib import Path
 
 from ..config import ConfigError, read_json_file
@@ -28,28 +27,6 @@ from .specs import CommandSpec, PluginSpec
 MAX_DEVICE_FILE_BYTES = 1 << 20
 FIELDS = {"command": {"type", "name", "command", "params", "timeout_s"},
           "plugin": {"type", "name", "path", "plugin_name", "params"}}
-
-
-def validate_command(command, params: tuple[Param, ...], where: str) -> None:
-    """DeviceError unless ``command`` is a list of strings whose placeholders are known."""
-    if not isinstance(command, (list, tuple)) or not command \
-            or not all(isinstance(c, str) for c in command):
-        raise DeviceError(f"{where}: 'command' must be a non-empty list of strings")
-    known = {"input", "output", "sample_rate"} | {p.name for p in params}
-    used = set()
-    for part in command:
-        try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(part) if f is not None]
-        except ValueError as err:
-            raise DeviceError(f"{where}: bad placeholder in {part!r} ({err})") from None
-        for name in fields:
-            if name not in known:
-                raise DeviceError(f"{where}: command uses unknown parameter '{{{name}}}'; "
-                                  f"declared: {', '.join(p.name for p in params) or 'none'}")
-            used.add(name)
-    for need in ("input", "output"):
-        if need not in used:
-            raise DeviceError(f"{where}: command must contain '{{{need}}}'")
 
 
 def _read(path: Path) -> dict:

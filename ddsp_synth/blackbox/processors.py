@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import one_line
 from ..stages.params import DeviceError, Param
-from .specs import import_pedalboard
+from .optional import import_pedalboard
 
 # Only the end of a failing command's error output is kept (a command that prints
 # gigabytes must not fill the worker's memory).

@@ -15,22 +15,12 @@ device is built.
 from __future__ import annotations
 
 import pickle
+import string
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ..stages.params import DeviceError, Param
-
-PEDALBOARD_HINT = ("pedalboard is not installed; it is the optional 'effects' extra (GPL-3.0): "
-                   "pip install -e '.[effects]'")
-
-
-def import_pedalboard():
-    """pedalboard, imported on first use; DeviceError naming the extra when missing."""
-    try:
-        import pedalboard
-    except ImportError:
-        raise DeviceError(PEDALBOARD_HINT) from None
-    return pedalboard
+from .optional import PEDALBOARD_HINT, import_pedalboard  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -79,6 +69,28 @@ class PluginSpec:
         return PluginProcessor(self, sample_rate)
 
 
+def validate_command(command, params: tuple[Param, ...], where: str) -> None:
+    """DeviceError unless ``command`` is a list of strings whose placeholders are known."""
+    if not isinstance(command, (list, tuple)) or not command \
+            or not all(isinstance(c, str) for c in command):
+        raise DeviceError(f"{where}: 'command' must be a non-empty list of strings")
+    known = {"input", "output", "sample_rate"} | {p.name for p in params}
+    used = set()
+    for part in command:
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(part) if f is not None]
+        except ValueError as err:
+            raise DeviceError(f"{where}: bad placeholder in {part!r} ({err})") from None
+        for name in fields:
+            if name not in known:
+                raise DeviceError(f"{where}: command uses unknown parameter '{{{name}}}'; "
+                                  f"declared: {', '.join(p.name for p in params) or 'none'}")
+            used.add(name)
+    for need in ("input", "output"):
+        if need not in used:
+            raise DeviceError(f"{where}: command must contain '{{{need}}}'")
+
+
 @dataclass(frozen=True)
 class CommandSpec:
     """An external command run once per call on temporary WAV files."""
@@ -90,8 +102,6 @@ class CommandSpec:
     source: str = ""
 
     def __post_init__(self):
-        from .device_files import validate_command
-
         validate_command(self.command, self.params, self.source or self.name)
 
     def build(self, sample_rate: int):
