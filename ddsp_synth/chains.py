@@ -24,7 +24,8 @@ from .gradients.methods import REAL_METHODS, device_stage, real_stage
 from .gradients.spsa import SPSAConfig
 from .stages.chain import Chain, unique_labels
 from .stages.params import DeviceError, denormalise
-from .stages.registry import SYNTH_NAMES, ChainEntry, Device, make_device, parse_chain
+from .stages.registry import (SYNTH_NAMES, ChainEntry, Device, entry_file, make_device,
+                              parse_chain)
 from .stages.synth import SynthConfig
 from .stages.twins import default_hop
 
@@ -134,8 +135,9 @@ def preset(chain: Chain, natural: np.ndarray, method: str | None = None) -> dict
         values = natural[offset : offset + len(device.params)]
         entry = {"device": device.name,
                  "params": {p.name: round(float(v), 6) for p, v in zip(device.params, values)}}
-        if device.source and device.source != device.name:
-            entry["source"] = device.source
+        path = entry_file(device.source) if device.source else None
+        if path is not None:  # the file only: a preset sets every value, and has no method
+            entry["source"] = path
         entries.append(entry)
     out = {"chain": entries}
     if method is not None:

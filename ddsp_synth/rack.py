@@ -112,18 +112,48 @@ def sources_relative_to(preset: dict, folder: str | os.PathLike) -> dict:
     saved: :func:`read_preset` then finds the file from any working folder. Absolute paths
     (an installed plugin) stay as they are; so does a path that cannot be made relative
     (another drive: then absolute)."""
-    folder = Path(folder).resolve()
     chain = []
     for item in preset.get("chain", []):
         source = item.get("source") if isinstance(item, dict) else None
-        if isinstance(source, str) and not os.path.isabs(source) and Path(source).exists():
-            try:
-                source = os.path.relpath(Path(source).resolve(), folder)
-            except ValueError:
-                source = str(Path(source).resolve())
-            item = {**item, "source": source}
+        if isinstance(source, str):
+            item = {**item, "source": file_relative_to(source, folder)}
         chain.append(item)
     return {**preset, "chain": chain}
+
+
+def file_relative_to(entry: str, folder: str | os.PathLike) -> str:
+    """Chain entry ``entry`` with the device file it names (relative to the working folder)
+    written relative to ``folder``; a built-in name, an absolute path or a file not found
+    stays as it is (a path that cannot be made relative, on another drive: absolute)."""
+    from .stages.params import DeviceError
+    from .stages.registry import entry_file, with_file
+
+    try:
+        path = entry_file(entry)
+    except DeviceError:
+        return entry
+    if path is None or os.path.isabs(path) or not Path(path).exists():
+        return entry
+    try:
+        return with_file(entry, os.path.relpath(Path(path).resolve(), Path(folder).resolve()))
+    except ValueError:
+        return with_file(entry, str(Path(path).resolve()))
+
+
+def file_found_from(entry: str, folder: str | os.PathLike) -> str:
+    """Chain entry ``entry`` with a relative device file that lies in ``folder`` (where a
+    preset or a controller was saved, :func:`file_relative_to`) given by that path; otherwise
+    as it is (found from the working folder)."""
+    from .stages.params import DeviceError
+    from .stages.registry import entry_file, with_file
+
+    try:
+        path = entry_file(entry)
+    except DeviceError:
+        return entry
+    if path is None or os.path.isabs(path) or not (Path(folder) / path).exists():
+        return entry
+    return with_file(entry, str(Path(folder) / path))
 
 
 def _entry_of(item: dict, i: int, base: Path | None) -> str:
@@ -138,9 +168,7 @@ def _entry_of(item: dict, i: int, base: Path | None) -> str:
         return name
     if not isinstance(source, str) or not source.strip():
         raise PresetError(f"entry {i} ({name}): 'source' must be a path")
-    if base is not None and not os.path.isabs(source) and (base / source).exists():
-        return str(base / source)
-    return source
+    return source if base is None else file_found_from(source, base)
 
 
 def check_preset(data, sample_rate: int = 48000, base: Path | None = None) -> Preset:

@@ -507,6 +507,54 @@ def test_apply_any_rate_stereo_same_settings_and_chunks(trained, monkeypatch):
         apply_controller(str(trained), stereo, sr, reference=left)
 
 
+GAIN_COMMAND = """
+import sys, soundfile as sf
+x, sr = sf.read(sys.argv[1], dtype="float32")
+sf.write(sys.argv[2], x * 10 ** (float(sys.argv[3]) / 20), sr, subtype="FLOAT")
+"""
+
+
+def test_a_controller_of_a_command_device_applies_from_any_folder(gain_pairs, tmp_path,
+                                                                   monkeypatch):
+    """A command-line effect runs once per call from nothing: control apply gives it the
+    whole file in one call (it used to refuse: 'cannot continue from one chunk to the
+    next'), as fx does. The device file, named relative to the training's working folder
+    with a method, is found from any folder, by the controller and by its preset."""
+    from ddsp_synth.control.io import apply_file
+    from ddsp_synth.rack import read_preset
+
+    work = tmp_path / "work"
+    (work / "devs").mkdir(parents=True)
+    (work / "devs" / "cmdgain.py").write_text(GAIN_COMMAND)
+    (work / "devs" / "cmdgain.json").write_text(json.dumps({
+        "name": "cmdgain", "command": [sys.executable, str(work / "devs" / "cmdgain.py"),
+                                       "{input}", "{output}", "{gain_db:.4f}"],
+        "params": [{"name": "gain_db", "unit": "dB", "min": -12, "max": 12, "default": 0}]}))
+    monkeypatch.chdir(work)
+    _train(work / "run", pairs=(gain_pairs / "in", gain_pairs / "out"),
+           chain="devs/cmdgain.json@spsa", method="spsa", steps=3, val_every=3, val_examples=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    stereo = np.stack([_tone(1.0, SR, 300.0, 1), _tone(1.0, SR, 450.0, 2, level=0.1)])
+    applied = apply_controller(str(work / "run"), stereo, SR)
+    g = applied.preset["chain"][0]["params"]["gain_db"]
+    assert applied.rendered_by == "real"
+    np.testing.assert_allclose(applied.audio, stereo * 10 ** (g / 20), rtol=1e-4, atol=1e-6)
+    device = (work / "devs" / "cmdgain.json").resolve()
+    assert Path(applied.preset["chain"][0]["source"]).resolve() == device  # the file only
+    # its preset, saved in a third folder, finds the device file from a fourth
+    sf.write(elsewhere / "in.wav", stereo.T, SR)
+    preset_out = tmp_path / "presets" / "p.json"
+    apply_file(str(work / "run"), elsewhere / "in.wav", tmp_path / "out.wav",
+               preset_out=preset_out)
+    saved = json.loads(preset_out.read_text())["chain"][0]["source"]
+    assert "@" not in saved and (preset_out.parent / saved).resolve() == device
+    monkeypatch.chdir(tmp_path / "presets")
+    entry = read_preset(preset_out).entries[0]
+    assert Path(entry).resolve() == device
+
+
 def test_chunked_per_frame_rendering_equals_one_pass():
     """Automation through the real compressor in 0.25 s chunks (streams carry its state)
     equals one pass, and a controller's 10 ms frames move onto another rate's grid."""

@@ -21,6 +21,7 @@ import torch
 from ..audio_io import check_input_signal, resample_audio
 from ..errors import InputError
 from ..stages.params import denormalise, normalise
+from ..stages.registry import entry_file
 from ..stages.twins import default_hop
 from .config import ControlError
 from .controller import Controller
@@ -110,16 +111,19 @@ def render_settings(entries: list[str], audio: np.ndarray, sample_rate: int,
                     settings: np.ndarray, n_workers: int = 2, real: bool = True,
                     chunk_seconds: float = CHUNK_SECONDS) -> tuple[np.ndarray, str]:
     """[channels, n] through the chain at ``sample_rate`` with ``settings`` ([P] or
-    [n_frames + 1, P] on that rate's frame grid), in chunks carrying the devices' state.
-    Returns (output [channels, n], ``"real"`` or ``"twins"``)."""
+    [n_frames + 1, P] on that rate's frame grid), in chunks carrying the devices' state (in
+    one call over the whole signal where a device cannot continue from one chunk to the
+    next: a command-line effect, as ``fx`` runs it). Returns (output [channels, n],
+    ``"real"`` or ``"twins"``)."""
     chain, kind = render_chain(entries, sample_rate, n_workers, real)
     hop = chain.hop
     per_frame = settings.ndim == 2
-    chunk = max(1, int(chunk_seconds * sample_rate) // hop) * hop
     channels, n = audio.shape
+    streams = getattr(chain, "streamable", True)
+    chunk = max(1, int(chunk_seconds * sample_rate) // hop) * hop if streams else max(n, 1)
     params = torch.from_numpy(settings).float()
     try:
-        state = chain.initial_state(channels)
+        state = chain.initial_state(channels) if streams else None
         outs = []
         for s0 in range(0, n, chunk):
             final = s0 + chunk >= n
@@ -132,7 +136,8 @@ def render_settings(entries: list[str], audio: np.ndarray, sample_rate: int,
             with torch.no_grad():
                 y, state = chain(x, p, state, final=final)
             outs.append(y.numpy())
-        chain.end_state(state)
+        if streams:
+            chain.end_state(state)
     finally:
         chain.close()
     return np.concatenate(outs, -1).astype(np.float32), kind
@@ -147,8 +152,9 @@ def settings_preset(meta: dict, settings: np.ndarray) -> dict:
         names = [p["name"] for p in device["params"]]
         entry = {"device": device["device"],
                  "params": {k: round(float(v), 6) for k, v in zip(names, flat[i : i + len(names)])}}
-        if device["source"] != device["device"]:
-            entry["source"] = device["source"]
+        path = entry_file(device["source"])
+        if path is not None:  # the file only: a preset sets every value, and has no method
+            entry["source"] = path
         if settings.ndim == 2:
             entry["automation"] = {k: [round(float(v), 4) for v in settings[:, i + j]]
                                    for j, k in enumerate(names)}

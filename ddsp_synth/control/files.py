@@ -20,6 +20,7 @@ from ..artifact import (ArtifactError, ArtifactFormat, load_artifact_tensors, re
 from ..audio_io import atomic_write_text
 from ..config import ConfigError, from_dict
 from ..errors import one_line
+from ..rack import file_found_from, file_relative_to
 from ..stages.params import DeviceError, Param
 from .card import controller_card
 from .config import ControllerConfig
@@ -61,6 +62,8 @@ def save_controller(controller: Controller, folder: str | os.PathLike, chain: li
         info: what it was trained on and how (``training``, ``data``, ``validation``,
             optionally ``evaluation``): stored as given, and summarised in the card.
     """
+    # device files relative to the folder, so that the controller runs from any working folder
+    chain = [{**e, "source": file_relative_to(e["source"], folder)} for e in chain]
     meta = {"config": asdict(controller.config), "sample_rate": controller.config.sample_rate,
             "hop": controller.hop, "chain": chain,
             "declared": [p.to_dict() for p in controller.declared],
@@ -124,6 +127,8 @@ def load_controller(folder: str | os.PathLike) -> tuple[Controller, dict]:
     meta = read_controller_meta(path)
     expected = {k: tuple(v.shape) for k, v in _rebuild(meta, path / CONTROLLER_FILES.config)
                 .state_dict().items()}
+    # (checked by _rebuild) a device file saved beside the controller is found from anywhere
+    meta["chain"] = [{**e, "source": file_found_from(e["source"], path)} for e in meta["chain"]]
     tensors = load_artifact_tensors(path, CONTROLLER_FILES, meta, expected)
     config = from_dict(ControllerConfig, meta["config"])
     net = Controller(config, tuple(Param.from_dict(p) for p in meta["declared"]),

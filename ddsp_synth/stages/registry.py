@@ -142,6 +142,19 @@ def parse_entry(text: str) -> ChainEntry:
     return ChainEntry(name, fixed, method, text)
 
 
+def entry_file(text: str) -> str | None:
+    """The device file or plugin path a chain entry names (None for a built-in device)."""
+    name = parse_entry(text).name
+    return name if _is_path(name) else None
+
+
+def with_file(text: str, path: str) -> str:
+    """Chain entry ``text`` naming the file ``path`` instead of its own, its fixed values and
+    method kept (``dev/x.json:gain=2@spsa`` -> ``PATH:gain=2@spsa``)."""
+    entry = parse_entry(text)
+    return path + entry.text[len(entry.name):]
+
+
 def parse_chain(chain) -> list[ChainEntry]:
     """``"peak,compressor@spsa"`` (or a list of entries) -> entries."""
     if isinstance(chain, str):
