@@ -290,7 +290,7 @@ def _umask() -> int:
 
 
 # Files are created with the permissions any new file gets here (mkstemp's are 0600).
-_FILE_MODE = 0o666 & ~_umask()
+FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, write_fn) -> None:
@@ -309,7 +309,7 @@ def atomic_write_bytes(path: str | os.PathLike, write_fn) -> None:
     os.close(fd)
     try:
         write_fn(tmp)
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException as err:
         if os.path.exists(tmp):
@@ -389,7 +389,7 @@ def write_result_folder(folder: str | os.PathLike, writers: dict) -> Path:
     try:
         for name, write in writers.items():
             write(str(tmp / name))
-            os.chmod(tmp / name, _FILE_MODE)
+            os.chmod(tmp / name, FILE_MODE)
         os.chmod(tmp, 0o777 & ~_umask())
         if folder.exists():
             old = tmp.with_name(tmp.name[:-4] + ".old")

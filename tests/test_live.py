@@ -280,6 +280,42 @@ def test_runner_latency_is_exact_and_nothing_is_late_with_a_simulated_card(violi
     assert runner.latency_s == pytest.approx((runner.prefill + 576) / RATE)  # 2 x 1 ms + 10 ms
 
 
+def test_a_recording_that_cannot_be_written_to_its_end_keeps_what_it_holds(tmp_path,
+                                                                            monkeypatch):
+    """A full disk mid-take: the recording keeps its first part under its own name (not a
+    hidden temporary file, not deleted), and says why and how much it holds."""
+    import soundfile as sf
+
+    from ddsp_synth.soundcard import record
+
+    ring = Ring(1 << 16)
+    rec = record.Recorder(tmp_path / "take.wav", ring, 8000)
+    calls = {"n": 0}
+    drain = record.Recorder._drain
+
+    def drain_until_full(self, f):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise sf.LibsndfileError(0, "System error.")  # what libsndfile says on ENOSPC
+        drain(self, f)
+
+    monkeypatch.setattr(record.Recorder, "_drain", drain_until_full)
+    monkeypatch.setattr(record, "DRAIN_S", 0.01)
+    rec.start()
+    for _ in range(40):
+        ring.write(np.full(400, 0.25, np.float32))
+        time.sleep(0.005)
+    deadline = time.monotonic() + 5
+    while rec.error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    message = rec.stop()
+    assert message is not None and "could not be written to its end (System error." in message
+    kept, sr = sf.read(tmp_path / "take.wav", dtype="float32")
+    assert sr == 8000 and 0 < len(kept) == rec.pos and np.all(kept == 0.25)
+    assert f"it holds the first {len(kept) / 8000:.1f} s" in message
+    assert [p.name for p in tmp_path.iterdir()] == ["take.wav"]  # no temporary file left
+
+
 def test_onset_and_timings_helpers():
     rate = 48000
     y = np.concatenate([1e-4 * np.ones(4800), 0.1 * np.ones(4800)]).astype(np.float32)
@@ -579,18 +615,55 @@ def test_a_midi_port_that_vanishes_ends_the_performance_with_a_summary_and_one_l
     assert "Traceback" not in err
 
 
-def test_ctrl_c_stops_cleanly_with_a_summary_and_frees_the_ports(jack_server):
-    live = Live(jack_server, "--model", "violin", "--connect")
+def test_the_ports_can_be_connected_as_soon_as_they_appear(jack_server):
+    """A patchbay or DAW connects a port when it appears: the ports are registered as the
+    client activates, not while the model loads (connecting failed for 2-3 s)."""
+    live = Live(jack_server, "--model", "violin", "--seconds", "4")
+    client = jack_server.client("probe-early")
+    client.activate()
+    sink = client.inports.register("in")
+    try:
+        deadline = time.monotonic() + 120
+        while not client.get_ports("ddsp-synth:out") and time.monotonic() < deadline:
+            time.sleep(0.002)
+        appeared = time.monotonic()
+        while True:
+            try:
+                client.connect("ddsp-synth:out", sink)
+                break
+            except Exception:  # noqa: BLE001 - jack.JackError: not active yet
+                assert time.monotonic() - appeared < 0.2, "the port could not be connected"
+                time.sleep(0.002)
+        code, out, err = live.finish()
+        assert code == 0 and "Traceback" not in err
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_ctrl_c_kill_or_a_closed_terminal_stop_cleanly_and_keep_the_take(jack_server, sig,
+                                                                        tmp_path):
+    """Ctrl-C, ``kill`` and a closed terminal all end the performance as its end would: the
+    summary, the report, the recording under its name, the ports freed."""
+    import soundfile as sf
+
+    take, report = tmp_path / "take.wav", tmp_path / "take.json"
+    live = Live(jack_server, "--model", "violin", "--connect", "--record", str(take),
+                "--report", str(report))
     live.header()
     time.sleep(1.0)
     client = jack_server.client("probe-ports")
     assert {p.name for p in client.get_ports("ddsp-synth")} == {"ddsp-synth:in", "ddsp-synth:out"}
-    live.proc.send_signal(signal.SIGINT)
+    live.proc.send_signal(getattr(signal, sig))
     code, out, err = live.finish()
     assert code == 0 and "Traceback" not in err
     assert "played " in out and "latency input -> output" in out
     assert client.get_ports("ddsp-synth") == []
     client.close()
+    played_s = json.loads(report.read_text())["seconds"]
+    kept, sr = sf.read(take)
+    assert sr == RATE and played_s > 0.9 and abs(len(kept) / sr - played_s) < 0.2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take.json", "take.wav"]
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -602,6 +675,11 @@ def test_ctrl_c_stops_cleanly_with_a_summary_and_frees_the_ports(jack_server):
     (["--model", "no_such_instrument"], "no_such_instrument"),
     (["--model", "violin", "--backend", "portaudio", "--rate", "44100"],
      "refuses 44100 Hz"),
+    # options that would do nothing in this mode
+    (["--model", "violin", "--transpose", "2"], "--transpose shifts MIDI notes"),
+    (["--model", "trumpet", "--midi", "--pitch-shift", "3"],
+     "--pitch-shift is for the audio input: there is none with --midi (use --transpose)"),
+    (["--model", "violin", "--backend", "portaudio", "--connect"], "--connect connects JACK"),
 ])
 def test_bad_setups_through_jack_are_one_line(jack_server, argv, expected):
     if "portaudio" in argv:

@@ -59,9 +59,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parse(argv)
+        args = _parse(argv)  # imports the commands' libraries (torch): a second or so
     except SystemExit as exit_:  # --help, --version, or a usage error already printed
         return exit_.code if isinstance(exit_.code, int) else 2
+    except KeyboardInterrupt:
+        print("ddsp-synth: interrupted", file=sys.stderr)
+        return 130
     name = " ".join(filter(None, (args.command, getattr(args, "action", None))))
     try:
         return args.func(args)

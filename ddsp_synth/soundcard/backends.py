@@ -124,9 +124,10 @@ class JackBackend:
             raise LiveError(f"the JACK server's period is {self.block} samples, not {block}: "
                             f"change it with 'jack_bufsize {block}' or leave --block out")
         self.audio_in = audio_in
-        self.inport = client.inports.register("in") if audio_in else None
-        self.midiport = None if audio_in else client.midi_inports.register("midi_in")
-        self.outport = client.outports.register("out")
+        # Registered by start(), just before the client activates: a port that exists can
+        # be connected (a patchbay or DAW restoring its connections as it appears), not
+        # seconds earlier while the model loads.
+        self.inport = self.midiport = self.outport = None
         self.first_frame: int | None = None  # JACK's frame time of the first block played
         self.xruns = 0  # as the server reports them (any client's, or its own timing)
         self.problem: str | None = None  # set by JACK's notification thread
@@ -168,9 +169,18 @@ class JackBackend:
         return self.problem
 
     # the real-time thread
+    def port_name(self, short: str) -> str:
+        """The full name of one of our ports (``ddsp-synth:in``), before it exists."""
+        return f"{self.client.name}:{short}"
+
     def start(self, runner) -> None:
-        """Activate the client: every period calls ``runner.process``."""
-        inport, outport, midiport, client = self.inport, self.outport, self.midiport, self.client
+        """Register the ports and activate the client: every period calls
+        ``runner.process``."""
+        client = self.client
+        self.inport = client.inports.register("in") if self.audio_in else None
+        self.midiport = None if self.audio_in else client.midi_inports.register("midi_in")
+        self.outport = client.outports.register("out")
+        inport, outport, midiport = self.inport, self.outport, self.midiport
 
         def process(frames: int) -> None:
             if self.first_frame is None:
@@ -197,23 +207,23 @@ class JackBackend:
         physical playback ports and every physical MIDI source where none was chosen. A
         chosen port that does not exist is a LiveError now, before the model loads."""
         links = []
-        if self.inport is not None:
+        if self.audio_in:
             capture = self.ports("capture")
             srcs = [capture[pick(capture, source, "JACK capture port")]] if source is not None \
                 else self._physical("capture")[:1] if connect_default else []
-            links += [(src, self.inport.name) for src in srcs]
-        if self.midiport is not None:
+            links += [(src, self.port_name("in")) for src in srcs]
+        else:
             midi = self.ports("midi")
             if midi_source is not None:
                 srcs = [midi[pick(midi, midi_source, "JACK MIDI port")]]
                 self.watched += srcs
             else:
                 srcs = self._physical("midi") if connect_default else []
-            links += [(src, self.midiport.name) for src in srcs]
+            links += [(src, self.port_name("midi_in")) for src in srcs]
         playback = self.ports("playback")
         outs = [playback[pick(playback, s, "JACK playback port")] for s in sinks] if sinks \
             else self._physical("playback")[:2] if connect_default else []
-        return links + [(self.outport.name, dst) for dst in outs]
+        return links + [(self.port_name("out"), dst) for dst in outs]
 
     def connect(self, links: list[tuple[str, str]]) -> list[str]:
         """Make the connections of :meth:`plan` (once active); returns them as text."""
@@ -227,7 +237,7 @@ class JackBackend:
         from . import jack_latency
 
         inputs = self.inport.connections if self.inport is not None else []
-        outputs = self.outport.connections
+        outputs = self.outport.connections if self.outport is not None else []
         cap = max((jack_latency.port_latency(p, capture=True) for p in inputs), default=0)
         play = max((jack_latency.port_latency(p, capture=False) for p in outputs), default=0)
         return cap / self.rate, play / self.rate

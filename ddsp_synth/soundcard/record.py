@@ -2,19 +2,25 @@
 to a file while playing.
 
 A thread copies one of the runner's rings into the file every 50 ms (the callback
-never touches the disk). The file is written under a temporary name and renamed when
-playing stops, so an interrupted session leaves no partial file. WAV is 32-bit float (the
-samples exactly as the card got them), FLAC 24-bit.
+never touches the disk). The file is written under a temporary name beside it and renamed
+when playing stops, however it stops (its end, Ctrl-C, SIGTERM or SIGHUP, a problem): a take
+is never lost. Only the name is atomic: a file that could not be written to its end (a full
+disk) is kept with what it holds, and the error says so. WAV is 32-bit float (the samples
+exactly as the card got them), FLAC 24-bit.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import soundfile as sf
 
-from ..audio_io import atomic_write_bytes
+from ..audio_io import FILE_MODE
+from ..errors import one_line
 from .runner import HELPER_PRIORITY, set_realtime
 
 DRAIN_S = 0.05
@@ -29,7 +35,7 @@ class Recorder:
         self.rate = sample_rate
         self.pos = start
         self.lost = 0  # samples overwritten before the thread could copy them
-        self.error: BaseException | None = None
+        self.error: str | None = None  # why the recording stopped early
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ddsp-synth record", daemon=True)
 
@@ -57,15 +63,38 @@ class Recorder:
 
     def _run(self) -> None:
         set_realtime(HELPER_PRIORITY)
+        path = Path(self.path)
         try:
-            atomic_write_bytes(self.path, self._write)
-        except BaseException as err:  # reported when playing stops
-            self.error = err
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+        except OSError as err:
+            self.error = f"{path}: cannot write here ({err.strerror or err})"
+            return
+        try:
+            self._write(tmp)
+        except BaseException as err:  # noqa: BLE001 - a full disk: reported when playing stops
+            self.error = (f"{path}: could not be written to its end ({one_line(err)}); "
+                          f"it holds the first {self.pos / self.rate:.1f} s")
+        finally:
+            self._keep(tmp, path)
 
-    def stop(self) -> None:
-        """Write what is left and close the file (nothing if it never started)."""
+    @staticmethod
+    def _keep(tmp: str, path: Path) -> None:
+        """The temporary file under its name (with what it holds), or gone if empty."""
+        try:
+            if os.path.getsize(tmp) > 0:
+                os.chmod(tmp, FILE_MODE)
+                os.replace(tmp, path)
+            else:
+                os.unlink(tmp)
+        except OSError:
+            pass  # the error the write met says what happened
+
+    def stop(self) -> str | None:
+        """Write what is left and close the file (nothing if it never started); returns
+        why the recording stopped early, or None."""
         self._stop.set()
         if self._thread.ident is not None:
             self._thread.join()
-        if self.error is not None:
-            raise self.error
+        return self.error

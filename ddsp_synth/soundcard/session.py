@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import signal
 import sys
 import threading
@@ -203,11 +204,16 @@ class Session:
         return rep
 
 
-def _sigint_to_flag(stop: threading.Event):
-    """Ctrl-C ends the performance cleanly (main thread only); returns the old handler."""
+# Ctrl-C, ``kill`` and a closed terminal end the performance cleanly: summary, report, take
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+def _signals_to_flag(stop: threading.Event) -> dict:
+    """:data:`STOP_SIGNALS` set ``stop`` (main thread only); returns the old handlers."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGINT, lambda *_: stop.set())
+        return {}
+    return {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
 
 
 def _play(session: Session, stop: threading.Event, err_stream) -> str | None:
@@ -264,7 +270,7 @@ def _perform(session: Session, links, out, err) -> str | None:
         session.recorders.append(Recorder(s.record_input, runner.inp, runner.rate))
     stop = threading.Event()
     main_realtime = False
-    old_handler = _sigint_to_flag(stop)
+    old_handlers = _signals_to_flag(stop)
     try:
         runner.start(s.margin_ms)
         session.compute.add(runner.warmup_ms)
@@ -284,12 +290,12 @@ def _perform(session: Session, links, out, err) -> str | None:
         gc.unfreeze()
         if main_realtime:
             set_realtime(None)
-        if old_handler is not None:
-            signal.signal(signal.SIGINT, old_handler)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
         backend.close()
         runner.stop()
         for rec in session.recorders:
-            rec.stop()
+            rec.stop()  # the take is kept whatever stopped it; its error is in rec.error
 
 
 def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
@@ -304,6 +310,7 @@ def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
             check_audio_output(out_path, s.force)
     if s.record_input and s.midi is not None:
         raise LiveError("--record-input records the audio input: there is none with --midi")
+    _check_mode_options(s)
     if s.record and s.record_input and Path(s.record).resolve() == Path(s.record_input).resolve():
         raise LiveError("--record and --record-input name the same file")
     if s.report:
@@ -311,6 +318,7 @@ def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
     backend = open_backend(s, audio_in=s.midi is None)
     midi_input = None
     try:
+        _check_portaudio_options(s, backend)
         midi_input, links = _check_devices(s, backend)
         path = build_path(s, backend.rate)
         runner = LiveRunner(path, backend.rate, backend.block)
@@ -319,12 +327,14 @@ def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
         session = Session(s, backend, path, runner, midi_input)
         problem = _perform(session, links, out, err)
         session._collect()
+        problem = problem or next((f"recording stopped: {rec.error}"  # at its very end
+                                   for rec in session.recorders if rec.error), None)
         if not s.quiet and err.isatty():
             err.write("\n")
         rep = session.report()
-        print(summary_text(rep), file=out)
-        if s.report:
+        if s.report:  # before the summary: a closed pipe (``| tee`` after Ctrl-C) loses neither
             atomic_write_text(s.report, json.dumps(_finite(rep), indent=2) + "\n")
+        _print_or_drop(summary_text(rep), out)
         if problem is not None:
             raise LiveError(problem)
         return rep
@@ -332,6 +342,43 @@ def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
         backend.close()
         if midi_input is not None:
             midi_input.close()
+
+
+def _check_mode_options(s: LiveSettings) -> None:
+    """LiveError for an option that would do nothing in this mode (audio in or MIDI in)."""
+    if s.midi is not None:
+        for given, option, hint in ((s.pitch_shift != 0.0, "--pitch-shift", "--transpose"),
+                                    (s.gate_db != LiveSettings.gate_db, "--gate-db", None),
+                                    (s.input is not None, "--input", "--midi PORT")):
+            if given:
+                raise LiveError(f"{option} is for the audio input: there is none with --midi"
+                                + (f" (use {hint})" if hint else ""))
+    elif s.transpose != 0.0:
+        raise LiveError("--transpose shifts MIDI notes: for the audio input use --pitch-shift")
+
+
+def _check_portaudio_options(s: LiveSettings, backend) -> None:
+    """LiveError for what PortAudio cannot do: several outputs, --connect (JACK's)."""
+    if isinstance(backend, backends.JackBackend):
+        return
+    if s.output and len(s.output) > 1:
+        raise LiveError("PortAudio plays into one device: give --output one device (several "
+                        "ports are for JACK)")
+    if s.connect:
+        raise LiveError("--connect connects JACK ports; PortAudio plays through the devices "
+                        "--input and --output pick (the system's default without them)")
+
+
+def _print_or_drop(text: str, out) -> None:
+    """Print ``text``; where the reader has gone (a pipe closed by the same Ctrl-C), drop it
+    and send the rest of the output to nowhere, so that exiting does not fail again."""
+    try:
+        print(text, file=out, flush=True)
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def _finite(x):
@@ -347,10 +394,15 @@ def _print_header(session: Session, out) -> None:
     b, r, p = session.backend, session.runner, session.path
     if isinstance(b, backends.JackBackend):
         where = f"JACK ({', '.join(session.connections) or 'no connections: use --connect'})"
+        if p.kind == "midi" and session.connections and not any(
+                c.endswith(":midi_in") for c in session.connections):
+            where += (" with no MIDI source connected (--connect connects hardware ports only: "
+                      "name a keyboard's port with --midi PORT; --list-devices lists them)")
     else:
         where = f"PortAudio {b.describe()}"
     what = "MIDI in" if p.kind == "midi" else "audio in"
-    print(f"playing {session.s.model} live ({what}) through {where} at {r.rate} Hz, blocks of "
-          f"{r.block} samples; latency in->out {1e3 * r.latency_s:.1f} ms (round trip with the "
-          f"card {1e3 * (r.latency_s + sum(session.device_latency)):.1f} ms); Ctrl-C stops",
-          file=out, flush=True)
+    _print_or_drop(f"playing {session.s.model} live ({what}) through {where} at {r.rate} Hz, "
+                   f"blocks of {r.block} samples; latency in->out {1e3 * r.latency_s:.1f} ms "
+                   f"(round trip with the card "
+                   f"{1e3 * (r.latency_s + sum(session.device_latency)):.1f} ms); Ctrl-C stops",
+                   out)

@@ -190,10 +190,13 @@ def summary_text(r: dict) -> str:
     if r["kind"] == "midi":
         m = r["note_on_to_sound"]
         a, f = m["latency_ms"], m["first_sample_ms"]
-        lines.append(f"note-on -> sound: {m['n_measured']} notes, median {a['median']:.1f} ms "
-                     f"(min {a['min']:.1f}, max {a['max']:.1f}) with the instrument's attack; "
-                     f"to the note's first sample median {f['median']:.1f} ms (min "
-                     f"{f['min']:.1f}, max {f['max']:.1f})")
+        if not m["n_measured"]:
+            lines.append("note-on -> sound: no note played")
+        else:
+            lines.append(f"note-on -> sound: {m['n_measured']} notes, median {a['median']:.1f} ms "
+                         f"(min {a['min']:.1f}, max {a['max']:.1f}) with the instrument's "
+                         f"attack; to the note's first sample median {f['median']:.1f} ms (min "
+                         f"{f['min']:.1f}, max {f['max']:.1f})")
     recorded = [p for p in (r.get("record"), r.get("record_input")) if p]
     if recorded:
         lines.append(f"recorded {' and '.join(recorded)}")
