@@ -346,6 +346,26 @@ def test_match_works_on_arrays_without_files():
     assert result.matched.shape == dry.shape and result.report["rel_spec"] < 0.1
 
 
+def test_a_target_with_dither_where_the_dry_file_is_silent_still_reads_as_a_match():
+    """A target saved at 16 bits with dither (sox's default) carries noise where the dry
+    file is digitally silent: the distance no longer counts that noise against the dry
+    file's zeros (rel_spec 0.45 for the exact setting, 'not close'), and says so."""
+    pb = pytest.importorskip("pedalboard")
+    dry = _dry(2.0).copy()
+    dry[int(0.6 * SR): int(1.0 * SR)] = 0.0  # a rest, digitally silent
+    target = pb.Gain(gain_db=-5.0)(dry[None], SR)[0]
+    rng = np.random.default_rng(0)
+    lsb = 1.0 / 32768  # TPDF dither of 16 bits, about -97 dBFS
+    target = (target + lsb * (rng.random(len(dry)) - rng.random(len(dry)))).astype(np.float32)
+    exact = match(dry, target, SR, "gain", "cma", steps=10, config=QUICK)
+    assert abs(exact.preset["chain"][0]["params"]["gain_db"] + 5.0) < 0.5
+    assert exact.report["rel_spec"] < 0.1
+    assert any("noise floor (-10" in n or "noise floor (-9" in n for n in exact.report["notes"])
+    clean = match(dry, pb.Gain(gain_db=-5.0)(dry[None], SR)[0], SR, "gain", "cma", steps=10,
+                  config=QUICK)
+    assert not any("noise floor" in n for n in clean.report["notes"])
+
+
 def test_an_output_that_is_an_input_is_refused_even_with_force(tmp_path, pair):
     d, t = pair
     out = tmp_path / "o"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -210,7 +211,7 @@ def spectra(audio: torch.Tensor, fft_sizes, overlap: float = 0.75) -> dict:
 
 def spectral_distance(prediction, target, fft_sizes=DISTANCE_FFT_SIZES,
                       overlap: float = 0.75, linear_weight: float = 1.0,
-                      log_weight: float = 1.0, log_eps: float = DISTANCE_LOG_EPS
+                      log_weight: float = 1.0, log_eps: float | dict = DISTANCE_LOG_EPS
                       ) -> torch.Tensor:
     """Multi-resolution spectral distance, per batch item.
 
@@ -222,6 +223,8 @@ def spectral_distance(prediction, target, fft_sizes=DISTANCE_FFT_SIZES,
     Args:
         prediction: [batch, n_samples] audio, or its :func:`spectra`.
         target: [batch or 1, n_samples] audio, or its :func:`spectra`.
+        log_eps: the log term's floor (magnitude), or one per FFT size
+            (:func:`noise_floor_eps`).
 
     Returns:
         [batch] distances.
@@ -241,14 +244,27 @@ def spectral_distance(prediction, target, fft_sizes=DISTANCE_FFT_SIZES,
     total = 0.0
     for n_fft in fft_sizes:
         mag_p = prediction[n_fft]
+        eps = log_eps[n_fft] if isinstance(log_eps, dict) else log_eps
         total = total + _SpectralL1.apply(mag_p, target[n_fft].expand_as(mag_p),
-                                          linear_weight, log_weight, log_eps)
+                                          linear_weight, log_weight, eps)
     return total
 
 
+def noise_floor_eps(rms: float, fft_sizes=DISTANCE_FFT_SIZES) -> dict:
+    """{n_fft: log_eps} for :func:`spectral_distance` that puts the log term's floor at 10x
+    the mean |STFT| of white noise of ``rms`` (a periodic Hann window's sum of squares is
+    ``3 n_fft / 8``): detail within 20 dB of a noise floor stops counting, so digital silence
+    against that noise costs about log(1.1) per bin instead of log(noise / 1e-5) (never below
+    :data:`DISTANCE_LOG_EPS`)."""
+    return {n: max(DISTANCE_LOG_EPS, 10.0 * float(rms) * math.sqrt(3.0 * n / 8.0))
+            for n in fft_sizes}
+
+
 def mr_log_distance(a: torch.Tensor, b: torch.Tensor,
-                    fft_sizes: tuple[int, ...] = DISTANCE_FFT_SIZES) -> torch.Tensor:
+                    fft_sizes: tuple[int, ...] = DISTANCE_FFT_SIZES,
+                    log_eps: float | dict = DISTANCE_LOG_EPS) -> torch.Tensor:
     """Multi-resolution log-magnitude L1 distance, per batch item: the measure behind
     ``rel_spec`` = distance(matched, target) / distance(dry, target) and the proxies'
     accuracy (:func:`spectral_distance` with the log term alone)."""
-    return spectral_distance(a, b, fft_sizes, linear_weight=0.0, log_weight=1.0)
+    return spectral_distance(a, b, fft_sizes, linear_weight=0.0, log_weight=1.0,
+                             log_eps=log_eps)

@@ -39,6 +39,9 @@ class MatchInputs:
             (None: the same rate): the report compares what resampling leaves of the output
             (:func:`same_band`).
         dry_heard: the whole dry signal through that round trip (None: the same rate).
+        noise_rms: the target's noise floor (RMS) where the dry signal is digitally silent
+            (16-bit dither, a noisy converter), or None: spectral detail under it is not
+            compared (:func:`target_noise_floor`).
     """
 
     dry: np.ndarray
@@ -51,6 +54,34 @@ class MatchInputs:
     notes: list = field(default_factory=list)
     target_rate: int | None = None
     dry_heard: np.ndarray | None = None
+    noise_rms: float | None = None
+
+    @property
+    def log_eps(self):
+        """The spectral distance's log floor: per FFT size over the target's noise floor,
+        or the default."""
+        from ..dsp.spectral import DISTANCE_LOG_EPS, noise_floor_eps
+
+        return DISTANCE_LOG_EPS if self.noise_rms is None else noise_floor_eps(self.noise_rms)
+
+
+SILENT_FRAME_PEAK = 2e-5  # a 10 ms frame of the dry signal under 1 LSB of 16 bits: digital silence
+NOISE_FLOOR_MAX_RMS = 1e-3  # -60 dBFS: louder than this is sound, not a noise floor
+
+
+def target_noise_floor(dry: np.ndarray, target: np.ndarray, sample_rate: int) -> float | None:
+    """The target's noise floor (RMS) in the frames where the aligned ``dry`` is digitally
+    silent: its 10th percentile of 10 ms frame RMS there (a decaying tail of the device is
+    not a floor), or None where the dry signal has fewer than 10 such frames or the target
+    is silent there too (the same figures as without a floor)."""
+    frame = max(1, sample_rate // 100)
+    n = (min(len(dry), len(target)) // frame) * frame
+    d, t = dry[:n].reshape(-1, frame), target[:n].reshape(-1, frame).astype(np.float64)
+    silent = np.abs(d).max(1) < SILENT_FRAME_PEAK
+    if silent.sum() < 10:
+        return None
+    rms = float(np.percentile(np.sqrt(np.mean(t[silent] ** 2, 1)), 10))
+    return rms if 1e-7 < rms < NOISE_FLOOR_MAX_RMS else None
 
 
 def check_signal(audio: np.ndarray, what: str) -> np.ndarray:
@@ -178,7 +209,13 @@ def align_pair(dry: np.ndarray, target: np.ndarray, sample_rate: int,
     dry_common, target_common = dry[d0 : d0 + n], target[t0 : t0 + n]
     if float(np.abs(target_common).max()) < SILENCE_PEAK:
         raise AudioError(f"{names[1]}: silent where it overlaps the dry signal")
-    return MatchInputs(dry, target, dry_common, target_common, d0, lag, sample_rate, notes)
+    noise_rms = target_noise_floor(dry_common, target_common, sample_rate)
+    if noise_rms is not None:
+        notes.append(f"the target carries a noise floor ({20 * np.log10(noise_rms):.0f} dBFS, "
+                     "dither or hiss) where the dry signal is digitally silent: spectral "
+                     "detail under it is not compared")
+    return MatchInputs(dry, target, dry_common, target_common, d0, lag, sample_rate, notes,
+                       noise_rms=noise_rms)
 
 
 def _native_rate(path: Path) -> int:

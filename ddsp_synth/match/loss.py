@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..dsp.spectral import spectra, spectral_distance
+from ..dsp.spectral import DISTANCE_LOG_EPS, noise_floor_eps, spectra, spectral_distance
 from .config import MatchConfig
 
 LTAS_FLOOR = 1e-10  # power floor of the long-term average spectra
@@ -41,9 +41,13 @@ class WindowLoss:
         preroll: samples before each window in the candidates' outputs.
     """
 
-    def __init__(self, target_windows: np.ndarray, preroll: int, config: MatchConfig):
+    def __init__(self, target_windows: np.ndarray, preroll: int, config: MatchConfig,
+                 noise_rms: float | None = None):
         self.preroll = preroll
         self.config = config
+        # the log term's floor: over the target's noise floor where it has one (MatchInputs)
+        self.log_eps = DISTANCE_LOG_EPS if noise_rms is None else noise_floor_eps(
+            noise_rms, config.fft_sizes)
         # every size once: the long-term spectra's size is usually one of the distance's
         self.sizes = tuple(dict.fromkeys(tuple(config.fft_sizes) + (config.ltas_fft,)))
         t = torch.from_numpy(np.atleast_2d(np.asarray(target_windows, np.float32)))
@@ -72,7 +76,7 @@ class WindowLoss:
         mags = {n: self._merge(m) for n, m in spectra(outputs[:, self.preroll :],
                                                       self.sizes).items()}
         total = spectral_distance(mags, self.target, cfg.fft_sizes, 0.75, cfg.linear_weight,
-                                  cfg.log_weight)
+                                  cfg.log_weight, self.log_eps)
         if cfg.ltas_weight:
             diff = (self._ltas(mags[cfg.ltas_fft]) - self.ltas_target).abs().mean(2).sum(0)
             total = total + cfg.ltas_weight * diff

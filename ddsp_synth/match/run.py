@@ -223,10 +223,11 @@ def _distances(inputs: MatchInputs, matched: np.ndarray, config: MatchConfig):
     n = min(n_common, int(config.report_max_seconds * sr))
     seg, tgt = slice(d0, d0 + n), inputs.target[t0 : t0 + n]
     t = torch.from_numpy(tgt)[None]
+    eps = inputs.log_eps
     with torch.no_grad():
-        before = float(mr_log_distance(torch.from_numpy(dry[seg])[None], t)[0])
+        before = float(mr_log_distance(torch.from_numpy(dry[seg])[None], t, log_eps=eps)[0])
         after = float(mr_log_distance(torch.from_numpy(matched[seg].astype(np.float32))[None],
-                                      t)[0])
+                                      t, log_eps=eps)[0])
     return before, after, n, notes, seg, tgt
 
 
@@ -326,7 +327,7 @@ def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds,
     windows = analysis_windows(inputs.dry_common, sr, config)
     x = windows.cut(inputs.dry_common)
     target_w = windows.cut(inputs.target_common, with_preroll=False)
-    loss = WindowLoss(target_w, windows.preroll, config)
+    loss = WindowLoss(target_w, windows.preroll, config, inputs.noise_rms)
     torch.manual_seed(seed)
     _preload_cma(method)
     t_opt = time.monotonic()
