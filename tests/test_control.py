@@ -279,6 +279,8 @@ def test_pairs_are_matched_split_and_checked(gain_pairs, tmp_path):
     sf.write(tmp_path / "b" / "y.wav", _tone(0.5), SR)
     with pytest.raises(ControlError, match="at 16000 Hz but its target .* at 22050 Hz"):
         PairsSource(tmp_path / "a", tmp_path / "b", SR, SHORT)
+    with pytest.raises(ControlError, match="is the input folder: there would be nothing"):
+        PairsSource(tmp_path / "a", tmp_path / "a" / ".." / "a", SR, SHORT)
 
 
 def test_style_examples_are_parts_of_one_processed_recording(recordings):

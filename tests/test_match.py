@@ -12,7 +12,7 @@ from conftest import SHARED_DATA, synth_tone
 from ddsp_synth.audio_io import AudioError
 from ddsp_synth.errors import UserError
 from ddsp_synth.match import MatchConfig, MatchError, match, match_files
-from ddsp_synth.match.inputs import align
+from ddsp_synth.match.inputs import align, align_pair
 from ddsp_synth.stages.params import DeviceError
 
 SR = 16000
@@ -67,7 +67,8 @@ def test_autodiff_recovers_peak_and_writes_outputs(tmp_path):
     matched, sr = sf.read(out / "matched.wav", dtype="float32")
     assert sr == SR and len(matched) == len(dry)
     expected = _pedalboard([("PeakFilter", p)], dry)
-    np.testing.assert_allclose(matched, np.clip(expected, -1, 1), atol=1e-4)
+    assert sf.info(out / "matched.wav").subtype == "FLOAT"  # not clipped, nor 16 bits
+    np.testing.assert_allclose(matched, expected, atol=1e-5)
     assert report["iterations"] == len(report["loss_per_step"]) > 0
     assert report["loss_final"] < 0.2 * report["loss_dry"]
     assert report["spectral_distance_after"] < report["spectral_distance_before"]
@@ -308,6 +309,16 @@ def test_unknown_device_parameter_method_and_bad_numbers(tmp_path, pair):
     _fails(MatchError, "--max-seconds must be a positive number", d, t, "gain", "cma", out,
            max_seconds=float("nan"))
     assert not out.exists()
+
+
+def test_a_target_that_is_the_dry_signal_is_nothing_to_match():
+    dry = _dry(2.0)
+    with pytest.raises(MatchError, match="the same signal as dry .* nothing to match"):
+        align_pair(dry, dry.copy(), SR)
+    rounded = (np.round(dry * 32767) / 32767).astype(np.float32)  # saved again at 16 bits
+    with pytest.raises(MatchError, match="nothing to match"):
+        align_pair(dry, rounded, SR)
+    align_pair(dry, dry * 0.98, SR)  # a 0.2 dB change is something
 
 
 def test_large_offset_and_short_overlap(tmp_path):

@@ -106,6 +106,9 @@ def _partners(input_dir: Path, target_dir: Path) -> list[tuple[Path, Path]]:
     for d, what in ((input_dir, "input"), (target_dir, "target")):
         if not d.is_dir():
             raise ControlError(f"{d}: not a folder (the {what} folder of --pairs)")
+    if input_dir.resolve() == target_dir.resolve():
+        raise ControlError(f"{target_dir}: the target folder of --pairs is the input folder: "
+                           "there would be nothing to learn")
     inputs, targets = index(input_dir), index(target_dir)
     if not inputs:
         raise ControlError(f"{input_dir}: no audio files (the input folder of --pairs)")

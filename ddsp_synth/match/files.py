@@ -71,8 +71,8 @@ def _writers(result: MatchResult, chain: str, out_dir: Path) -> dict:
     report_text = json.dumps(report, indent=2) + "\n"
     return {
         "preset.json": lambda p: Path(p).write_text(preset_text),
-        "matched.wav": lambda p: sf.write(p, np.clip(result.matched, -1, 1), sr, format="WAV",
-                                          subtype="PCM_16"),
+        # 32-bit float, as fx writes: the real devices' output as it is, never clipped
+        "matched.wav": lambda p: sf.write(p, result.matched, sr, format="WAV", subtype="FLOAT"),
         "report.json": lambda p: Path(p).write_text(report_text),
         "match.png": lambda p: plot_match(p, result.history or [report["loss_dry"]],
                                           inputs.dry[seg], target, result.matched[seg], sr,

@@ -65,6 +65,7 @@ class MatchInputs:
         return DISTANCE_LOG_EPS if self.noise_rms is None else noise_floor_eps(self.noise_rms)
 
 
+SAME_SIGNAL_TOLERANCE = 1e-4  # of the peak, -80 dB: 16-bit rounding of the same signal
 SILENT_FRAME_PEAK = 2e-5  # a 10 ms frame of the dry signal under 1 LSB of 16 bits: digital silence
 NOISE_FLOOR_MAX_RMS = 1e-3  # -60 dBFS: louder than this is sound, not a noise floor
 
@@ -209,6 +210,11 @@ def align_pair(dry: np.ndarray, target: np.ndarray, sample_rate: int,
     dry_common, target_common = dry[d0 : d0 + n], target[t0 : t0 + n]
     if float(np.abs(target_common).max()) < SILENCE_PEAK:
         raise AudioError(f"{names[1]}: silent where it overlaps the dry signal")
+    if float(np.abs(dry_common - target_common).max()) <= SAME_SIGNAL_TOLERANCE * float(
+            np.abs(target_common).max()):
+        raise MatchError(f"{names[1]}: the same signal as {names[0]} (to within "
+                         f"{20 * np.log10(SAME_SIGNAL_TOLERANCE):.0f} dB): there is nothing "
+                         "to match")
     noise_rms = target_noise_floor(dry_common, target_common, sample_rate)
     if noise_rms is not None:
         notes.append(f"the target carries a noise floor ({20 * np.log10(noise_rms):.0f} dBFS, "
