@@ -283,6 +283,29 @@ def test_pairs_are_matched_split_and_checked(gain_pairs, tmp_path):
         PairsSource(tmp_path / "a", tmp_path / "a" / ".." / "a", SR, SHORT)
 
 
+def test_a_run_that_fails_before_its_first_step_leaves_nothing_in_the_way(gain_pairs,
+                                                                          tmp_path):
+    """Bad pairs stop a new run at once: the folder it made goes, so the corrected command
+    runs without --force or --resume (it said 'already holds a run'); a folder that was
+    there keeps what it held."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in (gain_pairs / "out").iterdir():
+        sf.write(bad / f.name, _tone(1.5, 22050), 22050)  # targets at another rate
+    run = tmp_path / "run"
+    with pytest.raises(ControlError, match="at 22050 Hz"):
+        _train(run, pairs=(gain_pairs / "in", bad), steps=2)
+    assert not run.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(ControlError, match="at 22050 Hz"):
+        _train(kept, pairs=(gain_pairs / "in", bad), steps=2)
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+    summary = _train(run, pairs=(gain_pairs / "in", gain_pairs / "out"), steps=2)
+    assert summary["step"] == 2
+
+
 def test_style_examples_are_parts_of_one_processed_recording(recordings):
     """Input, target and reference come from one window: with a linear, time-invariant
     chain (gain) the target is the input scaled, and the reference is the rest of the same

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,8 +30,8 @@ from ..dsp.spectral import spectral_distance
 from ..errors import UserError, one_line
 from ..machine import machine_line
 from ..gradients.spsa import SPSAConfig
-from ..train import (Schedule, StepHooks, StopFlag, checkpoint_run, close_run, log_record,
-                     optimise, run_steps)
+from ..train import (Schedule, StepHooks, StopFlag, checkpoint_run, close_run, list_checkpoints,
+                     log_record, optimise, run_steps)
 from ..train.config import TrainConfig, TrainingError
 from .config import ControlDataConfig, ControllerConfig
 from .data import Examples
@@ -223,14 +224,37 @@ def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "auto
         tuple(map(str, proxy_dirs)), workers, loss)
     overrides = {"steps": config.steps, "max_minutes": config.max_minutes,
                  "num_threads": config.num_threads}
-    settings = settle(run_dir, settings, resume, force, overrides, rank == 0)
-    if world > 1:
-        dist.barrier()
-    run = build(run_dir, settings, resume)
+    existed = run_dir.exists()
     try:
-        return _train(run, resume, show_progress, SummaryWriter)
-    finally:
-        run.close()
+        settings = settle(run_dir, settings, resume, force, overrides, rank == 0)
+        if world > 1:
+            dist.barrier()
+        run = build(run_dir, settings, resume)
+        try:
+            return _train(run, resume, show_progress, SummaryWriter)
+        finally:
+            run.close()
+    except BaseException:
+        if not resume and rank == 0:
+            _remove_if_untrained(run_dir, existed)
+        raise
+
+
+def _remove_if_untrained(run_dir: Path, existed: bool) -> None:
+    """A new run that stopped before its first checkpoint (bad data, a device that fails at
+    once, Ctrl-C while loading) leaves nothing that blocks the corrected command: the files
+    it made go (the folder too, if it made it)."""
+    if list_checkpoints(run_dir) or (run_dir / CONTROLLER_FILES.config).exists():
+        return
+    if not existed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in ("run.json", "log.jsonl"):
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()
 
 
 def _train(run: ControlRun, resume: bool, show_progress: bool, writer_cls) -> dict:
