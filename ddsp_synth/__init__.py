@@ -43,6 +43,7 @@ _API = {
     "Harmonic": "stages.synth", "FilteredNoise": "stages.synth", "SynthConfig": "stages.synth",
     "Reverb": "stages.room",
     "make_chain": "chains", "preset": "chains", "make_device": "stages.registry",
+    "register_device": "stages.registry",
     "device_stage": "gradients.methods",
     "training_loss": "losses", "multi_resolution_stft_loss": "losses",
     "SpectralLossConfig": "losses", "spectral_distance": "dsp.spectral",

@@ -441,3 +441,31 @@ def test_a_plugin_load_error_keeps_its_reasons_on_one_line():
     assert "\n" not in text and "Errors were: Wrong architecture (aarch64)" in text
     assert text.endswith("libfoo.so: cannot open shared object file")
     assert plugin_error(ValueError("")) == "ValueError"
+
+
+def test_a_registered_python_function_is_a_device_of_any_chain(monkeypatch):
+    """ds.register_device: a Python function as a named black box in make_chain, match and
+    presets (the README's 'Python callables'), run in worker processes."""
+    import ddsp_synth as ds
+    from ddsp_synth.match import MatchConfig
+    from ddsp_synth.stages import registry
+
+    monkeypatch.setattr(registry, "_REGISTERED", {})
+    ds.register_device("pygain", _gain_fn, [{"name": "gain_db", "unit": "dB", "min": -24,
+                                              "max": 24, "default": 0}])
+    dry = _noise(8000)[0]
+    target = dry * 10 ** (-7 / 20)
+    result = ds.match(dry, target, SR, "pygain", "cma", steps=12,
+                      config=MatchConfig(n_workers=1, search_points=4))
+    assert abs(result.preset["chain"][0]["params"]["gain_db"] + 7.0) < 0.3
+    assert result.preset["chain"][0]["device"] == "pygain"
+    assert "source" not in result.preset["chain"][0]
+    chain = ds.make_chain("peak,pygain@spsa", SR)
+    assert [p.name for p in chain.params][-1] == "pygain.gain_db"
+    chain.close()
+    for name, fn, message in (("peak", _gain_fn, "built-in"), ("my gain", _gain_fn, "plain"),
+                              ("x", 3, "not callable")):
+        with pytest.raises(DeviceError, match=message):
+            ds.register_device(name, fn, GAIN_PARAMS)
+    with pytest.raises(DeviceError, match="registered here: pygain"):
+        ds.make_chain("pygian", SR)

@@ -17,6 +17,9 @@ Names:
   order, with a q). pedalboard's ``LowpassFilter``/``HighpassFilter`` are first order and
   have no q, so ``lowpass``/``highpass`` declare none either.
 
+* Python functions registered in this process with :func:`register_device` (black boxes,
+  run in worker processes like a command).
+
 A :class:`Device` is what an effect entry names: its declared parameters, its twin (white
 box) and its real device (black box); :func:`ddsp_synth.gradients.device_stage` turns it
 into a stage for a gradient method.
@@ -182,6 +185,43 @@ def _builtin(name: str, sample_rate: int) -> Device:
     return Device(name, sample_rate, params, twin, spec, source=name)
 
 
+# name -> CallableSpec: Python functions as devices, for this process (register_device)
+_REGISTERED: dict = {}
+
+
+def register_device(name: str, fn, params) -> None:
+    """Make the Python function ``fn`` a black-box device named ``name`` in chains of this
+    process (``make_chain``, ``match``, ``train_controller``, presets): ``fn(audio [n]
+    float32, params: {name: value}, sample_rate) -> [n]``, run in worker processes (a
+    module-level function, which pickles; anything with ``n_workers=0``) with SPSA,
+    ``cma`` or a proxy.
+
+    Args:
+        params: its parameters, :class:`~ddsp_synth.stages.params.Param` or objects as in
+            a JSON device file (``{"name": "drive_db", "unit": "dB", "min": 0, "max": 30,
+            "default": 0}``).
+
+    Raises:
+        DeviceError: a built-in name or not a plain name, bad parameters, ``fn`` not
+            callable.
+    """
+    from ..blackbox.specs import CallableSpec
+
+    if not isinstance(name, str) or not name.isidentifier():
+        raise DeviceError(f"a device name is a plain name (letters, digits, _), got {name!r}")
+    if name in STAGE_NAMES:
+        raise DeviceError(f"'{name}' is a built-in stage: choose another name")
+    if not callable(fn):
+        raise DeviceError(f"device '{name}': {fn!r:.60} is not callable")
+    declared = tuple(p if isinstance(p, Param) else Param.from_dict(p, f"device '{name}'")
+                     for p in params)
+    names = [p.name for p in declared]
+    if not declared or len(set(names)) != len(names) or any(p.size != 1 for p in declared):
+        raise DeviceError(f"device '{name}': give one or more parameters of distinct names, "
+                          "one value each")
+    _REGISTERED[name] = CallableSpec(name, fn, declared)
+
+
 def _plugin_device(spec, sample_rate: int, source: str) -> Device:
     from ..blackbox.specs import PluginSpec
 
@@ -224,6 +264,9 @@ def make_device(entry: str | ChainEntry, sample_rate: int) -> Device:
     name = entry.name
     if name in EFFECT_NAMES:
         device = _builtin(name, sample_rate)
+    elif name in _REGISTERED:
+        spec = _REGISTERED[name]
+        device = Device(name, sample_rate, spec.params, None, spec, source=name)
     elif name.lower().endswith((".json",) + PLUGIN_SUFFIXES):
         device = _device_from_path(name, sample_rate)
     elif name in SYNTH_NAMES:
@@ -231,7 +274,8 @@ def make_device(entry: str | ChainEntry, sample_rate: int) -> Device:
     else:
         raise DeviceError(f"unknown device '{name}'; built-in devices: "
                           f"{', '.join(EFFECT_NAMES)}; or give a JSON device file or a .vst3 "
-                          f"path")
+                          f"path" + (f"; registered here: {', '.join(_REGISTERED)}"
+                                     if _REGISTERED else ""))
     if entry.fixed:
         values = from_dict(device.params, entry.fixed, device.name)
         names = [p.name for p in device.params]
