@@ -704,6 +704,31 @@ def test_report_and_cli_say_what_the_clip_pins_down(tmp_path, capsys):
     assert max(levels) - min(levels) > 15.0
 
 
+def test_the_identifiability_sentence_says_each_parameter_once_and_keeps_device_names():
+    """A pinned partner of a group makes up for the others (not 'pinned' and 'trades off'
+    at once); a group member is not said again to barely matter; a sentence that starts with
+    a device's name does not capitalise it."""
+    from ddsp_synth.match.identify import sentence
+    from ddsp_synth.stages.registry import make_device
+
+    params = make_device("compressor", SR).params
+    labels = [f"compressor.{p.name}" for p in params]
+    status = {"compressor.threshold_db": "trades_off", "compressor.ratio": "pinned",
+              "compressor.attack_ms": "barely_audible", "compressor.release_ms": "barely_audible"}
+    rows = [{"param": n, "status": status[n]} for n in labels]
+    group = ["compressor.threshold_db", "compressor.ratio", "compressor.attack_ms"]
+    trade = [{"params": group, "apart_db": 0.5,
+              "settings": [{n: 1.0 for n in group}, {n: 2.0 for n in group}]}]
+    text = sentence(rows, trade, params, labels)
+    assert text.startswith("The clip pins down compressor.ratio; compressor.threshold_db and "
+                           "compressor.attack_ms are left open, as a small change of "
+                           "compressor.ratio makes up for them")
+    assert text.count("compressor.attack_ms") == 1  # in its group, not again as barely audible
+    assert "compressor.release_ms barely changes the sound" in text
+    rows = [{"param": n, "status": "barely_audible"} for n in labels]
+    assert sentence(rows, [], params, labels).startswith("On this clip, compressor.threshold_db")
+
+
 def test_identifiability_of_a_match_that_is_not_close_says_so():
     from ddsp_synth.match.run import _local_caveat
 

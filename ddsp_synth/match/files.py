@@ -62,17 +62,30 @@ def plot_match(path, history: list[float], dry, target, matched, sample_rate: in
     plt.close(fig)
 
 
-def _writers(result: MatchResult, chain: str, out_dir: Path) -> dict:
+def _writers(result: MatchResult, chain: str, out_dir: Path, dry_path: Path) -> dict:
     """The result folder's files, each as a function that writes it at a path."""
     inputs, report = result.inputs, result.report
     sr = inputs.sample_rate
     seg, target = result.compared
     preset_text = json.dumps(sources_relative_to(result.preset, out_dir), indent=2) + "\n"
     report_text = json.dumps(report, indent=2) + "\n"
+
+    def matched(path) -> None:
+        """32-bit float, as fx writes (the real devices' output as it is, never clipped);
+        every channel of a stereo dry file, each through the same settings, as fx plays it
+        (the search heard their mix)."""
+        if sf.info(str(dry_path)).channels == 1:
+            sf.write(path, result.matched, sr, format="WAV", subtype="FLOAT")
+            return
+        from ..fx import fx_file
+        from ..rack import check_preset
+
+        fx_file(check_preset({"chain": result.preset["chain"]}, sr), dry_path, path,
+                n_workers=1)
+
     return {
         "preset.json": lambda p: Path(p).write_text(preset_text),
-        # 32-bit float, as fx writes: the real devices' output as it is, never clipped
-        "matched.wav": lambda p: sf.write(p, result.matched, sr, format="WAV", subtype="FLOAT"),
+        "matched.wav": matched,
         "report.json": lambda p: Path(p).write_text(report_text),
         "match.png": lambda p: plot_match(p, result.history or [report["loss_dry"]],
                                           inputs.dry[seg], target, result.matched[seg], sr,
@@ -105,7 +118,12 @@ def match_files(dry_path, target_path, chain: str, method: str, out_dir,
     inputs = load_pair(dry_path, target_path, config)
     result = match(None, None, inputs.sample_rate, chain, method, steps, max_seconds, seed,
                    progress, proxy_dirs, config, inputs=inputs)
-    write_result_folder(out_dir, _writers(result, chain, Path(out_dir)))
+    channels = sf.info(str(dry_path)).channels
+    if channels > 1:
+        result.report["notes"].append(
+            f"the search heard the mix of the dry file's {channels} channels; matched.wav "
+            "plays each of them through the same settings")
+    write_result_folder(out_dir, _writers(result, chain, Path(out_dir), Path(dry_path)))
     return result.report
 
 

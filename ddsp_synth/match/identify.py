@@ -211,29 +211,40 @@ def _trade_offs(rows, free, cov, sd, u_best, params, labels, features, tau: floa
 
 def sentence(rows, trade_offs, params, labels) -> str:
     """One human sentence on what the clip pins down, what trades off, what it hardly
-    hears."""
+    hears; each parameter in one place (a pinned partner of a trade-off group is said to make
+    up for the others, a parameter of a group is not said again to barely matter) and the
+    device names as they are written."""
     parts = []
     pinned = [r["param"] for r in rows if r["status"] == "pinned"]
     if pinned:
         parts.append("the clip pins down " + ", ".join(pinned))
     status = {r["param"]: r["status"] for r in rows}
+    in_groups = set()
     for t in trade_offs:
         names = [n.split(".", 1)[1] for n in t["params"]]
         ends = [", ".join(f"{name} {_format(params[labels.index(n)], v)}"
                           for name, (n, v) in zip(names, s.items())) for s in t["settings"]]
         same = (f"any of these settings sounds the same ({ends[0]}; or {ends[1]}: "
                 f"{t['apart_db']:.1f} dB apart)")
-        first, partners = t["params"][0], t["params"][1:]
-        if partners and all(status.get(n) == "pinned" for n in partners):
-            # the partners stay pinned down while they make up for it: say so, not "trade off"
-            verb = "makes" if len(partners) == 1 else "make"
-            parts.append(f"{first} is left open, as a small change of {' and '.join(partners)} "
-                         f"{verb} up for it: {same}")
+        open_ = [n for n in t["params"] if status.get(n) != "pinned"]
+        held = [n for n in t["params"] if status.get(n) == "pinned"]
+        in_groups.update(t["params"])
+        if held:
+            # the pinned partners stay pinned down while they make up: say so, not "trade off"
+            one = len(open_) == 1
+            parts.append(f"{' and '.join(open_)} {'is' if one else 'are'} left open, as a "
+                         f"small change of {' and '.join(held)} "
+                         f"{'makes' if len(held) == 1 else 'make'} up for "
+                         f"{'it' if one else 'them'}: {same}")
         else:
-            parts.append(f"{' and '.join(t['params'])} trade off here: {same}")
-    quiet = [r["param"] for r in rows if r["status"] == "barely_audible"]
+            parts.append(f"{' and '.join(open_)} trade off here: {same}")
+    quiet = [r["param"] for r in rows if r["status"] == "barely_audible"
+             and r["param"] not in in_groups]
     if quiet:
         parts.append(f"{', '.join(quiet)} barely change{'s' if len(quiet) == 1 else ''} "
                      "the sound of this clip (any value in a wide range will do)")
-    text = "; ".join(parts)
-    return text[:1].upper() + text[1:] + "." if text else ""
+    if not parts:
+        return ""
+    text = "; ".join(parts) + "."
+    # a sentence starts with a capital, and a device's name is written as it is
+    return "T" + text[1:] if text.startswith("the clip") else "On this clip, " + text
