@@ -246,6 +246,23 @@ def test_resampled_shifted_and_longer_target_is_matched(tmp_path):
     assert report["rel_spec"] < 0.05, report["rel_spec"]
 
 
+def test_a_stereo_dry_file_gets_a_stereo_matched_file(tmp_path):
+    pb = pytest.importorskip("pedalboard")
+    left = _dry(2.0)
+    stereo = np.stack([left, 0.5 * left[::-1]], axis=1)
+    sf.write(tmp_path / "dry.wav", stereo, SR, subtype="FLOAT")
+    sf.write(tmp_path / "target.wav", pb.Gain(gain_db=-4.0)(stereo.T.copy(), SR).T, SR,
+             subtype="FLOAT")
+    report = match_files(tmp_path / "dry.wav", tmp_path / "target.wav", "gain", "cma",
+                         tmp_path / "o", steps=12, progress=False, config=QUICK)
+    g = report["chain"][0]["params"]["gain_db"]
+    assert abs(g + 4.0) < 0.3
+    assert any("the dry file's 2 channels" in n for n in report["notes"])
+    matched, sr = sf.read(tmp_path / "o" / "matched.wav", dtype="float32")
+    assert sr == SR and matched.shape == stereo.shape
+    np.testing.assert_allclose(matched, stereo * 10 ** (g / 20), atol=1e-5)
+
+
 def test_chain_entry_may_be_a_json_device_file(tmp_path):
     script = ("import sys, soundfile as sf; x, sr = sf.read(sys.argv[1], dtype='float32'); "
               "sf.write(sys.argv[2], x * 10 ** (float(sys.argv[3]) / 20), sr, subtype='FLOAT')")
