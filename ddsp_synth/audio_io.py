@@ -72,6 +72,8 @@ def check_regular_file(path: str | os.PathLike) -> Path:
         raise AudioError(f"{path}: is a folder, not an audio file")
     if not path.is_file():
         raise AudioError(f"{path}: not a regular file (a pipe or a device?)")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
     return path
 
 

@@ -144,7 +144,10 @@ def read_json_file(path, max_bytes: int = 16 << 20, what: str = "JSON file"):
             return json.loads(fh.read(max_bytes + 1).decode("utf-8"))
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the {what} ({err.strerror})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: damaged {what} (not text: an audio or other binary "
+                          "file?)") from None
+    except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: damaged {what} ({err})") from None
     except RecursionError:
         raise ConfigError(f"{path}: damaged {what} (nested too deeply)") from None

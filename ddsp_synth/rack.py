@@ -258,8 +258,12 @@ class Rack:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         # a Preset checked at another rate is checked again at this one: a 12 kHz shelf set
         # for 48 kHz audio is out of range for 16 kHz audio (its filter would be unstable)
-        self.preset = check_preset(preset.to_dict(int(sample_rate)) if isinstance(
-            preset, Preset) else preset, sample_rate)
+        try:
+            self.preset = check_preset(preset.to_dict(int(sample_rate)) if isinstance(
+                preset, Preset) else preset, sample_rate)
+        except PresetError as err:  # valid at another rate, not at this one: say which
+            raise PresetError(f"the preset does not play at {int(sample_rate)} Hz: {err}") \
+                from None
         self.sample_rate, self.engine = int(sample_rate), engine
         self.chain = None
         if self.preset.empty:

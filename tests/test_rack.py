@@ -152,6 +152,18 @@ def test_fx_keeps_rate_channels_and_length_and_equals_pedalboard(tmp_path, capsy
     assert main(["fx", str(tmp_path / "p.json"), str(tmp_path / "in.wav"), "-o",
                  str(tmp_path / "out.wav"), "--quiet"]) == 2  # exists: needs --force
     assert "exists; pass --force" in capsys.readouterr().err
+    # exit statuses: every file failed is 2 (nothing written), some of several 1
+    (tmp_path / "bad.wav").write_text("not audio")
+    assert main(["fx", str(tmp_path / "p.json"), str(tmp_path / "bad.wav"), "-o",
+                 str(tmp_path / "bad_out.wav"), "--quiet"]) == 2
+    assert main(["fx", str(tmp_path / "p.json"), str(tmp_path / "bad.wav"), str(tmp_path /
+                 "in.wav"), "-o", str(tmp_path / "outs"), "--quiet"]) == 1
+    assert sorted(p.name for p in (tmp_path / "outs").iterdir()) == ["in.wav"]
+    # several inputs into a .wav name: refused, not a folder called out2.wav
+    assert main(["fx", str(tmp_path / "p.json"), str(tmp_path / "in.wav"), str(tmp_path /
+                 "in.wav"), "-o", str(tmp_path / "out2.wav"), "--quiet"]) == 2
+    assert "give a folder, not a .wav file name" in capsys.readouterr().err
+    assert not (tmp_path / "out2.wav").exists()
 
 
 def test_the_example_presets_load_and_play_through_the_twins():
@@ -217,7 +229,8 @@ def test_settings_beyond_what_the_audio_holds_are_refused_not_rendered_as_nan():
     wide = check_preset({"chain": [{"device": "highshelf",
                                     "params": {"cutoff_frequency_hz": 12000.0, "gain_db": 6.0}}]},
                         48000)
-    with pytest.raises(PresetError, match=r"cutoff_frequency_hz = 12000.0 is outside \[20, 7200\]"):
+    with pytest.raises(PresetError, match=r"does not play at 16000 Hz: .*cutoff_frequency_hz = "
+                                          r"12000.0 is outside \[20, 7200\]"):
         Rack(wide, 16000)
     assert Rack(wide, 48000).process(np.zeros(480, np.float32)).shape == (480,)
     for name, p in (("peak", [9000.0, 0.0, 0.707]), ("highshelf", [12000.0, 6.0, 0.707])):

@@ -458,7 +458,7 @@ BAD = [
     *[Bad(f"transfer-{f}", f"transfer {{in}}/{f} --model {{model}} -o {{tmp}}/out.wav --quiet",
           expect, path=f"{{in}}/{f}", no_work=f not in ("one_sample.wav", "noise.wav"))
       for f, expect in [
-          ("empty.wav", "unreadable audio"), ("header_only.wav", "empty"),
+          ("empty.wav", r"empty file \(0 bytes\)"), ("header_only.wav", "empty"),
           ("truncated.flac", "unreadable audio"), ("text.wav", "unreadable audio"),
           ("zeros.flac", "unreadable audio"), ("nan.wav", "NaN or infinite"),
           ("inf.wav", "NaN or infinite"), ("silence.wav", "silent"),
@@ -475,19 +475,19 @@ BAD = [
           expect, path=f"{{in}}/{f}")
       for cmd in ("resynth", "stream")
       for f, expect in [
-          ("empty.wav", "unreadable audio"), ("text.wav", "unreadable audio"),
+          ("empty.wav", r"empty file \(0 bytes\)"), ("text.wav", "unreadable audio"),
           ("nan.wav", "NaN or infinite"), ("fifo.wav", "not a regular file"),
           ("folder.wav", "not a regular file" if cmd == "stream" else "no audio files"),
           ("silence.wav", "silent")]],
     *[Bad(f"eval-{f}", f"eval {{model}} {{in}}/{f} --quiet", expect, path=f"{{in}}/{f}",
           no_work=f != "noise.wav")
-      for f, expect in [("empty.wav", "unreadable audio"), ("text.wav", "unreadable audio"),
+      for f, expect in [("empty.wav", r"empty file \(0 bytes\)"), ("text.wav", "unreadable audio"),
                         ("nan.wav", "NaN or infinite"), ("silence.wav", "silent|nothing to measure"),
                         ("noise.wav", "nothing to measure"), ("fifo.wav", "not a regular file"),
                         ("folder.wav", "no audio files")]],
     *[Bad(f"prepare-{f}", f"prepare {{in}}/{f} -o {{tmp}}/data --quiet", expect,
           path=f"{{in}}/{f}")
-      for f, expect in [("empty.wav", "unreadable audio"), ("text.wav", "unreadable audio"),
+      for f, expect in [("empty.wav", r"empty file \(0 bytes\)"), ("text.wav", "unreadable audio"),
                         ("nan.wav", "NaN or infinite"), ("silence.wav", "silent|too short"),
                         ("short.wav", "too short"), ("fifo.wav", "not a regular file"),
                         ("truncated.flac", "unreadable audio")]],
@@ -1627,7 +1627,7 @@ def test_app_refuses_a_three_hour_upload_from_its_header(app_server, ws, tmp_pat
 
 APP_BAD = [
     ("text.wav", {"audio": "text.wav"}, "Could not read text.wav: unreadable audio"),
-    ("empty.wav", {"audio": "empty.wav"}, "Could not read empty.wav: unreadable audio"),
+    ("empty.wav", {"audio": "empty.wav"}, "Could not read empty.wav: empty file (0 bytes)"),
     ("nan.wav", {"audio": "nan.wav"}, "Could not read nan.wav: audio contains NaN"),
     ("silence.wav", {"audio": "silence.wav"}, "Cannot transfer silence.wav: the input is silent"),
     ("noise.wav", {"audio": "noise.wav"}, "No pitch found in noise.wav"),

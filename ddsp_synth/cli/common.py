@@ -256,6 +256,12 @@ def chain_help() -> str:
             "device's gradient method")
 
 
+def batch_status(failures: int, total: int) -> int:
+    """A batch's exit status: 0 all written, 1 some files failed (the others written), 2
+    every file failed (nothing written: as a command that stopped on its error)."""
+    return 0 if not failures else 2 if failures >= total else 1
+
+
 def output_pairs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path, Path]]:
     """Pair every input file with its output path (a folder in gives a folder out, never
     inside an input folder: a second run would take the first one's outputs as inputs)."""
@@ -268,7 +274,6 @@ def output_pairs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path,
                              "end in .wav or .flac (or be a folder)")
         pairs = [(Path(inputs[0]), output)]
     else:
-        check_output_folder(output, inputs=[i for i in inputs if Path(i).is_dir()])
         pairs = []
         for item in inputs:
             item = Path(item)
@@ -276,4 +281,8 @@ def output_pairs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path,
                 rel = (f.relative_to(item).with_suffix(ext) if item.is_dir()
                        else Path(f.stem + ext))
                 pairs.append((f, output / rel))
+        if not output.is_dir() and output.suffix.lower() in (".wav", ".flac"):
+            raise AudioError(f"{output}: a folder or several inputs write one file each into "
+                             f"a folder: give a folder, not a {output.suffix} file name")
+        check_output_folder(output, inputs=[i for i in inputs if Path(i).is_dir()])
     return pairs

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import Formatter, Parser, add_command, chain_help, number
+from .common import Formatter, Parser, add_command, batch_status, chain_help, number
 
 DEFAULT_MINUTES = 30.0
 
@@ -226,7 +226,9 @@ def _apply(args, controller: str) -> int:
             if not folder:
                 raise
             failures += 1
-            print(f"ddsp-synth {name}: error: {src}: {err}", file=sys.stderr)
+            text = str(err)  # the file once: most errors already start with it
+            print(f"ddsp-synth {name}: error: "
+                  f"{text if text.startswith(str(src)) else f'{src}: {text}'}", file=sys.stderr)
             continue
         for note in notes:
             print(f"ddsp-synth {name}: note: {src}: {note}", file=sys.stderr)
@@ -238,7 +240,7 @@ def _apply(args, controller: str) -> int:
                                                            if k != "automation"}
                                                           for e in applied.preset["chain"]]},
                              indent=2))
-    return 1 if failures else 0
+    return batch_status(failures, len(pairs))
 
 
 def _cmd_apply(args) -> int:
@@ -257,7 +259,9 @@ def _apply_arguments(p, reference_required: bool, workers: int = 2) -> None:
     p.add_argument("-o", "--output", required=True,
                    help="output .wav/.flac for a file, a folder for a folder")
     p.add_argument("--preset-out", help="write the predicted settings (match's preset format) "
-                                        "to this .json (a folder's outputs get NAME.preset.json)")
+                                        "to this .json, for one input file (with a folder "
+                                        "each output gets its NAME.preset.json beside it, "
+                                        "without this option)")
     p.add_argument("--workers", type=number(int, 0, 64), default=workers,
                    help=f"worker processes running the real devices (0: in this process; "
                         f"default {workers})")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_command, output_pairs
+from .common import add_command, batch_status, output_pairs
 
 TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
 
@@ -42,7 +42,7 @@ def _cmd_fx(args) -> int:
         except UserError as err:
             failures += 1
             _say(src, err)
-    return 1 if failures else 0
+    return batch_status(failures, len(pairs))
 
 
 def _say(src, err) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..audio_io import AudioError
 from ..errors import InputError, UserError
-from .common import (add_amounts, add_command, add_effects, add_tone, amounts_of, effects_of,
-                     installed_models, number, output_pairs, tone_of, tone_text)
+from .common import (add_amounts, add_command, add_effects, add_tone, amounts_of, batch_status,
+                     effects_of, installed_models, number, output_pairs, tone_of, tone_text)
 
 # a progress bar over seconds of audio, shown with one decimal
 TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
@@ -87,7 +87,7 @@ def _cmd_transfer(args) -> int:
             failures += 1
             message = str(err) if str(err).startswith(str(src)) else f"{src}: {err}"
             print(f"ddsp-synth {args.command}: error: {message}", file=sys.stderr)
-    return 1 if failures else 0
+    return batch_status(failures, len(pairs))
 
 
 def _add_transfer(sub) -> None:

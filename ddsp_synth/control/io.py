@@ -12,8 +12,10 @@ import numpy as np
 import soundfile as sf
 
 from ..audio_io import (AUDIO_OUTPUT_SUFFIXES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError,
+                        _unreadable,
                         atomic_write_bytes, atomic_write_text, check_audio_output,
-                        check_regular_file, check_writable, limit_peak)
+                        check_input_signal, check_regular_file, check_writable, limit_peak)
+from ..errors import InputError
 from ..rack import sources_relative_to
 from .apply import Applied, apply_controller
 from .files import controller_path, load_controller
@@ -35,7 +37,7 @@ def read_channels(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     except AudioError:
         raise
     except Exception as err:
-        raise AudioError(f"{path}: unreadable audio ({str(err).splitlines()[0][:120]})") from None
+        raise AudioError(f"{path}: {_unreadable(err)}") from None
     if audio.shape[0] == 0:
         raise AudioError(f"{path}: empty file (no samples)")
     if not np.all(np.isfinite(audio)):
@@ -83,6 +85,10 @@ def apply_file(controller, input_path, output_path, reference_path=None, preset_
     loaded = loaded or load_controller(controller)
     audio, sr = read_channels(input_path)
     ref, ref_sr = read_channels(reference_path) if reference_path is not None else (None, None)
+    try:
+        check_input_signal(audio.reshape(-1))
+    except InputError as err:  # silent, NaN: name the file
+        raise InputError(f"{input_path}: {err}") from None
     applied = apply_controller(loaded, audio, sr, ref, ref_sr, chain, n_workers, real)
     notes = list(applied.notes)
     peak = float(np.abs(applied.audio).max(initial=0.0))

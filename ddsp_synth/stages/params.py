@@ -120,8 +120,11 @@ class Param:
                                   f"{d[key]!r}")
         lo, hi = float(d["min"]), float(d["max"])
         default = float(d.get("default", (lo + hi) / 2))
-        return Param(str(d["name"]), str(d.get("unit", "")), lo, hi, default,
-                     str(d.get("scale", "linear")), d.get("size", 1))
+        try:
+            return Param(str(d["name"]), str(d.get("unit", "")), lo, hi, default,
+                         str(d.get("scale", "linear")), d.get("size", 1))
+        except DeviceError as err:  # the range's own checks: say where it was declared
+            raise DeviceError(f"{prefix}{err}") from None
 
 
 def param_names(params: tuple[Param, ...]) -> list[str]:
