@@ -24,7 +24,8 @@ def model_card(meta: dict) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| device | `{meta['device']}` (the real device: pedalboard where it exists) |",
+        f"| device | `{meta.get('source', meta['device'])}` (the real device: "
+        f"{meta.get('real_device', 'pedalboard where it exists')}) |",
         f"| parameters (normalised to [0, 1] as network input) | {params} |",
         f"| network | causal TCN, {arch['channels']} channels, kernel {arch['kernel_size']}, "
         f"dilations {arch['dilations']}, FiLM MLP width {arch['film_hidden']}; "
@@ -62,8 +63,11 @@ def model_card(meta: dict) -> str:
             f"| cosine of the proxy's parameter gradient of a spectral matching loss with the "
             f"exact one (twin), median / mean | {acc['grad_cosine_median']:.3f} / "
             f"{acc['grad_cosine_mean']:.3f} |")
-    lines += ["", f"Reproduce: `python scripts/train_proxies.py {meta['device']} --steps "
-                  f"{tr.get('steps')} --seed {tr.get('seed')} --sample-rate {meta['sample_rate']}` "
-                  f"(the shipped run had a time budget of {tr.get('minutes')} min; CPU timing "
-                  f"varies with the machine's load).", ""]
+    data = tr.get("data")
+    audio = (" --audio " + " ".join(str(d) for d in data)) if isinstance(data, list) else ""
+    lines += ["", f"Reproduce: `ddsp-synth proxy train {meta.get('source', meta['device'])} -o "
+                  f"OUT --steps {tr.get('steps')} --seed {tr.get('seed')} --sample-rate "
+                  f"{meta['sample_rate']}{audio}` (this run made {tr.get('steps')} steps in "
+                  f"{tr.get('minutes')} min; CPU timing varies with the machine's load; the "
+                  f"shipped proxies come from `scripts/train_proxies.py`).", ""]
     return "\n".join(lines)

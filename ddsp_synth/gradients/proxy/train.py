@@ -203,6 +203,16 @@ def _fit(model: ProxyTCN, real, source: AudioSource, config: ProxyTrainConfig, s
     return losses, (time.monotonic() - t0) / 60.0
 
 
+def _real_device(spec) -> str:
+    """What imitated device actually ran, in words (for the card)."""
+    kind = type(spec).__name__
+    return {"PedalboardSpec": f"pedalboard's {getattr(spec, 'class_name', '')}",
+            "ScipyBiquadSpec": "a float64 scipy biquad",
+            "CommandSpec": "the command " + " ".join(getattr(spec, "command", ())[:1]),
+            "PluginSpec": f"the plugin {getattr(spec, 'path', '')}",
+            "CallableSpec": "a Python function"}.get(kind, kind)
+
+
 def _training_meta(losses, minutes, seed, config, source) -> dict:
     steps = len(losses)
     curve = [[i + 1, float(np.mean(losses[max(0, i - 49) : i + 1]))]
@@ -271,7 +281,8 @@ def train_proxy(device, out_dir: str | os.PathLike, sample_rate: int = 16000,
         twin = device.twin(sample_rate) if device.twin is not None else None
         accuracy = evaluate_proxy(proxy, real, source, config, twin=twin)
     proxy.meta = {"training": _training_meta(losses, minutes, seed, config, source),
-                  "accuracy": accuracy}
+                  "accuracy": accuracy, "source": device.source,
+                  "real_device": _real_device(device.spec)}
     save_proxy(proxy, out_dir, force=force)
     atomic_write_text(out_dir / PROXY_CARD, model_card(read_proxy_config(out_dir)))
     return {"out_dir": str(out_dir), "device": device.name, "steps": len(losses),
