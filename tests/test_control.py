@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 from ddsp_synth.cli import main
+from ddsp_synth.errors import UserError
 from ddsp_synth.control import (ControlDataConfig, ControlError, ControllerConfig,
                                 ControllerFileError, apply_controller, control_train_config,
                                 integrated_loudness, load_controller, rule_baseline,
@@ -304,6 +305,12 @@ def test_a_run_that_fails_before_its_first_step_leaves_nothing_in_the_way(gain_p
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
     summary = _train(run, pairs=(gain_pairs / "in", gain_pairs / "out"), steps=2)
     assert summary["step"] == 2
+    # a run that has not written its controller yet says so (not "missing controller.json")
+    halfway = tmp_path / "halfway"
+    halfway.mkdir()
+    (halfway / "run.json").write_text((run / "run.json").read_text())
+    with pytest.raises(UserError, match="this training run has no controller yet"):
+        load_controller(halfway)
 
 
 def test_style_examples_are_parts_of_one_processed_recording(recordings):

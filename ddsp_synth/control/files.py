@@ -76,7 +76,12 @@ def save_controller(controller: Controller, folder: str | os.PathLike, chain: li
 
 def read_controller_meta(folder: str | os.PathLike) -> dict:
     """``controller.json`` of a folder, checked to be a controller description."""
-    meta = read_artifact_meta(controller_path(folder), CONTROLLER_FILES)
+    path = controller_path(folder)
+    if (path / "run.json").is_file() and not (path / CONTROLLER_FILES.config).exists():
+        raise ControllerFileError(f"{folder}: this training run has no controller yet (it "
+                                  "writes one at its first validation: train it longer with "
+                                  "--resume)")
+    meta = read_artifact_meta(path, CONTROLLER_FILES)
     for key in ("config", "chain", "declared", "fixed"):
         if key not in meta:
             raise ControllerFileError(f"{folder}: invalid controller description (no {key!r})")

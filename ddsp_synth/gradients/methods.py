@@ -45,7 +45,8 @@ def twin_stage(device: Device, hop: int) -> Stage:
     """The device's twin as a stage (``autodiff``)."""
     if device.twin is None:
         raise DeviceError(f"device '{device.name}' has no PyTorch twin, so no autodiff; use "
-                          "spsa, hybrid, proxy or cma")
+                          "spsa or cma (or proxy and hybrid, once 'ddsp-synth proxy train' "
+                          "has made its proxy)")
     return device.twin(device.sample_rate, hop)
 
 
