@@ -277,6 +277,8 @@ def _perform(session: Session, links, out, err) -> str | None:
         gc.freeze()  # the model and libraries: never traversed again
         gc.disable()  # collections run between ticks of the main thread (see _play)
         backend.start(runner)
+        if session.midi_input is not None:  # from now on: keys pressed while the model
+            session.midi_input.post = runner.post_midi  # loaded are not played in a burst
         for rec in session.recorders:
             rec.start()
         if isinstance(backend, backends.JackBackend):
@@ -322,8 +324,6 @@ def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
         midi_input, links = _check_devices(s, backend)
         path = build_path(s, backend.rate)
         runner = LiveRunner(path, backend.rate, backend.block)
-        if midi_input is not None:
-            midi_input.post = runner.post_midi
         session = Session(s, backend, path, runner, midi_input)
         problem = _perform(session, links, out, err)
         session._collect()
