@@ -46,6 +46,7 @@ from ..chains import fixed_params, make_chain, preset_from_normalised, real_chai
 from ..dsp.spectral import mr_log_distance
 from ..gradients.methods import METHODS
 from ..stages.params import DeviceError, denormalise
+from ..stages.registry import parse_chain
 from .config import MatchConfig, MatchError
 from .guess import informed_guesses
 from .identify import identifiability, param_labels
@@ -253,6 +254,7 @@ def match(dry: np.ndarray, target: np.ndarray, sample_rate: int, chain, method: 
     """
     t_start = time.monotonic()
     check_settings(method, steps, max_seconds)
+    parse_chain(chain)  # the arguments before the audio: a bad chain is said first
     inputs = inputs or align_pair(dry, target, sample_rate, config)
     sr = inputs.sample_rate
     gradient_chain, real = _chains(chain, sr, method, config, proxy_dirs, seed)
