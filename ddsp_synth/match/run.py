@@ -355,6 +355,10 @@ def _match(gradient_chain, real, chain_text, inputs, method, steps, max_seconds,
     before, after, n_rep, notes, seg, tgt = _distances(inputs, matched, config)
     result = preset_from_normalised(gradient_chain, problem.best_u, method)
     rel_spec = after / max(before, 1e-12)
+    if rel_spec >= 1.0:
+        notes.append(f"no setting found sounds closer to the target than the dry file itself "
+                     f"(rel_spec {rel_spec:.2f}): the target may not be the dry file through "
+                     "this chain")
     if ident is not None:
         ident = _local_caveat(ident, rel_spec, config)
     report = {
