@@ -305,6 +305,15 @@ def test_a_run_that_fails_before_its_first_step_leaves_nothing_in_the_way(gain_p
     assert [p.name for p in kept.iterdir()] == ["notes.txt"]
     summary = _train(run, pairs=(gain_pairs / "in", gain_pairs / "out"), steps=2)
     assert summary["step"] == 2
+    # a folder holding another run is refused, and keeps every file of that run
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("run.json", "log.jsonl"):
+        (other / name).write_text((run / name).read_text())
+    (other / "tb").mkdir()
+    with pytest.raises(TrainingError, match="already holds a run"):
+        _train(other, pairs=(gain_pairs / "in", gain_pairs / "out"), steps=2)
+    assert sorted(p.name for p in other.iterdir()) == ["log.jsonl", "run.json", "tb"]
     # a run that has not written its controller yet says so (not "missing controller.json")
     halfway = tmp_path / "halfway"
     halfway.mkdir()

@@ -316,6 +316,45 @@ def test_a_recording_that_cannot_be_written_to_its_end_keeps_what_it_holds(tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["take.wav"]  # no temporary file left
 
 
+def test_a_terminal_that_hangs_up_stops_the_status_line_not_the_performance(monkeypatch):
+    """After SIGHUP every write to the closed terminal fails with EIO: the status line stops,
+    the performance plays to its end, and the summary is dropped instead of raising."""
+    import errno
+    from types import SimpleNamespace
+
+    from ddsp_synth.soundcard import session as session_mod
+
+    class HungUp:
+        writes = 0
+
+        def isatty(self):
+            return True
+
+        def write(self, text):
+            HungUp.writes += 1
+            raise OSError(errno.EIO, "Input/output error")
+
+        def flush(self):
+            pass
+
+    runner = SimpleNamespace(rate=1000, n_clock=0)
+    ticks = {"n": 0}
+
+    def collect():
+        ticks["n"] += 1
+        runner.n_clock = 200 * ticks["n"]  # the card plays on: 0.2 s a tick
+
+    fake = SimpleNamespace(
+        s=SimpleNamespace(quiet=False, seconds=1.0), runner=runner, _collect=collect,
+        problem=lambda: None, backend=SimpleNamespace(check=lambda: None), midi_input=None,
+        snapshot=lambda: {})
+    monkeypatch.setattr(session_mod, "status_line", lambda snapshot: "status")
+    monkeypatch.setattr(session_mod, "TICK_S", 0.001)
+    assert session_mod._play(fake, threading.Event(), HungUp()) is None  # played to its end
+    assert ticks["n"] >= 5 and HungUp.writes == 1  # one failed write, then no more tries
+    session_mod._print_or_drop("summary", HungUp())  # does not raise
+
+
 def test_onset_and_timings_helpers():
     rate = 48000
     y = np.concatenate([1e-4 * np.ones(4800), 0.1 * np.ones(4800)]).astype(np.float32)

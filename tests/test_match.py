@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.signal
 import soundfile as sf
 
 from conftest import SHARED_DATA, synth_tone
@@ -220,6 +221,21 @@ def test_without_pedalboard_autodiff_renders_by_twin_and_spsa_refuses(tmp_path, 
     with pytest.raises(MatchError, match="method 'spsa' needs the real devices: pedalboard"):
         match_files(d, t, "gain", "spsa", tmp_path / "o2", progress=False, config=QUICK)
     assert not (tmp_path / "o2").exists()
+    # a stereo dry file: matched.wav by the twins too, each channel (not a lost result)
+    import ddsp_synth.fx as fx_mod
+
+    def no_devices(*args, **kwargs):
+        raise DeviceError("device 'gain' failed to start: pedalboard is not installed")
+
+    monkeypatch.setattr(fx_mod, "fx_file", no_devices)
+    stereo = np.stack([dry, 0.5 * dry], 1)
+    sf.write(tmp_path / "st.wav", stereo, SR, subtype="FLOAT")
+    sf.write(tmp_path / "st_t.wav", stereo * 10 ** (-6 / 20), SR, subtype="FLOAT")
+    report = match_files(tmp_path / "st.wav", tmp_path / "st_t.wav", "gain", "autodiff",
+                         tmp_path / "o3", progress=False, config=QUICK)
+    g = report["chain"][0]["params"]["gain_db"]
+    matched, _ = sf.read(tmp_path / "o3" / "matched.wav", dtype="float32")
+    np.testing.assert_allclose(matched, stereo * 10 ** (g / 20), atol=1e-5)
 
 
 
@@ -392,6 +408,14 @@ def test_a_target_with_dither_where_the_dry_file_is_silent_still_reads_as_a_matc
     clean = match(dry, pb.Gain(gain_db=-5.0)(dry[None], SR)[0], SR, "gain", "cma", steps=10,
                   config=QUICK)
     assert not any("noise floor" in n for n in clean.report["notes"])
+    # a device's decaying tail in the dry file's rest is sound to match, not a floor
+    from ddsp_synth.match.inputs import target_noise_floor
+
+    t = np.arange(int(0.5 * SR)) / SR
+    tail = np.random.default_rng(1).standard_normal(len(t)) * np.exp(-t / 0.08)
+    wet = scipy.signal.fftconvolve(dry, 0.05 * tail)[: len(dry)].astype(np.float32)
+    assert target_noise_floor(dry, wet, SR) is None
+    assert target_noise_floor(dry, target, SR) == pytest.approx(lsb / 6 ** 0.5, rel=0.3)
 
 
 def test_an_output_that_is_an_input_is_refused_even_with_force(tmp_path, pair):

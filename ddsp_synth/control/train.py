@@ -225,8 +225,10 @@ def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "auto
     overrides = {"steps": config.steps, "max_minutes": config.max_minutes,
                  "num_threads": config.num_threads}
     existed = run_dir.exists()
+    had = {name for name in RUN_FILES if (run_dir / name).exists()}
+    # settle refuses a folder holding a run before writing anything: nothing of ours to undo
+    settings = settle(run_dir, settings, resume, force, overrides, rank == 0)
     try:
-        settings = settle(run_dir, settings, resume, force, overrides, rank == 0)
         if world > 1:
             dist.barrier()
         run = build(run_dir, settings, resume)
@@ -236,25 +238,28 @@ def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "auto
             run.close()
     except BaseException:
         if not resume and rank == 0:
-            _remove_if_untrained(run_dir, existed)
+            _remove_if_untrained(run_dir, existed, had)
         raise
 
 
-def _remove_if_untrained(run_dir: Path, existed: bool) -> None:
+RUN_FILES = ("run.json", "log.jsonl", "tb", "checkpoints")  # what a run makes in its folder
+
+
+def _remove_if_untrained(run_dir: Path, existed: bool, had: set) -> None:
     """A new run that stopped before its first checkpoint (bad data, a device that fails at
     once, Ctrl-C while loading) leaves nothing that blocks the corrected command: the files
-    it made go (the folder too, if it made it)."""
+    it made go (the folder too, if it made it); what the folder ``had`` before stays."""
     if list_checkpoints(run_dir) or (run_dir / CONTROLLER_FILES.config).exists():
         return
     if not existed:
         shutil.rmtree(run_dir, ignore_errors=True)
         return
-    for name in ("run.json", "log.jsonl"):
-        (run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "tb", ignore_errors=True)
-    checkpoints = run_dir / "checkpoints"
-    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
-        checkpoints.rmdir()
+    for name in set(RUN_FILES) - had:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _train(run: ControlRun, resume: bool, show_progress: bool, writer_cls) -> dict:

@@ -68,20 +68,25 @@ class MatchInputs:
 SAME_SIGNAL_TOLERANCE = 1e-4  # of the peak, -80 dB: 16-bit rounding of the same signal
 SILENT_FRAME_PEAK = 2e-5  # a 10 ms frame of the dry signal under 1 LSB of 16 bits: digital silence
 NOISE_FLOOR_MAX_RMS = 1e-3  # -60 dBFS: louder than this is sound, not a noise floor
+NOISE_FLOOR_SPREAD = 4.0  # 12 dB between its quiet and loud silent frames: a tail, not a floor
 
 
 def target_noise_floor(dry: np.ndarray, target: np.ndarray, sample_rate: int) -> float | None:
     """The target's noise floor (RMS) in the frames where the aligned ``dry`` is digitally
-    silent: its 10th percentile of 10 ms frame RMS there (a decaying tail of the device is
-    not a floor), or None where the dry signal has fewer than 10 such frames or the target
-    is silent there too (the same figures as without a floor)."""
+    silent: its 10th percentile of 10 ms frame RMS there, or None where the dry signal has
+    fewer than 10 such frames, the target is silent there too (the same figures as without
+    a floor), or its level there spreads over more than 12 dB (a device's decaying tail,
+    such as a reverb's, is sound to match, not a floor)."""
     frame = max(1, sample_rate // 100)
     n = (min(len(dry), len(target)) // frame) * frame
     d, t = dry[:n].reshape(-1, frame), target[:n].reshape(-1, frame).astype(np.float64)
     silent = np.abs(d).max(1) < SILENT_FRAME_PEAK
     if silent.sum() < 10:
         return None
-    rms = float(np.percentile(np.sqrt(np.mean(t[silent] ** 2, 1)), 10))
+    levels = np.sqrt(np.mean(t[silent] ** 2, 1))
+    rms, high = (float(v) for v in np.percentile(levels, [10, 90]))
+    if high > NOISE_FLOOR_SPREAD * rms:  # a device's decaying tail, not a steady floor
+        return None
     return rms if 1e-7 < rms < NOISE_FLOOR_MAX_RMS else None
 
 

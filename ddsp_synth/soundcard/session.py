@@ -220,6 +220,7 @@ def _play(session: Session, stop: threading.Event, err_stream) -> str | None:
     """The status loop; returns the problem that ended it, or None."""
     s, r = session.s, session.runner
     tty = err_stream.isatty()
+    status = not s.quiet
     last_print = last_check = time.monotonic()
     deadline = None if s.seconds is None else s.seconds * r.rate
     backstop = None if s.seconds is None else time.monotonic() + 2 * s.seconds + 10
@@ -239,10 +240,13 @@ def _play(session: Session, stop: threading.Event, err_stream) -> str | None:
             return problem
         if deadline is not None and (r.n_clock >= deadline or now > backstop):
             return None if r.n_clock >= deadline else "the sound card stopped calling back"
-        if not s.quiet and (tty or now - last_print >= PIPE_STATUS_S):
+        if status and (tty or now - last_print >= PIPE_STATUS_S):
             line = status_line(session.snapshot())
-            err_stream.write(f"\r{line}\033[K" if tty else line + "\n")
-            err_stream.flush()
+            try:
+                err_stream.write(f"\r{line}\033[K" if tty else line + "\n")
+                err_stream.flush()
+            except OSError:  # the terminal hung up (EIO) or the pipe closed: play on, quietly
+                status = False
             last_print = now
     return None
 
@@ -292,12 +296,12 @@ def _perform(session: Session, links, out, err) -> str | None:
         gc.unfreeze()
         if main_realtime:
             set_realtime(None)
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
         backend.close()
         runner.stop()
         for rec in session.recorders:
             rec.stop()  # the take is kept whatever stopped it; its error is in rec.error
+        for sig, handler in old_handlers.items():  # last: a second Ctrl-C cannot cut the take
+            signal.signal(sig, handler)
 
 
 def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
@@ -329,11 +333,11 @@ def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
         session._collect()
         problem = problem or next((f"recording stopped: {rec.error}"  # at its very end
                                    for rec in session.recorders if rec.error), None)
-        if not s.quiet and err.isatty():
-            err.write("\n")
         rep = session.report()
-        if s.report:  # before the summary: a closed pipe (``| tee`` after Ctrl-C) loses neither
+        if s.report:  # before any output: a closed pipe or a hung-up terminal loses neither
             atomic_write_text(s.report, json.dumps(_finite(rep), indent=2) + "\n")
+        if not s.quiet and err.isatty():
+            _print_or_drop("", err)  # ends the status line
         _print_or_drop(summary_text(rep), out)
         if problem is not None:
             raise LiveError(problem)
@@ -370,11 +374,12 @@ def _check_portaudio_options(s: LiveSettings, backend) -> None:
 
 
 def _print_or_drop(text: str, out) -> None:
-    """Print ``text``; where the reader has gone (a pipe closed by the same Ctrl-C), drop it
-    and send the rest of the output to nowhere, so that exiting does not fail again."""
+    """Print ``text``; where the reader has gone (a pipe closed by the same Ctrl-C, a
+    terminal that hung up: EIO), drop it and send the rest of the output to nowhere, so that
+    exiting does not fail again."""
     try:
         print(text, file=out, flush=True)
-    except BrokenPipeError:
+    except OSError:
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
         except (OSError, ValueError, AttributeError):
@@ -394,7 +399,7 @@ def _print_header(session: Session, out) -> None:
     b, r, p = session.backend, session.runner, session.path
     if isinstance(b, backends.JackBackend):
         where = f"JACK ({', '.join(session.connections) or 'no connections: use --connect'})"
-        if p.kind == "midi" and session.connections and not any(
+        if p.kind == "midi" and session.midi_input is None and session.connections and not any(
                 c.endswith(":midi_in") for c in session.connections):
             where += (" with no MIDI source connected (--connect connects hardware ports only: "
                       "name a keyboard's port with --midi PORT; --list-devices lists them)")

@@ -101,8 +101,8 @@ class Reverb(Stage):
         which the wet/dry mix plays the dry signal. (On the shipped models' own output the
         room is then 1-4 dB louder than this, where the white-noise gain ``||h||`` left
         3-6 dB.)"""
-        with torch.no_grad():
-            response = self.impulse_response()[0].double()
+        with torch.no_grad():  # on the CPU, wherever the model lives: a float comes out
+            response = self.impulse_response()[0].detach().double().cpu()
         n = 1 << max(14, (4 * len(response) - 1).bit_length())
         power = torch.fft.rfft(response, n).abs().square()
         f_hz = torch.fft.rfftfreq(n, 1.0 / self.sample_rate, dtype=torch.float64)
