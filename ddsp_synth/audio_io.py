@@ -3,6 +3,7 @@ WAV/FLAC out, file discovery."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -292,15 +293,17 @@ def _umask() -> int:
 
 
 # Files are created with the permissions any new file gets here (mkstemp's are 0600).
-FILE_MODE = 0o666 & ~_umask()
+_FILE_MODE = 0o666 & ~_umask()
 
 
-def atomic_write_bytes(path: str | os.PathLike, write_fn) -> None:
+def atomic_write_bytes(path: str | os.PathLike, write_fn, keep_partial: bool = False) -> None:
     """Call ``write_fn(tmp_path)`` on a temporary file beside ``path``, then rename it.
 
     A crash or Ctrl-C leaves either the old file or the new one, never a partial file. The
     file gets the usual permissions (0666 less the umask). A file system error (read-only,
     full, permission) is an :class:`AudioError` naming the path, with nothing left behind.
+    With ``keep_partial`` (a recording: a take is never thrown away), what ``write_fn`` got
+    written before it failed is kept under ``path`` all the same, and the error raised.
     """
     path = Path(path)
     try:
@@ -311,9 +314,13 @@ def atomic_write_bytes(path: str | os.PathLike, write_fn) -> None:
     os.close(fd)
     try:
         write_fn(tmp)
-        os.chmod(tmp, FILE_MODE)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException as err:
+        if keep_partial and os.path.exists(tmp) and os.path.getsize(tmp) > 0:
+            with contextlib.suppress(OSError):  # the error the write met says what happened
+                os.chmod(tmp, _FILE_MODE)
+                os.replace(tmp, path)
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(err, OSError):
@@ -391,7 +398,7 @@ def write_result_folder(folder: str | os.PathLike, writers: dict) -> Path:
     try:
         for name, write in writers.items():
             write(str(tmp / name))
-            os.chmod(tmp / name, FILE_MODE)
+            os.chmod(tmp / name, _FILE_MODE)
         os.chmod(tmp, 0o777 & ~_umask())
         if folder.exists():
             old = tmp.with_name(tmp.name[:-4] + ".old")

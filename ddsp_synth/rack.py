@@ -121,18 +121,27 @@ def sources_relative_to(preset: dict, folder: str | os.PathLike) -> dict:
     return {**preset, "chain": chain}
 
 
-def file_relative_to(entry: str, folder: str | os.PathLike) -> str:
-    """Chain entry ``entry`` with the device file it names (relative to the working folder)
-    written relative to ``folder``; a built-in name, an absolute path or a file not found
-    stays as it is (a path that cannot be made relative, on another drive: absolute)."""
+def _relative_file(entry: str) -> str | None:
+    """The relative device-file path chain entry ``entry`` names, or None (a built-in name,
+    an absolute path, an entry that does not parse: left as it is)."""
     from .stages.params import DeviceError
-    from .stages.registry import entry_file, with_file
+    from .stages.registry import entry_file
 
     try:
         path = entry_file(entry)
     except DeviceError:
-        return entry
-    if path is None or os.path.isabs(path) or not Path(path).exists():
+        return None
+    return None if path is None or os.path.isabs(path) else path
+
+
+def file_relative_to(entry: str, folder: str | os.PathLike) -> str:
+    """Chain entry ``entry`` with the device file it names (relative to the working folder)
+    written relative to ``folder``; a built-in name, an absolute path or a file not found
+    stays as it is (a path that cannot be made relative, on another drive: absolute)."""
+    from .stages.registry import with_file
+
+    path = _relative_file(entry)
+    if path is None or not Path(path).exists():
         return entry
     try:
         return with_file(entry, os.path.relpath(Path(path).resolve(), Path(folder).resolve()))
@@ -144,14 +153,10 @@ def file_found_from(entry: str, folder: str | os.PathLike) -> str:
     """Chain entry ``entry`` with a relative device file that lies in ``folder`` (where a
     preset or a controller was saved, :func:`file_relative_to`) given by that path; otherwise
     as it is (found from the working folder)."""
-    from .stages.params import DeviceError
-    from .stages.registry import entry_file, with_file
+    from .stages.registry import with_file
 
-    try:
-        path = entry_file(entry)
-    except DeviceError:
-        return entry
-    if path is None or os.path.isabs(path) or not (Path(folder) / path).exists():
+    path = _relative_file(entry)
+    if path is None or not (Path(folder) / path).exists():
         return entry
     return with_file(entry, str(Path(folder) / path))
 

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from ..config import ConfigError, read_json_file
-from ..stages.params import DeviceError, Param
+from ..stages.params import DeviceError, Param, device_params
 from .specs import CommandSpec, PluginSpec
 
 MAX_DEVICE_FILE_BYTES = 1 << 20
@@ -41,16 +41,7 @@ def _read(path: Path) -> dict:
 
 
 def _params(data: dict, path: Path) -> tuple[Param, ...]:
-    raw = data.get("params", [])
-    if not isinstance(raw, list):
-        raise DeviceError(f"{path}: 'params' must be a list")
-    params = tuple(Param.from_dict(p, str(path)) for p in raw)
-    names = [p.name for p in params]
-    if len(set(names)) != len(names):
-        raise DeviceError(f"{path}: duplicate parameter names in {names}")
-    if any(p.size != 1 for p in params):
-        raise DeviceError(f"{path}: device parameters take one value each (no 'size')")
-    return params
+    return device_params(data.get("params", []), str(path))
 
 
 def load_device_file(path: str | os.PathLike):

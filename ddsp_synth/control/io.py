@@ -12,8 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from ..audio_io import (AUDIO_OUTPUT_SUFFIXES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioError,
-                        _unreadable,
-                        atomic_write_bytes, atomic_write_text, check_audio_output,
+                        _unreadable, atomic_write_bytes, atomic_write_text, check_audio_output,
                         check_input_signal, check_regular_file, check_writable, limit_peak)
 from ..errors import InputError
 from ..rack import sources_relative_to

@@ -250,12 +250,14 @@ def spectral_distance(prediction, target, fft_sizes=DISTANCE_FFT_SIZES,
     return total
 
 
-def noise_floor_eps(rms: float, fft_sizes=DISTANCE_FFT_SIZES) -> dict:
-    """{n_fft: log_eps} for :func:`spectral_distance` that puts the log term's floor at 10x
-    the mean |STFT| of white noise of ``rms`` (a periodic Hann window's sum of squares is
-    ``3 n_fft / 8``): detail within 20 dB of a noise floor stops counting, so digital silence
-    against that noise costs about log(1.1) per bin instead of log(noise / 1e-5) (never below
-    :data:`DISTANCE_LOG_EPS`)."""
+def noise_floor_eps(rms: float | None, fft_sizes=DISTANCE_FFT_SIZES) -> float | dict:
+    """``log_eps`` for :func:`spectral_distance` over a noise floor of ``rms``: {n_fft: 10x
+    the mean |STFT| of white noise of that RMS} (a periodic Hann window's sum of squares is
+    ``3 n_fft / 8``), never below :data:`DISTANCE_LOG_EPS`; that default where there is no
+    floor (None). Detail within 20 dB of the floor stops counting, so digital silence
+    against that noise costs about log(1.1) per bin instead of log(noise / 1e-5)."""
+    if rms is None:
+        return DISTANCE_LOG_EPS
     return {n: max(DISTANCE_LOG_EPS, 10.0 * float(rms) * math.sqrt(3.0 * n / 8.0))
             for n in fft_sizes}
 

@@ -62,7 +62,8 @@ def plot_match(path, history: list[float], dry, target, matched, sample_rate: in
     plt.close(fig)
 
 
-def _writers(result: MatchResult, chain: str, out_dir: Path, dry_path: Path) -> dict:
+def _writers(result: MatchResult, chain: str, out_dir: Path, dry_path: Path,
+             channels: int) -> dict:
     """The result folder's files, each as a function that writes it at a path."""
     inputs, report = result.inputs, result.report
     sr = inputs.sample_rate
@@ -74,7 +75,7 @@ def _writers(result: MatchResult, chain: str, out_dir: Path, dry_path: Path) -> 
         """32-bit float, as fx writes (the real devices' output as it is, never clipped);
         every channel of a stereo dry file, each through the same settings, as fx plays it
         (the search heard their mix)."""
-        if sf.info(str(dry_path)).channels == 1:
+        if channels == 1:
             sf.write(path, result.matched, sr, format="WAV", subtype="FLOAT")
             return
         from ..fx import fx_file
@@ -128,7 +129,8 @@ def match_files(dry_path, target_path, chain: str, method: str, out_dir,
         result.report["notes"].append(
             f"the search heard the mix of the dry file's {channels} channels; matched.wav "
             "plays each of them through the same settings")
-    write_result_folder(out_dir, _writers(result, chain, Path(out_dir), Path(dry_path)))
+    write_result_folder(out_dir, _writers(result, chain, Path(out_dir), Path(dry_path),
+                                          channels))
     return result.report
 
 

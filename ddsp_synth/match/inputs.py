@@ -56,14 +56,6 @@ class MatchInputs:
     dry_heard: np.ndarray | None = None
     noise_rms: float | None = None
 
-    @property
-    def log_eps(self):
-        """The spectral distance's log floor: per FFT size over the target's noise floor,
-        or the default."""
-        from ..dsp.spectral import DISTANCE_LOG_EPS, noise_floor_eps
-
-        return DISTANCE_LOG_EPS if self.noise_rms is None else noise_floor_eps(self.noise_rms)
-
 
 SAME_SIGNAL_TOLERANCE = 1e-4  # of the peak, -80 dB: 16-bit rounding of the same signal
 SILENT_FRAME_PEAK = 2e-5  # a 10 ms frame of the dry signal under 1 LSB of 16 bits: digital silence

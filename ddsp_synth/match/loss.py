@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..dsp.spectral import DISTANCE_LOG_EPS, noise_floor_eps, spectra, spectral_distance
+from ..dsp.spectral import noise_floor_eps, spectra, spectral_distance
 from .config import MatchConfig
 
 LTAS_FLOOR = 1e-10  # power floor of the long-term average spectra
@@ -46,8 +46,7 @@ class WindowLoss:
         self.preroll = preroll
         self.config = config
         # the log term's floor: over the target's noise floor where it has one (MatchInputs)
-        self.log_eps = DISTANCE_LOG_EPS if noise_rms is None else noise_floor_eps(
-            noise_rms, config.fft_sizes)
+        self.log_eps = noise_floor_eps(noise_rms, config.fft_sizes)
         # every size once: the long-term spectra's size is usually one of the distance's
         self.sizes = tuple(dict.fromkeys(tuple(config.fft_sizes) + (config.ltas_fft,)))
         t = torch.from_numpy(np.atleast_2d(np.asarray(target_windows, np.float32)))

@@ -43,7 +43,7 @@ import torch
 
 from ..blackbox.specs import import_pedalboard, needs_pedalboard
 from ..chains import fixed_params, make_chain, preset_from_normalised, real_chain
-from ..dsp.spectral import mr_log_distance
+from ..dsp.spectral import mr_log_distance, noise_floor_eps
 from ..gradients.methods import METHODS
 from ..stages.params import DeviceError, denormalise
 from ..stages.registry import parse_chain
@@ -224,7 +224,7 @@ def _distances(inputs: MatchInputs, matched: np.ndarray, config: MatchConfig):
     n = min(n_common, int(config.report_max_seconds * sr))
     seg, tgt = slice(d0, d0 + n), inputs.target[t0 : t0 + n]
     t = torch.from_numpy(tgt)[None]
-    eps = inputs.log_eps
+    eps = noise_floor_eps(inputs.noise_rms)  # the target's noise floor, where it has one
     with torch.no_grad():
         before = float(mr_log_distance(torch.from_numpy(dry[seg])[None], t, log_eps=eps)[0])
         after = float(mr_log_distance(torch.from_numpy(matched[seg].astype(np.float32))[None],

@@ -11,15 +11,12 @@ exactly as the card got them), FLAC 24-bit.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import soundfile as sf
 
-from ..audio_io import FILE_MODE
+from ..audio_io import atomic_write_bytes
 from ..errors import one_line
 from .runner import HELPER_PRIORITY, set_realtime
 
@@ -33,7 +30,7 @@ class Recorder:
         self.path = path
         self.ring = ring
         self.rate = sample_rate
-        self.pos = start
+        self.pos = self.first = start
         self.lost = 0  # samples overwritten before the thread could copy them
         self.error: str | None = None  # why the recording stopped early
         self._stop = threading.Event()
@@ -63,33 +60,12 @@ class Recorder:
 
     def _run(self) -> None:
         set_realtime(HELPER_PRIORITY)
-        path = Path(self.path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-        except OSError as err:
-            self.error = f"{path}: cannot write here ({err.strerror or err})"
-            return
-        try:
-            self._write(tmp)
+            atomic_write_bytes(self.path, self._write, keep_partial=True)
         except BaseException as err:  # noqa: BLE001 - a full disk: reported when playing stops
-            self.error = (f"{path}: could not be written to its end ({one_line(err)}); "
-                          f"it holds the first {self.pos / self.rate:.1f} s")
-        finally:
-            self._keep(tmp, path)
-
-    @staticmethod
-    def _keep(tmp: str, path: Path) -> None:
-        """The temporary file under its name (with what it holds), or gone if empty."""
-        try:
-            if os.path.getsize(tmp) > 0:
-                os.chmod(tmp, FILE_MODE)
-                os.replace(tmp, path)
-            else:
-                os.unlink(tmp)
-        except OSError:
-            pass  # the error the write met says what happened
+            self.error = str(err) if self.pos == self.first else (
+                f"{self.path}: could not be written to its end ({one_line(err)}); it holds "
+                f"the first {(self.pos - self.first) / self.rate:.1f} s")
 
     def stop(self) -> str | None:
         """Write what is left and close the file (nothing if it never started); returns

@@ -127,6 +127,21 @@ class Param:
             raise DeviceError(f"{prefix}{err}") from None
 
 
+def device_params(raw, where: str) -> tuple[Param, ...]:
+    """A device's declared parameters from a list of :class:`Param` or JSON objects (a
+    device file's ``params``, :func:`~ddsp_synth.stages.registry.register_device`'s):
+    DeviceError naming ``where`` unless a list of distinct names of one value each."""
+    if not isinstance(raw, (list, tuple)):
+        raise DeviceError(f"{where}: 'params' must be a list")
+    params = tuple(p if isinstance(p, Param) else Param.from_dict(p, where) for p in raw)
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise DeviceError(f"{where}: duplicate parameter names in {names}")
+    if any(p.size != 1 for p in params):
+        raise DeviceError(f"{where}: device parameters take one value each (no 'size')")
+    return params
+
+
 def param_names(params: tuple[Param, ...]) -> list[str]:
     return [p.name for p in params]
 

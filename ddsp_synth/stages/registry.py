@@ -32,7 +32,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .params import DeviceError, Param, from_dict
+from .params import DeviceError, Param, device_params, from_dict
 
 PEDALBOARD_CLASSES = {
     "gain": "Gain",
@@ -213,12 +213,9 @@ def register_device(name: str, fn, params) -> None:
         raise DeviceError(f"'{name}' is a built-in stage: choose another name")
     if not callable(fn):
         raise DeviceError(f"device '{name}': {fn!r:.60} is not callable")
-    declared = tuple(p if isinstance(p, Param) else Param.from_dict(p, f"device '{name}'")
-                     for p in params)
-    names = [p.name for p in declared]
-    if not declared or len(set(names)) != len(names) or any(p.size != 1 for p in declared):
-        raise DeviceError(f"device '{name}': give one or more parameters of distinct names, "
-                          "one value each")
+    declared = device_params(params, f"device '{name}'")
+    if not declared:
+        raise DeviceError(f"device '{name}': give it one or more parameters")
     _REGISTERED[name] = CallableSpec(name, fn, declared)
 
 
