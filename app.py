@@ -35,7 +35,8 @@ import gradio as gr  # noqa: E402
 import soundfile as sf  # noqa: E402
 
 from ddsp_synth.audio_io import AudioError, limit_peak, load_audio, write_audio  # noqa: E402
-from ddsp_synth.midi import MidiError, MidiOptions, is_midi_file, midi_to_curves  # noqa: E402
+from ddsp_synth.midi import (MidiError, MidiOptions, is_midi_file, midi_message,  # noqa: E402
+                             midi_to_curves)
 from ddsp_synth.errors import UserError  # noqa: E402
 from ddsp_synth.model import (ModelFileError, available_models, load_model,  # noqa: E402
                               read_model_config)
@@ -108,7 +109,7 @@ def _render_input(audio_path, midi_path, model, meta, options, loudness_shift, m
             _fail(f"Cannot play {name}: {err}.")
         out = render(model, curves["f0_hz"], curves["loudness_db"], options)
         adjusted = {"f0_hz": curves["f0_hz"], "loudness_db": curves["loudness_db"]}
-        text = curves["info"]["message"]
+        text = midi_message(curves["info"], None, "a pitch shift of {:+g}")
         return out, None, {"input": adjusted, "adjusted": adjusted}, curves["notes"], text
     name = Path(audio_path).name
     seconds = _header_seconds(audio_path)  # refuse long inputs before decoding

@@ -20,6 +20,7 @@ from ddsp_synth.midi import (
     list_tracks,
     midi_excerpt,
     midi_gain_db,
+    midi_message,
     midi_to_curves,
     n_frames_for_midi,
     render_midi,
@@ -314,6 +315,27 @@ def test_overlapping_legato_down_is_not_dropped(tmp_path):
     assert np.all(np.abs(out["loudness_db"][frame(0.8):frame(2.0)] - level) < 1e-6)
 
 
+def test_a_long_overlapping_legato_is_not_a_hole_and_a_chord_stays_a_chord(tmp_path):
+    # A slow keyboard legato overlaps 0.2 s: each lower note takes over when the one above
+    # it comes up, with no silence between (it used to be dropped past 0.1 s of overlap).
+    notes = [(0.0, 1.2, 72, 90), (1.0, 2.2, 67, 90), (2.0, 3.0, 64, 90)]
+    out = midi_to_curves(write_midi(tmp_path / "slow.mid", [{"notes": notes}]), STATS, FR, OPT)
+    assert [(round(s, 2), round(e, 2), p) for s, e, p, _ in out["notes"]] == \
+        [(0.0, 1.2, 72.0), (1.2, 2.2, 67.0), (2.2, 3.0, 64.0)]
+    assert np.all(out["loudness_db"][frame(0.2):frame(3.0)] > SILENCE_DB + 60)
+    assert out["info"]["n_delayed"] == 2 and out["info"]["n_dropped"] == 0
+    assert out["info"]["message"].endswith("notes that overlap followed each other legato")
+    # A chord struck together plays its top; its lower note does not come back when the top
+    # ends early, and a chord struck under a melody note whose keys all come up with it
+    # does not sound one by one.
+    notes = [(0.0, 1.0, 67, 90), (0.0, 2.0, 60, 90),
+             (2.5, 3.5, 79, 90), (3.0, 3.5, 64, 90), (3.0, 3.5, 67, 90)]
+    out = midi_to_curves(write_midi(tmp_path / "chord.mid", [{"notes": notes}]), STATS, FR, OPT)
+    assert [(round(s, 2), round(e, 2), p) for s, e, p, _ in out["notes"]] == \
+        [(0.0, 1.0, 67.0), (2.5, 3.5, 79.0)]
+    assert out["info"]["n_dropped"] == 3
+
+
 def test_track_choice_and_drums(tmp_path):
     parts = [{"notes": [(0.0, 1.0, 36, 100)], "is_drum": True, "program": 0, "name": "kit"},
              {"notes": [(0.5, 1.5, 72, 100)], "name": "flute"},
@@ -325,12 +347,35 @@ def test_track_choice_and_drums(tmp_path):
     assert first["info"]["track"] == 1 and first["notes"][0][2] == 72.0
     second = midi_to_curves(path, STATS, FR, OPT, track=2)
     assert second["info"]["track_name"] == "cello" and second["notes"][0][2] == 55.0
-    assert "3 tracks with notes" not in first["info"]["message"]
-    assert "2 tracks with notes" in first["info"]["message"]
+    # every part is listed with the number that chooses it (the drums count), in the
+    # caller's own spelling of the option
+    assert "parts with notes: 0 'kit'" in first["info"]["message"]
+    assert "1 'flute'" in first["info"]["message"] and "2 'cello'" in first["info"]["message"]
+    assert first["info"]["message"].endswith("choose another with track=N")
+    assert midi_message(first["info"], "--track N").endswith("choose another with --track N")
+    assert "choose another" not in midi_message(first["info"], None)
     with pytest.raises(MidiError, match="track 0 is drums"):
         midi_to_curves(path, STATS, FR, OPT, track=0)
     with pytest.raises(MidiError, match=r"no track 3; tracks with notes: 0 'kit'.*2 'cello'"):
         midi_to_curves(path, STATS, FR, OPT, track=3)
+
+
+def test_range_hint_counts_the_instruments_lowest_and_highest_notes(tmp_path):
+    # Training pitches from C2 (36) to A4 (69), few of them at the bottom: a part on C2-E2
+    # is in range (the 1st percentile, E2, called it outside), two octaves under is not (the
+    # hint moves its median to the model's, by octaves).
+    stats = dict(STATS, pitch_midi_quantiles=[36.0] + list(np.linspace(40.0, 69.0, 100)))
+    low = [(0.5 * i, 0.5 * i + 0.4, p, 90) for i, p in enumerate([36, 38, 40, 36])]
+    info = midi_to_curves(write_midi(tmp_path / "low.mid", [{"notes": low}]), stats, FR,
+                          OPT)["info"]
+    assert info["fraction_outside_model_range"] == 0.0
+    assert "outside" not in info["message"]
+    lower = [(s, e, p - 24, v) for s, e, p, v in low]
+    info = midi_to_curves(write_midi(tmp_path / "lower.mid", [{"notes": lower}]), stats, FR,
+                          OPT)["info"]
+    assert info["fraction_outside_model_range"] == 1.0
+    assert info["message"].endswith("outside the instrument's range; try transpose=36")
+    assert midi_message(info, None, "--transpose {:g}").endswith("try --transpose 36")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ def _cmd_render(args) -> int:
     from tqdm import tqdm
 
     from ..audio_io import check_audio_output, limit_peak, resample_audio, write_audio
-    from ..midi import MidiError, MidiOptions, midi_to_curves
+    from ..midi import MidiError, MidiOptions, midi_message, midi_to_curves
     from ..model import load_model, resolve_model
     from ..transfer import TransferOptions, render
 
@@ -167,7 +167,8 @@ def _cmd_render(args) -> int:
     write_audio(out_path, limit_peak(audio), out_sr, force=args.force)
     if tone is not None:
         tone.save(whole, sr)
-    print(f"{args.input} -> {out_path} ({seconds:.2f} s): {curves['info']['message']}")
+    message = midi_message(curves["info"], "--track N", "--transpose {:g}")
+    print(f"{args.input} -> {out_path} ({seconds:.2f} s): {message}")
     if tone is not None:
         print(tone_text(tone, matched, options.effects, audio))
     return 0

@@ -29,12 +29,13 @@ How MIDI becomes curves:
 * **Silence.** Frames where nothing sounds are muted like transfer mutes them
   (``min(loudness_db_quantiles) - 20`` dB) with f0 held at the last note, so the oscillators
   do not jump.
-* **Polyphony.** The highest note sounds; a lower note that starts while a higher one
-  sounds is dropped, unless the higher one ends within ``max_legato_overlap_s`` (an
-  overlapping legato), in which case it follows legato. A higher note cuts the sounding one
-  short, and the cut note does not come back when the higher one ends (a melody over held
-  chords would otherwise fill every rest with the accompaniment). What was dropped or cut
-  is counted and reported.
+* **Polyphony.** The highest note sounds. A lower note struck while a higher one sounds
+  waits, and follows it legato when the higher one ends, if its key is still held (an
+  overlapping legato, however long the overlap, up to ``max_legato_overlap_s``); if its key
+  comes up first, it is dropped. Notes struck together (a chord) play their highest. A
+  higher note cuts the sounding one short, and a cut note, like the lower notes of a chord,
+  does not come back when the higher one ends (a melody over held chords would otherwise
+  fill every rest with the accompaniment). What was dropped or cut is counted and reported.
 * **Tracks.** A part is one channel of one track (a type-0 file's channels are separate
   parts); ``track=N`` numbers the parts with notes in file order. Drums (channel 10) are
   never chosen by default and cannot be played.
@@ -48,7 +49,7 @@ output lasts the MIDI file's length (its last channel event, any track, after te
 scaling) plus ``release_s``."""
 
 from ..dsp.units import midi_to_hz
-from .curves import midi_to_curves, n_frames_for_midi, render_midi
+from .curves import midi_message, midi_to_curves, n_frames_for_midi, render_midi
 from .excerpt import midi_excerpt
 from .files import MidiPart, MidiSong, choose_part, is_midi_file, list_tracks, read_midi
 from .options import MidiError, MidiOptions, gain_to_loudness_db, midi_gain_db
@@ -65,6 +66,7 @@ __all__ = [
     "is_midi_file",
     "list_tracks",
     "midi_excerpt",
+    "midi_message",
     "midi_gain_db",
     "midi_to_curves",
     "midi_to_hz",

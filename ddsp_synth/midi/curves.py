@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .files import choose_part, read_midi
+from .files import choose_part, read_midi, tracks_listing
 from .options import (MODEL_RANGE_PERCENTILES, TEMPO_SCALE_RANGE, TRANSPOSE_LIMIT_SEMITONES,
                       MidiError, MidiOptions, check_transpose)
 from .performer import MidiPerformer
@@ -93,13 +93,9 @@ def _info(song, part, summary, stats, length_s, duration_s, options, transpose,
         "midi_length_s": length_s, "release_s": options.release_s, "duration_s": duration_s,
         "tempo_scale": tempo_scale, "transpose_semitones": transpose,
     }
-    lines = [f"playing track {part.describe()}"]
-    pitchable = [p for p in song.parts if not p.is_drums]
-    if len(pitchable) > 1:
-        lines.append(f"{len(pitchable)} tracks with notes; choose another with track=N")
-    if part.max_polyphony > 1:
-        lines.append(f"polyphonic: kept the highest voice ({summary['n_dropped']} notes "
-                     f"dropped, {summary['n_truncated']} cut short)")
+    info["playing"] = part.describe()
+    info["tracks_listing"] = tracks_listing(song)
+    info["n_pitched_parts"] = sum(1 for p in song.parts if not p.is_drums)
     try:
         q = np.asarray(stats.get("pitch_midi_quantiles", ()), np.float64).reshape(-1)
     except (TypeError, ValueError):
@@ -107,7 +103,7 @@ def _info(song, part, summary, stats, length_s, duration_s, options, transpose,
     if len(pitches) and len(q) >= 3 and np.all(np.isfinite(q)):
         pct = np.linspace(0.0, 100.0, len(q))
         lo, hi = (float(np.interp(x, pct, q)) for x in MODEL_RANGE_PERCENTILES)
-        outside = float(np.mean((pitches < lo) | (pitches > hi)))
+        outside = float(np.mean((pitches < lo - 0.5) | (pitches > hi + 0.5)))
         shift = 12 * int(np.round((float(np.median(q)) - float(np.median(pitches))) / 12.0))
         # a suggestion the transpose option accepts (whole octaves within its range)
         limit = 12 * int(TRANSPOSE_LIMIT_SEMITONES // 12)
@@ -115,11 +111,36 @@ def _info(song, part, summary, stats, length_s, duration_s, options, transpose,
         info.update(pitch_range_midi=(float(pitches.min()), float(pitches.max())),
                     model_pitch_range_midi=(lo, hi), fraction_outside_model_range=outside,
                     suggested_transpose_semitones=float(transpose + shift))
-        if outside > 0.25 and shift != 0:
-            lines.append(f"{outside:.0%} of the notes lie outside the instrument's range; "
-                         f"try transpose {transpose + shift:+g}")
-    info["message"] = "; ".join(lines)
+    info["message"] = midi_message(info)
     return info
+
+
+def midi_message(info: dict, track_hint: str | None = "track=N",
+                 transpose_hint: str = "transpose={:g}") -> str:
+    """One line on what :func:`midi_to_curves` played: the part, the other parts, what
+    polyphony removed, and a transpose when most notes lie outside the model's range.
+
+    Args:
+        info: ``midi_to_curves(...)["info"]``.
+        track_hint: how the caller chooses a part (``"--track N"`` on the command line;
+            None: the caller cannot).
+        transpose_hint: how the caller transposes, formatted with the semitones.
+    """
+    lines = [f"playing track {info['playing']}"]
+    if info["n_pitched_parts"] > 1:
+        other = f"parts with notes: {info['tracks_listing']}"
+        lines.append(other + (f"; choose another with {track_hint}" if track_hint else ""))
+    if info["max_polyphony"] > 1 and info["n_dropped"] + info["n_truncated"] == 0:
+        lines.append("notes that overlap followed each other legato")
+    elif info["max_polyphony"] > 1:
+        lines.append(f"polyphonic: kept the highest voice ({info['n_dropped']} notes "
+                     f"dropped, {info['n_truncated']} cut short)")
+    outside = info.get("fraction_outside_model_range", 0.0)
+    shift = info.get("suggested_transpose_semitones", info["transpose_semitones"])
+    if outside > 0.25 and shift != info["transpose_semitones"]:
+        lines.append(f"{outside:.0%} of the notes lie outside the instrument's range; "
+                     f"try {transpose_hint.format(shift)}")
+    return "; ".join(lines)
 
 def render_midi(model, meta: dict, path, options: MidiOptions = MidiOptions(),
                 track: int | None = None, transpose: float = 0.0, tempo_scale: float = 1.0,

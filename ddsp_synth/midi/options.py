@@ -28,7 +28,9 @@ TRANSPOSE_LIMIT_SEMITONES = 48.0
 TEMPO_SCALE_RANGE = (0.1, 10.0)
 DEFAULT_TEMPO_US_PER_BEAT = 500_000
 MIDI_EXTENSIONS = (".mid", ".midi", ".smf", ".kar")
-MODEL_RANGE_PERCENTILES = (1.0, 99.0)  # of the training pitches: the instrument's range
+# of the training pitches (with half a semitone either side): the instrument's range, its
+# lowest and highest notes (the 1st percentile put a cello's C2-D#2 and a flute's C4 outside)
+MODEL_RANGE_PERCENTILES = (0.0, 100.0)
 CC_MODULATION, CC_DATA_ENTRY, CC_VOLUME, CC_EXPRESSION = 1, 6, 7, 11
 CC_DATA_ENTRY_LSB, CC_NRPN_LSB, CC_NRPN_MSB, CC_RPN_LSB, CC_RPN_MSB = 38, 98, 99, 100, 101
 CC_ALL_SOUND_OFF, CC_RESET_CONTROLLERS, CC_ALL_NOTES_OFF = 120, 121, 123
@@ -55,8 +57,9 @@ class MidiOptions:
         portamento_s: f0 glide between legato notes.
         legato_gap_s: a note starting at most this long after the previous note-off is
             still legato (0: only touching or overlapping notes).
-        max_legato_overlap_s: a lower note starting at most this long before the sounding
-            higher note ends follows it legato; a longer overlap is a second voice (dropped).
+        max_legato_overlap_s: a lower note struck while a higher one sounds, at most this
+            long before the higher one ends, follows it legato if still held (any overlap
+            of a melody line by default); struck earlier, it is a second voice (dropped).
         reattack_dip_db: a note re-attacked while the last still sounds starts at least
             this far below its level.
         level_smoothing_s: time constant of level changes within a note (CC steps, a new
@@ -81,7 +84,7 @@ class MidiOptions:
     release_fade_db: float = 60.0
     portamento_s: float = 0.05
     legato_gap_s: float = 0.0
-    max_legato_overlap_s: float = 0.1
+    max_legato_overlap_s: float = 10.0
     reattack_dip_db: float = 20.0
     level_smoothing_s: float = 0.02
     dynamic_range_db: float = 20.0

@@ -36,6 +36,7 @@ class _Voice:
     pitch: int
     velocity: int
     start_frame: int
+    onset_frame: int  # its key's note-on frame (a legato takeover starts later than it)
     glide_from_semitones: float = 0.0  # pitch offset at start_frame, glides to 0
     record: list = field(default_factory=list)  # [start_s, end_s, pitch, velocity]
 
@@ -119,6 +120,7 @@ class MidiPerformer:
         self._release_frame = 0
         self._release_db = self.silence_db
         self._deferred_off: _Voice | None = None
+        self._ended: _Voice | None = None  # released this frame: a held lower key may follow
         self._level_db = None
         self._target_db = None
         self._last_loud = self.silence_db
@@ -149,7 +151,7 @@ class MidiPerformer:
         key.sounded = True
         rec = [self._time_s(), self._time_s(), pitch + self.transpose_semitones, key.velocity]
         self.played.append(rec)
-        self._voice = _Voice(pitch, key.velocity, self.frame, glide_from, rec)
+        self._voice = _Voice(pitch, key.velocity, self.frame, key.onset_frame, glide_from, rec)
         self._target_db = None
 
     def _since(self, frame: int) -> int:
@@ -228,7 +230,7 @@ class MidiPerformer:
             elif pitch > v.pitch:
                 self.n_truncated += 1
                 self._legato(pitch, key)
-            # a lower key waits: it plays legato if the sounding note ends soon (note_off)
+            # a lower key waits: it follows legato if still held when the note ends
         elif (self._stage == _RELEASE and v is not None and pitch != v.pitch
               and self.frame - self._release_frame <= self._legato_gap_frames):
             self._legato(pitch, key)
@@ -251,19 +253,27 @@ class MidiPerformer:
             self.n_dropped += 1
 
     def _end_voice(self) -> None:
-        """The sounding note's key came up: a lower key struck shortly before follows
-        legato, otherwise the note releases."""
-        v = self._voice
-        self._deferred_off = None
+        """The sounding note's key came up: it releases, and once every event of this frame
+        is in, a lower key struck while it sounded and still held follows it legato
+        (:meth:`_follow_ended`)."""
+        self._ended = self._voice
+        self._release()
+
+    def _follow_ended(self) -> None:
+        """After a note ended this frame: the highest key struck after its key (so not a
+        chord struck with it), at most ``max_legato_overlap_s`` before its end, never
+        sounded and still held, takes over legato. Deciding at the frame rather than at the
+        note-off keeps a chord's keys that come up together from sounding one by one."""
+        v, self._ended = self._ended, None
+        if self._stage != _RELEASE or self._release_frame != self.frame:
+            return  # a note struck in the same frame already took over
         waiting = [(p, k) for p, k in self._held.items()
-                   if k.onset_frame > v.start_frame
+                   if not k.sounded and k.onset_frame > v.onset_frame
                    and self.frame - k.onset_frame <= self._overlap_frames]
         if waiting:
             p, k = max(waiting)
             self.n_delayed += 1
             self._legato(p, k)
-        else:
-            self._release()
 
     def _release(self) -> None:
         self._deferred_off = None
@@ -348,6 +358,8 @@ class MidiPerformer:
                 and self._stage == _NOTE
                 and self.frame >= self._voice.start_frame + self._min_note_frames):
             self._end_voice()
+        if self._ended is not None:
+            self._follow_ended()
         if self._stage == _RELEASE:
             k = self.frame - self._release_frame
             if k >= self._release_frames:
