@@ -212,7 +212,8 @@ def run_transfer(audio_path, midi_path, instrument, auto_adjust, pitch_shift, lo
     frame_rate = model.config.synth.frame_rate_hz
     if notes is None:
         text = (f"{len(out) / sr:.1f} s in, {instrument} out; {shift_summary(adj, options)}, "
-                f"voiced {adj['voiced_fraction']:.0%}, muted {adj['muted_fraction']:.0%}")
+                f"sounding {adj['sounding_fraction']:.0%} of the time (auto-adjust muted "
+                f"{adj['muted_fraction']:.0%}: quiet and unpitched frames)")
         roll = None
     else:
         text = f"MIDI, {len(out) / sr:.1f} s, {instrument} out; {note}"

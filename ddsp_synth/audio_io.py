@@ -18,6 +18,7 @@ from .errors import InputError, UserError
 # scale (float files may exceed 1.0 a little; 1e4 is 80 dB over).
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768000
 MAX_PEAK = 1e4
+SILENT_PEAK = 1e-4  # -80 dBFS: an input whose peak stays under it is silent
 # int16 PCM <-> float: the scale the prepared datasets use (full scale = 32767)
 PCM16_SCALE = 32767.0
 AUDIO_OUTPUT_SUFFIXES = (".wav", ".flac")
@@ -106,13 +107,15 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
             resampler = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32",
                                             quality="HQ")
         block = max(1, int(block_seconds * f.samplerate))
-        got_any = False
+        got_any, mix_peak, channel_peak = False, 0.0, 0.0
         try:
             for data in _blocks(f, path, block):
                 mono = data.mean(axis=1)
                 if not np.all(np.isfinite(mono)):
                     raise SkipFile("audio contains NaN or infinite samples")
                 peak = float(np.abs(mono).max(initial=0.0))
+                mix_peak = max(mix_peak, peak)
+                channel_peak = max(channel_peak, float(np.abs(data).max(initial=0.0)))
                 if peak > MAX_PEAK:
                     raise SkipFile(f"samples reach {peak:.3g}, {20 * np.log10(peak):.0f} dB above "
                                    "full scale: a float file with the wrong scale?")
@@ -130,6 +133,9 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
                 yield tail
         if not got_any:
             raise SkipFile("empty file (no samples)")
+        if mix_peak < SILENT_PEAK <= channel_peak:
+            raise SkipFile("its channels cancel each other when mixed to mono (one is the "
+                           "other upside down); mix it yourself or keep one channel")
 
 
 # A header stating more frames than this does not know the length (a FLAC written to a
@@ -209,7 +215,7 @@ def check_input_signal(audio: np.ndarray) -> np.ndarray:
     peak = float(np.abs(audio).max())
     if peak > MAX_PEAK:
         raise InputError(f"the input's samples reach {peak:.3g}, far above full scale")
-    if peak < 1e-4:
+    if peak < SILENT_PEAK:
         raise InputError("the input is silent (peak below -80 dBFS)")
     return audio
 

@@ -34,7 +34,9 @@ class TransferOptions:
     Attributes:
         auto_adjust: octave-shift toward the model's pitch range, quantile-map loudness onto
             the model's, mute quiet frames.
-        pitch_shift_semitones: added after auto-adjust (fractional allowed).
+        pitch_shift_semitones: added to the input's pitch (fractional allowed); auto-adjust
+            then adds the whole octaves that bring the shifted melody nearest the model's
+            mean pitch, so under it only the shift within an octave counts.
         loudness_shift_db: added after auto-adjust.
         quiet_db: with auto-adjust, frames more than this many dB below the input's loud
             level (95th percentile), and unpitched frames (CREPE confidence < 0.5), are muted.
@@ -213,7 +215,9 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
     Returns:
         dict with ``f0_hz`` and ``loudness_db`` [n_frames] float32 for the model; the
         ``octave_shift`` auto-adjust chose and the ``pitch_shift_semitones`` applied in all
-        (octaves and the manual shift); ``voiced_fraction``, ``muted_fraction`` and
+        (octaves and the manual shift); ``voiced_fraction`` (CREPE confidence >= 0.85),
+        ``muted_fraction``, ``sounding_fraction`` (frames the instrument plays: not muted
+        and within ``quiet_db`` of the input's loud level, with or without auto-adjust) and
         ``bridged_fraction`` (unpitched frames kept sounding between pitched ones).
     """
     f0_hz = np.asarray(f0_hz, np.float64)
@@ -233,13 +237,14 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
     f0_hz = bridge_pitch(f0_hz, bridged & ~onsets)
     bridged |= onsets
     octave_shift, muted = 0, np.zeros(len(loud), bool)
+    quiet = loud < np.percentile(loud, 95) - options.quiet_db
     if options.auto_adjust:
         check_auto_adjust_stats({"dataset_stats": stats})
         octave_shift = _auto_octave(f0_hz, voiced, stats, options.pitch_shift_semitones)
         # Quiet frames, and unpitched ones (breaths, consonants: CREPE confidence < 0.5)
         # longer than a note change, would make the instrument play noise bursts between
         # notes: mute them.
-        muted = ((loud < np.percentile(loud, 95) - options.quiet_db) | (~pitched & ~bridged))
+        muted = quiet | (~pitched & ~bridged)
         silence_db = float(np.min(stats["loudness_db_quantiles"])) - 20.0
         loud = np.where(muted, np.minimum(_mapped_loudness(loud, voiced, stats), silence_db),
                         _mapped_loudness(loud, voiced, stats))
@@ -249,6 +254,7 @@ def adjust_features(f0_hz: np.ndarray, loudness_db: np.ndarray, confidence: np.n
     return {"f0_hz": f0_hz.astype(np.float32), "loudness_db": loud.astype(np.float32),
             "octave_shift": octave_shift, "pitch_shift_semitones": shift,
             "voiced_fraction": float(voiced.mean()), "muted_fraction": float(muted.mean()),
+            "sounding_fraction": float((~muted & ~quiet).mean()),
             "bridged_fraction": float(bridged.mean())}
 
 

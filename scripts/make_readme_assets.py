@@ -29,7 +29,7 @@ COMMANDS = (
     ("singing_scale_violin.flac",
      ["transfer", "examples/singing_scale.flac", "--model", "violin"]),
     ("singing_scale_cello.flac",
-     ["transfer", "examples/singing_scale.flac", "--model", "cello", "--pitch-shift", "-12"]),
+     ["transfer", "examples/singing_scale.flac", "--model", "cello"]),
     ("ode_to_joy_flute.flac", ["render", "examples/ode_to_joy.mid", "--model", "flute"]),
     ("ode_to_joy_trumpet.flac", ["render", "examples/ode_to_joy.mid", "--model", "trumpet"]),
     ("clarinet_melody_altosax.flac",

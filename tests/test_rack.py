@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,6 +166,30 @@ def test_fx_keeps_rate_channels_and_length_and_equals_pedalboard(tmp_path, capsy
                  "in.wav"), "-o", str(tmp_path / "out2.wav"), "--quiet"]) == 2
     assert "give a folder, not a .wav file name" in capsys.readouterr().err
     assert not (tmp_path / "out2.wav").exists()
+    # a chain that lifts the peaks over full scale: the float WAV keeps them and says so
+    (tmp_path / "loud.json").write_text(json.dumps({"chain": [{"device": "gain",
+                                                              "params": {"gain_db": 24}}]}))
+    assert main(["fx", str(tmp_path / "loud.json"), str(tmp_path / "in.wav"), "-o",
+                 str(tmp_path / "loud.wav"), "--quiet"]) == 0
+    peak = 20 * np.log10(np.abs(sf.read(tmp_path / "loud.wav")[0]).max())
+    assert peak > 3 and f"(peaks {peak:+.1f} dBFS, kept in the float WAV" in \
+        capsys.readouterr().out
+
+
+def test_render_and_transfer_say_when_the_rack_would_clip(tmp_path, capsys):
+    (tmp_path / "loud.json").write_text(json.dumps({"chain": [{"device": "gain",
+                                                              "params": {"gain_db": 24}}]}))
+    midi = Path(__file__).resolve().parents[1] / "examples" / "ode_to_joy.mid"
+    for cmd in (["render", str(midi)], ["transfer", str(tmp_path / "in.wav")]):
+        if cmd[0] == "transfer":
+            sf.write(tmp_path / "in.wav", sf.read(tmp_path / "render.wav")[0][:32000], 16000)
+        assert main([*cmd, "--model", "flute", "--effects", str(tmp_path / "loud.json"),
+                     "-o", str(tmp_path / f"{cmd[0]}.wav"), "--quiet"]) == 0
+        y = sf.read(tmp_path / f"{cmd[0]}.wav")[0]
+        assert abs(np.abs(y).max() - 0.999) < 1e-3  # scaled down to just under full scale
+        out = capsys.readouterr().out
+        assert re.search(r"; its peaks reach \+\d+\.\d dBFS, so the file is \d+\.\d dB quieter "
+                         r"than it played \(no clipping\)", out), out
 
 
 def test_the_example_presets_load_and_play_through_the_twins():

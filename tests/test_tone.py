@@ -191,6 +191,24 @@ def test_render_with_a_tone_reference_prints_and_saves_the_rack(pair, tmp_path, 
     # nothing overwritten without --force, checked before any work
     assert main(args) == 2
     assert "exists; pass --force" in capsys.readouterr().err
+    # a MIDI file that plays silent (CC7 volume 0): tone matching is refused naming the file,
+    # nothing is written; without it the silent file is written with a warning
+    import mido
+
+    mid = mido.MidiFile()
+    track = mido.MidiTrack([mido.Message("control_change", control=7, value=0),
+                            mido.Message("note_on", note=72, velocity=100),
+                            mido.Message("note_off", note=72, time=960)])
+    mid.tracks.append(track)
+    mid.save(str(tmp_path / "mute.mid"))
+    mute = ["render", str(tmp_path / "mute.mid"), "--model", "violin", "--quiet", "-o"]
+    assert main([*mute, str(tmp_path / "m1.wav"), "--tone-reference",
+                 str(tmp_path / "ref.wav")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'mute.mid'}: it plays silent (every note's velocity" in err
+    assert not (tmp_path / "m1.wav").exists()
+    assert main([*mute, str(tmp_path / "m2.wav")]) == 0
+    assert f"warning: {tmp_path / 'm2.wav'}: the output is silent" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, message", [

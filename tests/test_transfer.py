@@ -48,6 +48,13 @@ def test_auto_adjust_shifts_octaves_and_maps_loudness_quantiles():
     assert np.all(np.diff(mapped[np.argsort(src)]) >= -1e-6)
     # the silent lead-in is muted well below anything the model heard
     assert np.all(adj["loudness_db"][:40] <= -100) and adj["muted_fraction"] >= 0.1
+    # what the summary says sounds: every frame but the lead-in, whatever the tracker's
+    # confidence inside the note (the voiced share is only the sure frames)
+    conf[40:] = np.where(np.arange(360) % 2 == 0, 0.9, 0.6)
+    adj = adjust_features(f0, loud, conf, STATS, TransferOptions())
+    assert adj["sounding_fraction"] == pytest.approx(0.9) and adj["voiced_fraction"] < 0.5
+    adj = adjust_features(f0, loud, conf, STATS, TransferOptions(auto_adjust=False))
+    assert adj["sounding_fraction"] == pytest.approx(0.9) and adj["muted_fraction"] == 0
 
 
 def test_manual_shifts_and_no_adjust():

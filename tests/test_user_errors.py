@@ -108,6 +108,7 @@ def _make_inputs(d: Path) -> None:
     sf.write(d / "one_sample.wav", tone[:1], SR)
     sf.write(d / "noise.wav", 0.3 * np.random.default_rng(1).standard_normal(2 * SR), SR)
     sf.write(d / "tone.wav", tone, SR)
+    sf.write(d / "antiphase.wav", np.stack([tone, -tone], axis=1), SR)  # cancels in mono
     sf.write(d / "tone_gain.wav", 0.5 * tone, SR)
     sf.write(d / "ch8.wav", np.tile(synth_tone(1.5, 44100, 220.0)[:, None], (1, 8)), 44100)
     sf.write(d / "sr8k.wav", synth_tone(1.5, 8000, 220.0), 8000)
@@ -466,7 +467,8 @@ BAD = [
           ("noise.wav", "no pitch"), ("fifo.wav", "not a regular file"),
           ("devzero.wav", "not a regular file"), ("dangling.wav", "no such file"),
           ("no_such.wav", "no such file"), ("ode.mid", "is a MIDI file.*ddsp-synth render"),
-          ("huge.wav", "above full scale"), ("sr1hz.wav", "sample rate")]],
+          ("huge.wav", "above full scale"), ("sr1hz.wav", "sample rate"),
+          ("antiphase.wav", "channels cancel each other when mixed to mono")]],
     Bad("transfer-folder-without-audio", "transfer {in}/folder.wav --model {model} -o {tmp}/o "
         "--quiet", "no audio files", path="{in}/folder.wav"),
     Bad("transfer-unicode-broken", "transfer {ubroken} --model {model} -o {tmp}/out.wav --quiet",

@@ -195,18 +195,26 @@ def tone_of(args, inputs=()):
     return ToneRequest(args, inputs)
 
 
+def peak_note(audio, than: str = "than it played") -> str:
+    """``""`` or, when ``audio`` would clip (``limit_peak`` scales it down before writing),
+    ``"; its peaks reach +X dBFS, so the file is Y dB quieter <than> (no clipping)"``."""
+    import numpy as np
+
+    peak = float(np.abs(audio).max(initial=0.0))
+    if peak <= 0.999:
+        return ""
+    return (f"; its peaks reach {20 * np.log10(peak):+.1f} dBFS, so the file is "
+            f"{20 * np.log10(peak / 0.999):.1f} dB quieter {than} (no clipping)")
+
+
 def tone_text(request, tone, effects=None, audio=None) -> str:
     """The printed line: what the rack after the instrument now does, in natural units (and
     how much the peak limit takes off when the matched ``audio`` would clip)."""
-    import numpy as np
-
     after = " after --effects" if effects is not None and not effects.empty else ""
     amount = f"{request.amount:.0%}"
     text = f"tone match ({amount}, {', '.join(request.aspects)}){after}: {tone.describe()}"
-    peak = float(np.abs(audio).max(initial=0.0)) if audio is not None else 0.0
-    if peak > 0.999:
-        text += (f"; its peaks reach {20 * np.log10(peak):+.1f} dBFS, so the file is "
-                 f"{20 * np.log10(peak / 0.999):.1f} dB quieter than the match (no clipping)")
+    if audio is not None:
+        text += peak_note(audio, "than the match")
     if request.preset_out is not None:
         text += f"; saved to {request.preset_out}"
     return text

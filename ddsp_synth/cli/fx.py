@@ -11,6 +11,18 @@ from .common import add_command, batch_status, output_pairs
 TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
 
 
+def _over_note(out: dict) -> str:
+    """What became of peaks over full scale: clipped (FLAC) or kept (float WAV)."""
+    import math
+
+    if out["clipped"]:
+        return " (clipped at full scale: write .wav for float output)"
+    if out["peak"] > 1.0:
+        return (f" (peaks {20 * math.log10(out['peak']):+.1f} dBFS, kept in the float WAV: "
+                "lower the chain's gain before playing or converting it)")
+    return ""
+
+
 def _cmd_fx(args) -> int:
     from tqdm import tqdm
 
@@ -36,9 +48,8 @@ def _cmd_fx(args) -> int:
             with tqdm(total=info, unit="s audio", leave=False, disable=args.quiet,
                       desc=src.name, bar_format=TIME_BAR) as bar:
                 out = fx_file(preset, src, dst, progress=bar)
-            note = " (clipped at full scale: write .wav for float output)" if out["clipped"] else ""
-            print(f"{src} -> {dst} ({out['seconds']:.1f} s, {out['sample_rate']} Hz, "
-                  f"{out['channels']} channel(s), peak {out['peak']:.2f}){note}")
+            print(f"{src} -> {dst} ({out['seconds']:.2f} s, {out['sample_rate']} Hz, "
+                  f"{out['channels']} channel(s), peak {out['peak']:.2f}){_over_note(out)}")
         except UserError as err:
             failures += 1
             _say(src, err)

@@ -10,7 +10,11 @@ from pathlib import Path
 from ..audio_io import AudioError
 from ..errors import InputError, UserError
 from .common import (add_amounts, add_command, add_effects, add_tone, amounts_of, batch_status,
-                     effects_of, installed_models, number, output_pairs, tone_of, tone_text)
+                     effects_of, installed_models, number, output_pairs, peak_note, tone_of,
+                     tone_text)
+
+# why a MIDI file renders silent (the curves' level follows these alone)
+SILENT_NOTE = "every note's velocity, volume (CC7) or expression (CC11) is at or near 0"
 
 # a progress bar over seconds of audio, shown with one decimal
 TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
@@ -76,8 +80,9 @@ def _cmd_transfer(args) -> int:
             if tone is not None:
                 tone.save(whole, sr)
             adj = info["adjusted"]
-            print(f"{src} -> {dst} ({shift_summary(adj, options)}; voiced "
-                  f"{adj['voiced_fraction']:.0%})")
+            clip = peak_note(out) if tone is None else ""  # the tone line says it
+            print(f"{src} -> {dst} ({shift_summary(adj, options)}; sounding "
+                  f"{adj['sounding_fraction']:.0%} of the time{clip})")
             if tone is not None:
                 print(f"  {tone_text(tone, matched, options.effects, out)}")
             if info.get("warning"):
@@ -110,7 +115,8 @@ def _add_transfer(sub) -> None:
             p.add_argument("--no-auto-adjust", action="store_true",
                            help="keep the input's register and loudness as they are")
             p.add_argument("--pitch-shift", type=number(float, -48.0, 48.0), default=0.0,
-                           help="semitones")
+                           help="semitones (fractional allowed); auto-adjust then picks the "
+                                "octave, so with it on only the shift within an octave counts")
             p.add_argument("--loudness-shift", type=number(float, -60.0, 60.0), default=0.0,
                            help="dB")
             p.add_argument("--quiet-db", type=number(float, 0.0, 200.0), default=40.0,
@@ -132,9 +138,10 @@ def _add_transfer(sub) -> None:
 
 # ----------------------------------------------------------------------------- render (MIDI)
 def _cmd_render(args) -> int:
+    import numpy as np
     from tqdm import tqdm
 
-    from ..audio_io import check_audio_output, limit_peak, resample_audio, write_audio
+    from ..audio_io import SILENT_PEAK, check_audio_output, limit_peak, resample_audio, write_audio
     from ..midi import MidiError, MidiOptions, midi_message, midi_to_curves
     from ..model import load_model, resolve_model
     from ..transfer import TransferOptions, render
@@ -160,6 +167,10 @@ def _cmd_render(args) -> int:
     seconds = len(curves["f0_hz"]) / model.config.synth.frame_rate_hz
     with tqdm(total=round(seconds, 1), unit="s audio", disable=args.quiet, desc="render") as bar:
         audio = render(model, curves["f0_hz"], curves["loudness_db"], options, bar)
+    silent = float(np.abs(audio).max(initial=0.0)) < SILENT_PEAK
+    if silent and tone is not None:
+        raise InputError(f"{args.input}: it plays silent ({SILENT_NOTE}): nothing to "
+                         "tone-match")
     if tone is not None:
         audio, matched, whole = tone.apply(audio, sr, options.effects)
     out_sr = args.sample_rate or sr
@@ -168,7 +179,11 @@ def _cmd_render(args) -> int:
     if tone is not None:
         tone.save(whole, sr)
     message = midi_message(curves["info"], "--track N", "--transpose {:g}")
-    print(f"{args.input} -> {out_path} ({seconds:.2f} s): {message}")
+    clip = peak_note(audio) if tone is None else ""  # the tone line says it
+    print(f"{args.input} -> {out_path} ({seconds:.2f} s): {message}{clip}")
+    if silent:
+        print(f"ddsp-synth render: warning: {out_path}: the output is silent ({SILENT_NOTE})",
+              file=sys.stderr)
     if tone is not None:
         print(tone_text(tone, matched, options.effects, audio))
     return 0
