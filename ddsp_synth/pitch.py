@@ -153,7 +153,7 @@ def normalise_frames(frames: torch.Tensor) -> torch.Tensor:
 
 
 def crepe_activations(audio_16k: np.ndarray, hop_16k: int, model: str = "tiny",
-                      batch_frames: int = 512) -> np.ndarray:
+                      batch_frames: int = 512, on_progress=None) -> np.ndarray:
     """CREPE pitch-bin activations for frames centred on samples ``0, hop, 2 hop, ...``.
 
     Args:
@@ -161,6 +161,7 @@ def crepe_activations(audio_16k: np.ndarray, hop_16k: int, model: str = "tiny",
         hop_16k: frame hop in samples at 16 kHz.
         model: ``"tiny"`` or ``"full"``.
         batch_frames: frames per forward pass.
+        on_progress: called after each pass with the share of frames done, in (0, 1].
 
     Returns:
         [1 + n_samples // hop_16k, 360] sigmoid activations (float32).
@@ -176,6 +177,8 @@ def crepe_activations(audio_16k: np.ndarray, hop_16k: int, model: str = "tiny",
             seg = x[i * hop_16k : (j - 1) * hop_16k + CREPE_WINDOW]
             frames = seg.unfold(0, CREPE_WINDOW, hop_16k)
             out.append(run(normalise_frames(frames).numpy()))
+            if on_progress is not None:
+                on_progress(j / n_frames)
     return np.concatenate(out, axis=0)
 
 

@@ -113,6 +113,24 @@ def test_transfer_audio_pitch_follows_input(exported):
     assert voiced.sum() > 100 and np.median(np.abs(err)) < 30
 
 
+def test_transfer_progress_covers_the_analysis_and_the_render_once(exported):
+    """One bar over the input's seconds: the analysis (its CREPE pass batch by batch) and
+    the render share it, and together advance it by exactly its total."""
+    class Steps:
+        def __init__(self):
+            self.steps = []
+
+        def update(self, seconds):
+            self.steps.append(seconds)
+
+    model, meta = load_model(exported)
+    audio = synth_tone(12.0, 16000, 233.0)
+    bar = Steps()
+    transfer_audio(model, meta, audio, TransferOptions(), bar, cache=False)
+    assert abs(sum(bar.steps) - 12.0) < 2 * 160 / 16000
+    assert len(bar.steps) >= 5 and max(bar.steps) < 0.5 * 12.0  # no jump from 0 to done
+
+
 def _share(y, sr=16000):
     from ddsp_synth.features import compute_loudness
     from ddsp_synth.melodic import harmonic_share
