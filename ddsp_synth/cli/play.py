@@ -129,7 +129,8 @@ def _add_transfer(sub) -> None:
                        help="seed of the noise generator")
         p.add_argument("--pitch-model", choices=["tiny", "full"],
                        help="CREPE size for the input's pitch (default: the model's, tiny; "
-                            "full is ~20x slower, for quality)")
+                            "full is ~16x slower, and surer of low notes with a weak "
+                            "fundamental: bassoon, bass voice)")
         p.add_argument("--no-cache", action="store_true",
                        help="do not reuse or store the input's features")
         p.add_argument("--force", action="store_true", help="overwrite existing outputs")
