@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..audio_io import AudioError
@@ -38,17 +41,56 @@ def _add_demo(sub) -> None:
 
 
 # ----------------------------------------------------------------------------- prepare
+class _StopSignal(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) turned into an interrupt that says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt():
+    """Within the block, each of :data:`~ddsp_synth.soundcard.session.STOP_SIGNALS` raises a
+    :class:`_StopSignal` (the first one only: the clean-up it starts is not cut short by a
+    second). A signal the caller ignores stays ignored (``nohup``, a background job's
+    SIGINT), as Python leaves an ignored SIGINT."""
+    from ..soundcard.session import STOP_SIGNALS
+
+    main = threading.current_thread() is threading.main_thread()  # (signal.signal's rule)
+    caught = [s for s in STOP_SIGNALS if main and signal.getsignal(s) is not signal.SIG_IGN]
+
+    def stop(signum, frame):
+        for s in caught:
+            signal.signal(s, signal.SIG_IGN)
+        raise _StopSignal(signum)
+
+    old = {s: signal.signal(s, stop) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def _cmd_prepare(args) -> int:
     from ..audio_io import check_output_folder
-    from ..data import PrepareConfig, prepare
+    from ..data import PrepareConfig, PrepareInterrupted, prepare
 
     check_output_folder(args.output, inputs=args.inputs)
     cfg = PrepareConfig.for_sample_rate(
         args.sample_rate, args.frame_rate, args.hop, args.pitch_model,
         example_seconds=args.example_seconds, example_hop_seconds=args.example_hop_seconds,
         val_seconds=args.val_seconds)
-    manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet,
-                       force=args.force)
+    try:
+        with _stop_signals_interrupt():
+            manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet,
+                               force=args.force)
+    except PrepareInterrupted as stop:
+        skipped = f" ({stop.skipped} skipped)" if stop.skipped else ""
+        print(f"ddsp-synth prepare: interrupted: {stop.prepared} of {stop.total} files "
+              f"prepared{skipped}; run the same command again to continue", file=sys.stderr)
+        return 128 + stop.signum  # as train: 130 for Ctrl-C, 143 for SIGTERM
     # (when nothing is usable, the error line alone lists every file and why)
     for item in manifest["skipped"]:
         print(f"ddsp-synth prepare: skipped {item['path']}: {item['reason']}", file=sys.stderr)
