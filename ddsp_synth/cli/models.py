@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from ..audio_io import AudioError
-from .common import add_command, number, read_json
+from .common import add_command, batch_status, number, read_json
 
 
 # ----------------------------------------------------------------------------- demo
@@ -236,10 +236,8 @@ def _add_export(sub) -> None:
 
 # ----------------------------------------------------------------------------- eval
 def _cmd_eval(args) -> int:
-    import soundfile as sf
-
-    from ..audio_io import check_output_folder, write_result_folder
-    from ..evaluate import evaluate_source
+    from ..audio_io import check_output_folder
+    from ..evaluate import NothingMeasured, evaluate_source
     from ..model import load_model, resolve_model
 
     model_dir = resolve_model(args.model)
@@ -248,9 +246,14 @@ def _cmd_eval(args) -> int:
         check_output_folder(args.out, inputs=[args.data, model_dir])
         if Path(args.out).is_dir() and any(Path(args.out).iterdir()) and not args.force:
             raise AudioError(f"{args.out} holds an earlier result; pass --force to replace it")
-    metrics, outputs = evaluate_source(model, args.data, args.split, args.max_examples,
-                                       args.pitch_model, keep_outputs=bool(args.out),
-                                       progress=not args.quiet)
+    failures = []
+    try:
+        metrics, outputs = evaluate_source(
+            model, args.data, args.split, args.max_examples, args.pitch_model,
+            keep_outputs=bool(args.out), progress=not args.quiet,
+            on_error=lambda path, err: failures.append(_eval_failure(path, err)))
+    except NothingMeasured:  # every file failed, each with its line
+        return batch_status(len(failures), len(failures))
     metrics.update({"model": str(args.model), "data": str(args.data),
                     "pitch_model": args.pitch_model or model.config.features.crepe_model})
     # JSON has no NaN: a metric without frames to measure is null
@@ -258,13 +261,28 @@ def _cmd_eval(args) -> int:
                        for k, v in metrics.items()}, indent=2)
     print(text)
     if args.out:
-        sr = model.config.synth.sample_rate
-        writers = {f"{name}.wav": (lambda p, y=y: sf.write(p, y.clip(-1, 1), sr,
-                                                           subtype="PCM_16"))
-                   for name, y in outputs}
-        writers["metrics.json"] = lambda p: Path(p).write_text(text + "\n")
-        write_result_folder(args.out, writers)
-    return 0
+        _write_eval_folder(args.out, outputs, text, model.config.synth.sample_rate)
+    return batch_status(len(failures), metrics["examples"] + len(failures))
+
+
+def _eval_failure(path, err) -> Path:
+    """One line on stderr for a file eval could not measure, as transfer says it."""
+    message = str(err) if str(err).startswith(str(path)) else f"{path}: {err}"
+    print(f"ddsp-synth eval: error: {message}", file=sys.stderr)
+    return path
+
+
+def _write_eval_folder(folder: str, outputs: list, text: str, sample_rate: int) -> None:
+    """``--out``: each output as NAME.wav (16-bit) and the metrics as metrics.json."""
+    import soundfile as sf
+
+    from ..audio_io import write_result_folder
+
+    writers = {f"{name}.wav": (lambda p, y=y: sf.write(p, y.clip(-1, 1), sample_rate,
+                                                       subtype="PCM_16"))
+               for name, y in outputs}
+    writers["metrics.json"] = lambda p: Path(p).write_text(text + "\n")
+    write_result_folder(folder, writers)
 
 
 def _add_eval(sub) -> None:
