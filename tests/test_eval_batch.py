@@ -1,7 +1,11 @@
-"""eval on a folder with bad files measures the good ones (as transfer does)."""
+"""eval on a folder with bad files measures the good ones (as transfer does), and a reader of
+its JSON that stops early (``| head``) is no error."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,7 @@ from ddsp_synth.model import available_models
 
 from conftest import synth_tone
 
+REPO = Path(__file__).resolve().parents[1]
 MODEL = available_models().get("violin")
 needs_model = pytest.mark.skipif(MODEL is None, reason="models/violin not present")
 SR = 16000
@@ -78,3 +83,19 @@ def test_eval_folder_of_bad_files_only_exits_2_with_one_line_each(tmp_path, caps
     assert main(["eval", str(MODEL), str(folder / "broken.wav"), "--quiet"]) == 2  # one file
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"ddsp-synth eval: error: {folder / 'broken.wav'}: unreadable")
+
+
+@needs_model
+def test_eval_into_a_closed_pipe_is_quiet(tmp_path):
+    """``eval ... | head``: the reader is gone before the JSON is written (here it never
+    reads): no BrokenPipeError traceback, and eval's own exit status."""
+    folder = _good(tmp_path / "good")
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "ddsp_synth", "eval", str(MODEL),
+                             str(folder / "good0.wav"), "--quiet"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, err
+    assert err == ""

@@ -239,6 +239,7 @@ def _cmd_eval(args) -> int:
     from ..audio_io import check_output_folder
     from ..evaluate import NothingMeasured, evaluate_source
     from ..model import load_model, resolve_model
+    from ..soundcard.session import _print_or_drop
 
     model_dir = resolve_model(args.model)
     model, _ = load_model(model_dir)
@@ -259,7 +260,7 @@ def _cmd_eval(args) -> int:
     # JSON has no NaN: a metric without frames to measure is null
     text = json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                        for k, v in metrics.items()}, indent=2)
-    print(text)
+    _print_or_drop(text, sys.stdout)  # (a reader that stopped early, as `| head`, is no error)
     if args.out:
         _write_eval_folder(args.out, outputs, text, model.config.synth.sample_rate)
     return batch_status(len(failures), metrics["examples"] + len(failures))
