@@ -10,7 +10,12 @@ Layout of a prepared ``DATA_DIR``::
 
 Examples are windows of ``example_seconds`` over these arrays, so overlapping windows cost no
 extra disk. The validation part of every file is its last ``val_seconds`` (by time); training
-windows never reach into it.
+windows never reach into it. A file's key depends on the feature settings alone, so the split
+is made when the manifest is written, from the settings of that run.
+
+An interrupted ``prepare`` keeps the files it finished (each with its ``done.json``) and
+removes the one it was working on; the manifest is written only when every file is done (a
+first run's folder has none until then), and the same command again prepares only the rest.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -118,7 +124,8 @@ def prepare_file(path: Path, out_dir: Path, config: PrepareConfig, progress=None
     try:
         return _prepare_new_file(path, fdir, key, config, progress)
     except BaseException:
-        shutil.rmtree(fdir, ignore_errors=True)  # no half-prepared file is left behind
+        if not done.exists():  # no half-prepared file is left behind; a finished one stays
+            shutil.rmtree(fdir, ignore_errors=True)
         raise
 
 
@@ -146,22 +153,30 @@ def _prepare_new_file(path: Path, fdir: Path, key: str, config: PrepareConfig, p
     os.replace(pcm_tmp, fdir / "audio.pcm")
     for k, v in feats.items():
         _save_npy(fdir / f"{k}.npy", v)
-    n_frames = len(feats["f0_hz"])
-    example_frames = int(round(config.example_seconds * fc.frame_rate_hz))
-    val_frames = int(round(min(config.val_seconds, 0.2 * n / fc.sample_rate) * fc.frame_rate_hz))
-    if val_frames < example_frames:  # too short to hold out a whole example: train only
-        val_frames = 0
     entry = {
         "source": str(path),
         "key": key,
         "n_samples": n,
-        "n_frames": n_frames,
+        "n_frames": len(feats["f0_hz"]),
         "duration_s": n / fc.sample_rate,
-        "train_frames": [0, n_frames - val_frames],
-        "val_frames": [n_frames - val_frames, n_frames],
     }
     _write_json(fdir / "done.json", entry)
     return entry
+
+
+def _with_split(entry: dict, config: PrepareConfig) -> dict:
+    """A file's manifest entry with its ``train_frames`` and ``val_frames`` ([start, end)
+    frames) under ``config``: the held-out tail is ``val_seconds``, at most 20 % of the file,
+    and none when that is shorter than one example."""
+    fc = config.features
+    n_frames = entry["n_frames"]
+    example_frames = int(round(config.example_seconds * fc.frame_rate_hz))
+    val_s = min(config.val_seconds, 0.2 * entry["n_samples"] / fc.sample_rate)
+    val_frames = int(round(val_s * fc.frame_rate_hz))
+    if val_frames < example_frames:  # too short to hold out a whole example: train only
+        val_frames = 0
+    return {**entry, "train_frames": [0, n_frames - val_frames],
+            "val_frames": [n_frames - val_frames, n_frames]}
 
 
 def _windows(lo: int, hi: int, length: int, step: int) -> list[int]:
@@ -204,6 +219,23 @@ def compute_stats(files: list[dict], data_dir: Path, config: PrepareConfig) -> d
     }
 
 
+class PrepareInterrupted(KeyboardInterrupt):
+    """:func:`prepare` stopped by Ctrl-C or a stop signal; the files it finished are kept and
+    the same call again prepares only the rest.
+
+    Attributes:
+        prepared: input files ready in the dataset folder (finished now or by an earlier run).
+        skipped: input files found unusable before the stop.
+        total: input files of the call.
+        signum: the signal that stopped it (SIGINT for a plain KeyboardInterrupt; the
+            interrupt's own ``signum`` where it carries one).
+    """
+
+    def __init__(self, prepared: int, skipped: int, total: int, signum: int):
+        super().__init__(f"interrupted: {prepared} of {total} files prepared")
+        self.prepared, self.skipped, self.total, self.signum = prepared, skipped, total, signum
+
+
 def prepare(inputs: list, data_dir: str | os.PathLike, config: PrepareConfig = PrepareConfig(),
             show_progress: bool = True, force: bool = False, on_skip=None) -> dict:
     """Prepare recordings into ``data_dir``; returns the manifest.
@@ -213,30 +245,70 @@ def prepare(inputs: list, data_dir: str | os.PathLike, config: PrepareConfig = P
     usable, AudioError is raised and nothing this call
     made is left behind. Files already prepared with the same feature settings are reused;
     a folder holding a dataset prepared with other settings is refused unless ``force``.
+
+    Raises:
+        PrepareInterrupted: on a KeyboardInterrupt (Ctrl-C, or a stop signal the caller
+            turned into one): the files finished so far stay (a re-run skips them), the one
+            being prepared is removed, and the folders this call made go when no finished
+            file is left in them.
     """
     data_dir = Path(data_dir)
     files = find_audio_files(inputs)
     _check_settings(data_dir, config, force)
+    created = [d for d in (data_dir, data_dir / "files") if not d.exists()]
+    before = set((data_dir / "files").iterdir()) if (data_dir / "files").is_dir() else set()
+    entries, skipped = [], []
+    try:
+        _prepare_files(files, data_dir, config, show_progress, entries, skipped, on_skip)
+        return _write_dataset(entries, skipped, data_dir, config)
+    except KeyboardInterrupt as err:
+        _keep_finished(data_dir, created, before)
+        raise PrepareInterrupted(len(entries), len(skipped), len(files),
+                                 getattr(err, "signum", signal.SIGINT)) from None
+    except BaseException:
+        _remove_new(data_dir, created, before)  # nothing of this call is left behind
+        raise
+
+
+def _new_file_dirs(data_dir: Path, before: set) -> set:
+    files_dir = data_dir / "files"
+    return set(files_dir.iterdir()) - before if files_dir.is_dir() else set()
+
+
+def _remove_new(data_dir: Path, created: list[Path], before: set) -> None:
+    """Remove the file folders made since ``before`` and the folders in ``created``."""
+    for d in _new_file_dirs(data_dir, before):
+        shutil.rmtree(d, ignore_errors=True)
+    for d in reversed(created):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _keep_finished(data_dir: Path, created: list[Path], before: set) -> None:
+    """After an interruption: remove the new file folders without a ``done.json`` (the one
+    being prepared, should its own clean-up not have run), and the folders in ``created``
+    when no finished file is left in the dataset folder (a later run would find a dataset
+    folder with nothing in it)."""
+    for d in _new_file_dirs(data_dir, before):
+        if not (d / "done.json").exists():
+            shutil.rmtree(d, ignore_errors=True)
+    files_dir = data_dir / "files"
+    if created and not any(files_dir.glob("*/done.json")):
+        for d in reversed(created):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _audio_seconds(files: list[Path]) -> float:
+    """The inputs' total length from their headers (0 for a file whose header does not say,
+    and for anything but a regular file: ``sf.info`` would block on a FIFO)."""
     total_s = 0.0
     for p in files:
-        if p.is_file():  # sf.info would block on a FIFO
+        if p.is_file():
             try:
                 info = sf.info(str(p))
                 total_s += info.frames / info.samplerate
-            except Exception:
+            except Exception:  # read (and skipped, if need be) when its turn comes
                 pass
-    created = [d for d in (data_dir, data_dir / "files") if not d.exists()]
-    before = set((data_dir / "files").iterdir()) if (data_dir / "files").is_dir() else set()
-    try:
-        return _prepare(files, data_dir, config, show_progress, total_s, on_skip)
-    except BaseException:
-        # nothing of this call is left behind: its new file entries and folders
-        now = set((data_dir / "files").iterdir()) if (data_dir / "files").is_dir() else set()
-        for d in now - before:
-            shutil.rmtree(d, ignore_errors=True)
-        for d in reversed(created):
-            shutil.rmtree(d, ignore_errors=True)
-        raise
+    return total_s
 
 
 def _check_settings(data_dir: Path, config: PrepareConfig, force: bool) -> None:
@@ -252,14 +324,15 @@ def _check_settings(data_dir: Path, config: PrepareConfig, force: bool) -> None:
                          "choose another folder or pass --force to replace it")
 
 
-def _prepare(files: list[Path], data_dir: Path, config: PrepareConfig, show_progress: bool,
-             total_s: float, on_skip=None) -> dict:
+def _prepare_files(files: list[Path], data_dir: Path, config: PrepareConfig,
+                   show_progress: bool, entries: list, skipped: list, on_skip=None) -> None:
+    """Prepare (or reuse) every file, appending its manifest entry to ``entries`` or its
+    ``{"path", "reason"}`` to ``skipped`` as soon as it is done: what an interruption
+    leaves in them is what was finished."""
     from tqdm import tqdm
 
-    fc = config.features
-    entries, skipped = [], []
-    with tqdm(total=round(total_s, 1), unit="s audio", disable=not show_progress,
-              desc="prepare") as bar:
+    with tqdm(total=round(_audio_seconds(files), 1), unit="s audio",
+              disable=not show_progress, desc="prepare") as bar:
         for p in files:
             try:
                 entries.append(prepare_file(p, data_dir, config, bar))
@@ -267,9 +340,17 @@ def _prepare(files: list[Path], data_dir: Path, config: PrepareConfig, show_prog
                 skipped.append({"path": str(p), "reason": str(err)})
                 if on_skip is not None:
                     on_skip(p, str(err))
+
+
+def _write_dataset(entries: list[dict], skipped: list[dict], data_dir: Path,
+                   config: PrepareConfig) -> dict:
+    """The manifest and statistics of the prepared files (splits under ``config``), written
+    into ``data_dir``; folders of files no longer used are removed. Returns the manifest."""
+    fc = config.features
     if not entries:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped)
         raise AudioError(f"no usable audio in the inputs ({reasons})")
+    entries = [_with_split(e, config) for e in entries]
     example_frames = int(round(config.example_seconds * fc.frame_rate_hz))
     step = max(1, int(round(config.example_hop_seconds * fc.frame_rate_hz)))
     train, val = [], []
@@ -311,6 +392,10 @@ def _read_dataset_json(path: Path, what: str):
 def load_manifest(data_dir: str | os.PathLike) -> dict:
     """A prepared dataset's manifest, checked to hold what training and evaluation read."""
     path = Path(data_dir) / "manifest.json"
+    if not path.exists() and any((Path(data_dir) / "files").glob("*/done.json")):
+        raise AudioError(f"{data_dir}: an unfinished dataset (no manifest.json: 'ddsp-synth "
+                         "prepare' was interrupted); run the same prepare command again to "
+                         "finish it")
     if not path.exists():
         raise AudioError(f"{data_dir}: not a prepared dataset (no manifest.json); run "
                          "'ddsp-synth prepare' first")

@@ -23,6 +23,7 @@ Definitions (also used for validation during training and for the model cards):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import time
@@ -31,7 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .audio_io import AudioError
 from .dsp.interpolation import n_frames_for
+from .errors import UserError, one_line
 from .features import FeatureConfig, compute_f0, compute_loudness
 from .losses import multi_resolution_stft_loss
 from .pitch import VOICED_CONFIDENCE
@@ -202,9 +205,14 @@ def analysis_passes(model, pitch_model: str | None) -> int:
     return 2 if same else 3
 
 
+class NothingMeasured(AudioError):
+    """No audio file of the source could be measured (each one was reported to
+    ``on_error``)."""
+
+
 def evaluate_source(model, source: str | Path, split: str = "val", max_examples: int | None = None,
                     pitch_model: str | None = None, keep_outputs: bool = False,
-                    batch_size: int = 8, progress: bool = False
+                    batch_size: int = 8, progress: bool = False, on_error=None
                     ) -> tuple[dict, list[tuple[str, np.ndarray]]]:
     """Resynthesize and measure a prepared dataset's ``split`` or audio files.
 
@@ -214,18 +222,24 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
         keep_outputs: also return the resynthesized audio.
         progress: a bar on stderr over the seconds of audio analysed (audio files; it shows
             after a second, so a quick run or an early error prints nothing else).
+        on_error: ``on_error(path, err)`` for an audio file that cannot be measured (a
+            :class:`~ddsp_synth.errors.UserError`: unreadable, empty, silent): the file is
+            left out, listed in the metrics' ``failed`` and the others are measured. Without
+            it, the first such file raises its error.
 
     Returns:
-        the metrics (see the module docstring, plus ``examples``) and a list of
+        the metrics (see the module docstring, plus ``examples``, the number measured, and
+        ``failed``, ``[{"path", "reason"}]``, when some audio files failed) and a list of
         (name, output audio [n_samples]) — empty unless ``keep_outputs``.
+
+    Raises:
+        NothingMeasured: with ``on_error``, when every audio file failed.
     """
-    from .audio_io import AudioError, check_input_signal, find_audio_files, load_audio
+    from .audio_io import find_audio_files
     from .data import DDSPDataset, collate
-    from .features import compute_features
 
     source = Path(source)
-    sr = model.config.synth.sample_rate
-    names, outputs = [], []
+    failed = []
     if (source / "manifest.json").exists():
         ds = DDSPDataset(source, split)
         if not len(ds):
@@ -233,55 +247,122 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
         n = len(ds) if max_examples is None else min(len(ds), max_examples)
         batches = (collate([ds[j] for j in range(i, min(n, i + batch_size))])
                    for i in range(0, n, batch_size))
-        names = [f"{split}-{j:04d}" for j in range(n)]
+        names, outputs = [f"{split}-{j:04d}" for j in range(n)], []
         metrics = evaluate_batches(model, batches, pitch_model=pitch_model,
                                    outputs=outputs if keep_outputs else None)
     else:
-        files = find_audio_files([source])
-        if max_examples is not None:
-            files = files[:max_examples]
-        names = [path.stem for path in files]
-        if model.encoder is not None:  # the z encoder needs each whole signal at once
-            batches = []
-            for path in files:
-                audio = load_audio(path, sr)
-                batches.append(audio_as_batch(audio, model,
-                                              compute_features(audio, model.config.features)))
-            metrics = evaluate_batches(model, batches, pitch_model=pitch_model,
-                                       outputs=outputs if keep_outputs else None)
-        else:
-            from tqdm import tqdm
+        files = find_audio_files([source])[:max_examples]
 
-            parts, truth = [], {"input": [], "output": []}
-            seconds = sum(_duration_s(path) for path in files)
-            bar = tqdm(total=round(analysis_passes(model, pitch_model) * seconds, 1),
-                       disable=not progress, desc="eval", unit="s audio", delay=1.0,
-                       leave=False)
-            with bar:  # closed (and its line cleared) on the way out, error or not
-                for path in files:
-                    audio = load_audio(path, sr)
-                    try:  # nothing to measure in silence: say so before any analysis
-                        check_input_signal(audio)
-                    except ValueError as err:
-                        raise AudioError(f"{path}: {err}; nothing to measure") from None
-                    part, out, f0s = evaluate_audio(model, audio, pitch_model, progress=bar)
-                    parts.append(part)
-                    ref = midi_truth(path, len(f0s["input"]),
-                                     model.config.features.frame_rate_hz)
-                    for side in truth if ref is not None else ():
-                        truth[side].append(truth_metrics(f0s[side], *ref))
-                    if keep_outputs:
-                        outputs.append(out)
-            metrics = summarize(*(np.concatenate([p[i] for p in parts]) for i in (0, 1)),
-                                [s for p in parts for s in p[2]], sum(p[3] for p in parts),
-                                sum(p[4] for p in parts))
-            if truth["input"]:
-                metrics["midi_truth"] = {side: pool_truth(rows) for side, rows in truth.items()}
+        def failure(path: Path, err: UserError) -> None:
+            if on_error is None:
+                raise err
+            failed.append({"path": str(path), "reason": one_line(err).removeprefix(f"{path}: ")})
+            on_error(path, err)
+
+        evaluate = _evaluate_files if model.encoder is None else _evaluate_files_whole
+        metrics, names, outputs = evaluate(model, files, pitch_model, keep_outputs, progress,
+                                           failure)
+        if not names:
+            raise NothingMeasured(f"{source}: none of its {len(files)} audio files could be "
+                                  "measured")
     if not metrics["voiced_frames"] or not np.isfinite(metrics["loudness_l1_db"]):
         raise AudioError(f"{source}: nothing to measure (no voiced frames above "
                          f"{LOUDNESS_FLOOR_DB:g} dB: is it silent or unpitched?)")
     metrics["examples"] = len(names)
+    if failed:
+        metrics["failed"] = failed
     return metrics, list(zip(names, outputs)) if keep_outputs else []
+
+
+def _load_measurable(path: Path, sample_rate: int) -> np.ndarray:
+    """A recording [n_samples] at ``sample_rate``; AudioError (naming the file) when it
+    cannot be read or holds nothing to measure (silence: said before any analysis)."""
+    from .audio_io import check_input_signal, load_audio
+
+    audio = load_audio(path, sample_rate)
+    try:
+        check_input_signal(audio)
+    except ValueError as err:
+        raise AudioError(f"{path}: {err}; nothing to measure") from None
+    return audio
+
+
+def _evaluate_files(model, files: list[Path], pitch_model: str | None, keep_outputs: bool,
+                    progress: bool, failure) -> tuple[dict, list[str], list[np.ndarray]]:
+    """Each file resynthesized whole in bounded memory (:func:`evaluate_audio`), measures
+    pooled; a file that cannot be measured goes to ``failure(path, err)``. Returns the
+    metrics, the names of the files measured and their outputs (if ``keep_outputs``)."""
+    from tqdm import tqdm
+
+    parts, names, outputs, truth = [], [], [], {"input": [], "output": []}
+    passes = analysis_passes(model, pitch_model)
+    bar = tqdm(total=round(passes * sum(_duration_s(path) for path in files), 1),
+               disable=not progress, desc="eval", unit="s audio", delay=1.0, leave=False)
+    with bar:  # closed (and its line cleared) on the way out, error or not
+        for path in files:
+            try:
+                audio = _load_measurable(path, model.config.synth.sample_rate)
+                part, out, f0s = evaluate_audio(model, audio, pitch_model, progress=bar)
+            except UserError as err:
+                with _above(bar):
+                    failure(path, err)
+                bar.update(passes * _duration_s(path))  # what it would have taken
+                continue
+            parts.append(part)
+            names.append(path.stem)
+            ref = midi_truth(path, len(f0s["input"]), model.config.features.frame_rate_hz)
+            for side in truth if ref is not None else ():
+                truth[side].append(truth_metrics(f0s[side], *ref))
+            if keep_outputs:
+                outputs.append(out)
+    if not parts:
+        return {}, [], []
+    metrics = summarize(*(np.concatenate([p[i] for p in parts]) for i in (0, 1)),
+                        [s for p in parts for s in p[2]], sum(p[3] for p in parts),
+                        sum(p[4] for p in parts))
+    if truth["input"]:
+        metrics["midi_truth"] = {side: pool_truth(rows) for side, rows in truth.items()}
+    return metrics, names, outputs
+
+
+@contextlib.contextmanager
+def _above(bar):
+    """What is printed within the block goes above ``bar`` where it shows (a delayed bar
+    that has not shown yet stays hidden: tqdm.write would show it). tqdm sets
+    ``last_print_t`` past ``start_t`` when it first draws the bar; a disabled bar has
+    neither."""
+    shown = getattr(bar, "last_print_t", 0.0) > getattr(bar, "start_t", 0.0)
+    if shown:
+        bar.clear()
+    try:
+        yield
+    finally:
+        if shown:
+            bar.refresh()
+
+
+def _evaluate_files_whole(model, files: list[Path], pitch_model: str | None,
+                          keep_outputs: bool, progress: bool,
+                          failure) -> tuple[dict, list[str], list[np.ndarray]]:
+    """As :func:`_evaluate_files`, for a model with a z encoder, which needs each whole
+    signal at once (``progress`` is not shown)."""
+    from .features import compute_features
+
+    batches, names, outputs = [], [], []
+    for path in files:
+        try:
+            audio = _load_measurable(path, model.config.synth.sample_rate)
+            features = compute_features(audio, model.config.features)
+        except UserError as err:
+            failure(path, err)
+            continue
+        batches.append(audio_as_batch(audio, model, features))
+        names.append(path.stem)
+    if not batches:
+        return {}, [], []
+    metrics = evaluate_batches(model, batches, pitch_model=pitch_model,
+                               outputs=outputs if keep_outputs else None)
+    return metrics, names, outputs
 
 
 # --------------------------------------------------------------------------------------

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ..audio_io import AudioError
-from .common import add_command, number, read_json
+from .common import add_command, batch_status, number, read_json
 
 
 # ----------------------------------------------------------------------------- demo
@@ -38,17 +41,56 @@ def _add_demo(sub) -> None:
 
 
 # ----------------------------------------------------------------------------- prepare
+class _StopSignal(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) turned into an interrupt that says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_signals_interrupt():
+    """Within the block, each of :data:`~ddsp_synth.soundcard.session.STOP_SIGNALS` raises a
+    :class:`_StopSignal` (the first one only: the clean-up it starts is not cut short by a
+    second). A signal the caller ignores stays ignored (``nohup``, a background job's
+    SIGINT), as Python leaves an ignored SIGINT."""
+    from ..soundcard.session import STOP_SIGNALS
+
+    main = threading.current_thread() is threading.main_thread()  # (signal.signal's rule)
+    caught = [s for s in STOP_SIGNALS if main and signal.getsignal(s) is not signal.SIG_IGN]
+
+    def stop(signum, frame):
+        for s in caught:
+            signal.signal(s, signal.SIG_IGN)
+        raise _StopSignal(signum)
+
+    old = {s: signal.signal(s, stop) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def _cmd_prepare(args) -> int:
     from ..audio_io import check_output_folder
-    from ..data import PrepareConfig, prepare
+    from ..data import PrepareConfig, PrepareInterrupted, prepare
 
     check_output_folder(args.output, inputs=args.inputs)
     cfg = PrepareConfig.for_sample_rate(
         args.sample_rate, args.frame_rate, args.hop, args.pitch_model,
         example_seconds=args.example_seconds, example_hop_seconds=args.example_hop_seconds,
         val_seconds=args.val_seconds)
-    manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet,
-                       force=args.force)
+    try:
+        with _stop_signals_interrupt():
+            manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet,
+                               force=args.force)
+    except PrepareInterrupted as stop:
+        skipped = f" ({stop.skipped} skipped)" if stop.skipped else ""
+        print(f"ddsp-synth prepare: interrupted: {stop.prepared} of {stop.total} files "
+              f"prepared{skipped}; run the same command again to continue", file=sys.stderr)
+        return 128 + stop.signum  # as train: 130 for Ctrl-C, 143 for SIGTERM
     # (when nothing is usable, the error line alone lists every file and why)
     for item in manifest["skipped"]:
         print(f"ddsp-synth prepare: skipped {item['path']}: {item['reason']}", file=sys.stderr)
@@ -194,11 +236,10 @@ def _add_export(sub) -> None:
 
 # ----------------------------------------------------------------------------- eval
 def _cmd_eval(args) -> int:
-    import soundfile as sf
-
-    from ..audio_io import check_output_folder, write_result_folder
-    from ..evaluate import evaluate_source
+    from ..audio_io import check_output_folder
+    from ..evaluate import NothingMeasured, evaluate_source
     from ..model import load_model, resolve_model
+    from ..soundcard.session import _print_or_drop
 
     model_dir = resolve_model(args.model)
     model, _ = load_model(model_dir)
@@ -206,23 +247,43 @@ def _cmd_eval(args) -> int:
         check_output_folder(args.out, inputs=[args.data, model_dir])
         if Path(args.out).is_dir() and any(Path(args.out).iterdir()) and not args.force:
             raise AudioError(f"{args.out} holds an earlier result; pass --force to replace it")
-    metrics, outputs = evaluate_source(model, args.data, args.split, args.max_examples,
-                                       args.pitch_model, keep_outputs=bool(args.out),
-                                       progress=not args.quiet)
+    failures = []
+    try:
+        metrics, outputs = evaluate_source(
+            model, args.data, args.split, args.max_examples, args.pitch_model,
+            keep_outputs=bool(args.out), progress=not args.quiet,
+            on_error=lambda path, err: failures.append(_eval_failure(path, err)))
+    except NothingMeasured:  # every file failed, each with its line
+        return batch_status(len(failures), len(failures))
     metrics.update({"model": str(args.model), "data": str(args.data),
                     "pitch_model": args.pitch_model or model.config.features.crepe_model})
     # JSON has no NaN: a metric without frames to measure is null
     text = json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                        for k, v in metrics.items()}, indent=2)
-    print(text)
+    _print_or_drop(text, sys.stdout)  # (a reader that stopped early, as `| head`, is no error)
     if args.out:
-        sr = model.config.synth.sample_rate
-        writers = {f"{name}.wav": (lambda p, y=y: sf.write(p, y.clip(-1, 1), sr,
-                                                           subtype="PCM_16"))
-                   for name, y in outputs}
-        writers["metrics.json"] = lambda p: Path(p).write_text(text + "\n")
-        write_result_folder(args.out, writers)
-    return 0
+        _write_eval_folder(args.out, outputs, text, model.config.synth.sample_rate)
+    return batch_status(len(failures), metrics["examples"] + len(failures))
+
+
+def _eval_failure(path, err) -> Path:
+    """One line on stderr for a file eval could not measure, as transfer says it."""
+    message = str(err) if str(err).startswith(str(path)) else f"{path}: {err}"
+    print(f"ddsp-synth eval: error: {message}", file=sys.stderr)
+    return path
+
+
+def _write_eval_folder(folder: str, outputs: list, text: str, sample_rate: int) -> None:
+    """``--out``: each output as NAME.wav (16-bit) and the metrics as metrics.json."""
+    import soundfile as sf
+
+    from ..audio_io import write_result_folder
+
+    writers = {f"{name}.wav": (lambda p, y=y: sf.write(p, y.clip(-1, 1), sample_rate,
+                                                       subtype="PCM_16"))
+               for name, y in outputs}
+    writers["metrics.json"] = lambda p: Path(p).write_text(text + "\n")
+    write_result_folder(folder, writers)
 
 
 def _add_eval(sub) -> None:
