@@ -212,8 +212,8 @@ class NothingMeasured(AudioError):
 
 def evaluate_source(model, source: str | Path, split: str = "val", max_examples: int | None = None,
                     pitch_model: str | None = None, keep_outputs: bool = False,
-                    batch_size: int = 8, progress: bool = False, on_error=None
-                    ) -> tuple[dict, list[tuple[str, np.ndarray]]]:
+                    batch_size: int = 8, progress: bool = False, on_error=None,
+                    seed: int = 0) -> tuple[dict, list[tuple[str, np.ndarray]]]:
     """Resynthesize and measure a prepared dataset's ``split`` or audio files.
 
     Args:
@@ -226,6 +226,8 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
             :class:`~ddsp_synth.errors.UserError`: unreadable, empty, silent): the file is
             left out, listed in the metrics' ``failed`` and the others are measured. Without
             it, the first such file raises its error.
+        seed: of the noise generator (training's validation uses the run's seed, its first
+            ``val_examples`` examples and its batch size).
 
     Returns:
         the metrics (see the module docstring, plus ``examples``, the number measured, and
@@ -248,7 +250,7 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
         batches = (collate([ds[j] for j in range(i, min(n, i + batch_size))])
                    for i in range(0, n, batch_size))
         names, outputs = [f"{split}-{j:04d}" for j in range(n)], []
-        metrics = evaluate_batches(model, batches, pitch_model=pitch_model,
+        metrics = evaluate_batches(model, batches, pitch_model=pitch_model, seed=seed,
                                    outputs=outputs if keep_outputs else None)
     else:
         files = find_audio_files([source])[:max_examples]
@@ -261,7 +263,7 @@ def evaluate_source(model, source: str | Path, split: str = "val", max_examples:
 
         evaluate = _evaluate_files if model.encoder is None else _evaluate_files_whole
         metrics, names, outputs = evaluate(model, files, pitch_model, keep_outputs, progress,
-                                           failure)
+                                           failure, seed)
         if not names:
             raise NothingMeasured(f"{source}: none of its {len(files)} audio files could be "
                                   "measured")
@@ -288,7 +290,8 @@ def _load_measurable(path: Path, sample_rate: int) -> np.ndarray:
 
 
 def _evaluate_files(model, files: list[Path], pitch_model: str | None, keep_outputs: bool,
-                    progress: bool, failure) -> tuple[dict, list[str], list[np.ndarray]]:
+                    progress: bool, failure, seed: int = 0
+                    ) -> tuple[dict, list[str], list[np.ndarray]]:
     """Each file resynthesized whole in bounded memory (:func:`evaluate_audio`), measures
     pooled; a file that cannot be measured goes to ``failure(path, err)``. Returns the
     metrics, the names of the files measured and their outputs (if ``keep_outputs``)."""
@@ -302,7 +305,7 @@ def _evaluate_files(model, files: list[Path], pitch_model: str | None, keep_outp
         for path in files:
             try:
                 audio = _load_measurable(path, model.config.synth.sample_rate)
-                part, out, f0s = evaluate_audio(model, audio, pitch_model, progress=bar)
+                part, out, f0s = evaluate_audio(model, audio, pitch_model, seed, progress=bar)
             except UserError as err:
                 with _above(bar):
                     failure(path, err)
@@ -342,8 +345,8 @@ def _above(bar):
 
 
 def _evaluate_files_whole(model, files: list[Path], pitch_model: str | None,
-                          keep_outputs: bool, progress: bool,
-                          failure) -> tuple[dict, list[str], list[np.ndarray]]:
+                          keep_outputs: bool, progress: bool, failure, seed: int = 0
+                          ) -> tuple[dict, list[str], list[np.ndarray]]:
     """As :func:`_evaluate_files`, for a model with a z encoder, which needs each whole
     signal at once (``progress`` is not shown)."""
     from .features import compute_features
@@ -360,7 +363,7 @@ def _evaluate_files_whole(model, files: list[Path], pitch_model: str | None,
         names.append(path.stem)
     if not batches:
         return {}, [], []
-    metrics = evaluate_batches(model, batches, pitch_model=pitch_model,
+    metrics = evaluate_batches(model, batches, pitch_model=pitch_model, seed=seed,
                                outputs=outputs if keep_outputs else None)
     return metrics, names, outputs
 

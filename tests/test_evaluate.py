@@ -41,6 +41,30 @@ def test_evaluate_source_dataset_and_audio_files(exported, tiny_dataset, tmp_pat
     assert np.isfinite(files["f0_l1_cents"]) and files["voiced_frames"] > 50
 
 
+def test_eval_with_the_runs_seed_repeats_trainings_validation(tiny_dataset, tmp_path):
+    """config.json's validation is the run's seed on its first val_examples examples; eval
+    --seed repeats it to the last digit (another seed is another noise draw)."""
+    import json
+
+    from ddsp_synth.cli import main
+    from test_train import FAST, SMALL
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": SMALL.to_dict(),
+                               "train": dict(FAST, val_every=3, seed=7)}))
+    assert main(["train", str(tiny_dataset), "-o", str(tmp_path / "run"), "--config", str(cfg),
+                 "--steps", "3", "--quiet"]) == 0
+    assert main(["export", str(tmp_path / "run"), "-o", str(tmp_path / "model")]) == 0
+    training = json.loads((tmp_path / "model" / "config.json").read_text())["training"]
+    n = training["train_config"]["val_examples"]
+    model, _ = load_model(tmp_path / "model")
+    again, _ = evaluate_source(model, tiny_dataset, "val", max_examples=n, seed=7)
+    for key in ("spectral_loss", "loudness_l1_db", "f0_l1_cents"):
+        assert again[key] == training["validation"][key], key
+    other, _ = evaluate_source(model, tiny_dataset, "val", max_examples=n, seed=8)
+    assert other["spectral_loss"] != training["validation"]["spectral_loss"]
+
+
 def test_midi_truth_leaves_note_edges_out_and_truth_metrics_count_harmonic_errors(tmp_path):
     from ddsp_synth.evaluate import midi_truth, truth_metrics
 

@@ -252,7 +252,7 @@ def _cmd_eval(args) -> int:
         metrics, outputs = evaluate_source(
             model, args.data, args.split, args.max_examples, args.pitch_model,
             keep_outputs=bool(args.out), progress=not args.quiet,
-            on_error=lambda path, err: failures.append(_eval_failure(path, err)))
+            on_error=lambda path, err: failures.append(_eval_failure(path, err)), seed=args.seed)
     except NothingMeasured:  # every file failed, each with its line
         return batch_status(len(failures), len(failures))
     metrics.update({"model": str(args.model), "data": str(args.data),
@@ -297,6 +297,11 @@ def _add_eval(sub) -> None:
     p.add_argument("--pitch-model", choices=["tiny", "full"],
                    help="CREPE model that measures the output (default: the model's)")
     p.add_argument("--out", help="also write the resynthesized audio and metrics.json here")
+    p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0,
+                   help="seed of the noise generator: training's validation (a model's "
+                        "config.json) used the run's --seed on its first val_examples (8) "
+                        "examples, so `eval MODEL DATA --seed SEED --max-examples 8` repeats "
+                        "it")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (audio files: on stderr, over the seconds analysed)")
