@@ -159,7 +159,11 @@ def _add_train(sub) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="bf16: decoder under bfloat16 autocast (faster on CPUs with "
                         "AVX512-BF16/AMX and on GPUs; default fp32)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint with the run's own settings; "
+                        "--steps, --max-minutes, --val-every, --checkpoint-every and "
+                        "--num-threads may change them (kept for the next --resume), any "
+                        "other setting must be the run's")
     p.add_argument("--init-from", help="start from a model's weights and settings (fine-tune): "
                    "a model folder, a shipped name, or 'auto' (the shipped model that already "
                    "plays this data best)")
