@@ -20,8 +20,8 @@ from . import checkpoints
 from .config import TrainConfig, TrainingError
 from .setup import (_auto_init, _build, _Run, _start, dist_info, init_distributed,
                     keep_changes)
-from .steps import (Schedule, StepHooks, StopFlag, checkpoint_run, close_run, log_record,
-                    optimise, run_steps)
+from .steps import (Schedule, StepHooks, StopFlag, checkpoint_run, close_run, kept_history,
+                    log_record, optimise, run_steps)
 
 
 def train_step(run: _Run, batch: dict, stop: StopFlag) -> tuple[float, float, bool, bool]:
@@ -57,7 +57,8 @@ def validate(run: _Run) -> dict | None:
     if math.isfinite(score) and (run.best is None or score < run.best["val"]["spectral_loss"]):
         run.best = {"step": run.step, "val": metrics}
         checkpoints.save_best(run.run_dir, run.model, {"step": run.step, "wall_s": run.wall_s,
-                                                       "val": metrics})
+                                                       "val": metrics,
+                                                       "history": kept_history(run)})
     return metrics
 
 
