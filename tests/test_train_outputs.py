@@ -1,5 +1,6 @@
-"""What a training run writes: checkpoints with the usual file permissions, and an exported
-model with its loss history whichever weights it takes."""
+"""What a training run writes: checkpoints with the usual file permissions, an exported
+model with its loss history whichever weights it takes, and a word at the start when the
+dataset holds nothing to validate on."""
 
 import json
 import os
@@ -7,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from test_train import FAST, SMALL
 
 from ddsp_synth.cli import main
@@ -67,3 +69,30 @@ def test_export_carries_the_loss_history_up_to_its_step(validated_run, tmp_path,
     assert 0 < best["step"] < 6, "the test needs best weights from the middle of the run"
     mode = stat.S_IMODE((tmp_path / "model" / "model.safetensors").stat().st_mode)
     assert mode == 0o666 & ~_umask()
+
+
+def test_train_says_when_the_data_has_no_validation_examples(tmp_path, capsys):
+    """Files under five examples long keep nothing for validation: train said nothing, and
+    ran without validation, best weights or audio."""
+    from conftest import synth_tone
+
+    from ddsp_synth.data import PrepareConfig, prepare
+
+    for i, f0 in enumerate((196.0, 262.0)):
+        sf.write(tmp_path / f"tone{i}.wav", synth_tone(6.0, 16000, f0, seed=i), 16000)
+    data = tmp_path / "data"
+    prepare([tmp_path], data, PrepareConfig(example_seconds=1.5, example_hop_seconds=0.5),
+            show_progress=False)
+    assert not json.loads((data / "manifest.json").read_text())["examples"]["val"]
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": SMALL.to_dict(), "train": {**FAST, "val_every": 1}}))
+    run = tmp_path / "run"
+    assert main(["train", str(data), "-o", str(run), "--config", str(cfg), "--steps", "2",
+                 "--quiet"]) == 0
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"{data} has no validation examples")
+    for words in ("--val-every is ignored", "no validation metrics or audio",
+                  "export writes the last", "whole 1.5 s example", "files of 7.5 s or more",
+                  "--example-seconds"):
+        assert words in line, (words, line)
+    assert not (run / "checkpoints" / "best").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -147,6 +148,8 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     if run.main_proc:
         keep_changes(run_dir, config, changed)
         run.writer = SummaryWriter(str(run_dir / "tb"))
+        if not len(run.val_set):
+            print(no_validation_line(data_dir), file=sys.stderr)
     start_step = run.step
     if run.main_proc and not resume:
         if config.val_every:
@@ -165,6 +168,17 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         return _finish(run, start_step, stop)
     finally:
         run.model.close()  # real devices' worker pools
+
+
+def no_validation_line(data_dir: Path) -> str:
+    """What a run on a dataset without validation examples lacks, and how to get them."""
+    example_s = load_manifest(data_dir)["config"]["example_seconds"]
+    return (f"{data_dir} has no validation examples, so this run validates nothing "
+            "(--val-every is ignored): no validation metrics or audio in TensorBoard and no "
+            "best weights (export writes the last ones). A file holds out its last "
+            "--val-seconds (prepare's option; at most 20 % of the file) only when that fits a "
+            f"whole {example_s:g} s example: give files of {5 * example_s:g} s or more, or "
+            "prepare again with a shorter --example-seconds")
 
 
 def _device_failed(run: _Run, err: DeviceError) -> TrainingError:
