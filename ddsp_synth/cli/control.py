@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .common import Formatter, Parser, add_command, batch_status, chain_help, number
+from .models import interrupted
 
 DEFAULT_MINUTES = 30.0
 DEFAULT_THREADS = 1
@@ -43,6 +44,8 @@ def _cmd_train(args) -> int:
                                proxy_dirs=args.proxy_dir or (), workers=args.workers,
                                resume=args.resume, force=args.force,
                                show_progress=not args.quiet)
+    if summary["interrupted"]:
+        return interrupted(summary)
     try:  # a resumed run's own settings say whether it takes a reference
         saved = json.loads((Path(args.output) / "run.json").read_text())["controller"]
         takes_reference = bool(saved["reference"])
@@ -60,7 +63,7 @@ def _cmd_train(args) -> int:
           f"{best.get('loudness_lu_dry', float('nan')):.2f}); use it with: ddsp-synth control "
           f"apply {args.output} INPUT{' --reference REF' if takes_reference else ''} "
           f"-o OUT.wav")
-    return 130 if summary["interrupted"] else 0
+    return 0
 
 
 def _train_settings(args) -> dict:

@@ -106,9 +106,7 @@ def _cmd_train(args) -> int:
                                    show_progress=not args.quiet, force=args.force,
                                    init_from=args.init_from)
     if summary["interrupted"]:
-        print(f"interrupted at step {summary['step']}; checkpoint {summary['checkpoint']}; "
-              "continue with --resume", file=sys.stderr)
-        return 128 + summary["signal"]
+        return interrupted(summary)
     if summary["checkpoint"]:
         print(f"trained to step {summary['step']} ({summary['wall_s'] / 60:.1f} min); "
               f"checkpoint {summary['checkpoint']}")
@@ -118,6 +116,14 @@ def _cmd_train(args) -> int:
     if line:
         print(line)
     return 0
+
+
+def interrupted(summary: dict) -> int:
+    """A training stopped by a signal (with a checkpoint): one line on stderr saying so and
+    how to go on; the exit status 128 + the signal's number."""
+    print(f"interrupted at step {summary['step']}; checkpoint {summary['checkpoint']}; "
+          "continue with --resume", file=sys.stderr)
+    return 128 + summary["signal"]
 
 
 def before_after(summary: dict) -> str | None:
