@@ -171,8 +171,9 @@ def keep_changes(run_dir: Path, config: TrainConfig, changed: dict) -> None:
 
 
 def _limits(config: TrainConfig) -> str:
-    minutes = f"{_shown(config.max_minutes)} min" if config.max_minutes else "no time limit"
-    return f"{config.steps} steps, {minutes} (a time limit counts from each start)"
+    minutes = (f"{_shown(config.max_minutes)} min from this start" if config.max_minutes
+               else "no time limit")
+    return f"{config.steps} steps, {minutes}"
 
 
 def _set_threads(config: TrainConfig) -> None:
