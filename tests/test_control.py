@@ -420,8 +420,8 @@ def test_resume_is_exact(recordings, tmp_path):
         **{**TINY.__dict__, "reference": True}), lr=1e-2, checkpoint_every=3)
     _train(tmp_path / "straight", steps=6, **kw)
     _train(tmp_path / "resumed", steps=3, **kw)
-    cfg = control_train_config(steps=6)
-    train_controller(tmp_path / "resumed", config=cfg, resume=True, show_progress=False)
+    train_controller(tmp_path / "resumed", config={"steps": 6}, resume=True,
+                     show_progress=False)
     a = load_checkpoint_weights(tmp_path / "straight")
     b = load_checkpoint_weights(tmp_path / "resumed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -50,8 +50,7 @@ def test_thirty_steps_loss_falls(tiny_dataset, tmp_path):
 def test_resume_equals_uninterrupted(tiny_dataset, tmp_path):
     train(tiny_dataset, tmp_path / "a", SMALL, TrainConfig(steps=10, **FAST), show_progress=False)
     train(tiny_dataset, tmp_path / "b", SMALL, TrainConfig(steps=6, **FAST), show_progress=False)
-    train(tiny_dataset, tmp_path / "b", None, TrainConfig(steps=10, num_threads=1), resume=True,
-          show_progress=False)
+    train(tiny_dataset, tmp_path / "b", None, {"steps": 10}, resume=True, show_progress=False)
     wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     np.testing.assert_array_equal(_losses(tmp_path / "a"), _losses(tmp_path / "b"))
@@ -98,11 +97,10 @@ def test_checkpoint_interrupted_mid_write_keeps_previous(tiny_dataset, tmp_path,
 
     monkeypatch.setattr(train_mod, "save_checkpoint", crash_mid_write)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_dataset, run, None, TrainConfig(steps=8), resume=True, show_progress=False)
+        train(tiny_dataset, run, None, {"steps": 8}, resume=True, show_progress=False)
     assert list_checkpoints(run)[-1] == good
     monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
-    summary = train(tiny_dataset, run, None, TrainConfig(steps=8, num_threads=1), resume=True,
-                    show_progress=False)
+    summary = train(tiny_dataset, run, None, {"steps": 8}, resume=True, show_progress=False)
     assert summary["step"] == 8
 
 
@@ -154,12 +152,10 @@ def test_resume_refuses_another_dataset(tiny_dataset, tmp_path):
     prepare([src], tmp_path / "other", PrepareConfig(example_seconds=1.0, example_hop_seconds=0.5,
                                                      val_seconds=2.0), show_progress=False)
     with pytest.raises(TrainingError, match=f"{run} was trained on .* is another dataset"):
-        train(tmp_path / "other", run, None, TrainConfig(steps=4), resume=True,
-              show_progress=False)
+        train(tmp_path / "other", run, None, {"steps": 4}, resume=True, show_progress=False)
     moved = tmp_path / "moved"  # the same dataset somewhere else is the run's own
     shutil.copytree(tiny_dataset, moved)
-    summary = train(moved, run, None, TrainConfig(steps=4, num_threads=1), resume=True,
-                    show_progress=False)
+    summary = train(moved, run, None, {"steps": 4}, resume=True, show_progress=False)
     assert summary["step"] == 4
 
 

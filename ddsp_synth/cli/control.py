@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 
 from .common import Formatter, Parser, add_command, batch_status, chain_help, number
+from .models import interrupted
 
 DEFAULT_MINUTES = 30.0
+DEFAULT_THREADS = 1
 
 
 # ----------------------------------------------------------------------------- train
 def _cmd_train(args) -> int:
-    from ..control import ControlDataConfig, ControllerConfig, control_train_config
+    from ..control import ControlDataConfig, ControllerConfig
     from ..control.train import train_controller
     from ..train.config import TrainingError
 
@@ -29,13 +31,6 @@ def _cmd_train(args) -> int:
                                 "--style AUDIO_DIR")
         if args.pairs and args.style:
             raise TrainingError("give either --pairs or --style, not both")
-    minutes = args.max_minutes if args.max_minutes is not None else (
-        0.0 if args.steps is not None else DEFAULT_MINUTES)
-    overrides = {"max_minutes": minutes, "num_threads": args.threads, "seed": args.seed,
-                 "steps": args.steps or 10**9}
-    for key in ("batch_size", "learning_rate"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
     controller = ControllerConfig(per_frame=args.per_frame,
                                   reference=bool(args.style) or args.reference,
                                   level_match=args.level_match)
@@ -45,10 +40,12 @@ def _cmd_train(args) -> int:
     summary = train_controller(args.output, args.chain, args.method, pairs=args.pairs,
                                loss=args.loss,
                                style=args.style, controller=controller, data=data,
-                               config=control_train_config(**overrides),
+                               config=_train_settings(args),
                                proxy_dirs=args.proxy_dir or (), workers=args.workers,
                                resume=args.resume, force=args.force,
                                show_progress=not args.quiet)
+    if summary["interrupted"]:
+        return interrupted(summary)
     try:  # a resumed run's own settings say whether it takes a reference
         saved = json.loads((Path(args.output) / "run.json").read_text())["controller"]
         takes_reference = bool(saved["reference"])
@@ -66,7 +63,22 @@ def _cmd_train(args) -> int:
           f"{best.get('loudness_lu_dry', float('nan')):.2f}); use it with: ddsp-synth control "
           f"apply {args.output} INPUT{' --reference REF' if takes_reference else ''} "
           f"-o OUT.wav")
-    return 130 if summary["interrupted"] else 0
+    return 0
+
+
+def _train_settings(args) -> dict:
+    """The training settings the command line gives: a new run's limits from --steps and
+    --max-minutes (30 minutes when neither is given); resuming, only the options given (the
+    run keeps its own others)."""
+    given = {"steps": args.steps, "max_minutes": args.max_minutes,
+             "num_threads": args.threads, "seed": args.seed, "batch_size": args.batch_size,
+             "learning_rate": args.learning_rate}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.resume:
+        return given
+    minutes = 0.0 if args.steps is not None else DEFAULT_MINUTES
+    return {"max_minutes": minutes, "steps": 10**9, "num_threads": DEFAULT_THREADS,
+            "seed": 0, **given}
 
 
 # options of a run's settings: (argparse dest, where run.json keeps it)
@@ -74,7 +86,7 @@ _RUN_OPTIONS = (("chain", ("chain",)), ("method", ("method",)), ("pairs", ("pair
                 ("style", ("style",)), ("per_frame", ("controller", "per_frame")),
                 ("reference", ("controller", "reference")),
                 ("level_match", ("controller", "level_match")), ("loss", ("loss",)),
-                ("batch_size", ("train", "batch_size")),
+                ("batch_size", ("train", "batch_size")), ("seed", ("train", "seed")),
                 ("learning_rate", ("train", "learning_rate")),
                 ("segment_seconds", ("data", "segment_seconds")),
                 ("input_processed", ("data", "input_processed")))
@@ -137,7 +149,8 @@ def _add_train(actions) -> None:
     t.add_argument("-o", "--output", required=True, help="run folder (a controller folder "
                    "for 'control apply' as soon as it has validated)")
     t.add_argument("--max-minutes", type=number(float, 0.01, 10**6),
-                   help=f"training time budget (default: {DEFAULT_MINUTES:g} unless --steps)")
+                   help=f"training time budget (default: {DEFAULT_MINUTES:g} unless --steps; "
+                        "resuming: the run's)")
     t.add_argument("--steps", type=number(int, 1, 10**9), help="optimiser steps")
     t.add_argument("--per-frame", action="store_true",
                    help="predict settings every 10 ms (automation curves), not once per clip")
@@ -163,13 +176,17 @@ def _add_train(actions) -> None:
                         "DeepAFx-ST: 0.75)")
     t.add_argument("--workers", type=number(int, 0, 64), default=2,
                    help="worker processes running the real devices")
-    t.add_argument("--threads", type=number(int, 0, 1024), default=1,
-                   help="torch threads (0: as many as torch picks)")
+    t.add_argument("--threads", type=number(int, 0, 1024),
+                   help=f"torch threads (0: as many as torch picks; default "
+                        f"{DEFAULT_THREADS}, resuming: the run's)")
     t.add_argument("--proxy-dir", action="append",
                    help="folder of trained proxies (DIR/DEVICE/proxy.json), searched first")
-    t.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0, help="random seed")
+    t.add_argument("--seed", type=number(int, 0, 2**32 - 1), help="random seed (default 0)")
     t.add_argument("--resume", action="store_true",
-                   help="continue the run in the output folder exactly where it stopped")
+                   help="continue the run in the output folder exactly where it stopped, with "
+                        "its own settings: --steps, --max-minutes and --threads may change "
+                        "its limits (kept for the next --resume), any other option must be "
+                        "the run's")
     t.add_argument("--force", action="store_true", help="start over in an existing run folder")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     # what --resume compares against: an option left at its default was not given

@@ -148,9 +148,7 @@ def _cmd_train(args) -> int:
                                    show_progress=not args.quiet, force=args.force,
                                    init_from=args.init_from)
     if summary["interrupted"]:
-        print(f"interrupted at step {summary['step']}; checkpoint {summary['checkpoint']}; "
-              "continue with --resume", file=sys.stderr)
-        return 128 + summary["signal"]
+        return interrupted(summary)
     if summary["checkpoint"]:
         print(f"trained to step {summary['step']} ({summary['wall_s'] / 60:.1f} min); "
               f"checkpoint {summary['checkpoint']}")
@@ -160,6 +158,14 @@ def _cmd_train(args) -> int:
     if line:
         print(line)
     return 0
+
+
+def interrupted(summary: dict) -> int:
+    """A training stopped by a signal (with a checkpoint): one line on stderr saying so and
+    how to go on; the exit status 128 + the signal's number."""
+    print(f"interrupted at step {summary['step']}; checkpoint {summary['checkpoint']}; "
+          "continue with --resume", file=sys.stderr)
+    return 128 + summary["signal"]
 
 
 def before_after(summary: dict) -> str | None:
@@ -201,7 +207,11 @@ def _add_train(sub) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="bf16: decoder under bfloat16 autocast (faster on CPUs with "
                         "AVX512-BF16/AMX and on GPUs; default fp32)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint with the run's own settings; "
+                        "--steps, --max-minutes, --val-every, --checkpoint-every and "
+                        "--num-threads may change them (kept for the next --resume), any "
+                        "other setting must be the run's")
     p.add_argument("--init-from", help="start from a model's weights and settings (fine-tune): "
                    "a model folder, a shipped name, or 'auto' (the shipped model that already "
                    "plays this data best)")

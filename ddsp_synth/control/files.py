@@ -74,13 +74,29 @@ def save_controller(controller: Controller, folder: str | os.PathLike, chain: li
     return folder
 
 
+def _run_without_controller(folder, run_file: Path) -> str:
+    """Why a training run's folder holds no controller: an instrument's run (``train``'s:
+    its run.json names a model and a dataset) is no controller's, and a controller's run
+    writes one at its first validation."""
+    import json
+
+    try:
+        run = json.loads(run_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        run = None
+    if isinstance(run, dict) and "model" in run and "data_dir" in run and "chain" not in run:
+        return (f"{folder}: an instrument's training run (made by 'ddsp-synth train'), not a "
+                "controller: export it with 'ddsp-synth export "
+                f"{folder} -o MODEL' and play with 'ddsp-synth transfer INPUT --model MODEL'")
+    return (f"{folder}: this training run has no controller yet (it writes one at its first "
+            "validation: train it longer with --resume)")
+
+
 def read_controller_meta(folder: str | os.PathLike) -> dict:
     """``controller.json`` of a folder, checked to be a controller description."""
     path = controller_path(folder)
     if (path / "run.json").is_file() and not (path / CONTROLLER_FILES.config).exists():
-        raise ControllerFileError(f"{folder}: this training run has no controller yet (it "
-                                  "writes one at its first validation: train it longer with "
-                                  "--resume)")
+        raise ControllerFileError(_run_without_controller(folder, path / "run.json"))
     meta = read_artifact_meta(path, CONTROLLER_FILES)
     for key in ("config", "chain", "declared", "fixed"):
         if key not in meta:

@@ -19,7 +19,7 @@ import torch
 from ..audio_io import atomic_write_text
 from ..config import from_dict
 from ..gradients.spsa import SPSAConfig
-from ..train.setup import dist_info, restore
+from ..train.setup import dist_info, restore, resume_settings
 from ..train.config import TrainConfig, TrainingError
 from .config import ControlDataConfig, ControllerConfig, ControlError
 from .controller import Controller, neutral_values
@@ -136,9 +136,11 @@ class ControlRun:
 
 
 def settle(run_dir: Path, settings: RunSettings | None, resume: bool, force: bool,
-           overrides: dict, main_proc: bool) -> RunSettings:
-    """The run's settings: from ``run.json`` when resuming (with the new step count, time
-    budget and threads), else the given ones, written to ``run.json``."""
+           given: TrainConfig | dict | None, main_proc: bool) -> tuple[RunSettings, dict]:
+    """The run's settings: from ``run.json`` when resuming (with the limits and intervals
+    that ``given`` changes: :func:`~ddsp_synth.train.setup.resume_settings`), else the given
+    ones, written to ``run.json``. Returns (the settings, those a resume changes: for
+    :func:`~ddsp_synth.train.setup.keep_changes`)."""
     run_file = run_dir / "run.json"
     if resume:
         if not run_file.exists():
@@ -147,8 +149,8 @@ def settle(run_dir: Path, settings: RunSettings | None, resume: bool, force: boo
             saved = RunSettings.from_dict(json.loads(run_file.read_text()))
         except (OSError, json.JSONDecodeError) as err:
             raise TrainingError(f"{run_file}: damaged run file ({err})") from None
-        train = from_dict(TrainConfig, {**asdict(saved.train), **overrides}, "train.")
-        return RunSettings(**{**saved.__dict__, "train": train})
+        train, changed = resume_settings(run_dir, saved.to_dict(), given)
+        return RunSettings(**{**saved.__dict__, "train": train}), changed
     if settings is None:
         raise TrainingError("give the run's settings, or resume a run")
     if main_proc:
@@ -161,7 +163,7 @@ def settle(run_dir: Path, settings: RunSettings | None, resume: bool, force: boo
             (run_dir / "log.jsonl").unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_file, json.dumps(settings.to_dict(), indent=2) + "\n")
-    return settings
+    return settings, {}
 
 
 def _source(settings: RunSettings, chain, renderer):

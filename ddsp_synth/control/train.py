@@ -40,7 +40,7 @@ from .files import CONTROLLER_FILES, save_controller
 from .metrics import loudness_errors, spectral_errors
 from .run import (ControlRun, RunSettings, build, chain_settings, control_train_config,
                   settle, step_rng, validation_examples)
-from ..train.setup import dist_info, init_distributed
+from ..train.setup import dist_info, init_distributed, keep_changes
 
 AUDIO_EXAMPLES = 2  # validation examples whose audio goes to TensorBoard
 
@@ -185,7 +185,7 @@ def _finish(run: ControlRun, start_step: int, stop: StopFlag) -> dict:
 def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "autodiff",
                      pairs=None, style=None, controller: ControllerConfig = ControllerConfig(),
                      data: ControlDataConfig = ControlDataConfig(),
-                     config: TrainConfig | None = None, spsa: SPSAConfig = SPSAConfig(),
+                     config: TrainConfig | dict | None = None, spsa: SPSAConfig = SPSAConfig(),
                      proxy_dirs=(), workers: int = 2, loss: str = "mr", resume: bool = False,
                      force: bool = False, show_progress: bool = True) -> dict:
     """Train a controller of ``chain`` (or continue the run in ``run_dir``).
@@ -198,8 +198,11 @@ def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "auto
         pairs: (input folder, target folder) with files of matching names, or
         style: folders of recordings for self-supervised style transfer.
         controller, data: the network's and the examples' settings.
-        config: optimisation settings (default :func:`control_train_config`); when resuming,
-            only its ``steps``, ``max_minutes`` and ``num_threads`` are taken.
+        config: optimisation settings (a dict: some of them; default
+            :func:`control_train_config`). Resuming, the run's own settings stay; ``config``
+            may change its limits and intervals (step count, time budget, threads, ...: said
+            in one line and kept for the next resume), and its other settings must be the
+            run's (:func:`~ddsp_synth.train.setup.resume_settings`).
         spsa: SPSA's settings; proxy_dirs: folders searched for proxies first.
         workers: worker processes of each group of real devices.
         loss: ``"mr"`` (linear and log magnitudes) or ``"log"`` (log magnitudes alone).
@@ -212,9 +215,8 @@ def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "auto
     run_dir = Path(run_dir)
     world, rank, _ = dist_info()
     init_distributed(world)
-    config = config or control_train_config()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    if not resume and not isinstance(config, TrainConfig):
+        config = control_train_config(**(config or {}))
     if not resume and rank == 0 and not force and (run_dir / CONTROLLER_FILES.config).exists() \
             and not (run_dir / "run.json").exists():
         raise TrainingError(f"{run_dir} holds a controller; give another folder or --force")
@@ -222,17 +224,19 @@ def train_controller(run_dir: str | os.PathLike, chain=None, method: str = "auto
         chain_settings(chain), method, tuple(map(str, pairs)) if pairs else None,
         tuple(map(str, style)) if style else None, controller, data, config, spsa,
         tuple(map(str, proxy_dirs)), workers, loss)
-    overrides = {"steps": config.steps, "max_minutes": config.max_minutes,
-                 "num_threads": config.num_threads}
     existed = run_dir.exists()
     had = {name for name in RUN_FILES if (run_dir / name).exists()}
     # settle refuses a folder holding a run before writing anything: nothing of ours to undo
-    settings = settle(run_dir, settings, resume, force, overrides, rank == 0)
+    settings, changed = settle(run_dir, settings, resume, force, config, rank == 0)
+    if settings.train.num_threads:
+        torch.set_num_threads(settings.train.num_threads)
     try:
         if world > 1:
             dist.barrier()
         run = build(run_dir, settings, resume)
         try:
+            if rank == 0:
+                keep_changes(run_dir, settings.train, changed)
             return _train(run, resume, show_progress, SummaryWriter)
         finally:
             run.close()

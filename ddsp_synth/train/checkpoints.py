@@ -18,6 +18,10 @@ from .config import TrainingError
 CHECKPOINT_FORMAT_VERSION = 1
 
 
+def _weights(model: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
 def _flatten_optimizer(state: dict) -> tuple[dict, dict]:
     tensors, scalars = {}, {}
     for pid, pstate in state["state"].items():
@@ -49,20 +53,28 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
-def save_checkpoint(run_dir: Path, model: DDSPModel, optimizer, step: int, extra: dict,
-                    keep: int) -> Path:
+def _save_tensors(tensors: dict, path: Path) -> None:
+    """Tensors to a safetensors file with the usual permissions (0666 less the umask, as
+    every other file written; safetensors itself makes its files 0600)."""
     from safetensors.torch import save_file
 
+    from ..audio_io import _FILE_MODE
+
+    save_file(tensors, str(path))
+    os.chmod(path, _FILE_MODE)
+
+
+def save_checkpoint(run_dir: Path, model: DDSPModel, optimizer, step: int, extra: dict,
+                    keep: int) -> Path:
     ckdir = run_dir / "checkpoints"
     final = ckdir / f"step-{step:07d}"
     tmp = ckdir / f"step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(tmp / "model.safetensors"))
+    _save_tensors(_weights(model), tmp / "model.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     opt_tensors["rng.torch"] = torch.get_rng_state()
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    _save_tensors(opt_tensors, tmp / "optimizer.safetensors")
     state = {"format_version": CHECKPOINT_FORMAT_VERSION, "step": step,
              "optimizer": opt_meta, **extra}
     (tmp / "state.json").write_text(json.dumps(state, indent=2))
@@ -117,14 +129,11 @@ BEST = "best"  # checkpoints/best: the weights that validated best, and when
 def save_best(run_dir: Path, model: DDSPModel, state: dict) -> Path:
     """Keep ``model`` as the run's best validated weights (written aside, renamed into
     place: an interruption leaves the previous best)."""
-    from safetensors.torch import save_file
-
     ckdir = run_dir / "checkpoints"
     final, tmp = ckdir / BEST, ckdir / f"{BEST}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(tmp / "model.safetensors"))
+    _save_tensors(_weights(model), tmp / "model.safetensors")
     (tmp / "state.json").write_text(json.dumps({"format_version": CHECKPOINT_FORMAT_VERSION,
                                                 **state}, indent=2))
     old = ckdir / f"{BEST}.old"
@@ -166,11 +175,20 @@ def export_run(run_dir: str | os.PathLike, model_dir: str | os.PathLike,
     model, run_meta, state = load_run_model(run_dir, which)
     training = {"steps": state["step"], "wall_s": state["wall_s"],
                 "train_config": run_meta["train"], "data_dir": run_meta["data_dir"],
-                "loss_history": summarize_history(state.get("history", []))}
+                "loss_history": summarize_history(_history_until(Path(run_dir), state))}
     if state.get("val") is not None:  # the best weights: how they validated
         training["validation"] = state["val"]
     save_model(model, model_dir, run_meta["dataset_stats"], training, force=force)
     return model, state
+
+
+def _history_until(run_dir: Path, state: dict) -> list:
+    """The loss history up to a checkpoint's step: its own, or (best weights saved before
+    they kept one) the newest checkpoint's rows up to that step."""
+    if "history" in state:
+        return state["history"]
+    newest = json.loads((list_checkpoints(run_dir)[-1] / "state.json").read_text())
+    return [row for row in newest.get("history", []) if row[0] <= state["step"]]
 
 
 def summarize_history(history: list) -> list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -18,9 +19,10 @@ from ..model import ModelConfig
 from ..stages.params import DeviceError
 from . import checkpoints
 from .config import TrainConfig, TrainingError
-from .setup import _auto_init, _build, _Run, _start, dist_info, init_distributed
-from .steps import (Schedule, StepHooks, StopFlag, checkpoint_run, close_run, log_record,
-                    optimise, run_steps)
+from .setup import (_auto_init, _build, _Run, _start, dist_info, init_distributed,
+                    keep_changes)
+from .steps import (Schedule, StepHooks, StopFlag, checkpoint_run, close_run, kept_history,
+                    log_record, optimise, run_steps)
 
 
 def train_step(run: _Run, batch: dict, stop: StopFlag) -> tuple[float, float, bool, bool]:
@@ -56,7 +58,8 @@ def validate(run: _Run) -> dict | None:
     if math.isfinite(score) and (run.best is None or score < run.best["val"]["spectral_loss"]):
         run.best = {"step": run.step, "val": metrics}
         checkpoints.save_best(run.run_dir, run.model, {"step": run.step, "wall_s": run.wall_s,
-                                                       "val": metrics})
+                                                       "val": metrics,
+                                                       "history": kept_history(run)})
     return metrics
 
 
@@ -109,7 +112,7 @@ def _hooks(run: _Run, stop: StopFlag) -> StepHooks:
 
 
 def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
-          model_config: ModelConfig | None = None, config: TrainConfig = TrainConfig(),
+          model_config: ModelConfig | None = None, config: TrainConfig | dict | None = None,
           resume: bool = False, show_progress: bool = True, force: bool = False,
           init_from: str | os.PathLike | None = None) -> dict:
     """Train a model on a prepared dataset. Returns a summary dict.
@@ -126,19 +129,27 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     ``init_from`` starts a new run from an exported model's weights and settings (fine-tuning
     or continuing a shipped model; the optimiser starts afresh); ``"auto"`` picks the shipped
     model that already plays the data best (:func:`closest_shipped_model`).
+
+    ``config`` holds the training settings (a dict: some of them, the others at their
+    defaults; None: all). Resuming, the run goes on with its own settings (``run.json``):
+    ``config`` may change its limits and intervals (:data:`~.setup.RESUMABLE`: the step
+    count, the time budget, the threads, ...), which is said in one line and kept for the
+    next resume; any other setting it holds, and ``model_config`` and ``init_from`` when
+    given, must be the run's (a TrainingError names what differs).
     """
     from torch.utils.tensorboard import SummaryWriter
 
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     world, rank, _ = dist_info()
     init_distributed(world)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    model_config, config, init_model = _start(data_dir, run_dir, model_config, config, resume,
-                                              force, init_from, rank == 0, world > 1)
+    model_config, config, init_model, changed = _start(
+        data_dir, run_dir, model_config, config, resume, force, init_from, rank == 0, world > 1)
     run = _build(data_dir, run_dir, model_config, config, init_model, resume)
     if run.main_proc:
+        keep_changes(run_dir, config, changed)
         run.writer = SummaryWriter(str(run_dir / "tb"))
+        if not len(run.val_set):
+            print(no_validation_line(data_dir), file=sys.stderr)
     start_step = run.step
     if run.main_proc and not resume:
         if config.val_every:
@@ -157,6 +168,17 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         return _finish(run, start_step, stop)
     finally:
         run.model.close()  # real devices' worker pools
+
+
+def no_validation_line(data_dir: Path) -> str:
+    """What a run on a dataset without validation examples lacks, and how to get them."""
+    example_s = load_manifest(data_dir)["config"]["example_seconds"]
+    return (f"{data_dir} has no validation examples, so this run validates nothing "
+            "(--val-every is ignored): no validation metrics or audio in TensorBoard and no "
+            "best weights (export writes the last ones). A file holds out its last "
+            "--val-seconds (prepare's option; at most 20 % of the file) only when that fits a "
+            f"whole {example_s:g} s example: give files of {5 * example_s:g} s or more, or "
+            "prepare again with a shorter --example-seconds")
 
 
 def _device_failed(run: _Run, err: DeviceError) -> TrainingError:
@@ -181,27 +203,41 @@ def train_from_overrides(data_dir: str | os.PathLike, run_dir: str | os.PathLike
     """:func:`train` with settings given as JSON-like overrides of the defaults:
     ``{"model": {...}, "train": {...}}`` (sections and fields left out keep their defaults;
     ``model`` overrides apply to the settings of the ``init_from`` model when there is one,
-    else to the defaults for the dataset; they are ignored when resuming)."""
+    else to the defaults for the dataset). Resuming, they apply to the run's own settings:
+    only the limits and intervals may change (:func:`train`)."""
     unknown = set(overrides) - {"model", "train"}
     if unknown:
         raise TrainingError(f"unknown settings section(s) {sorted(unknown)}; expected "
                             "'model' and/or 'train'")
     model_config = None
-    if "model" in overrides and not kwargs.get("resume"):
-        if kwargs.get("init_from") == "auto":
-            kwargs["init_from"] = _auto_init(Path(data_dir), dist_info()[1] == 0)
-        if kwargs.get("init_from") is not None:
-            from ..model import load_model
+    if "model" in overrides:
+        base = _model_base(Path(data_dir), Path(run_dir), kwargs)
+        if base is not None:
+            model_config = ModelConfig.from_dict(_merged(base, overrides["model"], "model."))
+    train_settings = overrides.get("train", {})
+    if not kwargs.get("resume"):  # resuming, the run's own settings are the defaults
+        train_settings = from_dict(TrainConfig, train_settings, "train.")
+    return train(data_dir, run_dir, model_config, train_settings, **kwargs)
 
-            base = load_model(kwargs["init_from"])[0].config.to_dict()
-        else:  # the dataset's feature settings and the defaults for its rate
-            fc = load_manifest(data_dir)["config"]["features"]
-            base = ModelConfig.for_sample_rate(fc["sample_rate"], fc["sample_rate"] / fc["hop"],
-                                               fc["crepe_model"]).to_dict()
-            base["features"] = fc
-        model_config = ModelConfig.from_dict(_merged(base, overrides["model"], "model."))
-    return train(data_dir, run_dir, model_config,
-                 from_dict(TrainConfig, overrides.get("train", {}), "train."), **kwargs)
+
+def _model_base(data_dir: Path, run_dir: Path, kwargs: dict) -> dict | None:
+    """The model settings that ``model`` overrides apply to: a resumed run's own (None when
+    it has none: :func:`train` says so), the ``init_from`` model's, or the defaults for the
+    dataset (``init_from="auto"`` is settled here, in ``kwargs``)."""
+    if kwargs.get("resume"):
+        run_file = run_dir / "run.json"
+        return checkpoints.read_run(run_file)["model"] if run_file.exists() else None
+    if kwargs.get("init_from") == "auto":
+        kwargs["init_from"] = _auto_init(data_dir, dist_info()[1] == 0)
+    if kwargs.get("init_from") is not None:
+        from ..model import load_model
+
+        return load_model(kwargs["init_from"])[0].config.to_dict()
+    fc = load_manifest(data_dir)["config"]["features"]  # its feature settings, its rate's defaults
+    base = ModelConfig.for_sample_rate(fc["sample_rate"], fc["sample_rate"] / fc["hop"],
+                                       fc["crepe_model"]).to_dict()
+    base["features"] = fc
+    return base
 
 
 def _merged(base: dict, overrides, where: str) -> dict:

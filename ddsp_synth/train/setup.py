@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..audio_io import atomic_write_bytes
+from ..audio_io import atomic_write_bytes, atomic_write_text
 from ..config import from_dict
 from ..data import DDSPDataset, collate, load_manifest, load_stats
 from ..model import DDSPModel, ModelConfig, check_stats, copy_weights, with_stats
@@ -96,12 +96,100 @@ class _Run:
         return len(self.sampler) // self.config.batch_size
 
 
+#: the training settings a resumed run may change: its limits and intervals. The others make
+#: the run what it is (its batches, learning rates and random streams: an exact resume).
+RESUMABLE = ("steps", "max_minutes", "num_threads", "max_bad_steps", "log_every", "val_every",
+             "checkpoint_every", "audio_every", "keep_checkpoints")
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _differences(given: dict, own: dict, where: str = "") -> list[str]:
+    """``name value (the run's: value)`` for every setting of ``given`` (nested dicts: by
+    their leaves) whose value is not the run's ``own``."""
+    out = []
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(own.get(key), dict):
+            out += _differences(value, own[key], f"{where}{key}.")
+        elif value != own.get(key):
+            out.append(f"{where}{key} {_shown(value)} (the run's: {_shown(own.get(key))})")
+    return out
+
+
+def _init_from_differs(given, own: str | None) -> list[str]:
+    """A model to start from given on resume: refused unless it is the run's own (a resumed
+    run continues from its checkpoint, whatever it started from)."""
+    if given is None or str(given) == own or (
+            own is not None and Path(str(given)).resolve() == Path(own).resolve()):
+        return []
+    return [f"init_from {given} (the run's: {own or 'none, it started from scratch'})"]
+
+
+def resume_settings(run_dir: Path, run_meta: dict, given: TrainConfig | dict | None,
+                    differ: list[str] = ()) -> tuple[TrainConfig, dict]:
+    """The training settings a resumed run goes on with: its own (``run_meta["train"]``,
+    from its run.json), with the limits and intervals (:data:`RESUMABLE`) that ``given``
+    changes. Any other setting of ``given`` must be the run's: one that is not (or any in
+    ``differ``, the caller's own checks) is a TrainingError naming it and the run's value.
+
+    Args:
+        given: the settings given for this resume, or only some of them (a dict); None
+            keeps the run's.
+
+    Returns:
+        (the settings, {name: new value} of those that changed: :func:`keep_changes` says
+        so and keeps them once the checkpoint has loaded).
+    """
+    own = asdict(from_dict(TrainConfig, run_meta["train"], "train."))
+    given = asdict(given) if isinstance(given, TrainConfig) else {} if given is None else given
+    if not isinstance(given, dict):
+        from_dict(TrainConfig, given, "train.")  # says what it should be
+    config = from_dict(TrainConfig, {**own, **given}, "train.")  # checks what was given
+    differ = list(differ) + _differences(
+        {k: v for k, v in asdict(config).items() if k in given and k not in RESUMABLE}, own)
+    if differ:
+        raise TrainingError(f"{run_dir}: --resume continues the run with its own settings, "
+                            f"and these differ from them: {'; '.join(differ)}; drop them, or "
+                            "start a new run (another folder, or --force)")
+    return config, {k: v for k, v in asdict(config).items() if k in given and v != own[k]}
+
+
+def keep_changes(run_dir: Path, config: TrainConfig, changed: dict) -> None:
+    """A resumed run's new limits (``changed``, from :func:`resume_settings`): said in one
+    line and kept in its run.json for the next resume (rank 0's work)."""
+    if not changed:
+        return
+    run_file = run_dir / "run.json"
+    run_meta = json.loads(run_file.read_text())
+    own = run_meta["train"]
+    atomic_write_text(run_file, json.dumps({**run_meta, "train": asdict(config)}, indent=2)
+                      + "\n")
+    print(f"{run_dir}: resuming with {'; '.join(_differences(changed, own))} (kept for the "
+          f"next --resume); its limits now: {_limits(config)}", file=sys.stderr)
+
+
+def _limits(config: TrainConfig) -> str:
+    minutes = (f"{_shown(config.max_minutes)} min from this start" if config.max_minutes
+               else "no time limit")
+    return f"{config.steps} steps, {minutes}"
+
+
+def _set_threads(config: TrainConfig) -> None:
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+
+
 def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
-           config: TrainConfig, resume: bool, force: bool, init_from, main_proc: bool,
-           distributed: bool) -> tuple[ModelConfig, TrainConfig, DDSPModel | None]:
-    """Settle the run's settings: from ``run.json`` when resuming, else from the arguments
-    (or the model of ``init_from``), checked against the dataset and written to ``run.json``.
-    Returns (model settings, training settings, the ``init_from`` model or None)."""
+           given: TrainConfig | dict | None, resume: bool, force: bool, init_from,
+           main_proc: bool, distributed: bool
+           ) -> tuple[ModelConfig, TrainConfig, DDSPModel | None, dict]:
+    """Settle the run's settings: from ``run.json`` when resuming (with the limits and
+    intervals ``given`` changes; :func:`resume_settings`), else from the arguments (or the
+    model of ``init_from``), checked against the dataset and written to ``run.json``.
+    Returns (model settings, training settings, the ``init_from`` model or None, the
+    settings a resume changes: for :func:`keep_changes`)."""
     manifest = load_manifest(data_dir)
     stats = load_stats(data_dir)
     run_file = run_dir / "run.json"
@@ -110,20 +198,26 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
         if not run_file.exists():
             raise TrainingError(f"{run_dir}: nothing to resume (no run.json)")
         run_meta = checkpoints.read_run(run_file)
-        model_config = ModelConfig.from_dict(run_meta["model"])
+        given_model, model_config = model_config, ModelConfig.from_dict(run_meta["model"])
         if (asdict(model_config.features) != manifest["config"]["features"]
                 or stats != run_meta["dataset_stats"]):
             raise TrainingError(f"{run_dir} was trained on {run_meta['data_dir']}, and "
                                 f"{data_dir} is another dataset (its features or statistics "
                                 "differ): resume on the run's own, or start a new run")
-        config = from_dict(TrainConfig, {**run_meta["train"], "steps": config.steps,
-                                         "max_minutes": config.max_minutes,
-                                         "num_threads": config.num_threads}, "train.")
-        return model_config, config, None
+        differ = [] if given_model is None else _differences(
+            given_model.to_dict(), model_config.to_dict(), "model.")
+        differ += _init_from_differs(init_from, run_meta.get("init_from"))
+        config, changed = resume_settings(run_dir, run_meta, given, differ)
+        _set_threads(config)
+        return model_config, config, None, changed
     if main_proc and run_file.exists() and not force:
         raise TrainingError(f"{run_dir} already holds a run; use --resume to continue it "
                             "or --force to start over")
+    config = given if isinstance(given, TrainConfig) else from_dict(TrainConfig, given or {},
+                                                                      "train.")
+    _set_threads(config)
     feature_cfg = manifest["config"]["features"]
+    given_init = None if init_from is None else str(init_from)
     if init_from == "auto":
         init_from = _auto_init(data_dir, main_proc)
     if init_from is not None:
@@ -147,13 +241,14 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
             shutil.rmtree(run_dir / "checkpoints")
             (run_dir / "log.jsonl").unlink(missing_ok=True)
         run_meta = {"model": model_config.to_dict(), "train": asdict(config),
-                    "data_dir": str(data_dir), "dataset_stats": stats}
+                    "data_dir": str(data_dir), "dataset_stats": stats,
+                    "init_from": given_init}
         run_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(run_meta, indent=2)
         atomic_write_bytes(run_file, lambda tmp: Path(tmp).write_text(text))
     if distributed:
         dist.barrier()
-    return model_config, config, init_model
+    return model_config, config, init_model, {}
 
 
 def closest_shipped_model(data_dir: str | os.PathLike, n_examples: int = 8) -> Path | None:

@@ -32,6 +32,8 @@ from .config import TrainingError
 VALIDATIONS_PER_BUDGET = 5
 #: with a time budget, the warm-up takes at most this share of it
 WARMUP_SHARE = 0.05
+#: logged steps of the loss history a checkpoint keeps
+HISTORY_KEPT = 2000
 
 
 class StopFlag:
@@ -105,11 +107,17 @@ def log_step(run, loss: float, grad_norm: float, step_s: float) -> None:
         run.writer.add_scalar("train/steps_per_s", 1.0 / step_s, run.step)
 
 
+def kept_history(run) -> list:
+    """The newest :data:`HISTORY_KEPT` rows of the run's loss history, [[step, wall_s,
+    loss], ...]: what a checkpoint (and the best weights) keep of it."""
+    return run.history[-HISTORY_KEPT:]
+
+
 def checkpoint_run(run, module: torch.nn.Module) -> Path | None:
     """``module``'s weights, the optimiser and the run's state (rank 0; None elsewhere)."""
     if not run.main_proc:
         return None
-    extra = {"wall_s": run.wall_s, "history": run.history[-2000:],
+    extra = {"wall_s": run.wall_s, "history": kept_history(run),
              "warmup_steps": run.warmup[0], "first_val": run.first_val, "best": run.best}
     return checkpoints.save_checkpoint(run.run_dir, module, run.optimizer, run.step, extra,
                                        run.config.keep_checkpoints)
