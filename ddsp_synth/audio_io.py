@@ -299,7 +299,7 @@ def _umask() -> int:
 
 
 # Files are created with the permissions any new file gets here (mkstemp's are 0600).
-_FILE_MODE = 0o666 & ~_umask()
+FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, write_fn, keep_partial: bool = False) -> None:
@@ -320,12 +320,12 @@ def atomic_write_bytes(path: str | os.PathLike, write_fn, keep_partial: bool = F
     os.close(fd)
     try:
         write_fn(tmp)
-        os.chmod(tmp, _FILE_MODE)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException as err:
         if keep_partial and os.path.exists(tmp) and os.path.getsize(tmp) > 0:
             with contextlib.suppress(OSError):  # the error the write met says what happened
-                os.chmod(tmp, _FILE_MODE)
+                os.chmod(tmp, FILE_MODE)
                 os.replace(tmp, path)
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -404,7 +404,7 @@ def write_result_folder(folder: str | os.PathLike, writers: dict) -> Path:
     try:
         for name, write in writers.items():
             write(str(tmp / name))
-            os.chmod(tmp / name, _FILE_MODE)
+            os.chmod(tmp / name, FILE_MODE)
         os.chmod(tmp, 0o777 & ~_umask())
         if folder.exists():
             old = tmp.with_name(tmp.name[:-4] + ".old")

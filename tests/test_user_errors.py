@@ -1261,6 +1261,32 @@ def test_interrupt_during_transfer_leaves_no_partial_output(ws, tmp_path, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_kill_or_a_closed_terminal_stop_any_command_as_ctrl_c_does(ws, tmp_path, sig):
+    """SIGTERM and SIGHUP (kill, a closed terminal) used to end a command on the spot (exit
+    143 or 129, no word, a temporary file left if it came during a write). Now they stop it
+    as Ctrl-C does: one line, 128 + the signal, nothing written. (A transfer that has read
+    its input and is analysing it.)"""
+    long = tmp_path / "long.wav"
+    sf.write(long, np.tile(synth_tone(2.0, SR, 220.0), 60), SR)  # 2 min: time to stop it
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "ddsp_synth", "transfer", str(long),
+                             "--model", str(ws.model), "-o", str(out / "o.wav"), "--no-cache"],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    seen = ""
+    while "s audio" not in seen:  # the progress bar: the work has begun
+        seen += proc.stderr.read(1)
+        assert seen or proc.poll() is None
+    time.sleep(0.5)
+    proc.send_signal(getattr(signal, sig))
+    err = seen + proc.stderr.read()
+    assert proc.wait(60) == 128 + getattr(signal, sig)
+    assert err.rstrip().endswith("ddsp-synth transfer: interrupted"), err
+    assert "Traceback" not in err and list(out.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- signals, kill -9
 KILL_TARGET_STEPS = 30
 

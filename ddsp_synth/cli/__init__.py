@@ -15,6 +15,7 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
+from ..signals import exit_status, stop_signals_interrupt
 from . import control, effects, fx, models, play
 from ..soundcard.command import add_live_parser
 from .common import Formatter, Parser
@@ -67,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     name = " ".join(filter(None, (args.command, getattr(args, "action", None))))
     try:
-        return args.func(args)
+        with stop_signals_interrupt():  # kill and a closed terminal stop it as Ctrl-C does
+            return args.func(args)
     except UserError as err:
         print(f"ddsp-synth {name}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(f"ddsp-synth {name}: interrupted", file=sys.stderr)
-        return 130
+        return exit_status(stop)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from ..audio_io import AudioError
@@ -33,46 +30,15 @@ def _add_demo(sub) -> None:
              "ddsp-synth demo -o demo.wav --seconds 4", _cmd_demo)
     p.add_argument("-o", "--output", default="demo.wav", help="output .wav or .flac")
     p.add_argument("--seconds", type=number(float, 0.1, 600.0), default=4.0,
-                   help="length of the phrase (s)")
+                   help="length of the phrase (s); the file is 1 s longer, the room's ring-out")
     p.add_argument("--sample-rate", type=int, default=16000, choices=[16000, 22050, 44100, 48000],
                    help="Hz")
-    p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0)
+    p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0,
+                   help="seed of the breath noise and the room (the notes stay the same)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
 
 
 # ----------------------------------------------------------------------------- prepare
-class _StopSignal(KeyboardInterrupt):
-    """A stop signal (SIGINT, SIGTERM, SIGHUP) turned into an interrupt that says which."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _stop_signals_interrupt():
-    """Within the block, each of :data:`~ddsp_synth.soundcard.session.STOP_SIGNALS` raises a
-    :class:`_StopSignal` (the first one only: the clean-up it starts is not cut short by a
-    second). A signal the caller ignores stays ignored (``nohup``, a background job's
-    SIGINT), as Python leaves an ignored SIGINT."""
-    from ..soundcard.session import STOP_SIGNALS
-
-    main = threading.current_thread() is threading.main_thread()  # (signal.signal's rule)
-    caught = [s for s in STOP_SIGNALS if main and signal.getsignal(s) is not signal.SIG_IGN]
-
-    def stop(signum, frame):
-        for s in caught:
-            signal.signal(s, signal.SIG_IGN)
-        raise _StopSignal(signum)
-
-    old = {s: signal.signal(s, stop) for s in caught}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-
-
 def _cmd_prepare(args) -> int:
     from ..audio_io import check_output_folder
     from ..data import PrepareConfig, PrepareInterrupted, prepare
@@ -82,10 +48,9 @@ def _cmd_prepare(args) -> int:
         args.sample_rate, args.frame_rate, args.hop, args.pitch_model,
         example_seconds=args.example_seconds, example_hop_seconds=args.example_hop_seconds,
         val_seconds=args.val_seconds)
-    try:
-        with _stop_signals_interrupt():
-            manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet,
-                               force=args.force)
+    try:  # (main turns SIGTERM and SIGHUP into an interrupt, as Ctrl-C)
+        manifest = prepare(args.inputs, args.output, cfg, show_progress=not args.quiet,
+                           force=args.force)
     except PrepareInterrupted as stop:
         skipped = f" ({stop.skipped} skipped)" if stop.skipped else ""
         print(f"ddsp-synth prepare: interrupted: {stop.prepared} of {stop.total} files "
@@ -249,7 +214,7 @@ def _cmd_eval(args) -> int:
     from ..audio_io import check_output_folder
     from ..evaluate import NothingMeasured, evaluate_source
     from ..model import load_model, resolve_model
-    from ..soundcard.session import _print_or_drop
+    from ..signals import print_or_drop
 
     model_dir = resolve_model(args.model)
     model, _ = load_model(model_dir)
@@ -270,7 +235,7 @@ def _cmd_eval(args) -> int:
     # JSON has no NaN: a metric without frames to measure is null
     text = json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                        for k, v in metrics.items()}, indent=2)
-    _print_or_drop(text, sys.stdout)  # (a reader that stopped early, as `| head`, is no error)
+    print_or_drop(text, sys.stdout)  # (a reader that stopped early, as `| head`, is no error)
     if args.out:
         _write_eval_folder(args.out, outputs, text, model.config.synth.sample_rate)
     return batch_status(len(failures), metrics["examples"] + len(failures))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import signal
 import sys
 import threading
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..signals import STOP_SIGNALS, print_or_drop
 from . import backends
 from .runner import HELPER_PRIORITY, LiveError, LiveRunner, set_realtime
 from .status import NoteLatency, Timings, level_db, status_line, summary_text
@@ -204,13 +204,10 @@ class Session:
         return rep
 
 
-# Ctrl-C, ``kill`` and a closed terminal end the performance cleanly: summary, report, take
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
-                     if hasattr(signal, name))
-
-
 def _signals_to_flag(stop: threading.Event) -> dict:
-    """:data:`STOP_SIGNALS` set ``stop`` (main thread only); returns the old handlers."""
+    """:data:`~ddsp_synth.signals.STOP_SIGNALS` (Ctrl-C, ``kill``, a closed terminal) set
+    ``stop``, which ends the performance cleanly: summary, report, take (main thread only);
+    returns the old handlers."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     return {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
@@ -337,8 +334,8 @@ def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:
         if s.report:  # before any output: a closed pipe or a hung-up terminal loses neither
             atomic_write_text(s.report, json.dumps(_finite(rep), indent=2) + "\n")
         if not s.quiet and err.isatty():
-            _print_or_drop("", err)  # ends the status line
-        _print_or_drop(summary_text(rep), out)
+            print_or_drop("", err)  # ends the status line
+        print_or_drop(summary_text(rep), out)
         if problem is not None:
             raise LiveError(problem)
         return rep
@@ -373,19 +370,6 @@ def _check_portaudio_options(s: LiveSettings, backend) -> None:
                         "--input and --output pick (the system's default without them)")
 
 
-def _print_or_drop(text: str, out) -> None:
-    """Print ``text``; where the reader has gone (a pipe closed by the same Ctrl-C, a
-    terminal that hung up: EIO), drop it and send the rest of the output to nowhere, so that
-    exiting does not fail again."""
-    try:
-        print(text, file=out, flush=True)
-    except OSError:
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
-
-
 def _finite(x):
     """JSON has no NaN or infinity: null instead."""
     if isinstance(x, dict):
@@ -406,7 +390,7 @@ def _print_header(session: Session, out) -> None:
     else:
         where = f"PortAudio {b.describe()}"
     what = "MIDI in" if p.kind == "midi" else "audio in"
-    _print_or_drop(f"playing {session.s.model} live ({what}) through {where} at {r.rate} Hz, "
+    print_or_drop(f"playing {session.s.model} live ({what}) through {where} at {r.rate} Hz, "
                    f"blocks of {r.block} samples; latency in->out {1e3 * r.latency_s:.1f} ms "
                    f"(round trip with the card "
                    f"{1e3 * (r.latency_s + sum(session.device_latency)):.1f} ms); Ctrl-C stops",

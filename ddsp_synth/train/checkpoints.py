@@ -58,10 +58,10 @@ def _save_tensors(tensors: dict, path: Path) -> None:
     every other file written; safetensors itself makes its files 0600)."""
     from safetensors.torch import save_file
 
-    from ..audio_io import _FILE_MODE
+    from ..audio_io import FILE_MODE
 
     save_file(tensors, str(path))
-    os.chmod(path, _FILE_MODE)
+    os.chmod(path, FILE_MODE)
 
 
 def save_checkpoint(run_dir: Path, model: DDSPModel, optimizer, step: int, extra: dict,

@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 import torch
 import torch.distributed as dist
 
+from ..signals import STOP_SIGNALS
 from . import checkpoints
 from .config import TrainingError
 
@@ -37,14 +38,15 @@ HISTORY_KEPT = 2000
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop checkpoints and returns at the next step."""
+    """Set by a stop signal (SIGINT, SIGTERM, SIGHUP: Ctrl-C, ``kill``, a closed terminal);
+    the loop checkpoints and returns at the next step."""
 
     def __init__(self):
         self.signum = 0
         self._old = {}
 
     def __enter__(self):
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in STOP_SIGNALS:
             try:
                 self._old[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread

@@ -1,0 +1,64 @@
+"""How a command stops and where its last words go: the stop signals (Ctrl-C, ``kill``, a
+closed terminal) turned into an interrupt that says which, and printing to a reader that may
+have gone (``| head``, a terminal that hung up)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+
+# Ctrl-C, ``kill`` and a closed terminal: each ends a command as Ctrl-C does
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+class StopSignal(KeyboardInterrupt):
+    """A stop signal turned into an interrupt; ``signum`` says which (exit 128 + it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """128 + the signal that stopped the command (130 for Ctrl-C)."""
+    return 128 + getattr(interrupt, "signum", signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_signals_interrupt():
+    """Within the block, each of :data:`STOP_SIGNALS` raises a :class:`StopSignal` in the
+    main thread, so ``finally`` blocks and atomic writers clean up as on Ctrl-C (the first
+    signal only: the clean-up it starts is not cut short by a second). A signal the caller
+    ignores stays ignored (``nohup``, a background job's SIGINT), as Python leaves an ignored
+    SIGINT; code that handles the signals itself (training, ``live``) sets its own handlers
+    inside and puts these back."""
+    main = threading.current_thread() is threading.main_thread()  # (signal.signal's rule)
+    caught = [s for s in STOP_SIGNALS if main and signal.getsignal(s) is not signal.SIG_IGN]
+
+    def stop(signum, frame):
+        for s in caught:
+            signal.signal(s, signal.SIG_IGN)
+        raise StopSignal(signum)
+
+    old = {s: signal.signal(s, stop) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def print_or_drop(text: str, out) -> None:
+    """Print ``text``; where the reader has gone (a pipe closed by the same Ctrl-C, a
+    terminal that hung up: EIO), drop it and send the rest of the output to nowhere, so that
+    exiting does not fail again."""
+    try:
+        print(text, file=out, flush=True)
+    except OSError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
