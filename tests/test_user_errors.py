@@ -1274,7 +1274,9 @@ def test_kill_or_a_closed_terminal_stop_any_command_as_ctrl_c_does(ws, tmp_path,
     proc = subprocess.Popen([sys.executable, "-m", "ddsp_synth", "transfer", str(long),
                              "--model", str(ws.model), "-o", str(out / "o.wav"), "--no-cache"],
                             stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            # as from a terminal, even when the suite runs under nohup
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     seen = ""
     while "s audio" not in seen:  # the progress bar: the work has begun
         seen += proc.stderr.read(1)
