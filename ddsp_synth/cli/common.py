@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 import math
+import sys
 
 SECONDS_MAX = 24 * 3600.0  # no single input or output longer than a day
 
@@ -294,3 +295,11 @@ def output_pairs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path,
                              f"a folder: give a folder, not a {output.suffix} file name")
         check_output_folder(output, inputs=[i for i in inputs if Path(i).is_dir()])
     return pairs
+
+
+def interrupted(summary: dict) -> int:
+    """A training stopped by a signal (with a checkpoint): one line on stderr saying so and
+    how to go on; the exit status 128 + the signal's number."""
+    print(f"interrupted at step {summary['step']}; checkpoint {summary['checkpoint']}; "
+          "continue with --resume", file=sys.stderr)
+    return 128 + summary["signal"]

@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from .common import Formatter, Parser, add_command, batch_status, chain_help, number
-from .models import interrupted
+from .common import (Formatter, Parser, add_command, batch_status, chain_help, interrupted,
+                     number)
 
 DEFAULT_MINUTES = 30.0
 DEFAULT_THREADS = 1

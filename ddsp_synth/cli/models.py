@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..audio_io import AudioError
-from .common import add_command, batch_status, number, read_json
+from .common import add_command, batch_status, interrupted, number, read_json
 
 
 # ----------------------------------------------------------------------------- demo
@@ -123,14 +123,6 @@ def _cmd_train(args) -> int:
     if line:
         print(line)
     return 0
-
-
-def interrupted(summary: dict) -> int:
-    """A training stopped by a signal (with a checkpoint): one line on stderr saying so and
-    how to go on; the exit status 128 + the signal's number."""
-    print(f"interrupted at step {summary['step']}; checkpoint {summary['checkpoint']}; "
-          "continue with --resume", file=sys.stderr)
-    return 128 + summary["signal"]
 
 
 def before_after(summary: dict) -> str | None:

@@ -187,7 +187,10 @@ def _history_until(run_dir: Path, state: dict) -> list:
     they kept one) the newest checkpoint's rows up to that step."""
     if "history" in state:
         return state["history"]
-    newest = json.loads((list_checkpoints(run_dir)[-1] / "state.json").read_text())
+    saved = list_checkpoints(run_dir)
+    if not saved:
+        return []
+    newest = json.loads((saved[-1] / "state.json").read_text())
     return [row for row in newest.get("history", []) if row[0] <= state["step"]]
 
 
