@@ -34,11 +34,15 @@ def stop_signals_interrupt():
     signal only: the clean-up it starts is not cut short by a second). A signal the caller
     ignores stays ignored (``nohup``, a background job's SIGINT), as Python leaves an ignored
     SIGINT; code that handles the signals itself (training, ``live``) sets its own handlers
-    inside and puts these back."""
+    inside and puts these back. A signal that comes during an import is raised once the
+    import is over (:func:`_importing`)."""
     main = threading.current_thread() is threading.main_thread()  # (signal.signal's rule)
     caught = [s for s in STOP_SIGNALS if main and signal.getsignal(s) is not signal.SIG_IGN]
 
     def stop(signum, frame):
+        if _importing(frame):  # raised there, it could be lost or crash: a moment later
+            threading.Timer(IMPORT_RETRY_S, os.kill, (os.getpid(), signum)).start()
+            return
         for s in caught:
             signal.signal(s, signal.SIG_IGN)
         raise StopSignal(signum)
@@ -49,6 +53,21 @@ def stop_signals_interrupt():
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+# a stop signal that comes while a module is being imported is sent again this much later
+IMPORT_RETRY_S = 0.05
+
+
+def _importing(frame) -> bool:
+    """Whether ``frame`` runs inside an import. An exception raised into an extension
+    module's initialisation (the commands import soxr, onnxruntime and others lazily) was
+    seen to vanish, the signal with it, or to crash the interpreter (soxr's, 2 of 8 tries)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def print_or_drop(text: str, out) -> None:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from ddsp_synth.dsp.interpolation import n_frames_for
@@ -279,3 +280,32 @@ def test_control_train_resume_refuses_settings_other_than_the_run_s(tmp_path, ca
         ["control", "train", "--chain", "highshelf,gain", "--method", "autodiff",
          "--learning-rate", "0.001", "-o", str(run), "--resume"])
     control_cli._check_resume(args)  # the run's own settings: no complaint
+
+
+def test_a_stop_signal_during_an_import_stops_the_command_once_the_import_is_over(tmp_path,
+                                                                                   monkeypatch):
+    """Raised into an import (an extension module initialising: soxr's), the interrupt was
+    seen to vanish, the signal with it, or to crash the interpreter; it now waits for the
+    import to end, then stops the command as usual."""
+    import signal
+    import sys
+    import time
+
+    from ddsp_synth.signals import StopSignal, stop_signals_interrupt
+
+    (tmp_path / "slow_to_import.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(0.3)\n"
+        "DONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    with pytest.raises(StopSignal) as stop:
+        with stop_signals_interrupt():
+            import slow_to_import
+
+            seen.append(slow_to_import.DONE)
+            time.sleep(5)
+            seen.append("not stopped")
+    assert seen == [True] and stop.value.signum == signal.SIGTERM
+    sys.modules.pop("slow_to_import", None)
