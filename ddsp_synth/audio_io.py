@@ -107,7 +107,7 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
             resampler = soxr.ResampleStream(f.samplerate, sample_rate, 1, dtype="float32",
                                             quality="HQ")
         block = max(1, int(block_seconds * f.samplerate))
-        got_any, mix_peak, channel_peak = False, 0.0, 0.0
+        got_any, mix_peak, channel_peaks = False, 0.0, np.zeros(f.channels)
         try:
             for data in _blocks(f, path, block):
                 mono = data.mean(axis=1)
@@ -115,7 +115,7 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
                     raise SkipFile("audio contains NaN or infinite samples")
                 peak = float(np.abs(mono).max(initial=0.0))
                 mix_peak = max(mix_peak, peak)
-                channel_peak = max(channel_peak, float(np.abs(data).max(initial=0.0)))
+                channel_peaks = np.maximum(channel_peaks, np.abs(data).max(axis=0, initial=0.0))
                 if peak > MAX_PEAK:
                     raise SkipFile(f"samples reach {peak:.3g}, {20 * np.log10(peak):.0f} dB above "
                                    "full scale: a float file with the wrong scale?")
@@ -133,7 +133,7 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
                 yield tail
         if not got_any:
             raise SkipFile("empty file (no samples)")
-        if mix_peak < SILENT_PEAK <= channel_peak:
+        if _cancel_in_mono(mix_peak, channel_peaks):
             raise SkipFile("its channels cancel each other when mixed to mono (one is the "
                            "other upside down); mix it yourself or keep one channel")
 
@@ -166,6 +166,14 @@ def _blocks(f: sf.SoundFile, path: Path, block: int):
         done += len(data)
         yield data
     f.close()
+
+
+def _cancel_in_mono(mix_peak: float, channel_peaks: np.ndarray) -> bool:
+    """Whether channels that each sound (peaks [n_channels]) cancel to silence in their mix:
+    one the other upside down, not a quiet file or a silent channel beside a quiet one."""
+    return (len(channel_peaks) > 1 and mix_peak < SILENT_PEAK
+            and float(channel_peaks.min()) >= SILENT_PEAK
+            and mix_peak < 0.1 * float(channel_peaks.max()))
 
 
 def _unreadable(err: Exception) -> str:

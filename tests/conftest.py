@@ -1,4 +1,5 @@
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,19 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DDSP_SYNTH_CACHE", tempfile.mkdtemp(prefix="ddsp_synth_cache_"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _children_stop_as_from_a_terminal():
+    """Tests send SIGINT and SIGHUP to the commands they start, which leave a signal they
+    inherit ignored (as nohup and a background job's shell set SIGHUP and SIGINT) ignored.
+    Where this process ignores one, a handler that does nothing keeps ignoring it here, and
+    exec gives the children the default, as a terminal would."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            signal.signal(sig, lambda *_: None)
+
+
+_children_stop_as_from_a_terminal()
 
 
 def synth_tone(seconds, sr, f0_hz=220.0, vibrato_cents=20.0, seed=0):

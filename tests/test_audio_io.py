@@ -87,3 +87,17 @@ def test_a_flac_written_to_a_pipe_is_read_to_its_end(tmp_path):
     got = audio_io.load_audio(path, 16000)
     assert len(expected) - 1 <= len(got) <= len(expected)  # at most the final frame lost
     np.testing.assert_allclose(got, expected[: len(got)], atol=1e-6)
+
+
+def test_channels_that_cancel_are_told_apart_from_a_quiet_file(tmp_path):
+    t = np.arange(16000) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t)
+    sf.write(tmp_path / "anti.wav", np.stack([tone, -tone], 1), 16000)
+    with pytest.raises(audio_io.AudioError, match="channels cancel each other"):
+        audio_io.load_audio(tmp_path / "anti.wav", 16000)
+    # one channel at -76 dBFS beside a silent one: quiet (its mix is under -80 dBFS), not
+    # two channels cancelling
+    quiet = 10 ** (-76 / 20) * np.sin(2 * np.pi * 220 * t)
+    sf.write(tmp_path / "quiet.wav", np.stack([quiet, 0 * quiet], 1), 16000, subtype="FLOAT")
+    y = audio_io.load_audio(tmp_path / "quiet.wav", 16000)
+    assert abs(np.abs(y).max() - 10 ** (-76 / 20) / 2) < 1e-6

@@ -309,3 +309,26 @@ def test_a_stop_signal_during_an_import_stops_the_command_once_the_import_is_ove
             seen.append("not stopped")
     assert seen == [True] and stop.value.signum == signal.SIGTERM
     sys.modules.pop("slow_to_import", None)
+
+
+def test_training_and_live_leave_an_ignored_hangup_ignored():
+    """nohup leaves SIGHUP ignored, a background job SIGINT: neither training's stop flag
+    nor the command's own handlers take them back (a hangup stopped a nohup'd training)."""
+    import signal
+    import threading
+
+    from ddsp_synth.signals import stop_signals_interrupt
+    from ddsp_synth.soundcard.session import _signals_to_flag
+    from ddsp_synth.train.steps import StopFlag
+
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_signals_interrupt(), StopFlag():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # still caught
+        handlers = _signals_to_flag(threading.Event())
+        assert signal.SIGHUP not in handlers and signal.SIGTERM in handlers
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    finally:
+        signal.signal(signal.SIGHUP, old)

@@ -267,8 +267,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0,
                    help="seed of the noise generator: training's validation (a model's "
                         "config.json) used the run's --seed on its first val_examples (8) "
-                        "examples, so `eval MODEL DATA --seed SEED --max-examples 8` repeats "
-                        "it")
+                        "examples, so for a run trained on the CPU `eval MODEL DATA --seed "
+                        "SEED --max-examples 8` repeats it")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar (audio files: on stderr, over the seconds analysed)")

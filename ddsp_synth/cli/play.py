@@ -13,8 +13,10 @@ from .common import (add_amounts, add_command, add_effects, add_tone, amounts_of
                      effects_of, installed_models, number, output_pairs, peak_note, tone_of,
                      tone_text)
 
-# why a MIDI file renders silent (the curves' level follows these alone)
+# why a MIDI file renders silent: its levels (the curves' level follows these alone) or,
+# when they were given, the settings
 SILENT_NOTE = "every note's velocity, volume (CC7) or expression (CC11) is at or near 0"
+SILENT_SETTINGS = "or check --amount, --loudness-shift and --effects"
 
 # a progress bar over seconds of audio, shown with one decimal
 TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
@@ -169,9 +171,11 @@ def _cmd_render(args) -> int:
     with tqdm(total=round(seconds, 1), unit="s audio", disable=args.quiet, desc="render") as bar:
         audio = render(model, curves["f0_hz"], curves["loudness_db"], options, bar)
     silent = float(np.abs(audio).max(initial=0.0)) < SILENT_PEAK
+    settings = bool(args.amount) or args.loudness_shift != 0 or (
+        options.effects is not None and not options.effects.empty)
+    why = f"{SILENT_NOTE}{', ' + SILENT_SETTINGS if settings else ''}"
     if silent and tone is not None:
-        raise InputError(f"{args.input}: it plays silent ({SILENT_NOTE}): nothing to "
-                         "tone-match")
+        raise InputError(f"{args.input}: it plays silent ({why}): nothing to tone-match")
     if tone is not None:
         audio, matched, whole = tone.apply(audio, sr, options.effects)
     out_sr = args.sample_rate or sr
@@ -183,7 +187,7 @@ def _cmd_render(args) -> int:
     clip = peak_note(audio) if tone is None else ""  # the tone line says it
     print(f"{args.input} -> {out_path} ({seconds:.2f} s): {message}{clip}")
     if silent:
-        print(f"ddsp-synth render: warning: {out_path}: the output is silent ({SILENT_NOTE})",
+        print(f"ddsp-synth render: warning: {out_path}: the output is silent ({why})",
               file=sys.stderr)
     if tone is not None:
         print(tone_text(tone, matched, options.effects, audio))

@@ -210,7 +210,8 @@ def _signals_to_flag(stop: threading.Event) -> dict:
     returns the old handlers."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
+    return {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS
+            if signal.getsignal(sig) is not signal.SIG_IGN}  # (nohup's SIGHUP stays ignored)
 
 
 def _play(session: Session, stop: threading.Event, err_stream) -> str | None:

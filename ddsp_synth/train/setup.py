@@ -118,10 +118,11 @@ def _differences(given: dict, own: dict, where: str = "") -> list[str]:
     return out
 
 
-def _init_from_differs(given, own: str | None) -> list[str]:
+def _init_from_differs(given, own: str | None, recorded: bool = True) -> list[str]:
     """A model to start from given on resume: refused unless it is the run's own (a resumed
-    run continues from its checkpoint, whatever it started from)."""
-    if given is None or str(given) == own or (
+    run continues from its checkpoint, whatever it started from), or the run did not record
+    its own (``recorded`` False: a run made before run.json kept it)."""
+    if given is None or not recorded or str(given) == own or (
             own is not None and Path(str(given)).resolve() == Path(own).resolve()):
         return []
     return [f"init_from {given} (the run's: {own or 'none, it started from scratch'})"]
@@ -206,7 +207,8 @@ def _start(data_dir: Path, run_dir: Path, model_config: ModelConfig | None,
                                 "differ): resume on the run's own, or start a new run")
         differ = [] if given_model is None else _differences(
             given_model.to_dict(), model_config.to_dict(), "model.")
-        differ += _init_from_differs(init_from, run_meta.get("init_from"))
+        differ += _init_from_differs(init_from, run_meta.get("init_from"),
+                                     "init_from" in run_meta)
         config, changed = resume_settings(run_dir, run_meta, given, differ)
         _set_threads(config)
         return model_config, config, None, changed

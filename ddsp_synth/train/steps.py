@@ -47,6 +47,8 @@ class StopFlag:
 
     def __enter__(self):
         for s in STOP_SIGNALS:
+            if signal.getsignal(s) is signal.SIG_IGN:
+                continue  # ignored by the caller (nohup, a background job's SIGINT): stays so
             try:
                 self._old[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread
