@@ -579,14 +579,18 @@ def _pitch(seg):
     return float(np.median(f0[conf > 0.5]))
 
 
+MIDI_ATTEMPTS = 3
+
+
 def test_midi_in_through_jack_plays_the_notes_and_measures_note_on_to_sound(
         jack_server, probe, tmp_path):
     report, record = tmp_path / "midi.json", tmp_path / "midi.wav"
     events = _note_events()
     # As for audio in: a stall of the shared VM may disturb one performance (a block late, or
     # the probe's own recorder missing cycles: 71 % of the samples equal, once, in a full
-    # suite); a second one must be clean.
-    for attempt in range(2):
+    # suite; 89 % then 96 %, twice in a row, in another, where alone it passed twice); one of
+    # three must be clean.
+    for attempt in range(MIDI_ATTEMPTS):
         for f in (report, record):
             f.unlink(missing_ok=True)
         live = Live(jack_server, "--model", "trumpet", "--midi", "probe-play:midi_out",
@@ -603,7 +607,7 @@ def test_midi_in_through_jack_plays_the_notes_and_measures_note_on_to_sound(
             heard, zero, _ = _on_jack_clock(probe, rep, _read(record))
             break
         except AssertionError as err_:
-            if attempt == 1:
+            if attempt == MIDI_ATTEMPTS - 1:
                 raise
             warnings.warn(f"{err_}: playing again")
     _check_midi_performance(rep, heard, [start + off for off, d in events if d[0] == 0x90], zero)
