@@ -32,9 +32,9 @@ if _port_env is not None and not (_port_env.isdigit() and 1 <= int(_port_env) <=
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see README, "Busy machines"
 
 import gradio as gr  # noqa: E402
-import soundfile as sf  # noqa: E402
 
-from ddsp_synth.audio_io import AudioError, limit_peak, load_audio, write_audio  # noqa: E402
+from ddsp_synth.audio_io import (AudioError, header_seconds, limit_peak, load_audio,  # noqa: E402
+                                 write_audio)
 from ddsp_synth.midi import (MidiError, MidiOptions, is_midi_file, midi_message,  # noqa: E402
                              midi_to_curves)
 from ddsp_synth.errors import UserError  # noqa: E402
@@ -173,12 +173,9 @@ MAX_REFERENCE_SECONDS = 600.0  # a tone match's reference: a whole song, not an 
 
 
 def _header_seconds(path) -> float | None:
-    """The length a file's header states, or None when it does not know or cannot be read."""
-    try:
-        info = sf.info(path)
-        seconds = info.frames / info.samplerate
-    except Exception:  # unreadable: load_audio says why
-        return None
+    """The length a file's header states, or None when it does not know, cannot be read
+    (load_audio says why) or states an incredible length."""
+    seconds = header_seconds(path)
     return seconds if 0 < seconds <= MAX_CREDIBLE_SECONDS else None
 
 

@@ -143,6 +143,20 @@ def iter_audio_blocks(path: Path, sample_rate: int, block_seconds: float = 60.0)
 UNKNOWN_LENGTH_FRAMES = 2**50
 
 
+def header_seconds(path: str | os.PathLike) -> float:
+    """A file's length in seconds as its header states it, for a progress bar: 0 where the
+    header does not say (a FLAC written to a pipe), the file cannot be read (it is refused
+    with its reason when its turn comes), or it is not a regular file (``sf.info`` would
+    block on a FIFO)."""
+    try:
+        if not Path(path).is_file():
+            return 0.0
+        info = sf.info(str(path))
+    except Exception:  # noqa: BLE001 - read (and refused, if need be) when its turn comes
+        return 0.0
+    return info.frames / info.samplerate if info.frames < UNKNOWN_LENGTH_FRAMES else 0.0
+
+
 def _blocks(f: sf.SoundFile, path: Path, block: int):
     """[frames, channels] float32 blocks of an open file. A file whose header does not state
     its length cannot be read to its end in whole blocks (libsndfile fails on the last,

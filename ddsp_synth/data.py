@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from .audio_io import PCM16_SCALE, AudioError, SkipFile, atomic_write_bytes, find_audio_files, iter_audio_blocks
+from .audio_io import (PCM16_SCALE, AudioError, SkipFile, atomic_write_bytes, find_audio_files,
+                       header_seconds, iter_audio_blocks)
 from .config import check_fields, from_dict
 from .dsp.units import hz_to_midi
 from .features import FeatureConfig, features_in_blocks
@@ -297,20 +297,6 @@ def _keep_finished(data_dir: Path, created: list[Path], before: set) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _audio_seconds(files: list[Path]) -> float:
-    """The inputs' total length from their headers (0 for a file whose header does not say,
-    and for anything but a regular file: ``sf.info`` would block on a FIFO)."""
-    total_s = 0.0
-    for p in files:
-        if p.is_file():
-            try:
-                info = sf.info(str(p))
-                total_s += info.frames / info.samplerate
-            except Exception:  # read (and skipped, if need be) when its turn comes
-                pass
-    return total_s
-
-
 def _check_settings(data_dir: Path, config: PrepareConfig, force: bool) -> None:
     manifest = data_dir / "manifest.json"
     if not manifest.exists() or force:
@@ -331,7 +317,7 @@ def _prepare_files(files: list[Path], data_dir: Path, config: PrepareConfig,
     leaves in them is what was finished."""
     from tqdm import tqdm
 
-    with tqdm(total=round(_audio_seconds(files), 1), unit="s audio",
+    with tqdm(total=round(sum(map(header_seconds, files)), 1), unit="s audio",
               disable=not show_progress, desc="prepare") as bar:
         for p in files:
             try:

@@ -24,15 +24,13 @@ Definitions (also used for validation during training and for the model cards):
 from __future__ import annotations
 
 import contextlib
-import os
-import stat
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .audio_io import AudioError
+from .audio_io import AudioError, header_seconds
 from .dsp.interpolation import n_frames_for
 from .errors import UserError, one_line
 from .features import FeatureConfig, compute_f0, compute_loudness
@@ -171,21 +169,6 @@ def evaluate_audio(model, audio: np.ndarray, pitch_model: str | None = None,
         {"input": heard["f0_hz"], "output": measured["f0_hz"]}
 
 
-def _duration_s(path: Path) -> float:
-    """A file's length in seconds from its header (0 where the header does not say, and
-    for anything but a regular file: a FIFO would block, and is refused when its turn
-    comes)."""
-    import soundfile as sf
-
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return 0.0
-        info = sf.info(str(path))
-        return info.frames / info.samplerate
-    except Exception:  # read (and refused, if need be) when its turn comes
-        return 0.0
-
-
 def audio_as_batch(audio: np.ndarray, model, features: dict) -> dict:
     """A whole signal as a one-item batch, padded to whole frames."""
     hop = model.config.synth.hop
@@ -299,7 +282,7 @@ def _evaluate_files(model, files: list[Path], pitch_model: str | None, keep_outp
 
     parts, names, outputs, truth = [], [], [], {"input": [], "output": []}
     passes = analysis_passes(model, pitch_model)
-    bar = tqdm(total=round(passes * sum(_duration_s(path) for path in files), 1),
+    bar = tqdm(total=round(passes * sum(header_seconds(path) for path in files), 1),
                disable=not progress, desc="eval", unit="s audio", delay=1.0, leave=False)
     with bar:  # closed (and its line cleared) on the way out, error or not
         for path in files:
@@ -309,7 +292,7 @@ def _evaluate_files(model, files: list[Path], pitch_model: str | None, keep_outp
             except UserError as err:
                 with _above(bar):
                     failure(path, err)
-                bar.update(passes * _duration_s(path))  # what it would have taken
+                bar.update(passes * header_seconds(path))  # what it would have taken
                 continue
             parts.append(part)
             names.append(path.stem)

@@ -27,6 +27,23 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
     return 128 + getattr(interrupt, "signum", signal.SIGINT)
 
 
+def catch_stop_signals(handler) -> dict:
+    """Set ``handler(signum, frame)`` for each of :data:`STOP_SIGNALS` that the caller does
+    not ignore (an ignored one stays ignored: ``nohup``, a background job's SIGINT), in the
+    main thread only (``signal.signal``'s rule; elsewhere nothing is set). Returns the old
+    handlers, for :func:`restore_handlers`."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, handler) for s in STOP_SIGNALS
+            if signal.getsignal(s) is not signal.SIG_IGN}
+
+
+def restore_handlers(old: dict) -> None:
+    """Put back the handlers :func:`catch_stop_signals` replaced."""
+    for s, handler in old.items():
+        signal.signal(s, handler)
+
+
 @contextlib.contextmanager
 def stop_signals_interrupt():
     """Within the block, each of :data:`STOP_SIGNALS` raises a :class:`StopSignal` in the
@@ -36,23 +53,19 @@ def stop_signals_interrupt():
     SIGINT; code that handles the signals itself (training, ``live``) sets its own handlers
     inside and puts these back. A signal that comes during an import is raised once the
     import is over (:func:`_importing`)."""
-    main = threading.current_thread() is threading.main_thread()  # (signal.signal's rule)
-    caught = [s for s in STOP_SIGNALS if main and signal.getsignal(s) is not signal.SIG_IGN]
-
     def stop(signum, frame):
         if _importing(frame):  # raised there, it could be lost or crash: a moment later
             threading.Timer(IMPORT_RETRY_S, os.kill, (os.getpid(), signum)).start()
             return
-        for s in caught:
+        for s in old:
             signal.signal(s, signal.SIG_IGN)
         raise StopSignal(signum)
 
-    old = {s: signal.signal(s, stop) for s in caught}
+    old = catch_stop_signals(stop)
     try:
         yield
     finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+        restore_handlers(old)
 
 
 # a stop signal that comes while a module is being imported is sent again this much later

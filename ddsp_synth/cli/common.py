@@ -8,6 +8,8 @@ from pathlib import Path
 import math
 import sys
 
+# a progress bar over seconds of audio, shown with one decimal
+TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
 SECONDS_MAX = 24 * 3600.0  # no single input or output longer than a day
 
 
@@ -295,6 +297,14 @@ def output_pairs(inputs: list[Path], output: Path, ext: str) -> list[tuple[Path,
                              f"a folder: give a folder, not a {output.suffix} file name")
         check_output_folder(output, inputs=[i for i in inputs if Path(i).is_dir()])
     return pairs
+
+
+def say_file_error(command: str, path, err) -> None:
+    """One line on stderr for a file of a batch that failed, naming it once (most errors
+    already start with it): ``ddsp-synth COMMAND: error: PATH: reason``."""
+    text = str(err)
+    message = text if text.startswith(str(path)) else f"{path}: {text}"
+    print(f"ddsp-synth {command}: error: {message}", file=sys.stderr)
 
 
 def interrupted(summary: dict) -> int:

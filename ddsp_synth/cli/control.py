@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .common import (Formatter, Parser, add_command, batch_status, chain_help, interrupted,
-                     number)
+                     number, say_file_error)
 
 DEFAULT_MINUTES = 30.0
 DEFAULT_THREADS = 1
@@ -243,9 +243,7 @@ def _apply(args, controller: str) -> int:
             if not folder:
                 raise
             failures += 1
-            text = str(err)  # the file once: most errors already start with it
-            print(f"ddsp-synth {name}: error: "
-                  f"{text if text.startswith(str(src)) else f'{src}: {text}'}", file=sys.stderr)
+            say_file_error(name, src, err)
             continue
         for note in notes:
             print(f"ddsp-synth {name}: note: {src}: {note}", file=sys.stderr)

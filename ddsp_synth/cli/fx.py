@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import add_command, batch_status, output_pairs
-
-TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
+from .common import TIME_BAR, add_command, batch_status, output_pairs, say_file_error
 
 
 def _over_note(out: dict) -> str:
@@ -26,7 +23,7 @@ def _over_note(out: dict) -> str:
 def _cmd_fx(args) -> int:
     from tqdm import tqdm
 
-    from ..audio_io import check_writable
+    from ..audio_io import check_writable, header_seconds
     from ..fx import check_input, fx_file
     from ..rack import read_preset
 
@@ -41,10 +38,10 @@ def _cmd_fx(args) -> int:
             ready.append((src, dst))
         except UserError as err:
             failures += 1
-            _say(src, err)
+            say_file_error("fx", src, err)
     for src, dst in tqdm(ready, desc="fx", unit="file", disable=args.quiet or len(ready) < 2):
         try:
-            info = sf_seconds(src)
+            info = header_seconds(src)
             with tqdm(total=info, unit="s audio", leave=False, disable=args.quiet,
                       desc=src.name, bar_format=TIME_BAR) as bar:
                 out = fx_file(preset, src, dst, progress=bar)
@@ -52,24 +49,8 @@ def _cmd_fx(args) -> int:
                   f"{out['channels']} channel(s), peak {out['peak']:.2f}){_over_note(out)}")
         except UserError as err:
             failures += 1
-            _say(src, err)
+            say_file_error("fx", src, err)
     return batch_status(failures, len(pairs))
-
-
-def _say(src, err) -> None:
-    message = str(err) if str(err).startswith(str(src)) else f"{src}: {err}"
-    print(f"ddsp-synth fx: error: {message}", file=sys.stderr)
-
-
-def sf_seconds(path) -> float:
-    """The length the header states, for the progress bar (0 when unknown)."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-        return info.frames / info.samplerate if info.frames < 2**50 else 0.0
-    except Exception:  # noqa: BLE001 - fx_file says why it cannot read it
-        return 0.0
 
 
 def _add_fx(sub) -> None:

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from ..audio_io import AudioError
-from .common import add_command, batch_status, interrupted, number, read_json
+from ..signals import exit_status
+from .common import (add_command, batch_status, interrupted, number, read_json,
+                     say_file_error)
 
 
 # ----------------------------------------------------------------------------- demo
@@ -55,7 +57,7 @@ def _cmd_prepare(args) -> int:
         skipped = f" ({stop.skipped} skipped)" if stop.skipped else ""
         print(f"ddsp-synth prepare: interrupted: {stop.prepared} of {stop.total} files "
               f"prepared{skipped}; run the same command again to continue", file=sys.stderr)
-        return 128 + stop.signum  # as train: 130 for Ctrl-C, 143 for SIGTERM
+        return exit_status(stop)  # as train: 130 for Ctrl-C, 143 for SIGTERM
     # (when nothing is usable, the error line alone lists every file and why)
     for item in manifest["skipped"]:
         print(f"ddsp-synth prepare: skipped {item['path']}: {item['reason']}", file=sys.stderr)
@@ -235,8 +237,7 @@ def _cmd_eval(args) -> int:
 
 def _eval_failure(path, err) -> Path:
     """One line on stderr for a file eval could not measure, as transfer says it."""
-    message = str(err) if str(err).startswith(str(path)) else f"{path}: {err}"
-    print(f"ddsp-synth eval: error: {message}", file=sys.stderr)
+    say_file_error("eval", path, err)
     return path
 
 

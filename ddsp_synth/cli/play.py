@@ -9,17 +9,15 @@ from pathlib import Path
 
 from ..audio_io import AudioError
 from ..errors import InputError, UserError
-from .common import (add_amounts, add_command, add_effects, add_tone, amounts_of, batch_status,
-                     effects_of, installed_models, number, output_pairs, peak_note, tone_of,
-                     tone_text)
+from .common import (TIME_BAR, add_amounts, add_command, add_effects, add_tone, amounts_of,
+                     batch_status, effects_of, installed_models, number, output_pairs, peak_note,
+                     say_file_error, tone_of, tone_text)
 
 # why a MIDI file renders silent: its levels (the curves' level follows these alone) or,
 # when they were given, the settings
 SILENT_NOTE = "every note's velocity, volume (CC7) or expression (CC11) is at or near 0"
 SILENT_SETTINGS = "or check --amount, --loudness-shift and --effects"
 
-# a progress bar over seconds of audio, shown with one decimal
-TIME_BAR = "{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]"
 
 
 # ----------------------------------------------------------------------------- transfer
@@ -92,8 +90,7 @@ def _cmd_transfer(args) -> int:
                       file=sys.stderr)
         except UserError as err:
             failures += 1
-            message = str(err) if str(err).startswith(str(src)) else f"{src}: {err}"
-            print(f"ddsp-synth {args.command}: error: {message}", file=sys.stderr)
+            say_file_error(args.command, src, err)
     return batch_status(failures, len(pairs))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import math
-import signal
 import sys
 import threading
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..signals import STOP_SIGNALS, print_or_drop
+from ..signals import catch_stop_signals, print_or_drop, restore_handlers
 from . import backends
 from .runner import HELPER_PRIORITY, LiveError, LiveRunner, set_realtime
 from .status import NoteLatency, Timings, level_db, status_line, summary_text
@@ -208,10 +207,7 @@ def _signals_to_flag(stop: threading.Event) -> dict:
     """:data:`~ddsp_synth.signals.STOP_SIGNALS` (Ctrl-C, ``kill``, a closed terminal) set
     ``stop``, which ends the performance cleanly: summary, report, take (main thread only);
     returns the old handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS
-            if signal.getsignal(sig) is not signal.SIG_IGN}  # (nohup's SIGHUP stays ignored)
+    return catch_stop_signals(lambda *_: stop.set())
 
 
 def _play(session: Session, stop: threading.Event, err_stream) -> str | None:
@@ -298,8 +294,7 @@ def _perform(session: Session, links, out, err) -> str | None:
         runner.stop()
         for rec in session.recorders:
             rec.stop()  # the take is kept whatever stopped it; its error is in rec.error
-        for sig, handler in old_handlers.items():  # last: a second Ctrl-C cannot cut the take
-            signal.signal(sig, handler)
+        restore_handlers(old_handlers)  # last: a second Ctrl-C cannot cut the take
 
 
 def run_live(s: LiveSettings, out=sys.stdout, err=sys.stderr) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Callable, Iterable
 import torch
 import torch.distributed as dist
 
-from ..signals import STOP_SIGNALS
+from ..signals import catch_stop_signals, restore_handlers
 from . import checkpoints
 from .config import TrainingError
 
@@ -46,21 +45,14 @@ class StopFlag:
         self._old = {}
 
     def __enter__(self):
-        for s in STOP_SIGNALS:
-            if signal.getsignal(s) is signal.SIG_IGN:
-                continue  # ignored by the caller (nohup, a background job's SIGINT): stays so
-            try:
-                self._old[s] = signal.signal(s, self._handle)
-            except ValueError:  # not the main thread
-                pass
+        self._old = catch_stop_signals(self._handle)  # (an ignored one stays ignored)
         return self
 
     def _handle(self, signum, frame):
         self.signum = signum
 
     def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
+        restore_handlers(self._old)
 
 
 def optimise(run, loss: torch.Tensor, parameters: Iterable[torch.nn.Parameter],
