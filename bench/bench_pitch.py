@@ -58,7 +58,7 @@ def track_file(audio: np.ndarray, with_full: bool, with_stream: bool) -> tuple[d
         act = crepe_activations(audio, HOP, model)
         t_act = time.perf_counter() - t0
         for label, decode in ((f"{model}_old", lambda: decode_old(act)),
-                              (model, lambda: decode_new(audio, act))):
+                              (model, lambda: decode_new(audio, act, model))):
             t0 = time.perf_counter()
             f0s[label] = decode()
             secs[label] = t_act + time.perf_counter() - t0

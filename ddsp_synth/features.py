@@ -122,7 +122,8 @@ def f0_readings(audio: np.ndarray, config: FeatureConfig,
     c_hi = min(len(act), int(np.ceil(t_model[hi - 1] * CREPE_SAMPLE_RATE / hop_16k)) + 2)
     readings = decode_f0_readings(
         act[c_lo:c_hi], config.f0_min_hz, config.f0_max_hz,
-        lambda i, j: analysis_frames(audio_16k, hop_16k, c_lo + i, c_lo + j))
+        lambda i, j: analysis_frames(audio_16k, hop_16k, c_lo + i, c_lo + j),
+        second_model=None if config.crepe_model == "full" else "full")
 
     def on_grid(values: np.ndarray) -> np.ndarray:
         return np.interp(t_model, t_crepe[c_lo:c_hi], values)
@@ -231,8 +232,9 @@ def _block_progress(progress, block_seconds: float):
 
 
 # 2: the Viterbi jump and the harmonic check (issue 23) changed every f0; 3: the restart at
-# unsure frames and the two repairs after the check changed some.
-FEATURE_CACHE_VERSION = 3
+# unsure frames and the two repairs after the check changed some; 4: the second opinion on
+# the octaves the check was unsure of changed some.
+FEATURE_CACHE_VERSION = 4
 
 
 def analyse(audio: np.ndarray, feature_config: FeatureConfig, progress=None,

@@ -24,6 +24,10 @@ training or for the tracker benchmark) into log-odds per divisor, and a divisor 
 the frames is decoded by a small Viterbi (:func:`divisor_path`; :func:`divisor_advance` frame
 by frame for the streaming front end): changing the divisor costs :data:`DIVISOR_SWITCH`
 nats, so a reading holds through a note instead of flickering frame by frame.
+
+Where the check stays unsure of an octave, a second model decides: :func:`octave_doubts`
+picks the stretches, :func:`doubt_samples` the frames, and :func:`settle_doubts` reads the
+second model's activations there (CREPE full, run by ``pitch.second_opinion``).
 """
 
 from __future__ import annotations
@@ -135,6 +139,29 @@ REPAIR_CONFIDENCE = 0.5
 # the same with and without it.
 BRIDGE_FRAMES = 20
 BRIDGE_NEIGHBOUR_FRAMES = 3
+# The check weighs four features with one logistic regression, and on the FluidR3 bassoon's
+# short A3-Bb3 notes (208-233 Hz, odd harmonics 14-22 dB under the second) it stays unsure:
+# their log-odds for f / 2 are about -3 (the notes read right about -9), under what a short
+# note needs to switch the divisor, while CREPE tiny reads them at 2x with confidence 0.8;
+# those notes were the 1.3 % of frames at 2x left in a bassoon played by the cello. CREPE full
+# reads them right. So a stretch of steady pitch the check kept whole (divisor 1), at least
+# DOUBT_MIN_FRAMES frames long and confident on average (>= CONFIDENT), whose mean raw log-odds
+# for f / 2 (:func:`octave_logodds`, without DIVISOR_BIAS or the onset weighting) lie in
+# (DOUBT_LOGODDS, DOUBT_MAX_LOGODDS], gets a second opinion: CREPE full on the frames at
+# DOUBT_POSITIONS of its length (:func:`doubt_samples`; late in it, where the window no longer
+# holds the note before), and the stretch is halved when most of them hold more activation
+# near f / 2 than near f (:func:`settle_doubts`). Above even odds the check itself is sure
+# and the onset weighting holds it back for a reason: there CREPE full too heard the FluidR3
+# tenor sax's legato attacks an octave low. A few stretches per minute of audio, so a few
+# dozen frames of CREPE full (about 17 ms each on two threads) where tiny costs 4-5 s.
+# Chosen on the fit renders (seeds 9000..9113; -4 to -5 and upper bounds 0 and none tried;
+# the positions 1/4, 1/2, 3/4 read the fit set the same), then measured on the benchmark.
+# Offline only (``pitch.decode_f0_readings``): live, 17 ms of CREPE full does not fit a
+# 10 ms hop.
+DOUBT_LOGODDS = -4.5
+DOUBT_MAX_LOGODDS = 0.0
+DOUBT_MIN_FRAMES = 4
+DOUBT_POSITIONS = np.array([1.0 / 2.0, 2.0 / 3.0, 5.0 / 6.0])
 # Floors of the two log ratios (activation, difference function).
 ACT_FLOOR = 0.01
 DIFF_FLOOR = 0.02
@@ -560,4 +587,64 @@ def bridge_subharmonics(f0_hz: np.ndarray, divisors: np.ndarray) -> np.ndarray:
         if (abs(after - before) >= ONSET_CHANGE_CENTS and _is_subharmonic(before, here)
                 and _is_subharmonic(after, here)):
             f0[s0:s1] = f0[b0]
+    return f0
+
+
+def octave_logodds(features: np.ndarray) -> np.ndarray:
+    """The check's raw log-odds that the pitch is an octave lower (``f / 2``), before
+    DIVISOR_BIAS and the onset weighting: features [n, len(DIVISORS), 4] -> [n]."""
+    return features[:, 1] @ CHECK_WEIGHTS + CHECK_INTERCEPT
+
+
+def octave_doubts(f0_hz: np.ndarray, divisors: np.ndarray, logodds: np.ndarray,
+                  confidence: np.ndarray, min_hz: float) -> list[tuple[int, int]]:
+    """The stretches that get a second opinion (:data:`DOUBT_LOGODDS`).
+
+    Args:
+        f0_hz: [n_frames] the tracked pitch after the check; divisors: [n_frames] the check's;
+        logodds: [n_frames] :func:`octave_logodds` at that pitch; confidence: [n_frames];
+        min_hz: the lowest pitch the octave below may take.
+
+    Returns:
+        ``[(start, stop), ...]`` frame ranges of steady pitch (split where it moves by
+        ONSET_CHANGE_CENTS or more).
+    """
+    f0 = np.asarray(f0_hz, np.float64)
+    cents = hz_to_cents(np.maximum(f0, 1e-3))
+    edges = np.r_[0, np.nonzero(np.abs(np.diff(cents)) >= ONSET_CHANGE_CENTS)[0] + 1, len(f0)]
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])
+            if b - a >= DOUBT_MIN_FRAMES and np.all(divisors[a:b] == 1)
+            and np.min(f0[a:b]) / 2.0 >= min_hz and np.mean(confidence[a:b]) >= CONFIDENT
+            and DOUBT_LOGODDS < np.mean(logodds[a:b]) <= DOUBT_MAX_LOGODDS]
+
+
+def doubt_samples(stretches: list[tuple[int, int]]) -> np.ndarray:
+    """The frames the second opinion reads, at :data:`DOUBT_POSITIONS` of each stretch:
+    [len(stretches), len(DOUBT_POSITIONS)] frame indices."""
+    return np.array([np.round(a + DOUBT_POSITIONS * (b - 1 - a)) for a, b in stretches],
+                    np.int64).reshape(len(stretches), len(DOUBT_POSITIONS))
+
+
+def settle_doubts(f0_hz: np.ndarray, stretches: list[tuple[int, int]], samples: np.ndarray,
+                  activations: np.ndarray) -> np.ndarray:
+    """Each stretch halved where most of its sampled frames, read by the second model, hold
+    more activation near ``f / 2`` than near ``f``.
+
+    Args:
+        f0_hz: [n_frames]; stretches, samples: from :func:`octave_doubts` and
+        :func:`doubt_samples`; activations: [samples.size, 360] the second model's, in the
+        order of ``samples.ravel()``.
+
+    Returns:
+        [n_frames] float64, a copy.
+    """
+    f0 = np.asarray(f0_hz, np.float64).copy()
+    if not stretches:
+        return f0
+    at = f0[samples.ravel()]
+    near = _activation_near(activations, np.stack([at, at / 2.0], axis=1))
+    lower = (near[:, 1] > near[:, 0]).reshape(samples.shape)
+    for (a, b), votes in zip(stretches, lower):
+        if 2 * int(votes.sum()) > len(votes):
+            f0[a:b] /= 2.0
     return f0

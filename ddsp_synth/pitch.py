@@ -377,10 +377,13 @@ def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
             (:func:`ddsp_synth.harmonic_check.evidence_weight`).
 
     Returns:
-        [n_frames] int divisors (1 = the pitch stands).
+        divisors: [n_frames] int (1 = the pitch stands);
+        octave_logodds: [n_frames] the raw log-odds for ``f / 2``
+        (:func:`ddsp_synth.harmonic_check.octave_logodds`).
     """
     n = len(f0_hz)
     emissions = np.empty((n, len(harmonic_check.DIVISORS)))
+    octave = np.empty(n)
     min_hz = max(f0_min_hz, harmonic_check.CHECK_MIN_HZ)
     confidence = np.ones(n) if confidence is None else confidence
     since_change = harmonic_check.frames_since_change(f0_hz)
@@ -392,17 +395,46 @@ def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
         feats = harmonic_check.check_features(frames_fn(i, j), activations[i:j], f0_hz[i:j])
         emissions[i:j] = harmonic_check.divisor_emissions(feats, f0_hz[i:j], min_hz,
                                                           weight[i:j])
-    return harmonic_check.divisor_path(emissions)
+        octave[i:j] = harmonic_check.octave_logodds(feats)
+    return harmonic_check.divisor_path(emissions), octave
+
+
+def second_opinion(f0_hz: np.ndarray, divisors: np.ndarray, octave_logodds: np.ndarray,
+                   confidence: np.ndarray, frames_fn, min_hz: float,
+                   model: str = "full") -> np.ndarray:
+    """The stretches whose octave the harmonic check could not settle, read by a second
+    CREPE model on a few of their frames (:data:`ddsp_synth.harmonic_check.DOUBT_LOGODDS`).
+
+    Args:
+        f0_hz: [n_frames] the pitch after the check; divisors, octave_logodds: from
+            :func:`harmonic_divisors`; confidence: [n_frames]; frames_fn: the analysis
+            windows; min_hz: the lowest pitch a halved stretch may take.
+
+    Returns:
+        [n_frames] float64: those stretches halved where the second model hears them an
+        octave lower.
+    """
+    stretches = harmonic_check.octave_doubts(f0_hz, divisors, octave_logodds, confidence,
+                                             min_hz)
+    if not stretches:
+        return np.asarray(f0_hz, np.float64)
+    samples = harmonic_check.doubt_samples(stretches)
+    frames = np.concatenate([frames_fn(int(t), int(t) + 1) for t in samples.ravel()])
+    frames = normalise_frames(torch.from_numpy(frames.astype(np.float32))).numpy()
+    return harmonic_check.settle_doubts(f0_hz, stretches, samples,
+                                        crepe_runner(model)(frames))
 
 
 def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float = 2006.0,
-              frames_fn=None, repairs: bool = True) -> tuple[np.ndarray, np.ndarray]:
+              frames_fn=None, repairs: bool = True,
+              second_model: str | None = "full") -> tuple[np.ndarray, np.ndarray]:
     """Deterministic f0 from CREPE activations, with the harmonic check.
 
     The Viterbi path picks a bin per frame; the f0 is the activation-weighted mean of the
     cents of the bins within +-4 of it. With ``frames_fn`` (the analysed audio), the
     harmonic check then divides the pitch of frames where it is a harmonic of a lower
-    fundamental; stretches read at a subharmonic of the notes on either side of a legato
+    fundamental, and a second CREPE model settles the octave of the stretches it was unsure
+    of (:func:`second_opinion`); stretches read at a subharmonic of the notes on either side of a legato
     change, and attacks read an octave low, take their note's pitch
     (:func:`ddsp_synth.harmonic_check.bridge_subharmonics`,
     :func:`ddsp_synth.harmonic_check.repair_attack_octaves`). Confidence is the activation at
@@ -416,20 +448,27 @@ def decode_f0(activations: np.ndarray, f0_min_hz: float = 31.7, f0_max_hz: float
             instrument's attacks and legato changes; a model's output that really plays a
             wrong pitch at a note's start would be read right, so outputs are measured
             without them.
+        second_model: see :func:`decode_f0_readings`.
 
     Returns:
         f0_hz: [n_frames] float32.
         confidence: [n_frames] float32 in [0, 1].
     """
     repaired, as_read, confidence = decode_f0_readings(activations, f0_min_hz, f0_max_hz,
-                                                       frames_fn)
+                                                       frames_fn, second_model)
     return repaired if repairs else as_read, confidence
 
 
 def decode_f0_readings(activations: np.ndarray, f0_min_hz: float = 31.7,
-                       f0_max_hz: float = 2006.0, frames_fn=None
+                       f0_max_hz: float = 2006.0, frames_fn=None,
+                       second_model: str | None = "full"
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`decode_f0` with and without its repairs, from one decoding.
+
+    Args:
+        second_model: the CREPE model that settles the octave of the stretches the check
+            could not (:func:`second_opinion`); None for none (``activations`` are CREPE
+            full's already).
 
     Returns:
         f0_hz repaired, f0_hz as read (the check without the repairs), confidence:
@@ -442,8 +481,12 @@ def decode_f0_readings(activations: np.ndarray, f0_min_hz: float = 31.7,
     confidence = activations[np.arange(n_frames), path]
     repaired = f0_hz
     if frames_fn is not None:
-        divisors = harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz, confidence)
+        divisors, octave = harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz,
+                                             confidence)
         f0_hz = f0_hz / divisors
+        if second_model is not None:
+            f0_hz = second_opinion(f0_hz, divisors, octave, confidence, frames_fn,
+                                   max(f0_min_hz, harmonic_check.CHECK_MIN_HZ), second_model)
         repaired = harmonic_check.repair_attack_octaves(
             harmonic_check.bridge_subharmonics(f0_hz, divisors), confidence)
     return (repaired.astype(np.float32), f0_hz.astype(np.float32),
