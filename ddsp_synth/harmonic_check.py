@@ -158,6 +158,12 @@ BRIDGE_NEIGHBOUR_FRAMES = 3
 # the positions 1/4, 1/2, 3/4 read the fit set the same), then measured on the benchmark.
 # Offline only (``pitch.decode_f0_readings``): live, 17 ms of CREPE full does not fit a
 # 10 ms hop.
+# The same bassoon notes, where the check did divide, were divided by 4 as often as by 2: a
+# reading at 2x taken down to half the pitch. On the fit and benchmark renders, of the frames
+# the check divided by 4 (all of them bassoon), 284 of 293 were then an octave low; by 2, 39 of
+# 4217; by 3 and 5, none. So every such stretch (divisor DOUBT_DIVISOR) also gets the second
+# opinion, the other way: doubled where CREPE full holds more activation near 2 f than near f.
+DOUBT_DIVISOR = 4
 DOUBT_LOGODDS = -4.5
 DOUBT_MAX_LOGODDS = 0.0
 DOUBT_MIN_FRAMES = 4
@@ -597,38 +603,46 @@ def octave_logodds(features: np.ndarray) -> np.ndarray:
 
 
 def octave_doubts(f0_hz: np.ndarray, divisors: np.ndarray, logodds: np.ndarray,
-                  confidence: np.ndarray, min_hz: float) -> list[tuple[int, int]]:
-    """The stretches that get a second opinion (:data:`DOUBT_LOGODDS`).
+                  confidence: np.ndarray, min_hz: float) -> list[tuple[int, int, float]]:
+    """The stretches that get a second opinion (:data:`DOUBT_LOGODDS`,
+    :data:`DOUBT_DIVISOR`).
 
     Args:
         f0_hz: [n_frames] the tracked pitch after the check; divisors: [n_frames] the check's;
-        logodds: [n_frames] :func:`octave_logodds` at that pitch; confidence: [n_frames];
-        min_hz: the lowest pitch the octave below may take.
+        logodds: [n_frames] :func:`octave_logodds` at the pitch as CREPE read it;
+        confidence: [n_frames]; min_hz: the lowest pitch the octave below may take.
 
     Returns:
-        ``[(start, stop), ...]`` frame ranges of steady pitch (split where it moves by
-        ONSET_CHANGE_CENTS or more).
+        ``[(start, stop, factor), ...]``: frame ranges of steady pitch (split where it moves by
+        ONSET_CHANGE_CENTS or more) and the octave in doubt, ``0.5`` (below) or ``2.0``
+        (above).
     """
     f0 = np.asarray(f0_hz, np.float64)
     cents = hz_to_cents(np.maximum(f0, 1e-3))
     edges = np.r_[0, np.nonzero(np.abs(np.diff(cents)) >= ONSET_CHANGE_CENTS)[0] + 1, len(f0)]
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])
-            if b - a >= DOUBT_MIN_FRAMES and np.all(divisors[a:b] == 1)
-            and np.min(f0[a:b]) / 2.0 >= min_hz and np.mean(confidence[a:b]) >= CONFIDENT
-            and DOUBT_LOGODDS < np.mean(logodds[a:b]) <= DOUBT_MAX_LOGODDS]
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b - a < DOUBT_MIN_FRAMES or np.mean(confidence[a:b]) < CONFIDENT:
+            continue
+        if (np.all(divisors[a:b] == 1) and np.min(f0[a:b]) / 2.0 >= min_hz
+                and DOUBT_LOGODDS < np.mean(logodds[a:b]) <= DOUBT_MAX_LOGODDS):
+            out.append((int(a), int(b), 0.5))
+        elif np.all(divisors[a:b] == DOUBT_DIVISOR):
+            out.append((int(a), int(b), 2.0))
+    return out
 
 
-def doubt_samples(stretches: list[tuple[int, int]]) -> np.ndarray:
+def doubt_samples(stretches: list[tuple[int, int, float]]) -> np.ndarray:
     """The frames the second opinion reads, at :data:`DOUBT_POSITIONS` of each stretch:
     [len(stretches), len(DOUBT_POSITIONS)] frame indices."""
-    return np.array([np.round(a + DOUBT_POSITIONS * (b - 1 - a)) for a, b in stretches],
+    return np.array([np.round(a + DOUBT_POSITIONS * (b - 1 - a)) for a, b, _ in stretches],
                     np.int64).reshape(len(stretches), len(DOUBT_POSITIONS))
 
 
-def settle_doubts(f0_hz: np.ndarray, stretches: list[tuple[int, int]], samples: np.ndarray,
-                  activations: np.ndarray) -> np.ndarray:
-    """Each stretch halved where most of its sampled frames, read by the second model, hold
-    more activation near ``f / 2`` than near ``f``.
+def settle_doubts(f0_hz: np.ndarray, stretches: list[tuple[int, int, float]],
+                  samples: np.ndarray, activations: np.ndarray) -> np.ndarray:
+    """Each stretch moved to the octave in doubt (times its factor) where most of its sampled
+    frames, read by the second model, hold more activation there than near ``f``.
 
     Args:
         f0_hz: [n_frames]; stretches, samples: from :func:`octave_doubts` and
@@ -642,9 +656,10 @@ def settle_doubts(f0_hz: np.ndarray, stretches: list[tuple[int, int]], samples: 
     if not stretches:
         return f0
     at = f0[samples.ravel()]
-    near = _activation_near(activations, np.stack([at, at / 2.0], axis=1))
-    lower = (near[:, 1] > near[:, 0]).reshape(samples.shape)
-    for (a, b), votes in zip(stretches, lower):
+    factor = np.repeat([x for _, _, x in stretches], samples.shape[1])
+    near = _activation_near(activations, np.stack([at, at * factor], axis=1))
+    moved = (near[:, 1] > near[:, 0]).reshape(samples.shape)
+    for (a, b, x), votes in zip(stretches, moved):
         if 2 * int(votes.sum()) > len(votes):
-            f0[a:b] /= 2.0
+            f0[a:b] *= x
     return f0

@@ -411,8 +411,8 @@ def second_opinion(f0_hz: np.ndarray, divisors: np.ndarray, octave_logodds: np.n
             windows; min_hz: the lowest pitch a halved stretch may take.
 
     Returns:
-        [n_frames] float64: those stretches halved where the second model hears them an
-        octave lower.
+        [n_frames] float64: those stretches moved an octave where the second model hears
+        them there.
     """
     stretches = harmonic_check.octave_doubts(f0_hz, divisors, octave_logodds, confidence,
                                              min_hz)

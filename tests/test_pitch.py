@@ -306,31 +306,39 @@ def test_check_never_goes_below_its_floor():
 
 def test_only_stretches_the_check_is_unsure_of_get_a_second_opinion():
     f0 = np.r_[np.full(10, 440.0), np.full(10, 466.0), np.full(10, 392.0), np.full(3, 330.0),
-               np.full(10, 60.0), np.full(10, 415.0)]
+               np.full(10, 60.0), np.full(10, 415.0), np.full(10, 104.0)]
     logodds = np.r_[np.full(10, -9.0), np.full(10, -3.0), np.full(10, 2.0), np.full(3, -3.0),
-                    np.full(10, -3.0), np.full(10, -3.0)]
+                    np.full(10, -3.0), np.full(10, -3.0), np.full(10, -9.0)]
     divisors = np.ones(len(f0), np.int64)
-    divisors[-10:] = 2  # already divided by the check
+    divisors[-20:-10] = 2  # divided by the check
+    divisors[-10:] = 4  # divided by 4: the octave above is in doubt
     confidence = np.full(len(f0), 0.8)
-    # only the 466 Hz stretch: 440 is sure, 392 above even odds (the check's own business),
-    # 330 too short, 60 Hz would go under the floor, 415 was divided already
+    # the 466 Hz stretch (the octave below in doubt) and the one divided by 4 (the octave
+    # above): 440 is sure, 392 above even odds (the check's own business), 330 too short,
+    # 60 Hz would go under the floor, 415 was divided by 2
     stretches = harmonic_check.octave_doubts(f0, divisors, logodds, confidence, min_hz=40.0)
-    assert stretches == [(10, 20)]
+    assert stretches == [(10, 20, 0.5), (53, 63, 2.0)]
     samples = harmonic_check.doubt_samples(stretches)
-    assert samples.shape == (1, len(harmonic_check.DOUBT_POSITIONS))
-    assert np.all((samples >= 14) & (samples <= 19))  # from its middle on
+    assert samples.shape == (2, len(harmonic_check.DOUBT_POSITIONS))
+    assert np.all((samples[0] >= 14) & (samples[0] <= 19))  # from its middle on
 
-    def activations(votes_low):
-        act = np.full((len(votes_low), 360), 0.01)
-        for i, low in enumerate(votes_low):
-            cents = hz_to_cents(466.0 / (2.0 if low else 1.0))
+    def activations(peaks_hz):
+        """The second model's activations: one frame per peak."""
+        act = np.full((len(peaks_hz), 360), 0.01)
+        for i, hz in enumerate(peaks_hz):
+            cents = hz_to_cents(hz)
             act[i, int(round((cents - CREPE_CENTS_OFFSET) / CREPE_CENTS_PER_BIN))] = 0.9
         return act
 
-    halved = harmonic_check.settle_doubts(f0, stretches, samples, activations([1, 1, 0]))
-    assert np.allclose(halved[10:20], 233.0) and np.array_equal(halved[:10], f0[:10])
-    kept = harmonic_check.settle_doubts(f0, stretches, samples, activations([1, 0, 0]))
+    below = harmonic_check.settle_doubts(f0, stretches[:1], samples[:1],
+                                         activations([233.0, 233.0, 466.0]))
+    assert np.allclose(below[10:20], 233.0) and np.array_equal(below[:10], f0[:10])
+    kept = harmonic_check.settle_doubts(f0, stretches[:1], samples[:1],
+                                        activations([233.0, 466.0, 466.0]))
     assert np.array_equal(kept, f0)
+    above = harmonic_check.settle_doubts(f0, stretches[1:], samples[1:],
+                                         activations([208.0, 208.0, 208.0]))
+    assert np.allclose(above[53:63], 208.0) and np.array_equal(above[:53], f0[:53])
 
 
 BASSOON_EXCERPT = Path(__file__).parent / "audio" / "bassoon_9104_at_10.34s.flac"
