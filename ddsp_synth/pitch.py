@@ -483,10 +483,12 @@ def decode_f0_readings(activations: np.ndarray, f0_min_hz: float = 31.7,
     if frames_fn is not None:
         divisors, octave = harmonic_divisors(frames_fn, activations, f0_hz, f0_min_hz,
                                              confidence)
+        read = f0_hz
         f0_hz = f0_hz / divisors
         if second_model is not None:
             f0_hz = second_opinion(f0_hz, divisors, octave, confidence, frames_fn,
                                    max(f0_min_hz, harmonic_check.CHECK_MIN_HZ), second_model)
+            divisors = np.rint(read / f0_hz).astype(np.int64)  # what the repairs see
         repaired = harmonic_check.repair_attack_octaves(
             harmonic_check.bridge_subharmonics(f0_hz, divisors), confidence)
     return (repaired.astype(np.float32), f0_hz.astype(np.float32),
