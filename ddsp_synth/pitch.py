@@ -355,9 +355,15 @@ def viterbi_bins(activations: np.ndarray, min_bin: int = 0, max_bin: int = CREPE
 def analysis_frames(audio_16k: np.ndarray, hop_16k: int, first: int, stop: int) -> np.ndarray:
     """The 1024-sample windows CREPE analyses for frames ``first .. stop - 1`` (centred on
     sample ``t * hop``, zeros beyond the ends), un-normalised: [stop - first, 1024] float64."""
-    x = np.pad(np.asarray(audio_16k, np.float64), (CREPE_WINDOW // 2, CREPE_WINDOW // 2))
-    idx = (np.arange(first, stop) * hop_16k)[:, None] + np.arange(CREPE_WINDOW)[None, :]
-    return np.where(idx < len(x), x[np.minimum(idx, len(x) - 1)], 0.0)
+    x = np.asarray(audio_16k)
+    idx = ((np.arange(first, stop) * hop_16k - CREPE_WINDOW // 2)[:, None]
+           + np.arange(CREPE_WINDOW)[None, :])
+    if len(x) == 0:
+        return np.zeros(idx.shape)
+    # index the signal itself (no padded copy of it per call: the second opinion asks for
+    # single frames)
+    inside = (idx >= 0) & (idx < len(x))
+    return np.where(inside, x[np.clip(idx, 0, len(x) - 1)].astype(np.float64), 0.0)
 
 
 # Frames per pass of the harmonic check (bounds its FFT buffers to ~40 MB).
