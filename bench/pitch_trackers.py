@@ -40,7 +40,7 @@ def decode_old(activations: np.ndarray) -> np.ndarray:
 def decode_new(audio: np.ndarray, activations: np.ndarray, model: str = "tiny") -> np.ndarray:
     """As ddsp_synth decodes ``model``'s activations (CREPE full needs no second opinion)."""
     return pitch.decode_f0(activations, frames_fn=lambda i, j: pitch.analysis_frames(
-        audio, HOP, i, j), second_model=None if model == "full" else "full")[0]
+        audio, HOP, i, j), second_model=pitch.second_model_for(model))[0]
 
 
 def streamed(audio: np.ndarray) -> np.ndarray:

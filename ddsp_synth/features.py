@@ -26,7 +26,7 @@ from .crepe_grid import CREPE_SAMPLE_RATE
 from .dsp.interpolation import n_frames_for
 from .dsp.spectral import a_weighted_loudness
 from .dsp.units import cents_to_hz, hz_to_cents
-from .pitch import analysis_frames, crepe_activations, decode_f0_readings
+from .pitch import analysis_frames, crepe_activations, decode_f0_readings, second_model_for
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def f0_readings(audio: np.ndarray, config: FeatureConfig,
     readings = decode_f0_readings(
         act[c_lo:c_hi], config.f0_min_hz, config.f0_max_hz,
         lambda i, j: analysis_frames(audio_16k, hop_16k, c_lo + i, c_lo + j),
-        second_model=None if config.crepe_model == "full" else "full")
+        second_model=second_model_for(config.crepe_model))
 
     def on_grid(values: np.ndarray) -> np.ndarray:
         return np.interp(t_model, t_crepe[c_lo:c_hi], values)

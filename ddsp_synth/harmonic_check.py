@@ -563,6 +563,15 @@ def _is_subharmonic(high_cents: float, low_cents: float) -> bool:
     return bool(k >= 2 and abs(1200.0 * np.log2(ratio / k)) < REPAIR_CENTS)
 
 
+def steady_spans(cents: np.ndarray) -> list[tuple[int, int]]:
+    """Stretches of steady pitch: [n_frames] cents split wherever the pitch moves by a note
+    change (ONSET_CHANGE_CENTS) or more from one frame to the next; ``[(start, stop), ...]``
+    covering every frame."""
+    edges = np.r_[0, np.nonzero(np.abs(np.diff(cents)) >= ONSET_CHANGE_CENTS)[0] + 1,
+                  len(cents)]
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
 def bridge_subharmonics(f0_hz: np.ndarray, divisors: np.ndarray) -> np.ndarray:
     """Short stretches read at a common subharmonic of the notes on either side, given the
     pitch of the note that follows (:data:`BRIDGE_FRAMES`). A stretch the check divided by k
@@ -578,9 +587,7 @@ def bridge_subharmonics(f0_hz: np.ndarray, divisors: np.ndarray) -> np.ndarray:
     """
     f0 = np.asarray(f0_hz, np.float64).copy()
     cents = hz_to_cents(f0)
-    # stretches of steady pitch: split wherever it moves by a note change or more
-    edges = np.r_[0, np.nonzero(np.abs(np.diff(cents)) >= ONSET_CHANGE_CENTS)[0] + 1, len(f0)]
-    spans = list(zip(edges[:-1], edges[1:]))
+    spans = steady_spans(cents)
     for (a0, a1), (s0, s1), (b0, b1) in zip(spans, spans[1:], spans[2:]):
         if (s1 - s0 > BRIDGE_FRAMES or a1 - a0 < BRIDGE_NEIGHBOUR_FRAMES
                 or b1 - b0 < BRIDGE_NEIGHBOUR_FRAMES):
@@ -618,10 +625,8 @@ def octave_doubts(f0_hz: np.ndarray, divisors: np.ndarray, logodds: np.ndarray,
         (above).
     """
     f0 = np.asarray(f0_hz, np.float64)
-    cents = hz_to_cents(np.maximum(f0, 1e-3))
-    edges = np.r_[0, np.nonzero(np.abs(np.diff(cents)) >= ONSET_CHANGE_CENTS)[0] + 1, len(f0)]
     out = []
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in steady_spans(hz_to_cents(np.maximum(f0, 1e-3))):
         if b - a < DOUBT_MIN_FRAMES or np.mean(confidence[a:b]) < CONFIDENT:
             continue
         if (np.all(divisors[a:b] == 1) and np.min(f0[a:b]) / 2.0 >= min_hz

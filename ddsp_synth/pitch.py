@@ -405,6 +405,12 @@ def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
     return harmonic_check.divisor_path(emissions), octave
 
 
+def second_model_for(crepe_model: str) -> str | None:
+    """The model that settles the check's doubts about activations of ``crepe_model``:
+    CREPE full, or none when they are CREPE full's already."""
+    return None if crepe_model == "full" else "full"
+
+
 def second_opinion(f0_hz: np.ndarray, divisors: np.ndarray, octave_logodds: np.ndarray,
                    confidence: np.ndarray, frames_fn, min_hz: float,
                    model: str = "full") -> np.ndarray:
