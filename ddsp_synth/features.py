@@ -16,11 +16,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 
-from .audio_io import PCM16_SCALE, atomic_write_bytes, cache_dir
+from .audio_io import PCM16_SCALE, atomic_write_bytes, cache_dir, resample_audio
 from .config import ConfigError, check_fields
 from .crepe_grid import CREPE_SAMPLE_RATE
 from .dsp.interpolation import n_frames_for
@@ -99,6 +98,14 @@ def compute_f0(audio: np.ndarray, config: FeatureConfig,
     return repaired if repairs else as_read, conf
 
 
+def _at_crepe_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """[n_samples] at ``sample_rate`` -> [ceil(n_samples * 16000 / sample_rate)] float32
+    (soxr, high quality; zeros pad the last sample if soxr gives one fewer)."""
+    n = int(np.ceil(len(audio) * (float(CREPE_SAMPLE_RATE) / sample_rate)))
+    out = resample_audio(audio, sample_rate, CREPE_SAMPLE_RATE)[:n]
+    return np.pad(out, (0, n - len(out)))
+
+
 def f0_readings(audio: np.ndarray, config: FeatureConfig,
                 valid_frames: tuple[int, int] | None = None, on_progress=None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,20 +115,21 @@ def f0_readings(audio: np.ndarray, config: FeatureConfig,
     n_frames = n_frames_for(len(audio), config.hop)
     lo, hi = valid_frames if valid_frames is not None else (0, n_frames)
     if config.sample_rate != CREPE_SAMPLE_RATE:
-        audio_16k = librosa.resample(np.asarray(audio, np.float32), orig_sr=config.sample_rate,
-                                     target_sr=CREPE_SAMPLE_RATE, res_type="soxr_hq")
+        audio_16k = _at_crepe_rate(audio, config.sample_rate)
     else:
         audio_16k = np.asarray(audio, np.float32)
     hop_16k = max(1, int(round(config.hop * CREPE_SAMPLE_RATE / config.sample_rate)))
-    act = crepe_activations(audio_16k, hop_16k, config.crepe_model, config.crepe_batch_frames,
-                            on_progress)
+    n_crepe = 1 + len(audio_16k) // hop_16k
     t_model = np.arange(n_frames) * config.hop / config.sample_rate
-    t_crepe = np.arange(len(act)) * hop_16k / CREPE_SAMPLE_RATE
-    # CREPE frames spanning the valid model frames (one extra either side for interpolation).
+    t_crepe = np.arange(n_crepe) * hop_16k / CREPE_SAMPLE_RATE
+    # CREPE frames spanning the valid model frames (one extra either side for interpolation):
+    # the only ones read (a block's padding beyond a file's ends is not).
     c_lo = max(0, int(np.floor(t_model[lo] * CREPE_SAMPLE_RATE / hop_16k)) - 1)
-    c_hi = min(len(act), int(np.ceil(t_model[hi - 1] * CREPE_SAMPLE_RATE / hop_16k)) + 2)
+    c_hi = min(n_crepe, int(np.ceil(t_model[hi - 1] * CREPE_SAMPLE_RATE / hop_16k)) + 2)
+    act = crepe_activations(audio_16k, hop_16k, config.crepe_model, config.crepe_batch_frames,
+                            on_progress, frames=(c_lo, c_hi))
     readings = decode_f0_readings(
-        act[c_lo:c_hi], config.f0_min_hz, config.f0_max_hz,
+        act, config.f0_min_hz, config.f0_max_hz,
         lambda i, j: analysis_frames(audio_16k, hop_16k, c_lo + i, c_lo + j),
         second_model=second_model_for(config.crepe_model))
 

@@ -12,7 +12,7 @@ harmonic check (:mod:`ddsp_synth.harmonic_check`) then asks of every frame wheth
 tracked pitch is a harmonic of a lower fundamental (CREPE tiny reads the lowest cello notes
 at three times their frequency) and divides it where it is. The same prior, refinement and
 check serve offline decoding (:func:`decode_f0`) and the online filter of the streaming
-front end (:func:`viterbi_advance` and :func:`ddsp_synth.harmonic_check.divisor_advance`
+front end (:class:`ViterbiStep` and :func:`ddsp_synth.harmonic_check.divisor_advance`
 frame by frame, no backtracking).
 """
 
@@ -153,8 +153,13 @@ def normalise_frames(frames: torch.Tensor) -> torch.Tensor:
 
 
 def crepe_activations(audio_16k: np.ndarray, hop_16k: int, model: str = "tiny",
-                      batch_frames: int = 512, on_progress=None) -> np.ndarray:
+                      batch_frames: int = 512, on_progress=None,
+                      frames: tuple[int, int] | None = None) -> np.ndarray:
     """CREPE pitch-bin activations for frames centred on samples ``0, hop, 2 hop, ...``.
+
+    A window of digital silence (every sample 0) is not run through the network: CREPE reads
+    every such window the same, so they all get that one reading (the same values, bit for
+    bit, as running them).
 
     Args:
         audio_16k: [n_samples] float audio at 16 kHz.
@@ -162,24 +167,31 @@ def crepe_activations(audio_16k: np.ndarray, hop_16k: int, model: str = "tiny",
         model: ``"tiny"`` or ``"full"``.
         batch_frames: frames per forward pass.
         on_progress: called after each pass with the share of frames done, in (0, 1].
+        frames: the frames ``[first, stop)`` to read; None: all ``1 + n_samples // hop_16k``.
 
     Returns:
-        [1 + n_samples // hop_16k, 360] sigmoid activations (float32).
+        [stop - first, 360] sigmoid activations (float32).
     """
     run = crepe_runner(model)
-    x = torch.as_tensor(np.ascontiguousarray(audio_16k, dtype=np.float32))
-    x = torch.nn.functional.pad(x, (CREPE_WINDOW // 2, CREPE_WINDOW // 2))
-    n_frames = 1 + len(audio_16k) // hop_16k
-    out = []
+    first, stop = (0, 1 + len(audio_16k) // hop_16k) if frames is None else frames
+    x = np.pad(np.asarray(audio_16k, np.float32), CREPE_WINDOW // 2)
+    starts = np.arange(first, stop) * hop_16k  # of each window in x
+    nonzero = np.concatenate([[0], np.cumsum(x != 0)])
+    sounding = nonzero[starts + CREPE_WINDOW] > nonzero[starts]
+    out = np.empty((stop - first, CREPE_BINS), np.float32)
+    if not sounding.all():
+        out[~sounding] = run(np.zeros((1, CREPE_WINDOW), np.float32))[0]
+    todo = np.flatnonzero(sounding)
     with torch.inference_mode():
-        for i in range(0, n_frames, batch_frames):
-            j = min(n_frames, i + batch_frames)
-            seg = x[i * hop_16k : (j - 1) * hop_16k + CREPE_WINDOW]
-            frames = seg.unfold(0, CREPE_WINDOW, hop_16k)
-            out.append(run(normalise_frames(frames).numpy()))
+        for i in range(0, len(todo), batch_frames):
+            rows = todo[i : i + batch_frames]
+            windows = torch.from_numpy(x[starts[rows, None] + np.arange(CREPE_WINDOW)])
+            out[rows] = run(normalise_frames(windows).numpy())
             if on_progress is not None:
-                on_progress(j / n_frames)
-    return np.concatenate(out, axis=0)
+                on_progress((i + len(rows)) / len(todo))
+    if on_progress is not None and not len(todo):
+        on_progress(1.0)
+    return out
 
 
 def log_observations(activations: np.ndarray, min_bin: int = 0,
@@ -218,26 +230,40 @@ def viterbi_transitions(n_bins: int = CREPE_BINS) -> tuple[np.ndarray, np.ndarra
     return offsets, np.take_along_axis(log_trans, src, axis=1)
 
 
-def viterbi_advance(score: np.ndarray, log_obs_t: np.ndarray, offsets: np.ndarray,
-                    trans_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One Viterbi step: (new score [n_bins], back-pointers: the source bin [n_bins])."""
-    n_bins = len(score)
-    j = VITERBI_MAX_JUMP
-    padded = np.full(n_bins + 2 * j, -np.inf)
-    padded[j:-j] = score
-    # cand[o, b] = score of arriving at bin b from bin b - offsets[o].
-    cand = np.lib.stride_tricks.sliding_window_view(padded, n_bins)[j - offsets] + trans_to
-    best = np.argmax(cand, axis=0)
-    arrive = cand[best, np.arange(n_bins)]
-    source = np.arange(n_bins) - offsets[best]
-    top = int(np.argmax(score))
-    jump = score[top] + VITERBI_JUMP_LOG_PROB  # from the best bin to anywhere
-    far = jump > arrive
-    new = np.where(far, jump, arrive) + log_obs_t
-    source = np.where(far, top, source)
-    if not np.isfinite(new).any():  # all bins excluded: restart from the observation
-        new = log_obs_t.copy()
-    return new, source
+class ViterbiStep:
+    """The Viterbi forward step under :func:`viterbi_transitions`'s prior, with its buffers
+    kept between frames. Offline decoding (:func:`viterbi_bins`) and the streaming front end
+    both run it, frame by frame.
+
+    ``step(score, log_obs_t)`` -> (new score [n_bins], back-pointers: the source bin
+    [n_bins]); the new score is shifted so that its largest finite value is 0 (bounded over
+    any length). Where every bin is excluded it restarts from the observation.
+    """
+
+    def __init__(self, n_bins: int = CREPE_BINS):
+        self.offsets, self.trans_to = viterbi_transitions(n_bins)
+        j = VITERBI_MAX_JUMP
+        self._j, self._bins = j, np.arange(n_bins)
+        self._padded = np.full(n_bins + 2 * j, -np.inf)  # the score, -inf beyond the ends
+        # arriving[o, b] = padded score of bin b - offsets[o] (a view: it follows _padded)
+        self._arriving = np.lib.stride_tricks.sliding_window_view(self._padded, n_bins)[::-1]
+        self._cand = np.empty((len(self.offsets), n_bins))
+
+    def __call__(self, score: np.ndarray, log_obs_t: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        self._padded[self._j : -self._j] = score
+        cand = np.add(self._arriving, self.trans_to, out=self._cand)
+        best = cand.argmax(axis=0)  # the first best band move, as a loop over offsets
+        arrive = cand[best, self._bins]
+        top = int(score.argmax())
+        jump = score[top] + VITERBI_JUMP_LOG_PROB  # from the best bin to anywhere
+        far = jump > arrive
+        new = np.where(far, jump, arrive)
+        new += log_obs_t
+        source = np.where(far, top, self._bins - self.offsets[best])
+        if not np.isfinite(new).any():  # all bins excluded: restart from the observation
+            new = np.array(log_obs_t, np.float64)
+        return new - new.max(), source
 
 
 def bin_range(f0_min_hz: float, f0_max_hz: float) -> tuple[int, int]:
@@ -269,60 +295,6 @@ def refine_cents(activations: np.ndarray, path: np.ndarray, min_bin: int,
     return np.where(w.sum(axis=1) > 0, cents, _bin_cents(path))
 
 
-_VITERBI_KERNEL = None
-
-
-def _viterbi_kernel():
-    """The offline forward pass compiled by numba (the same arithmetic as looping
-    :func:`viterbi_advance`, about 20 times faster), or None without numba."""
-    global _VITERBI_KERNEL
-    if _VITERBI_KERNEL is not None:
-        return _VITERBI_KERNEL or None
-    try:
-        import numba
-    except Exception:  # ImportError, or a numba that fails against this numpy
-        _VITERBI_KERNEL = False
-        return None
-
-    @numba.njit(cache=True, nogil=True)
-    def forward(log_obs, offsets, trans_to, jump_log_prob):
-        n_frames, n_bins = log_obs.shape
-        back = np.zeros((n_frames, n_bins), np.int16)
-        score = log_obs[0].copy()
-        new = np.empty(n_bins)
-        for t in range(1, n_frames):
-            top = 0
-            for b in range(n_bins):
-                if score[b] > score[top]:
-                    top = b
-            jump = score[top] + jump_log_prob
-            finite = False
-            for b in range(n_bins):
-                best, src = -np.inf, b - offsets[0]
-                for o in range(len(offsets)):
-                    i = b - offsets[o]
-                    cand = (score[i] if 0 <= i < n_bins else -np.inf) + trans_to[o, b]
-                    if cand > best or o == 0:
-                        best, src = cand, i
-                if jump > best:
-                    best, src = jump, top
-                new[b] = best + log_obs[t, b]
-                back[t, b] = src
-                finite = finite or np.isfinite(new[b])
-            if not finite:
-                new[:] = log_obs[t]
-            peak = -np.inf
-            for b in range(n_bins):
-                if np.isfinite(new[b]) and new[b] > peak:
-                    peak = new[b]
-            for b in range(n_bins):
-                score[b] = new[b] - peak
-        return back, score
-
-    _VITERBI_KERNEL = forward
-    return forward
-
-
 def viterbi_bins(activations: np.ndarray, min_bin: int = 0, max_bin: int = CREPE_BINS) -> np.ndarray:
     """Most likely bin path under the transition prior of :func:`viterbi_transitions`.
 
@@ -335,16 +307,11 @@ def viterbi_bins(activations: np.ndarray, min_bin: int = 0, max_bin: int = CREPE
     """
     n_frames, n_bins = activations.shape
     log_obs = log_observations(np.asarray(activations, np.float64), min_bin, max_bin)
-    offsets, trans_to = viterbi_transitions(n_bins)
-    kernel = _viterbi_kernel()
-    if kernel is not None:
-        back, score = kernel(log_obs, offsets, trans_to, float(VITERBI_JUMP_LOG_PROB))
-    else:
-        score = log_obs[0].copy()
-        back = np.zeros((n_frames, n_bins), dtype=np.int16)
-        for t in range(1, n_frames):
-            score, back[t] = viterbi_advance(score, log_obs[t], offsets, trans_to)
-            score -= np.max(score[np.isfinite(score)])  # bounded, as the online filter
+    step = ViterbiStep(n_bins)
+    score = log_obs[0].copy()
+    back = np.zeros((n_frames, n_bins), dtype=np.int16)
+    for t in range(1, n_frames):
+        score, back[t] = step(score, log_obs[t])
     path = np.empty(n_frames, dtype=np.int64)
     path[-1] = int(np.argmax(score))
     for t in range(n_frames - 1, 0, -1):

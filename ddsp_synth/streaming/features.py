@@ -25,7 +25,7 @@ from ..features import FeatureConfig
 from .. import harmonic_check
 from ..crepe_grid import CREPE_SAMPLE_RATE, CREPE_WINDOW
 from ..pitch import (bin_range, crepe_runner, log_observations, normalise_frames, refine_cents,
-                     viterbi_advance, viterbi_transitions)
+                     ViterbiStep)
 
 
 @dataclass
@@ -61,7 +61,7 @@ class StreamingFeatures:
         self.half = CREPE_WINDOW // 2
         self.latency_samples = self.half
         self.min_bin, self.max_bin = bin_range(config.f0_min_hz, config.f0_max_hz)
-        self.offsets, self.trans_to = viterbi_transitions()
+        self.viterbi = ViterbiStep()
         self.check_min_hz = max(config.f0_min_hz, harmonic_check.CHECK_MIN_HZ)
         self._crepe = crepe_runner(self.crepe_model, threads=1)  # one core, as live
         self.reset()
@@ -85,8 +85,7 @@ class StreamingFeatures:
         if self.score is None:
             self.score = log_obs.copy()
         else:
-            self.score, _ = viterbi_advance(self.score, log_obs, self.offsets, self.trans_to)
-            self.score -= np.max(self.score[np.isfinite(self.score)])  # keep it bounded
+            self.score, _ = self.viterbi(self.score, log_obs)
         b = int(np.argmax(self.score))
         cents = refine_cents(act[None], np.array([b]), self.min_bin, self.max_bin)[0]
         f0_hz = float(cents_to_hz(cents))
