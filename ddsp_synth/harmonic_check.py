@@ -26,8 +26,9 @@ by frame for the streaming front end): changing the divisor costs :data:`DIVISOR
 nats, so a reading holds through a note instead of flickering frame by frame.
 
 Where the check stays unsure of an octave, a second model decides: :func:`octave_doubts`
-picks the stretches, :func:`doubt_samples` the frames, and :func:`settle_doubts` reads the
-second model's activations there (CREPE full, run by ``pitch.second_opinion``).
+picks the stretches, :func:`doubt_samples` the frames, :func:`doubt_votes` reads the second
+model's activations there (CREPE full, run by ``pitch.second_opinion``) and
+:func:`settle_doubts` moves the stretches most votes put in the other octave.
 """
 
 from __future__ import annotations
@@ -644,22 +645,43 @@ def doubt_samples(stretches: list[tuple[int, int, float]]) -> np.ndarray:
                     np.int64).reshape(len(stretches), len(DOUBT_POSITIONS))
 
 
-def settle_doubts(f0_hz: np.ndarray, stretches: list[tuple[int, int, float]],
-                  samples: np.ndarray, activations: np.ndarray) -> np.ndarray:
-    """Each stretch moved to the octave in doubt (times its factor) where most of its sampled
-    frames, read by the second model, hold more activation there than near ``f``.
+def doubt_votes(f0_hz: np.ndarray, stretches: list[tuple[int, int, float]],
+                samples: np.ndarray, activations: np.ndarray) -> np.ndarray:
+    """Whether the second model, at each sampled frame, holds more activation at the octave
+    in doubt (``f`` times the stretch's factor) than near ``f``.
 
     Args:
-        f0_hz: [n_frames]; stretches, samples: from :func:`octave_doubts` and
-        :func:`doubt_samples`; activations: [samples.size, 360] the second model's, in the
-        order of ``samples.ravel()``.
+        f0_hz: [n_frames]; stretches: from :func:`octave_doubts`; samples: [len(stretches),
+            k] frames of each (from :func:`doubt_samples`, or some of its columns);
+            activations: [samples.size, 360] the second model's, in the order of
+            ``samples.ravel()``.
+
+    Returns:
+        [len(stretches), k] bool.
+    """
+    at = np.asarray(f0_hz, np.float64)[samples.ravel()]
+    factor = np.repeat([x for _, _, x in stretches], samples.shape[1])
+    near = _activation_near(activations, np.stack([at, at * factor], axis=1))
+    return (near[:, 1] > near[:, 0]).reshape(samples.shape)
+
+
+def settle_doubts(f0_hz: np.ndarray, stretches: list[tuple[int, int, float]],
+                  votes: np.ndarray) -> np.ndarray:
+    """Each stretch moved to the octave in doubt (times its factor) where most of its votes
+    (:func:`doubt_votes`, one per sampled frame) say so.
+
+    Args:
+        f0_hz: [n_frames]; stretches: from :func:`octave_doubts`; votes:
+        [len(stretches), len(DOUBT_POSITIONS)] bool.
 
     Returns:
         [n_frames] float64, a copy.
     """
     f0 = np.asarray(f0_hz, np.float64).copy()
-    if not stretches:
-        return f0
+    for (a, b, x), row in zip(stretches, np.asarray(votes, bool).reshape(len(stretches), -1)):
+        if 2 * int(row.sum()) > len(row):
+            f0[a:b] *= x
+    return f0
     at = f0[samples.ravel()]
     factor = np.repeat([x for _, _, x in stretches], samples.shape[1])
     near = _activation_near(activations, np.stack([at, at * factor], axis=1))

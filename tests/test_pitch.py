@@ -330,15 +330,54 @@ def test_only_stretches_the_check_is_unsure_of_get_a_second_opinion():
             act[i, int(round((cents - CREPE_CENTS_OFFSET) / CREPE_CENTS_PER_BIN))] = 0.9
         return act
 
-    below = harmonic_check.settle_doubts(f0, stretches[:1], samples[:1],
-                                         activations([233.0, 233.0, 466.0]))
+    def settle(stretches, samples, peaks_hz):
+        votes = harmonic_check.doubt_votes(f0, stretches, samples, activations(peaks_hz))
+        return harmonic_check.settle_doubts(f0, stretches, votes)
+
+    below = settle(stretches[:1], samples[:1], [233.0, 233.0, 466.0])
     assert np.allclose(below[10:20], 233.0) and np.array_equal(below[:10], f0[:10])
-    kept = harmonic_check.settle_doubts(f0, stretches[:1], samples[:1],
-                                        activations([233.0, 466.0, 466.0]))
+    kept = settle(stretches[:1], samples[:1], [233.0, 466.0, 466.0])
     assert np.array_equal(kept, f0)
-    above = harmonic_check.settle_doubts(f0, stretches[1:], samples[1:],
-                                         activations([208.0, 208.0, 208.0]))
+    above = settle(stretches[1:], samples[1:], [208.0, 208.0, 208.0])
     assert np.allclose(above[53:63], 208.0) and np.array_equal(above[:53], f0[:53])
+
+
+def test_the_second_opinion_reads_a_third_frame_only_where_two_disagree(monkeypatch):
+    """Two agreeing votes of three decide: the third frame is read only where the first two
+    differ, and the stretches end where reading all three would put them."""
+    from ddsp_synth import pitch
+
+    f0 = np.r_[np.full(10, 440.0), np.full(10, 466.0), np.full(10, 392.0), np.full(10, 370.0)]
+    logodds = np.r_[np.full(10, -9.0), np.full(10, -3.0), np.full(10, -9.0), np.full(10, -3.0)]
+    stretches = harmonic_check.octave_doubts(f0, np.ones(len(f0), np.int64), logodds,
+                                             np.full(len(f0), 0.8), min_hz=40.0)
+    assert [s[:2] for s in stretches] == [(10, 20), (30, 40)]
+    samples = harmonic_check.doubt_samples(stretches)
+    # the second model hears the first stretch an octave low at its first two samples; the
+    # second stretch low at its first and third, at its own pitch at its second
+    low = {int(samples[0, 0]), int(samples[0, 1]), int(samples[1, 0]), int(samples[1, 2])}
+    asked = []
+
+    def frames_fn(i, j):
+        asked.extend(range(i, j))
+        return np.random.default_rng(i).standard_normal((j - i, 1024))
+
+    def runner(model):
+        def run(frames):  # the frames asked for last, in their order
+            act = np.full((len(frames), 360), 0.01, np.float32)
+            for row, t in enumerate(asked[len(asked) - len(frames):]):
+                cents = hz_to_cents(f0[t] / 2 if t in low else f0[t])
+                act[row, int(round((cents - CREPE_CENTS_OFFSET) / CREPE_CENTS_PER_BIN))] = 0.9
+            return act
+        return run
+
+    monkeypatch.setattr(pitch, "crepe_runner", runner)
+    out = pitch.second_opinion(f0, np.ones(len(f0), np.int64), logodds, np.full(len(f0), 0.8),
+                               frames_fn, 40.0)
+    # 5 frames of 6: the first stretch's third is not read
+    assert asked == [samples[0, 0], samples[0, 1], samples[1, 0], samples[1, 1], samples[1, 2]]
+    assert np.allclose(out[10:20], 233.0) and np.allclose(out[30:40], 185.0)
+    assert np.array_equal(out[:10], f0[:10]) and np.array_equal(out[20:30], f0[20:30])
 
 
 BASSOON_EXCERPT = Path(__file__).parent / "audio" / "bassoon_9104_at_10.34s.flac"
