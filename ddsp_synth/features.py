@@ -216,8 +216,9 @@ def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: 
 
 
 # The share of a block's analysis time its CREPE pass takes (the rest: the Viterbi, the
-# harmonic check, loudness), by which the progress bar moves during the pass
-CREPE_SHARE = 0.85  # measured: 10.5 of 12.5 s on 60 s of bassoon, one thread
+# harmonic check and its second opinion, loudness), by which the progress bar moves during
+# the pass (measured 2026-12-07: 0.77-0.88 on three 60 s files, two threads)
+CREPE_SHARE = 0.82
 
 
 def _block_progress(progress, block_seconds: float):

@@ -678,15 +678,7 @@ def settle_doubts(f0_hz: np.ndarray, stretches: list[tuple[int, int, float]],
         [n_frames] float64, a copy.
     """
     f0 = np.asarray(f0_hz, np.float64).copy()
-    for (a, b, x), row in zip(stretches, np.asarray(votes, bool).reshape(len(stretches), -1)):
+    for (a, b, x), row in zip(stretches, np.asarray(votes, bool)):
         if 2 * int(row.sum()) > len(row):
-            f0[a:b] *= x
-    return f0
-    at = f0[samples.ravel()]
-    factor = np.repeat([x for _, _, x in stretches], samples.shape[1])
-    near = _activation_near(activations, np.stack([at, at * factor], axis=1))
-    moved = (near[:, 1] > near[:, 0]).reshape(samples.shape)
-    for (a, b, x), votes in zip(stretches, moved):
-        if 2 * int(votes.sum()) > len(votes):
             f0[a:b] *= x
     return f0

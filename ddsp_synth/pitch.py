@@ -386,8 +386,10 @@ def analysis_frames(audio_16k: np.ndarray, hop_16k: int, first: int, stop: int) 
     return np.where(inside, x[np.clip(idx, 0, len(x) - 1)].astype(np.float64), 0.0)
 
 
-# Frames per pass of the harmonic check (bounds its FFT buffers to ~40 MB).
+# Frames per pass of the harmonic check (bounds its FFT buffers to ~40 MB a pass), and passes
+# run side by side at most (no more than torch's threads).
 CHECK_CHUNK_FRAMES = 1024
+CHECK_WORKERS = 2
 
 
 def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
@@ -416,12 +418,24 @@ def harmonic_divisors(frames_fn, activations: np.ndarray, f0_hz: np.ndarray,
     since_onset = harmonic_check.onset_counts(
         since_change, harmonic_check.frames_since_unsure(since_change, confidence), f0_hz)
     weight = harmonic_check.evidence_weight(since_onset, confidence)
-    for i in range(0, n, CHECK_CHUNK_FRAMES):
+
+    def check(i: int) -> None:
         j = min(n, i + CHECK_CHUNK_FRAMES)
         feats = harmonic_check.check_features(frames_fn(i, j), activations[i:j], f0_hz[i:j])
         emissions[i:j] = harmonic_check.divisor_emissions(feats, f0_hz[i:j], min_hz,
                                                           weight[i:j])
         octave[i:j] = harmonic_check.octave_logodds(feats)
+
+    chunks = range(0, n, CHECK_CHUNK_FRAMES)
+    workers = min(len(chunks), torch.get_num_threads(), CHECK_WORKERS)
+    if workers > 1:  # numpy's FFTs and array loops let go of the GIL: chunks side by side
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(check, chunks))
+    else:
+        for i in chunks:
+            check(i)
     return harmonic_check.divisor_path(emissions), octave
 
 

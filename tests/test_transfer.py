@@ -269,6 +269,23 @@ def test_a_silent_output_is_explained_by_its_cause():
         "turn auto-adjust on or raise the loudness shift")
 
 
+def test_the_progress_bar_stops_at_its_end(exported):
+    """The shares' rounding does not carry a real bar past its total (tqdm then warns and
+    shows a negative time left): 12 s went to 12.000000000000002."""
+    import io
+    import warnings
+
+    from tqdm import tqdm
+
+    model, meta = load_model(exported)
+    audio = synth_tone(12.0, 16000, 233.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with tqdm(total=12.0, file=io.StringIO()) as bar:
+            transfer_audio(model, meta, audio, TransferOptions(), bar, cache=False)
+            assert bar.n == 12.0
+
+
 @pytest.mark.parametrize("name", ["violin", "trumpet"])
 def test_turning_the_room_down_keeps_the_level(name):
     """A shipped room carries 14-18 dB of its model's level: the wet/dry mix plays the dry
