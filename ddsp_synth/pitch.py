@@ -33,6 +33,14 @@ VITERBI_MAX_JUMP = 11
 # Log probability of jumping from a bin to any one bin, near or far (a new note); the band
 # keeps the rest of the mass. exp(-8) x 360 bins: 12 % of the mass, about one frame in eight.
 VITERBI_JUMP_LOG_PROB = -8.0
+# The streaming front end's: its filter cannot revise frames once played, so a smaller cost
+# lets it leave a note CREPE has left sooner (at -8 it held an alto sax's previous note for
+# three frames of each F#5 attack). Chosen on the fit renders (seeds 9000..9113): -8 / -6.5 /
+# -6 gave 2.44 / 2.33 / 2.32 and 1.78 / 1.73 / 1.72 % of frames > 50 cents over two halves
+# of them, the alto saxes 1.21 / 0.77 / 0.63 and 0.53 / 0.37 / 0.26 %; -6 moved single
+# files more both ways (a viola 1.89 -> 2.92 %). Above log(1 / 360) the jumps' mass would
+# exceed one.
+STREAM_JUMP_LOG_PROB = -6.5
 # Bins either side of the path bin averaged to refine it (as torchcrepe's weighted argmax).
 REFINE_HALF_WIDTH = 4
 # CREPE confidence at or above which a frame counts as voiced (statistics, metrics, auto-adjust)
@@ -258,10 +266,12 @@ def log_observations(activations: np.ndarray, min_bin: int = 0,
     return log_obs
 
 
-def viterbi_transitions(n_bins: int = CREPE_BINS) -> tuple[np.ndarray, np.ndarray]:
+def viterbi_transitions(n_bins: int = CREPE_BINS, jump_log_prob: float | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """Transition prior: a triangular band (|jump| <= 11 bins) plus a jump anywhere.
 
-    Every bin may follow every bin with probability ``exp(VITERBI_JUMP_LOG_PROB)``; the band
+    Every bin may follow every bin with probability ``exp(jump_log_prob)`` (default
+    :data:`VITERBI_JUMP_LOG_PROB`); the band
     shares the rest of the mass (triangular weights normalised over the reachable bins), so
     rows of the full matrix sum to one.
 
@@ -276,7 +286,7 @@ def viterbi_transitions(n_bins: int = CREPE_BINS) -> tuple[np.ndarray, np.ndarra
     for o, w in zip(offsets, weight):
         lo, hi = max(0, -o), min(n_bins, n_bins - o)
         reach[lo:hi] += w
-    jump = np.exp(VITERBI_JUMP_LOG_PROB)
+    jump = np.exp(VITERBI_JUMP_LOG_PROB if jump_log_prob is None else jump_log_prob)
     band = weight[:, None] / reach[None, :] * (1.0 - n_bins * jump)  # [offsets, from-bin]
     log_trans = np.log(band + jump)
     src = np.clip(np.arange(n_bins)[None, :] - offsets[:, None], 0, n_bins - 1)
@@ -284,8 +294,8 @@ def viterbi_transitions(n_bins: int = CREPE_BINS) -> tuple[np.ndarray, np.ndarra
 
 
 class ViterbiStep:
-    """The Viterbi forward step under :func:`viterbi_transitions`'s prior, with its buffers
-    kept between frames. Offline decoding (:func:`viterbi_bins`) and the streaming front end
+    """The Viterbi forward step under :func:`viterbi_transitions`'s prior (``jump_log_prob``:
+    the cost of a jump anywhere), with its buffers kept between frames. Offline decoding (:func:`viterbi_bins`) and the streaming front end
     both run it, frame by frame.
 
     ``step(score, log_obs_t)`` -> (new score [n_bins], back-pointers: the source bin
@@ -293,8 +303,9 @@ class ViterbiStep:
     any length). Where every bin is excluded it restarts from the observation.
     """
 
-    def __init__(self, n_bins: int = CREPE_BINS):
-        self.offsets, self.trans_to = viterbi_transitions(n_bins)
+    def __init__(self, n_bins: int = CREPE_BINS, jump_log_prob: float | None = None):
+        self.jump_log_prob = VITERBI_JUMP_LOG_PROB if jump_log_prob is None else jump_log_prob
+        self.offsets, self.trans_to = viterbi_transitions(n_bins, self.jump_log_prob)
         j = VITERBI_MAX_JUMP
         self._j, self._bins = j, np.arange(n_bins)
         self._padded = np.full(n_bins + 2 * j, -np.inf)  # the score, -inf beyond the ends
@@ -309,7 +320,7 @@ class ViterbiStep:
         best = cand.argmax(axis=0)  # the first best band move, as a loop over offsets
         arrive = cand[best, self._bins]
         top = int(score.argmax())
-        jump = score[top] + VITERBI_JUMP_LOG_PROB  # from the best bin to anywhere
+        jump = score[top] + self.jump_log_prob  # from the best bin to anywhere
         far = jump > arrive
         new = np.where(far, jump, arrive)
         new += log_obs_t

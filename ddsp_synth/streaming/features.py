@@ -24,8 +24,8 @@ from ..errors import InputError
 from ..features import FeatureConfig
 from .. import harmonic_check
 from ..crepe_grid import CREPE_SAMPLE_RATE, CREPE_WINDOW
-from ..pitch import (bin_range, crepe_runner, log_observations, normalise_frames, refine_cents,
-                     ViterbiStep)
+from ..pitch import (STREAM_JUMP_LOG_PROB, ViterbiStep, bin_range, crepe_runner,
+                     log_observations, normalise_frames, refine_cents)
 
 
 @dataclass
@@ -61,7 +61,7 @@ class StreamingFeatures:
         self.half = CREPE_WINDOW // 2
         self.latency_samples = self.half
         self.min_bin, self.max_bin = bin_range(config.f0_min_hz, config.f0_max_hz)
-        self.viterbi = ViterbiStep()
+        self.viterbi = ViterbiStep(jump_log_prob=STREAM_JUMP_LOG_PROB)
         self.check_min_hz = max(config.f0_min_hz, harmonic_check.CHECK_MIN_HZ)
         self._crepe = crepe_runner(self.crepe_model, threads=1)  # one core, as live
         self.reset()
