@@ -287,6 +287,9 @@ def viterbi_transitions(n_bins: int = CREPE_BINS, jump_log_prob: float | None = 
         lo, hi = max(0, -o), min(n_bins, n_bins - o)
         reach[lo:hi] += w
     jump = np.exp(VITERBI_JUMP_LOG_PROB if jump_log_prob is None else jump_log_prob)
+    if n_bins * jump >= 1.0:
+        raise ValueError(f"a jump log probability of {np.log(jump):g} gives the jumps more "
+                         f"than all the mass; it must be below log(1 / {n_bins})")
     band = weight[:, None] / reach[None, :] * (1.0 - n_bins * jump)  # [offsets, from-bin]
     log_trans = np.log(band + jump)
     src = np.clip(np.arange(n_bins)[None, :] - offsets[:, None], 0, n_bins - 1)
@@ -295,12 +298,12 @@ def viterbi_transitions(n_bins: int = CREPE_BINS, jump_log_prob: float | None = 
 
 class ViterbiStep:
     """The Viterbi forward step under :func:`viterbi_transitions`'s prior (``jump_log_prob``:
-    the cost of a jump anywhere), with its buffers kept between frames. Offline decoding (:func:`viterbi_bins`) and the streaming front end
-    both run it, frame by frame.
+    the log probability of a jump anywhere), with its buffers kept between frames. Offline
+    decoding (:func:`viterbi_bins`) and the streaming front end both run it, frame by frame.
 
-    ``step(score, log_obs_t)`` -> (new score [n_bins], back-pointers: the source bin
-    [n_bins]); the new score is shifted so that its largest finite value is 0 (bounded over
-    any length). Where every bin is excluded it restarts from the observation.
+    ``step = ViterbiStep(); step(score, log_obs_t)`` -> (new score [n_bins], back-pointers:
+    the source bin [n_bins]); the new score is shifted so that its largest finite value is 0
+    (bounded over any length). Where every bin is excluded it restarts from the observation.
     """
 
     def __init__(self, n_bins: int = CREPE_BINS, jump_log_prob: float | None = None):

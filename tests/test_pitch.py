@@ -502,6 +502,14 @@ def _viterbi_reference(act, min_bin, max_bin):
     return np.array(path[::-1])
 
 
+def test_a_jump_prior_heavier_than_all_the_mass_is_refused():
+    from ddsp_synth import pitch
+
+    with pytest.raises(ValueError, match="below log"):
+        pitch.ViterbiStep(jump_log_prob=-5.0)  # 360 x e^-5 > 1: the band's mass negative
+    pitch.ViterbiStep(jump_log_prob=pitch.STREAM_JUMP_LOG_PROB)
+
+
 def test_vectorised_viterbi_equals_the_recursion_written_out():
     """viterbi_bins (ViterbiStep, which the streaming front end runs too) follows the
     recursion bin by bin: band moves, the jump from the best bin, excluded bins, a silent
