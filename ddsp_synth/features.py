@@ -221,6 +221,16 @@ def features_in_blocks(audio: np.ndarray, config: FeatureConfig, block_seconds: 
 CREPE_SHARE = 0.82
 
 
+def advance_progress(bar, n: float) -> None:
+    """``bar.update(n)``, but never past the bar's total where it has one: shares and
+    frame-rounded seconds add up to a hair more than a total counted in samples (tqdm then
+    warns and shows a negative time left)."""
+    total = getattr(bar, "total", None)
+    if total is not None:
+        n = max(0.0, min(n, total - bar.n))
+    bar.update(n)
+
+
 def _block_progress(progress, block_seconds: float):
     """(on_crepe(share_done), rest()): advance ``progress`` (a tqdm over seconds of audio)
     by ``CREPE_SHARE`` of the block's seconds as its CREPE pass goes, the rest at its end;
@@ -231,11 +241,11 @@ def _block_progress(progress, block_seconds: float):
 
     def on_crepe(share: float) -> None:
         step = CREPE_SHARE * block_seconds * share - done[0]
-        progress.update(step)
+        advance_progress(progress, step)
         done[0] += step
 
     def rest() -> None:
-        progress.update(block_seconds - done[0])
+        advance_progress(progress, block_seconds - done[0])
 
     return on_crepe, rest
 

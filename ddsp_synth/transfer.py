@@ -20,7 +20,7 @@ from .config import check_fields
 from .dsp.units import hz_to_midi
 from .errors import InputError
 from .stages.chain import check_amounts
-from .features import analyse
+from .features import advance_progress, analyse
 from .melodic import harmonic_share, melody_warning
 from .rack import Preset, Rack, check_preset
 from .pitch import (PITCHED_CONFIDENCE, STEADY_CENTS, STEADY_MIN_CONFIDENCE, STEADY_MS,
@@ -305,7 +305,8 @@ def render(model, f0_hz: np.ndarray, loudness_db: np.ndarray,
         out.append(renderer.process(f0[:, t0 : t0 + chunk], ld[:, t0 : t0 + chunk],
                                     final)[0].numpy())
         if progress is not None:
-            progress.update(min(chunk, f0.shape[1] - t0) * hop / model.config.synth.sample_rate)
+            advance_progress(progress, min(chunk, f0.shape[1] - t0) * hop
+                             / model.config.synth.sample_rate)
     return np.concatenate(out).astype(np.float32)
 
 
@@ -350,11 +351,7 @@ class _Share:
         self.bar, self.share = bar, share
 
     def update(self, n: float) -> None:
-        step = self.share * n
-        total = getattr(self.bar, "total", None)
-        if total is not None:  # the shares' rounding must not carry the bar past its end
-            step = max(0.0, min(step, total - self.bar.n))
-        self.bar.update(step)
+        advance_progress(self.bar, self.share * n)
 
 
 def _share(bar, share: float):

@@ -84,3 +84,21 @@ def test_features_are_cached_per_recording(exported, tmp_path, monkeypatch):
     out_a, _ = transfer_audio(model, meta, x)
     out_b, _ = transfer_audio(model, meta, x, cache=False)
     assert np.array_equal(out_a, out_b)
+
+
+def test_block_progress_stops_at_the_bars_total():
+    """prepare and eval count their bar in the files' seconds, rounded to 0.1 s; the blocks
+    advance it by whole frames. The bar stops at its total instead of running past it (tqdm
+    warned and showed a negative time left)."""
+    import io
+    import warnings
+
+    from tqdm import tqdm
+
+    audio = (0.3 * np.sin(2 * np.pi * 220.0 * np.arange(int(1.2345 * 16000)) / 16000)
+             ).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with tqdm(total=round(len(audio) / 16000, 1), file=io.StringIO()) as bar:
+            features_in_blocks(audio, FeatureConfig(), progress=bar)
+            assert bar.n == bar.total == 1.2
