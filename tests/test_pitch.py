@@ -157,6 +157,60 @@ def test_streaming_reads_a_low_note_right_from_its_start(f1_hz, f2_hz):
     assert np.all(np.abs(err) < 50), np.round(err[:10])
 
 
+def test_streaming_carries_a_held_note_through_octave_flips():
+    """A held 233 Hz note whose odd harmonics fade for 80 ms every 0.3 s, as the FluidR3
+    bassoon's do: the online Viterbi then reads those stretches at 466 Hz. The streaming
+    filter follows the pitch it plays, so it divides them back at once (before: 14 frames
+    of 270 at 2x)."""
+    f0_hz = 233.0
+    rich = harmonic_tone(f0_hz, [0.0, -3.0, -6.0, -9.0, -12.0, -15.0, -18.0, -21.0],
+                         seconds=3.0, seed=1)
+    odd_weak = harmonic_tone(f0_hz, BASSOON_OCTAVE_DB, seconds=3.0, seed=1)
+    cycle = np.arange(len(rich)) / 16000 % 0.3
+    mix = np.clip(np.minimum(cycle - 0.15, 0.23 - cycle) / 0.01, 0.0, 1.0)
+    y = ((1 - mix) * rich + mix * odd_weak).astype(np.float32)
+    err = 1200 * np.log2(streamed_f0(y)[20:-10] / f0_hz)
+    assert np.all(np.abs(err) < 50), np.round(err[np.abs(err) >= 50][:10])
+
+
+@pytest.mark.parametrize("f1_hz, f2_hz", [(220.0, 440.0), (293.7, 587.3)])
+def test_streaming_follows_a_legato_octave_slur_within_90_ms(f1_hz, f2_hz):
+    """The price of carrying a held note through octave flips: a slur up an octave while
+    the first note still rings is played at the old pitch a little longer (evidence for the
+    octave below holds while the window hears both notes), but never past 90 ms."""
+    y, start = legato(f1_hz, f2_hz)
+    err = 1200 * np.log2(streamed_f0(y)[start + 9 : start + 55] / f2_hz)
+    assert np.all(np.abs(err) < 50), np.round(err[:10])
+
+
+def test_stream_carry_keeps_the_pitch_played_across_an_octave_jump():
+    k = {int(d): i for i, d in enumerate(harmonic_check.DIVISORS)}
+    up = harmonic_check.stream_carry(233.0, 466.0)  # raw up an octave: divisor 1 -> 2
+    assert up[k[1], k[2]] and up.sum() == 1
+    down = harmonic_check.stream_carry(466.0, 233.0)  # and back: 2 -> 1
+    assert down[k[2], k[1]] and down.sum() == 1
+    assert not harmonic_check.stream_carry(233.0, 932.0).any()  # 1 -> 4 is never carried
+    assert not harmonic_check.stream_carry(233.0, 240.0).any()  # no jump: nothing to carry
+    # In the filter the carried change costs nothing: weak evidence for f / 2 is enough.
+    score = np.array([0.0] + [-30.0] * (len(k) - 1))
+    emission = np.array([0.0, 1.0] + [-5.0] * (len(k) - 2))
+    held, _ = harmonic_check.divisor_advance(score, emission)
+    carried, back = harmonic_check.divisor_advance(score, emission, free=up)
+    assert np.argmax(held) == k[1] and np.argmax(carried) == k[2] and back[k[2]] == k[1]
+
+
+def test_streaming_carries_only_a_held_note_and_never_at_an_attack():
+    live = StreamingFeatures(FeatureConfig())
+    live.played = (233.0, harmonic_check.STREAM_CARRY_HOLD)
+    live.loudness.extend([-30.0] * (harmonic_check.STREAM_ATTACK_FRAMES + 1))
+    assert live._carry(233.0, 466.0).any()
+    live.loudness.append(-30.0 + harmonic_check.STREAM_ATTACK_DB + 1.0)  # an attack
+    assert live._carry(233.0, 466.0) is None
+    live.loudness.extend([-30.0] * (harmonic_check.STREAM_ATTACK_FRAMES + 1))
+    live.played = (233.0, harmonic_check.STREAM_CARRY_HOLD - 1)  # not held long enough
+    assert live._carry(233.0, 466.0) is None
+
+
 @pytest.mark.parametrize("f0_hz", [440.0, 660.0, 990.0])
 def test_high_notes_with_a_strong_second_harmonic_stay_put(f0_hz):
     """A note whose second harmonic is 6 dB over its fundamental (the models' outputs of

@@ -12,6 +12,7 @@ check reads the same window, so it adds no latency.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,8 @@ class StreamingFeatures:
         self.score = None
         self.divisor_score = None
         self.last_f0 = None  # (tracked pitch before the check, frames since it changed)
+        self.played = None  # (pitch after the check in Hz, frames it has held)
+        self.loudness = deque(maxlen=harmonic_check.STREAM_ATTACK_FRAMES + 1)  # dB, recent
         self.total_in = 0
 
     @torch.inference_mode()
@@ -89,12 +92,23 @@ class StreamingFeatures:
         b = int(np.argmax(self.score))
         cents = refine_cents(act[None], np.array([b]), self.min_bin, self.max_bin)[0]
         f0_hz = float(cents_to_hz(cents))
-        return Frame(f0_hz / self._divisor(window, act, f0_hz, float(act[b])), float(act[b]),
-                     loud)
+        self.loudness.append(loud)
+        return Frame(self._checked(window, act, f0_hz, float(act[b])), float(act[b]), loud)
 
-    def _divisor(self, window: np.ndarray, act: np.ndarray, f0_hz: float,
-                 confidence: float) -> int:
-        """The harmonic check's divisor for this frame (online divisor filter)."""
+    def _checked(self, window: np.ndarray, act: np.ndarray, f0_hz: float,
+                 confidence: float) -> float:
+        """The pitch played (Hz): ``f0_hz`` over the harmonic check's divisor."""
+        previous_hz = None if self.last_f0 is None else self.last_f0[0]
+        played = f0_hz / self._divisor(window, act, f0_hz, confidence, previous_hz)
+        held = (self.played is not None and abs(1200.0 * np.log2(played / self.played[0]))
+                <= harmonic_check.ONSET_CHANGE_CENTS)
+        self.played = (played, self.played[1] + 1 if held else 0)
+        return played
+
+    def _divisor(self, window: np.ndarray, act: np.ndarray, f0_hz: float, confidence: float,
+                 previous_hz: float | None) -> int:
+        """The harmonic check's divisor for this frame (online divisor filter);
+        ``previous_hz``: the last frame's tracked pitch (None at the start)."""
         f0 = np.array([f0_hz])
         since = harmonic_check.frames_since_change(f0, self.last_f0)
         self.last_f0 = (f0_hz, int(since[0]))
@@ -103,8 +117,18 @@ class StreamingFeatures:
         feats = harmonic_check.check_features(window[None], act[None], f0)
         emission = harmonic_check.divisor_emissions(feats, f0, self.check_min_hz, weight)[0]
         self.divisor_score, _ = harmonic_check.divisor_advance(
-            self.divisor_score, emission, harmonic_check.stream_switch_costs(low[0]))
+            self.divisor_score, emission, harmonic_check.stream_switch_costs(low[0]),
+            self._carry(previous_hz, f0_hz))
         return int(harmonic_check.DIVISORS[int(np.argmax(self.divisor_score))])
+
+    def _carry(self, previous_hz: float | None, f0_hz: float) -> np.ndarray | None:
+        """The free changes of divisor (:func:`harmonic_check.stream_carry`) where the pitch
+        played has held long enough and this frame is no attack, else None."""
+        if (previous_hz is None or self.played is None
+                or self.played[1] < harmonic_check.STREAM_CARRY_HOLD
+                or harmonic_check.is_attack(np.asarray(self.loudness))):
+            return None
+        return harmonic_check.stream_carry(previous_hz, f0_hz)
 
     def push(self, audio: np.ndarray) -> list[Frame]:
         """Append samples; return the frames that became complete (oldest first)."""
