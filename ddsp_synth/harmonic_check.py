@@ -190,6 +190,15 @@ BRIDGE_NEIGHBOUR_FRAMES = 3
 # 4217; by 3 and 5, none. So every such stretch (divisor DOUBT_DIVISOR) also gets the second
 # opinion, the other way: doubled where CREPE full holds more activation near 2 f than near f.
 DOUBT_DIVISOR = 4
+# Live there is no second opinion, so the streaming front end plays a division by
+# DOUBT_DIVISOR as a division by STREAM_DOUBT_PLAYED (its filter keeps the divisor it chose:
+# only the pitch played changes). On the fit renders (26 files, seeds 9000..9113) this read
+# 1.87 -> 1.60 % of frames > 50 cents, no file worse (the bassoons 9104 4.19 -> 2.11 %, 9106
+# 3.53 -> 1.67 %), 2x 0.36 -> 0.38 %, half 0.80 -> 0.54 %. Forbidding the division by 4
+# instead moved those frames to 2x (0.19 -> 0.27 % on the first 16 files). A note truly read
+# at four times its pitch is played an octave high: of the 293 frames the offline check
+# divided by 4, 9 were right.
+STREAM_DOUBT_PLAYED = 2
 DOUBT_LOGODDS = -4.5
 DOUBT_MAX_LOGODDS = 0.0
 DOUBT_MIN_FRAMES = 4

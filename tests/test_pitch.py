@@ -199,6 +199,16 @@ def test_stream_carry_keeps_the_pitch_played_across_an_octave_jump():
     assert np.argmax(held) == k[1] and np.argmax(carried) == k[2] and back[k[2]] == k[1]
 
 
+def test_streaming_plays_a_division_by_four_as_one_by_two(monkeypatch):
+    """Offline a division by 4 gets CREPE full's second opinion (it was an octave low 284
+    times in 293); live there is none, so the front end plays it as a division by 2."""
+    live = StreamingFeatures(FeatureConfig())
+    monkeypatch.setattr(live, "_divisor", lambda *args: harmonic_check.DOUBT_DIVISOR)
+    assert live._checked(None, None, 464.0, 0.9) == pytest.approx(232.0)
+    monkeypatch.setattr(live, "_divisor", lambda *args: 3)
+    assert live._checked(None, None, 195.0, 0.9) == pytest.approx(65.0)
+
+
 def test_streaming_carries_only_a_held_note_and_never_at_an_attack():
     live = StreamingFeatures(FeatureConfig())
     live.played = (233.0, harmonic_check.STREAM_CARRY_HOLD)

@@ -6,8 +6,11 @@ sample ``t * hop + window / 2 - 1`` has arrived: half a CREPE window (512 sample
 bin refinement and harmonic check as :mod:`ddsp_synth.pitch`, decoded by online Viterbi
 filters (the best-scoring current bin, then the best-scoring current divisor, no
 backtracking; the divisor filter switches for less and weighs the evidence for a divisor
-below 100 Hz from a note's first frame: ``harmonic_check.STREAM_LOW_HZ``). The harmonic
-check reads the same window, so it adds no latency.
+below 100 Hz from a note's first frame: ``harmonic_check.STREAM_LOW_HZ``; it follows the
+pitch it plays through a held note's octave flips: ``harmonic_check.STREAM_CARRY_HOLD``; and
+a division by 4, which offline gets a second opinion, is played as one by 2:
+``harmonic_check.STREAM_DOUBT_PLAYED``). The harmonic check reads the same window, so it
+adds no latency.
 """
 
 from __future__ import annotations
@@ -99,7 +102,10 @@ class StreamingFeatures:
                  confidence: float) -> float:
         """The pitch played (Hz): ``f0_hz`` over the harmonic check's divisor."""
         previous_hz = None if self.last_f0 is None else self.last_f0[0]
-        played = f0_hz / self._divisor(window, act, f0_hz, confidence, previous_hz)
+        divisor = self._divisor(window, act, f0_hz, confidence, previous_hz)
+        if divisor == harmonic_check.DOUBT_DIVISOR:  # no second opinion live
+            divisor = harmonic_check.STREAM_DOUBT_PLAYED
+        played = f0_hz / divisor
         held = (self.played is not None and abs(1200.0 * np.log2(played / self.played[0]))
                 <= harmonic_check.ONSET_CHANGE_CENTS)
         self.played = (played, self.played[1] + 1 if held else 0)
