@@ -91,7 +91,10 @@ STREAM_LOW_SWITCH = 5.0
 # STREAM_CARRY_HOLD frames or more (an attack CREPE read an octave low, the tenor and alto
 # saxes', must not be carried), and not at an attack (loudness up more than STREAM_ATTACK_DB
 # within STREAM_ATTACK_FRAMES frames: the flute's octave leaps after a breath were carried
-# at their old pitch). Only divisors 1 and 2: carrying a 4x or 8x jump carried an attack's
+# at their old pitch), nor where CREPE is unsure of the new reading (confidence under
+# STREAM_CARRY_MIN_CONFIDENCE, :data:`CONFIDENT`: a violin's change of note passed through
+# an octave of the old one there and was carried; the fit violin 9000 2.48 -> 2.36 % off, no
+# other file changed). Only divisors 1 and 2: carrying a 4x or 8x jump carried an attack's
 # low reading too. Chosen on the fit renders (seeds 9000..9103: hold 0, 8, 14 and 20 frames,
 # with and without the attack gate; 14 with it read 1.61 % of their frames off, against 1.78
 # %, and 0.19 % at 2x, against 0.34 %), then measured on the benchmark. Offline is unchanged.
@@ -105,6 +108,7 @@ STREAM_CARRY_HOLD = 14
 STREAM_CARRY_DIVISORS = 2
 STREAM_ATTACK_DB = 6.0
 STREAM_ATTACK_FRAMES = 5
+STREAM_CARRY_MIN_CONFIDENCE = 0.3  # CONFIDENT, defined below
 # After a note change the window still holds the previous note (and its release): two notes
 # a fifth or a fourth apart are both harmonics of a lower tone, so the check read the first
 # frames of many legato notes (violin, and the models' outputs of it) at half their pitch;

@@ -124,13 +124,16 @@ class StreamingFeatures:
         emission = harmonic_check.divisor_emissions(feats, f0, self.check_min_hz, weight)[0]
         self.divisor_score, _ = harmonic_check.divisor_advance(
             self.divisor_score, emission, harmonic_check.stream_switch_costs(low[0]),
-            self._carry(previous_hz, f0_hz))
+            self._carry(previous_hz, f0_hz, confidence))
         return int(harmonic_check.DIVISORS[int(np.argmax(self.divisor_score))])
 
-    def _carry(self, previous_hz: float | None, f0_hz: float) -> np.ndarray | None:
+    def _carry(self, previous_hz: float | None, f0_hz: float,
+               confidence: float = 1.0) -> np.ndarray | None:
         """The free changes of divisor (:func:`harmonic_check.stream_carry`) where the pitch
-        played has held long enough and this frame is no attack, else None."""
+        played has held long enough, CREPE is sure of this frame and it is no attack, else
+        None."""
         if (previous_hz is None or self.played is None
+                or confidence < harmonic_check.STREAM_CARRY_MIN_CONFIDENCE
                 or self.played[1] < harmonic_check.STREAM_CARRY_HOLD
                 or harmonic_check.is_attack(np.asarray(self.loudness))):
             return None
