@@ -213,13 +213,13 @@ def test_streaming_carries_only_a_held_note_and_never_at_an_attack():
     live = StreamingFeatures(FeatureConfig())
     live.played = (233.0, harmonic_check.STREAM_CARRY_HOLD)
     live.loudness.extend([-30.0] * (harmonic_check.STREAM_ATTACK_FRAMES + 1))
-    assert live._carry(233.0, 466.0).any()
+    assert live._carry(233.0, 466.0, 0.9).any()
     live.loudness.append(-30.0 + harmonic_check.STREAM_ATTACK_DB + 1.0)  # an attack
-    assert live._carry(233.0, 466.0) is None
+    assert live._carry(233.0, 466.0, 0.9) is None
     live.loudness.extend([-30.0] * (harmonic_check.STREAM_ATTACK_FRAMES + 1))
     assert live._carry(233.0, 466.0, confidence=0.2) is None  # CREPE unsure: a transition
     live.played = (233.0, harmonic_check.STREAM_CARRY_HOLD - 1)  # not held long enough
-    assert live._carry(233.0, 466.0) is None
+    assert live._carry(233.0, 466.0, 0.9) is None
 
 
 @pytest.mark.parametrize("f0_hz", [440.0, 660.0, 990.0])

@@ -128,7 +128,7 @@ class StreamingFeatures:
         return int(harmonic_check.DIVISORS[int(np.argmax(self.divisor_score))])
 
     def _carry(self, previous_hz: float | None, f0_hz: float,
-               confidence: float = 1.0) -> np.ndarray | None:
+               confidence: float) -> np.ndarray | None:
         """The free changes of divisor (:func:`harmonic_check.stream_carry`) where the pitch
         played has held long enough, CREPE is sure of this frame and it is no attack, else
         None."""
