@@ -317,6 +317,35 @@ def test_a_recording_that_cannot_be_written_to_its_end_keeps_what_it_holds(tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["take.wav"]  # no temporary file left
 
 
+def test_a_recording_thread_held_up_longer_than_its_ring_writes_silence_and_keeps_time(
+        tmp_path):
+    """Samples overwritten before the thread copied them become zeros in the take (which stays
+    on the card's clock: every later sample at its own index) and are counted."""
+    import soundfile as sf
+
+    from ddsp_synth.soundcard import record
+    from ddsp_synth.soundcard.status import summary_text
+
+    ring = Ring(1024)
+    x = np.arange(1, 3001, dtype=np.float32)
+    ring.write(x[:2000])  # the thread has not started: 976 samples are overwritten
+    ring.write(x[2000:])
+    rec = record.Recorder(tmp_path / "take.wav", ring, 8000)
+    rec.start()
+    assert rec.stop() is None
+    kept, _ = sf.read(tmp_path / "take.wav", dtype="float32")
+    assert rec.lost == 3000 - 1024 and len(kept) == 3000
+    assert np.all(kept[:1976] == 0) and np.array_equal(kept[1976:], x[1976:])
+    rep = {"latency_ms": {"engine": 1.0, "round_trip": 1.0}, "seconds": 1.0, "backend": "jack",
+           "sample_rate": 8000, "block_samples": 256, "block_ms": 32.0, "blocks": 1,
+           "late_blocks": 0, "late_per_minute": 0.0, "xruns": 0, "margin_blocks": 1,
+           "worker_realtime": True, "kind": "audio", "record": "take.wav",
+           "compute_per_hop": {"median_ms": 1, "p99_ms": 1, "max_ms": 1},
+           "callback": {"median_ms": 1, "p99_ms": 1, "max_ms": 1},
+           "record_lost_s": {"take.wav": rec.lost / 8000}}
+    assert "take.wav: 0.25 s written as silence" in summary_text(rep)
+
+
 def test_a_terminal_that_hangs_up_stops_the_status_line_not_the_performance(monkeypatch):
     """After SIGHUP every write to the closed terminal fails with EIO: the status line stops,
     the performance plays to its end, and the summary is dropped instead of raising."""
@@ -465,6 +494,9 @@ def Live(server, *argv):
     return LiveProcess(server, *argv, env=CHILD_ENV, cwd=REPO)
 
 
+LIVE_ATTEMPTS = 3
+
+
 def test_audio_in_through_jack_follows_the_pitch_and_reports_the_latency_it_has(
         jack_server, probe, tmp_path):
     from ddsp_synth.audio_io import load_audio
@@ -473,10 +505,11 @@ def test_audio_in_through_jack_follows_the_pitch_and_reports_the_latency_it_has(
 
     melody = load_audio(REPO / "examples" / "singing_scale.flac", RATE)[: 5 * RATE]
     report, record, got = tmp_path / "live.json", tmp_path / "live.wav", tmp_path / "in.wav"
-    # One performance may meet a stall of the shared VM longer than the 30 ms margin (seen
-    # once in a full suite: one late block in 7 s, then three clean runs alone); a second
-    # performance must then be clean.
-    for attempt in range(2):
+    # One performance may meet a stall of the shared VM: longer than the 30 ms margin (seen
+    # once in a full suite: one late block in 7 s, then three clean runs alone), or one that
+    # disturbs the probe's own clock (69 % of the samples equal, once, in CI's full suite); one
+    # of three performances must be clean.
+    for attempt in range(LIVE_ATTEMPTS):
         for f in (report, record, got):
             f.unlink(missing_ok=True)
         live = Live(jack_server, "--model", "violin", "--backend", "jack", "--seconds", "7",
@@ -489,15 +522,20 @@ def test_audio_in_through_jack_follows_the_pitch_and_reports_the_latency_it_has(
         assert code == 0, err
         assert "Traceback" not in err and "played 7.0 s on jack at 48000 Hz" in out
         rep = json.loads(report.read_text())
-        if rep["late_blocks"] == 0 or attempt == 1:
+        assert rep["block_samples"] == 256
+        sent, got_in = _read(record), _read(got)  # engine out and engine in, on its own clock
+        try:
+            assert rep["late_blocks"] == 0, f"late blocks at {rep['late_block_times_s']} s"
+            # The engine's clock on JACK's, from samples both sides saw: output (what we sent
+            # is what the next client recorded) and input (what the player sent is what we
+            # got, but for the cycles in which this loaded machine ran the player late: JACK
+            # then repeats its buffer).
+            heard, d_out, d_in = _on_jack_clock(probe, rep, sent, got_in)
             break
-        warnings.warn(f"late blocks at {rep['late_block_times_s']} s: playing again")
-    assert rep["block_samples"] == 256 and rep["late_blocks"] == 0
-    sent, got_in = _read(record), _read(got)  # engine out and engine in, on its own clock
-    # The engine's clock on JACK's, from samples both sides saw: output (what we sent is what
-    # the next client recorded) and input (what the player sent is what we got, but for the
-    # cycles in which this loaded machine ran the player late: JACK then repeats its buffer).
-    heard, d_out, d_in = _on_jack_clock(probe, rep, sent, got_in)
+        except AssertionError as err_:
+            if attempt == LIVE_ATTEMPTS - 1:
+                raise
+            warnings.warn(f"{err_}: playing again")
     assert d_in == d_out  # one callback takes the input and gives the output
     offset = start - d_in  # the melody's first sample on the engine's clock
     # Measured: the lag at which the output is the offline rendering of the same input.
@@ -529,13 +567,15 @@ def _on_jack_clock(probe, rep, sent, got_in=None):
     lead = 4 * rep["block_samples"]  # JACK's frame time of a late callback may be a period off
     first = rep["first_frame"] - lead
     heard = probe.recording(first, len(sent) + 2 * lead)
+    breaks = probe.breaks_between(first, first + len(sent) + 2 * lead)
     d_out, share = offset_by_equality(heard, sent, lead, lead)
-    assert share > 0.99  # --record holds what was sent to the card: what the next client got
+    # --record holds what was sent to the card: what the next client got
+    assert share > 0.99, f"{share:.1%} of the samples equal; the probe's clock broke: {breaks}"
     d_in = None
     if got_in is not None:
         played = probe.recording(first, len(got_in) + 2 * lead, played=True)
         d_in, share = offset_by_equality(played, got_in, lead, lead)
-        assert share > 0.95
+        assert share > 0.95, f"{share:.1%} of the input equal; the probe's clock broke: {breaks}"
     return (heard[d_out : d_out + len(sent)], first + d_out,
             None if d_in is None else first + d_in)
 

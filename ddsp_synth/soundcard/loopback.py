@@ -125,11 +125,27 @@ class Loopback:
         self.audio_start = 0  # JACK frame of audio[0]
         self.events: list[tuple[int, bytes]] = []  # (JACK frame, message), sorted
         self._next_event = 0
+        # (client, JACK frame, frames skipped: < 0 if repeated) where a client's cycle did not
+        # follow its last one: this loaded machine ran the probe late, its clock broke there
+        self.breaks: list[tuple[str, int, int]] = []
+        self._expected = {"play": None, "rec": None}
         self.player.set_process_callback(self._play)
         self.recorder.set_process_callback(self._record)
 
+    def _follow(self, who: str, f0: int, frames: int) -> None:
+        expected = self._expected[who]
+        if expected is not None and f0 != expected:
+            self.breaks.append((who, f0, f0 - expected))
+        self._expected[who] = f0 + frames
+
+    def breaks_between(self, first_frame: int, last_frame: int) -> list[tuple[str, int, int]]:
+        """The breaks of the probe's clock (client, JACK frame, frames skipped) in
+        ``[first_frame, last_frame)``."""
+        return [b for b in list(self.breaks) if first_frame <= b[1] < last_frame]
+
     def _play(self, frames: int) -> None:
         f0 = self.player.last_frame_time
+        self._follow("play", f0, frames)
         buf = self.out.get_array()
         buf[:] = 0.0
         lo, hi = max(f0, self.audio_start), min(f0 + frames, self.audio_start + len(self.audio))
@@ -145,6 +161,7 @@ class Loopback:
 
     def _record(self, frames: int) -> None:
         f0 = self.recorder.last_frame_time
+        self._follow("rec", f0, frames)
         if self.rec_start is None:
             self.rec_start = f0
         i = f0 - self.rec_start

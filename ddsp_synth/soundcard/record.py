@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import soundfile as sf
 
 from ..audio_io import atomic_write_bytes
@@ -31,7 +32,7 @@ class Recorder:
         self.ring = ring
         self.rate = sample_rate
         self.pos = self.first = start
-        self.lost = 0  # samples overwritten before the thread could copy them
+        self.lost = 0  # samples overwritten before the thread could copy them (zeros written)
         self.error: str | None = None  # why the recording stopped early
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ddsp-synth record", daemon=True)
@@ -41,10 +42,11 @@ class Recorder:
 
     def _drain(self, f) -> None:
         written = self.ring.written
-        if written - self.pos > self.ring.capacity:
+        if written - self.pos > self.ring.capacity:  # this thread stalled longer than the ring
             skip = written - self.ring.capacity - self.pos
             self.lost += skip
             self.pos += skip
+            f.write(np.zeros(skip, np.float32))  # silence in their place: the take keeps time
         if written > self.pos:
             f.write(self.ring.read(self.pos, written))
             self.pos = written

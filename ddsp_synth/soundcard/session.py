@@ -197,6 +197,8 @@ class Session:
             "compute_per_hop": self.compute.summary(), "callback": self.callbacks.summary(),
             "first_frame": self.backend.first_frame, "connections": self.connections,
             "record": s.record, "record_input": s.record_input,
+            # seconds of a take written as silence: its thread stalled longer than its ring
+            "record_lost_s": {str(rec.path): rec.lost / r.rate for rec in self.recorders},
         }
         if self.path.kind == "midi":
             rep["note_on_to_sound"] = self.notes.summary()

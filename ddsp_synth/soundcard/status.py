@@ -200,4 +200,8 @@ def summary_text(r: dict) -> str:
     recorded = [p for p in (r.get("record"), r.get("record_input")) if p]
     if recorded:
         lines.append(f"recorded {' and '.join(recorded)}")
+    for path, lost_s in (r.get("record_lost_s") or {}).items():
+        if lost_s:
+            lines.append(f"{path}: {lost_s:.2f} s written as silence (the recording thread "
+                         f"was held up longer than its buffer)")
     return "\n".join(lines)
