@@ -78,6 +78,7 @@ class StreamingFeatures:
         self.divisor_score = None
         self.last_f0 = None  # (tracked pitch before the check, frames since it changed)
         self.played = None  # (pitch after the check in Hz, frames it has held)
+        self.since_onset = harmonic_check.ONSET_FRAMES  # frames since a jump or an unsure one
         self.loudness = deque(maxlen=harmonic_check.STREAM_ATTACK_FRAMES + 1)  # dB, recent
         self.total_in = 0
 
@@ -100,12 +101,18 @@ class StreamingFeatures:
 
     def _checked(self, window: np.ndarray, act: np.ndarray, f0_hz: float,
                  confidence: float) -> float:
-        """The pitch played (Hz): ``f0_hz`` over the harmonic check's divisor."""
+        """The pitch played (Hz): ``f0_hz`` over the harmonic check's divisor, or an octave
+        up at an attack read an octave low (:func:`harmonic_check.stream_lift`)."""
         previous_hz = None if self.last_f0 is None else self.last_f0[0]
         divisor = self._divisor(window, act, f0_hz, confidence, previous_hz)
         if divisor == harmonic_check.DOUBT_DIVISOR:  # no second opinion live
             divisor = harmonic_check.STREAM_DOUBT_PLAYED
         played = f0_hz / divisor
+        self.since_onset = harmonic_check.frames_since_onset(previous_hz, f0_hz, confidence,
+                                                             self.since_onset)
+        if divisor == 1 and harmonic_check.stream_lift(window, f0_hz, self.since_onset,
+                                                       self.config.f0_max_hz):
+            played = 2.0 * f0_hz  # an attack read an octave low
         held = (self.played is not None and abs(1200.0 * np.log2(played / self.played[0]))
                 <= harmonic_check.ONSET_CHANGE_CENTS)
         self.played = (played, self.played[1] + 1 if held else 0)
