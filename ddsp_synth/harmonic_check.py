@@ -193,27 +193,6 @@ BRIDGE_NEIGHBOUR_FRAMES = 3
 # the check divided by 4 (all of them bassoon), 284 of 293 were then an octave low; by 2, 39 of
 # 4217; by 3 and 5, none. So every such stretch (divisor DOUBT_DIVISOR) also gets the second
 # opinion, the other way: doubled where CREPE full holds more activation near 2 f than near f.
-# The streaming front end cannot repair an attack read an octave low as the offline path
-# does (:func:`repair_attack_octaves` looks at the note that follows). Its own window shows
-# the one sign of it there is: the alto sax's F#5 starts with a tone at 370 Hz, 15-22 dB
-# under the note's 740 Hz, that CREPE tiny reads confidently (0.75-0.88) for 50-70 ms, and
-# the check (which only divides) finds the window truly periodic at 370 Hz. A steady note at
-# f has its own partial at f within a few dB of the one at 2 f (on the fit renders the
-# level of f, or of 3 f where stronger, against 2 f was above -13 dB in 95 % of the frames
-# read right). So within STREAM_LIFT_FRAMES frames of a jump of the tracked pitch (by any
-# interval, the octave included: CREPE often reads the attack's first frame at 740 Hz) or of
-# a frame where CREPE was unsure (< CONFIDENT), a pitch of at least STREAM_LIFT_MIN_HZ that
-# the check left undivided is played an octave up where that level is under
-# STREAM_LIFT_LEVEL_DB (:func:`stream_lift`). Chosen on the fit renders (26 files, seeds
-# 9000..9113; levels -15 and -17 dB, 5-7 frames, 300 and 340 Hz): the alto saxes 0.77 ->
-# 0.06 % and 0.42 -> 0.05 % of frames > 50 cents, all 1.59 -> 1.55 %, half 0.54 -> 0.49 %,
-# 2x unchanged; one frame more off on a horn; 6 or 7 frames lifted a few right bassoon,
-# oboe and cello frames, -17 dB lifted half the attacks. Counting from note changes only
-# (an octave jump not counted) lifted a third as many. Streaming only: offline repairs the
-# attack from the note that follows.
-STREAM_LIFT_FRAMES = 5
-STREAM_LIFT_MIN_HZ = 340.0
-STREAM_LIFT_LEVEL_DB = -15.0
 DOUBT_DIVISOR = 4
 # Live there is no second opinion, so the streaming front end plays a division by
 # DOUBT_DIVISOR as a division by STREAM_DOUBT_PLAYED (its filter keeps the divisor it chose:
@@ -231,6 +210,27 @@ DOUBT_POSITIONS = np.array([1.0 / 2.0, 2.0 / 3.0, 5.0 / 6.0])
 # Floors of the two log ratios (activation, difference function).
 ACT_FLOOR = 0.01
 DIFF_FLOOR = 0.02
+# The streaming front end cannot repair an attack read an octave low as the offline path
+# does (:func:`repair_attack_octaves` looks at the note that follows). Its own window shows
+# the one sign of it there is: the alto sax's F#5 starts with a tone at 370 Hz, 15-22 dB
+# under the note's 740 Hz, that CREPE tiny reads confidently (0.75-0.88) for 50-70 ms, and
+# the check (which only divides) finds the window truly periodic at 370 Hz. A steady note at
+# f has its own partial at f within a few dB of the one at 2 f (on the fit renders the
+# level of f, or of 3 f where stronger, against 2 f was above -13 dB in 95 % of the frames
+# read right). So within STREAM_LIFT_FRAMES frames of a jump of the tracked pitch (by any
+# interval, the octave included: CREPE often reads the attack's first frame at 740 Hz) or of
+# a frame where CREPE was unsure (< CONFIDENT), a pitch of at least STREAM_LIFT_MIN_HZ that
+# the check left undivided is played an octave up where that level is under
+# STREAM_LIFT_LEVEL_DB (:func:`stream_lift`). Chosen on the fit renders (26 files, seeds
+# 9000..9113; levels -15 and -17 dB, 5-7 frames, 300 and 340 Hz): the alto saxes 0.77 ->
+# 0.06 % and 0.42 -> 0.05 % of frames > 50 cents, all 1.59 -> 1.55 %, half 0.54 -> 0.49 %,
+# 2x unchanged; one frame more off on a horn; 6 or 7 frames lifted a few right bassoon,
+# oboe and cello frames, -17 dB lifted half the attacks. Counting from note changes only
+# (an octave jump not counted) lifted about half as many. Streaming only: offline repairs the
+# attack from the note that follows.
+STREAM_LIFT_FRAMES = 5
+STREAM_LIFT_MIN_HZ = 340.0
+STREAM_LIFT_LEVEL_DB = -15.0
 
 
 def difference_function(frames: np.ndarray, max_lag: int) -> np.ndarray:
