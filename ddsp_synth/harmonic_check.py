@@ -389,13 +389,15 @@ def _activation_near(activations: np.ndarray, f_hz: np.ndarray) -> np.ndarray:
 
 
 def check_features(frames: np.ndarray, activations: np.ndarray,
-                   f0_hz: np.ndarray) -> np.ndarray:
+                   f0_hz: np.ndarray, spec_db: np.ndarray | None = None) -> np.ndarray:
     """The four pieces of evidence for every frame and divisor (module docstring).
 
     Args:
         frames: [n_frames, 1024] audio at 16 kHz, the windows CREPE analysed.
         activations: [n_frames, 360] CREPE activations of those windows.
         f0_hz: [n_frames] the tracked pitch.
+        spec_db: [n_frames, N_LOG_BINS] :func:`log_spectrum_db` of ``frames`` where the
+            caller has it already (None: computed here).
 
     Returns:
         [n_frames, len(DIVISORS), 4] float64; row 0 (k = 1) is zero.
@@ -403,7 +405,8 @@ def check_features(frames: np.ndarray, activations: np.ndarray,
     frames = np.asarray(frames, np.float64)
     f0_hz = np.maximum(np.asarray(f0_hz, np.float64), 1.0)
     max_lag = int(np.ceil(CHECK_SAMPLE_RATE / CHECK_MIN_HZ * (1 + LAG_TOLERANCE))) + 2
-    prominence, level = spectral_features(log_spectrum_db(frames), f0_hz)
+    spec_db = log_spectrum_db(frames) if spec_db is None else spec_db
+    prominence, level = spectral_features(spec_db, f0_hz)
     d = min_near_lag(difference_function(frames, max_lag),
                      CHECK_SAMPLE_RATE / f0_hz[:, None] * DIVISORS[None, :])
     a = _activation_near(activations, f0_hz[:, None] / DIVISORS[None, :])
@@ -548,12 +551,12 @@ def is_attack(loudness_db: np.ndarray) -> bool:
     return len(recent) > 1 and recent[-1] - recent[:-1].min() > STREAM_ATTACK_DB
 
 
-def octave_up_level_db(window: np.ndarray, f0_hz: float) -> float:
+def octave_up_level_db(spec_db: np.ndarray, f0_hz: float) -> float:
     """The level (dB) of the partial at ``f0`` (or ``3 f0``, the more prominent) relative to
-    the peak at ``2 f0`` in one 1024-sample window at 16 kHz: how much of the window is a
-    tone at ``f0`` rather than at the octave above."""
-    spec = log_spectrum_db(np.asarray(window, np.float64)[None])
-    return float(spectral_features(spec, np.array([2.0 * f0_hz]))[1][0, 0])
+    the peak at ``2 f0`` in one window's spectrum (``spec_db``: [1, N_LOG_BINS] from
+    :func:`log_spectrum_db`): how much of the window is a tone at ``f0`` rather than at the
+    octave above."""
+    return float(spectral_features(spec_db, np.array([2.0 * f0_hz]))[1][0, 0])
 
 
 def frames_since_onset(previous_hz: float | None, f0_hz: float, confidence: float,
@@ -565,16 +568,17 @@ def frames_since_onset(previous_hz: float | None, f0_hz: float, confidence: floa
     jump = (previous_hz is not None
             and abs(1200.0 * np.log2(max(f0_hz, 1e-3) / max(previous_hz, 1e-3)))
             > ONSET_CHANGE_CENTS)
-    return 0 if jump or confidence < CONFIDENT else min(ONSET_FRAMES, count + 1)
+    return int(_count_since(np.array([jump or confidence < CONFIDENT]), count)[0])
 
 
-def stream_lift(window: np.ndarray, f0_hz: float, since_onset: int, max_hz: float) -> bool:
+def stream_lift(spec_db: np.ndarray, f0_hz: float, since_onset: int, max_hz: float) -> bool:
     """Whether the streaming front end plays an undivided pitch ``f0_hz`` an octave up: an
-    attack read an octave low (:data:`STREAM_LIFT_FRAMES`). ``since_onset``: from
-    :func:`frames_since_onset`; ``max_hz``: the highest pitch the analysis reads."""
+    attack read an octave low (:data:`STREAM_LIFT_FRAMES`). ``spec_db``: the window's
+    [1, N_LOG_BINS] :func:`log_spectrum_db`; ``since_onset``: from :func:`frames_since_onset`;
+    ``max_hz``: the highest pitch the analysis reads."""
     return (since_onset <= STREAM_LIFT_FRAMES and STREAM_LIFT_MIN_HZ <= f0_hz
             and 2.0 * f0_hz <= max_hz
-            and octave_up_level_db(window, f0_hz) < STREAM_LIFT_LEVEL_DB)
+            and octave_up_level_db(spec_db, f0_hz) < STREAM_LIFT_LEVEL_DB)
 
 
 def divisor_emissions(features: np.ndarray, f0_hz: np.ndarray,

@@ -204,9 +204,9 @@ def test_streaming_plays_a_division_by_four_as_one_by_two(monkeypatch):
     times in 293); live there is none, so the front end plays it as a division by 2."""
     live = StreamingFeatures(FeatureConfig())
     monkeypatch.setattr(live, "_divisor", lambda *args: harmonic_check.DOUBT_DIVISOR)
-    assert live._checked(None, None, 464.0, 0.9) == pytest.approx(232.0)
+    assert live._checked(None, None, None, 464.0, 0.9) == pytest.approx(232.0)
     monkeypatch.setattr(live, "_divisor", lambda *args: 3)
-    assert live._checked(None, None, 195.0, 0.9) == pytest.approx(65.0)
+    assert live._checked(None, None, None, 195.0, 0.9) == pytest.approx(65.0)
 
 
 def test_streaming_carries_only_a_held_note_and_never_at_an_attack():
@@ -543,19 +543,26 @@ def test_stream_lift_plays_an_octave_up_only_a_window_that_is_mostly_the_octave_
     within STREAM_LIFT_FRAMES of an onset; a note at f with its own partial at f is not, nor
     a low pitch, a settled one or one whose octave the analysis cannot read."""
     t = np.arange(1024) / 16000
+
+    def spectrum_db(window):  # [1, N_LOG_BINS], as the front end passes it
+        return harmonic_check.log_spectrum_db(np.asarray(window, np.float64)[None])
+
     note = harmonic_tone(740.0, [0.0, -6.0, -12.0], seconds=1024 / 16000, vibrato_cents=0.0)
     attack = note + 0.015 * np.sin(2 * np.pi * 370.0 * t).astype(np.float32)
-    assert harmonic_check.octave_up_level_db(attack, 370.0) < -15.0
-    assert harmonic_check.stream_lift(attack, 370.0, 2, 2006.0)
-    assert not harmonic_check.stream_lift(attack, 370.0, harmonic_check.STREAM_LIFT_FRAMES + 1,
+    attack_db = spectrum_db(attack)
+    assert harmonic_check.octave_up_level_db(attack_db, 370.0) < -15.0
+    assert harmonic_check.stream_lift(attack_db, 370.0, 2, 2006.0)
+    assert not harmonic_check.stream_lift(attack_db, 370.0, harmonic_check.STREAM_LIFT_FRAMES + 1,
                                           2006.0)  # settled: a real note
-    assert not harmonic_check.stream_lift(attack, 370.0, 2, 700.0)  # 740 Hz out of range
+    assert not harmonic_check.stream_lift(attack_db, 370.0, 2, 700.0)  # 740 Hz out of range
     real = harmonic_tone(370.0, [0.0, -3.0, -6.0, -9.0], seconds=1024 / 16000, vibrato_cents=0.0)
-    assert harmonic_check.octave_up_level_db(real, 370.0) > -6.0
-    assert not harmonic_check.stream_lift(real, 370.0, 0, 2006.0)
+    real_db = spectrum_db(real)
+    assert harmonic_check.octave_up_level_db(real_db, 370.0) > -6.0
+    assert not harmonic_check.stream_lift(real_db, 370.0, 0, 2006.0)
     low = harmonic_tone(600.0, [0.0, -6.0], seconds=1024 / 16000, vibrato_cents=0.0)
     low = low + 0.03 * np.sin(2 * np.pi * 300.0 * t).astype(np.float32)
-    assert not harmonic_check.stream_lift(low, 300.0, 0, 2006.0)  # under STREAM_LIFT_MIN_HZ
+    low_db = spectrum_db(low)
+    assert not harmonic_check.stream_lift(low_db, 300.0, 0, 2006.0)  # under STREAM_LIFT_MIN_HZ
 
 
 def test_frames_since_onset_restarts_at_any_jump_and_where_crepe_is_unsure():

@@ -97,20 +97,24 @@ class StreamingFeatures:
         cents = refine_cents(act[None], np.array([b]), self.min_bin, self.max_bin)[0]
         f0_hz = float(cents_to_hz(cents))
         self.loudness.append(loud)
-        return Frame(self._checked(window, act, f0_hz, float(act[b])), float(act[b]), loud)
+        # the window's spectrum, once for the check and the lift
+        spec = harmonic_check.log_spectrum_db(np.asarray(window, np.float64)[None])
+        return Frame(self._checked(window, spec, act, f0_hz, float(act[b])), float(act[b]),
+                     loud)
 
-    def _checked(self, window: np.ndarray, act: np.ndarray, f0_hz: float,
+    def _checked(self, window: np.ndarray, spec: np.ndarray, act: np.ndarray, f0_hz: float,
                  confidence: float) -> float:
         """The pitch played (Hz): ``f0_hz`` over the harmonic check's divisor, or an octave
-        up at an attack read an octave low (:func:`harmonic_check.stream_lift`)."""
+        up at an attack read an octave low (:func:`harmonic_check.stream_lift`); ``spec``:
+        the window's [1, N_LOG_BINS] log spectrum."""
         previous_hz = None if self.last_f0 is None else self.last_f0[0]
-        divisor = self._divisor(window, act, f0_hz, confidence, previous_hz)
+        divisor = self._divisor(window, spec, act, f0_hz, confidence, previous_hz)
         if divisor == harmonic_check.DOUBT_DIVISOR:  # no second opinion live
             divisor = harmonic_check.STREAM_DOUBT_PLAYED
         played = f0_hz / divisor
         self.since_onset = harmonic_check.frames_since_onset(previous_hz, f0_hz, confidence,
                                                              self.since_onset)
-        if divisor == 1 and harmonic_check.stream_lift(window, f0_hz, self.since_onset,
+        if divisor == 1 and harmonic_check.stream_lift(spec, f0_hz, self.since_onset,
                                                        self.config.f0_max_hz):
             played = 2.0 * f0_hz  # an attack read an octave low
         held = (self.played is not None and abs(1200.0 * np.log2(played / self.played[0]))
@@ -118,8 +122,8 @@ class StreamingFeatures:
         self.played = (played, self.played[1] + 1 if held else 0)
         return played
 
-    def _divisor(self, window: np.ndarray, act: np.ndarray, f0_hz: float, confidence: float,
-                 previous_hz: float | None) -> int:
+    def _divisor(self, window: np.ndarray, spec: np.ndarray, act: np.ndarray, f0_hz: float,
+                 confidence: float, previous_hz: float | None) -> int:
         """The harmonic check's divisor for this frame (online divisor filter);
         ``previous_hz``: the last frame's tracked pitch (None at the start)."""
         f0 = np.array([f0_hz])
@@ -127,7 +131,7 @@ class StreamingFeatures:
         self.last_f0 = (f0_hz, int(since[0]))
         low = harmonic_check.stream_low(f0)
         weight = harmonic_check.evidence_weight(since, np.array([confidence]), low)
-        feats = harmonic_check.check_features(window[None], act[None], f0)
+        feats = harmonic_check.check_features(window[None], act[None], f0, spec)
         emission = harmonic_check.divisor_emissions(feats, f0, self.check_min_hz, weight)[0]
         self.divisor_score, _ = harmonic_check.divisor_advance(
             self.divisor_score, emission, harmonic_check.stream_switch_costs(low[0]),
